@@ -1,0 +1,60 @@
+"""Options and helpers shared by the commands: catalog choice, JSON output, the console."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from garde.catalog import Catalog, load_catalog
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LANGUAGES = ("en", "fr", "nl")
+
+
+def catalog_option(function: F) -> F:
+    """``--catalog NAME|FILE``: the built-in ``belgium`` unless told otherwise."""
+    return click.option(
+        "--catalog",
+        "catalog_source",
+        default="belgium",
+        show_default=True,
+        envvar="GARDE_CATALOG",
+        help="Built-in catalog name or path to a catalog YAML file (env GARDE_CATALOG).",
+    )(function)
+
+
+def json_option(function: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        function
+    )
+
+
+def language_option(function: F) -> F:
+    return click.option(
+        "--lang",
+        "language",
+        type=click.Choice(LANGUAGES),
+        default="en",
+        show_default=True,
+        help="Language of names and procedures.",
+    )(function)
+
+
+def load(source: str) -> Catalog:
+    return load_catalog(source)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def console() -> Console:
+    # Wide enough that procedure texts stay readable when output goes to a file or a pipe.
+    return Console(width=None if sys.stdout.isatty() else 140)

@@ -1,0 +1,116 @@
+"""The one exception tree of garde.
+
+Callers catch these, never a third-party library's errors: each part translates the errors of
+its dependencies (yaml, sqlite3, psycopg, lxml...) at its boundary.
+
+    GardeError
+    ├── CatalogError                 the catalog cannot be used
+    │   ├── CatalogSyntaxError       YAML that does not parse
+    │   └── CatalogInvalid           parses, but breaks the schema or its references
+    ├── UsageError                   a command or argument the user can correct
+    ├── UpstreamError                a service of the chain did not answer usefully
+    │   ├── UpstreamUnavailable      no data center could be reached
+    │   └── UpstreamTimeout          the deadline passed before an answer
+    ├── JournalError                 the journal cannot accept or deliver
+    │   ├── JournalUnavailable       cannot persist now: refuse, never acknowledge
+    │   └── EntryNotFound            no entry with that id
+    └── LabError                     the simulated chain could not start or be controlled
+
+HTTP-facing errors carry the status they map to, so the gateway and the web parts answer
+consistently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GardeError(Exception):
+    """Base of every error garde raises on purpose."""
+
+    status: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a catalog, located precisely enough for a person to fix it."""
+
+    file: str
+    line: int | None
+    column: int | None
+    path: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+class CatalogError(GardeError):
+    """The catalog cannot be used. ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        head = f"catalog has {count} problem{'s' if count != 1 else ''}"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class CatalogSyntaxError(CatalogError):
+    """The YAML itself does not parse."""
+
+
+class CatalogInvalid(CatalogError):
+    """The YAML parses but breaks the schema, references something unknown, or has a cycle."""
+
+
+class UsageError(GardeError):
+    """A command, argument or request the user can correct; the message says how."""
+
+    status = 400
+
+
+class UpstreamError(GardeError):
+    """A service of the chain did not answer usefully."""
+
+    status = 502
+
+
+class UpstreamUnavailable(UpstreamError):
+    """No data center of the service could be reached."""
+
+    status = 503
+
+
+class UpstreamTimeout(UpstreamError):
+    """The caller's deadline passed before any data center answered."""
+
+    status = 504
+
+
+class JournalError(GardeError):
+    """The journal cannot accept or deliver."""
+
+
+class JournalUnavailable(JournalError):
+    """The journal cannot persist right now: the write must be refused, never acknowledged."""
+
+    status = 503
+
+
+class EntryNotFound(JournalError):
+    """No journal entry (or receipt) with that id."""
+
+    status = 404
+
+
+class LabError(GardeError):
+    """The simulated chain could not start or be controlled."""
