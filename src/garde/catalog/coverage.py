@@ -78,9 +78,7 @@ def coverage(catalog: Catalog) -> list[Gap]:
                     )
                 )
             if operation.continuity is None:
-                gaps.append(
-                    Gap(*where, "no continuity class (treated as online)", "no_continuity")
-                )
+                gaps.append(Gap(*where, "no continuity class (treated as online)", "no_continuity"))
             if critical.service not in rto_cache:
                 rto_cache[critical.service] = rto_problems(catalog, service)
             gaps.extend(Gap(*where, reason, "rto") for reason in rto_cache[critical.service])

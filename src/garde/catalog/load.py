@@ -11,6 +11,7 @@ Loading happens in three passes, each collecting all of its problems before givi
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import re
 from collections.abc import Iterable
@@ -254,7 +255,7 @@ def _allowed_fields(loc: Path_) -> list[str]:
     }
     chosen = table.get(str(section) if section is not None else None, {}).get(len(loc))
     if section == "services" and len(loc) >= 3 and isinstance(loc[-1], str):
-        nested = {
+        nested: dict[str, type[model._Model]] = {
             "probe": model.Probe,
             "match": model.Match,
             "idempotency_key": model.KeyRule,
@@ -266,9 +267,7 @@ def _allowed_fields(loc: Path_) -> list[str]:
             return ["class", "deadline", "max_stale", "per_caller"]
     if chosen is None:
         return []
-    return sorted(
-        (f.alias or n) for n, f in chosen.model_fields.items() if n != "id"
-    )
+    return sorted((f.alias or n) for n, f in chosen.model_fields.items() if n != "id")
 
 
 def _reference_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
@@ -354,7 +353,9 @@ def _reference_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
         ts = catalog.token_service
         if ts.service not in catalog.services:
             problems.append(
-                _unknown(reader, ("token_service", "service"), "service", ts.service, catalog.services)
+                _unknown(
+                    reader, ("token_service", "service"), "service", ts.service, catalog.services
+                )
             )
         elif ts.operation not in catalog.services[ts.service].operations:
             problems.append(
@@ -488,7 +489,7 @@ def _cycles(graph: dict[str, list[str]], reader: _NodeReader) -> list[Problem]:
 def _prefix_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
     problems = []
     prefixes = sorted((s.path_prefix.rstrip("/") + "/", sid) for sid, s in catalog.services.items())
-    for (a, sid_a), (b, sid_b) in zip(prefixes, prefixes[1:], strict=False):
+    for (a, sid_a), (b, sid_b) in itertools.pairwise(prefixes):
         if b.startswith(a):
             problems.append(
                 reader.problem(

@@ -111,7 +111,7 @@ def impact(failures: tuple[str, ...], catalog_source: str, language: str, as_jso
 def print_impact(result: Impact) -> None:
     out = console()
     down = [
-        f"{sid} ({'impacted by ' + ', '.join(v.impacted_by) if v.impacted_by != (sid,) else 'down'})"
+        sid if v.impacted_by == (sid,) else f"{sid} (impacted by {', '.join(v.impacted_by)})"
         for sid, v in result.services.items()
         if v.state == "down"
     ]
