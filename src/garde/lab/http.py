@@ -219,9 +219,20 @@ class HttpServer:
         self.host, self.port = sockname[0], sockname[1]
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._server is None:
+            await self.sweep()
+            return
+        self._server.close()
+        for connection in list(self.connections):
+            connection.close()
+        await self._server.wait_closed()
+        self._server = None
+        # Connections accepted just before the close register a moment later: sweep again.
+        await self.sweep()
+
+    async def sweep(self) -> None:
+        """Close every connection, including those whose accept was still in flight."""
+        for _ in range(8):
+            await asyncio.sleep(0)
             for connection in list(self.connections):
                 connection.close()
-            await self._server.wait_closed()
-            self._server = None

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import socket
 import struct
+from collections.abc import Callable
 
 import httptools
 
@@ -51,7 +52,9 @@ class Target:
         self.clean = True
         """No fault at all: the fast path, a plain relay."""
         self.connections: set[ClientSide] = set()
-        self._server: _PendingServer | None = None
+        self.upstreams: set[UpstreamSide] = set()
+        self.accepting: set[asyncio.Task[None]] = set()
+        self._server: _Listener | None = None
         self._timers: dict[FaultKind, asyncio.TimerHandle] = {}
         self._flap_down = False
         self._flap_timer: asyncio.TimerHandle | None = None
@@ -84,11 +87,8 @@ class Target:
         except OSError:
             sock.close()
             raise
-        # The kernel queues connections from now on; asyncio starts accepting them in a moment.
-        server_task = self._loop.create_task(
-            self._loop.create_server(lambda: ClientSide(self), sock=sock)
-        )
-        self._server = _PendingServer(server_task, sock)
+        # The kernel queues connections from now on; the accept loop takes them in a moment.
+        self._server = _Listener(self._loop, sock, lambda: ClientSide(self), self.accepting)
 
     def _close(self) -> None:
         if self._server is not None:
@@ -101,10 +101,28 @@ class Target:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self._flap_timer is not None:
+            self._flap_timer.cancel()
+        self.faults.clear()
         server = self._server
         self._close()
-        if isinstance(server, _PendingServer):
+        if server is not None:
             await server.wait_closed()
+        for task in list(self.accepting):
+            with contextlib.suppress(Exception):
+                await task
+        # A connection accepted while the listener closed registers a moment later: sweep
+        # again until nothing is left open, so no transport outlives the loop.
+        await self.sweep()
+
+    async def sweep(self) -> None:
+        """Close every connection, including those whose accept was still in flight."""
+        for _ in range(8):
+            await asyncio.sleep(0)
+            for connection in list(self.connections):
+                connection.abort()
+            for upstream in list(self.upstreams):
+                upstream.close()
 
     # -- faults --------------------------------------------------------------------------
 
@@ -163,37 +181,68 @@ class Target:
             timer.cancel()
 
 
-class _PendingServer:
-    """A server whose accept loop is being attached; closing it works before and after."""
+class _Listener:
+    """A listening socket with its own accept loop.
 
-    def __init__(self, task: asyncio.Task[asyncio.Server], sock: socket.socket) -> None:
-        self._task = task
+    Not ``loop.create_server``: on Python 3.11 closing an asyncio server while an accept is in
+    flight leaks that connection's socket, and ``down``/``flap`` close listeners often.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        factory: Callable[[], asyncio.Protocol],
+        pending: set[asyncio.Task[None]],
+    ) -> None:
+        self._loop = loop
         self._sock = sock
+        self._factory = factory
+        self._pending = pending
+        """Connections being set up, shared with the target: they outlive a closed listener."""
+        self._closed = False
+        loop.add_reader(sock.fileno(), self._accept)
 
     @property
     def sockets(self) -> list[socket.socket]:
         return [self._sock]
 
     async def ready(self) -> None:
-        await self._task
+        await asyncio.sleep(0)
+
+    def _accept(self) -> None:
+        # Synchronous accepts: each connection is owned by a task at once, so closing the
+        # listener can never drop an accepted socket on the floor.
+        for _ in range(64):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            conn.setblocking(False)
+            task = self._loop.create_task(self._connect(conn))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(self._factory, conn)
+        except OSError:
+            conn.close()
 
     def close(self) -> None:
-        # The server owns the socket once attached: closing it ourselves under the event
-        # loop's feet could leave a reader on a reused file descriptor.
-        if self._task.done():
-            _close_when_ready(self._task)
-        else:
-            self._task.add_done_callback(_close_when_ready)
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._sock.fileno())
+        with contextlib.suppress(OSError):
+            self._sock.close()
 
     async def wait_closed(self) -> None:
-        with contextlib.suppress(Exception):
-            server = await self._task
-            server.close()
-
-
-def _close_when_ready(task: asyncio.Task[asyncio.Server]) -> None:
-    if not task.cancelled() and task.exception() is None:
-        task.result().close()
+        for task in list(self._pending):
+            with contextlib.suppress(Exception):
+                await task
 
 
 class ClientSide(asyncio.Protocol):
@@ -212,6 +261,7 @@ class ClientSide(asyncio.Protocol):
         self.slow_queue: collections.deque[bytes] = collections.deque()
         self.slow_pumping = False
         self.close_after_drain = False
+        self.unparsable = False
 
     # -- asyncio -------------------------------------------------------------------------
 
@@ -248,17 +298,24 @@ class ClientSide(asyncio.Protocol):
             self.upstream = None
 
     def data_received(self, data: bytes) -> None:
-        if self.between:
+        if self.between and not self.unparsable:
             # A new request starts: a fault set now applies to it.
             self.streaming = self.target.clean
         if self.streaming:
             self._forward(data)
         else:
             self.request.append(data)
+        if self.unparsable:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self.abort()
+            # Not HTTP the proxy understands: relay it as it is from now on and let the
+            # simulator answer (a 400), as a real service would.
+            self.unparsable = True
+            self.streaming = True
+            self._forward(b"".join(self.request))
+            self.request = []
 
     def pause_writing(self) -> None:
         if self.upstream is not None:
@@ -391,6 +448,7 @@ class UpstreamSide(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.client.target.upstreams.add(self)
 
     def data_received(self, data: bytes) -> None:
         client = self.client
@@ -402,6 +460,7 @@ class UpstreamSide(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.client.target.upstreams.discard(self)
         self.client.upstream_closed()
 
     def write(self, data: bytes) -> None:

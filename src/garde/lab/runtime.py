@@ -197,9 +197,17 @@ class Lab:
     async def stop(self) -> None:
         for target in self.targets.values():
             await target.stop()
-        for server in self._servers:
+        servers = list(self._servers)
+        for server in servers:
             await server.stop()
         self._servers.clear()
+        # Closed transports finish closing on the next loop iterations; let them, and close
+        # what was accepted meanwhile, so that the loop is not closed under them.
+        await asyncio.sleep(0.01)
+        for target in self.targets.values():
+            await target.sweep()
+        for server in servers:
+            await server.sweep()
 
     async def __aenter__(self) -> Lab:
         await self.start()

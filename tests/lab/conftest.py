@@ -1,0 +1,28 @@
+"""Fixtures of the lab's tests: a lab on free loopback ports with a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from labkit import Client, Clock
+
+from garde.catalog import Catalog
+from garde.lab import Lab, LabSettings, lab_in_thread
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def lab(belgium: Catalog, clock: Clock) -> Iterator[Lab]:
+    settings = LabSettings(efact_ack_delay=60, chapter4_decision_delay=120)
+    with lab_in_thread(belgium, base_port=0, clock=clock, settings=settings) as running:
+        yield running
+
+
+@pytest.fixture
+def client(lab: Lab) -> Client:
+    return Client(lab)
