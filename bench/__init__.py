@@ -1,0 +1,1 @@
+"""Benchmarks: one module per part, each runnable as ``python -m bench.NAME``."""
