@@ -14,6 +14,7 @@ import click
 from garde import __version__
 from garde.cli.catalog import catalog
 from garde.cli.demo import demo
+from garde.cli.gateway import gateway
 from garde.errors import GardeError
 
 
@@ -25,6 +26,7 @@ def cli() -> None:
 
 cli.add_command(catalog)
 cli.add_command(demo)
+cli.add_command(gateway)
 
 
 def main(argv: list[str] | None = None) -> None:

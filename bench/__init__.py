@@ -1,0 +1,1 @@
+"""Benchmarks: one module per part (``python -m bench.<part>``); ``python -m bench`` runs all."""
