@@ -46,3 +46,14 @@ def test_every_option_is_documented() -> None:
 
     walk(cli, "garde")
     assert not missing, f"document these options in docs/cli.md: {missing}"
+
+
+def test_the_complete_example_of_docs_catalog_is_valid() -> None:
+    """The example a reader copies from docs/catalog.md loads without a problem."""
+    from garde.catalog import parse_catalog
+
+    text = (DOCS / "catalog.md").read_text(encoding="utf-8")
+    example = text.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
+    catalog = parse_catalog(example, "docs/catalog.md", env={})
+    assert catalog.name == "tiny"
+    assert set(catalog.services) == {"sts", "rx"}
