@@ -139,6 +139,12 @@ def test_recipe_wire_names_follow_the_published_wsdl(belgium: Catalog) -> None:
     assert service.body_element_of(op) == (
         "{urn:be:fgov:ehealth:recipe:protocol:v4}MarkAsDeliveredRequest"
     )
+    attest, send_attestation = belgium.operation("eattest", "sendAttestation")
+    assert attest.soap_action_of(send_attestation) == (
+        "urn:be:fgov:ehealth:mycarenet:attest:protocol:v3:SendAttestation"
+    )
+    efact, post = belgium.operation("efact", "postRequest")
+    assert efact.soap_action_of(post) == "urn:be:cin:nip:async:generic:post:msg"
     ehbox, send = belgium.operation("ehbox", "sendMessage")
     assert ehbox.body_element_of(send) == (
         "{urn:be:fgov:ehealth:ehbox:publication:protocol:v3}SendMessageRequest"
