@@ -1,5 +1,5 @@
-"""Benchmarks: each module measures one part against a baseline measured in the same run.
+"""garde's benchmarks: one module per part, each runnable as ``python -m bench.<part>``.
 
-Run one with ``python -m bench.NAME``, all with ``python -m bench`` (``make bench``); results
-and the machine they ran on are written down in ``docs/benchmarks.md``.
+Results (with the machine and the baseline measured in the same run) go to
+``docs/benchmarks.md``. Benchmarks target loopback only and stop by themselves.
 """

@@ -8,6 +8,8 @@ its dependencies (yaml, sqlite3, psycopg, lxml...) at its boundary.
     │   ├── CatalogSyntaxError       YAML that does not parse
     │   └── CatalogInvalid           parses, but breaks the schema or its references
     ├── UsageError                   a command or argument the user can correct
+    │   └── MalformedMessage         XML/SOAP that is malformed, unsafe (DTD, entities) or wrong
+    │       └── MessageTooLarge      a body over the size limit
     ├── UpstreamError                a service of the chain did not answer usefully
     │   ├── UpstreamUnavailable      no data center could be reached
     │   └── UpstreamTimeout          the deadline passed before an answer
@@ -76,6 +78,16 @@ class UsageError(GardeError):
     """A command, argument or request the user can correct; the message says how."""
 
     status = 400
+
+
+class MalformedMessage(UsageError):
+    """An XML or SOAP message that does not parse, is unsafe (DTD, entities) or is not SOAP."""
+
+
+class MessageTooLarge(MalformedMessage):
+    """A message over the size limit; refused before any parsing."""
+
+    status = 413
 
 
 class UpstreamError(GardeError):
