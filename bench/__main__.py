@@ -1,25 +1,41 @@
-"""Run every part's benchmark in turn: each is a module of this package with a ``main()``."""
+"""``python -m bench`` (``make bench``): run every benchmark module, or the ones named.
+
+python -m bench                 # all of them, one after the other
+python -m bench gateway journal # only these
+"""
 
 from __future__ import annotations
 
-import importlib
 import pkgutil
+import subprocess
 import sys
+from pathlib import Path
 
-import bench
+
+def available() -> list[str]:
+    here = Path(__file__).parent
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(here)])
+        if not m.name.startswith("_") and m.name != "common"
+    )
 
 
-def main() -> int:
-    failed = 0
-    for module in sorted(m.name for m in pkgutil.iter_modules(bench.__path__)):
-        if module.startswith("_"):
-            continue
-        print(f"== bench.{module}", flush=True)
-        entry = getattr(importlib.import_module(f"bench.{module}"), "main", None)
-        if entry is not None and entry() not in (None, 0):
-            failed += 1
+def main(argv: list[str]) -> int:
+    names = argv or available()
+    unknown = sorted(set(names) - set(available()))
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available())}")
+        return 2
+    failed = []
+    for name in names:
+        print(f"=== bench.{name} ===", flush=True)
+        if subprocess.run([sys.executable, "-m", f"bench.{name}"], check=False).returncode:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

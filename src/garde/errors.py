@@ -8,7 +8,9 @@ its dependencies (yaml, sqlite3, psycopg, lxml...) at its boundary.
     │   ├── CatalogSyntaxError       YAML that does not parse
     │   └── CatalogInvalid           parses, but breaks the schema or its references
     ├── UsageError                   a command or argument the user can correct
-    │   └── RequestRejected          an HTTP request the gateway refuses to forward (4xx)
+    │   ├── RequestRejected          an HTTP request the gateway refuses to forward (4xx)
+    │   └── MalformedMessage         XML/SOAP that is malformed, unsafe (DTD, entities) or wrong
+    │       └── MessageTooLarge      a body over the size limit
     ├── UpstreamError                a service of the chain did not answer usefully
     │   ├── UpstreamUnavailable      no data center could be reached
     │   │   └── TokenUnavailable     no STS token could be obtained for an identity
@@ -89,6 +91,16 @@ class RequestRejected(UsageError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class MalformedMessage(UsageError):
+    """An XML or SOAP message that does not parse, is unsafe (DTD, entities) or is not SOAP."""
+
+
+class MessageTooLarge(MalformedMessage):
+    """A message over the size limit; refused before any parsing."""
+
+    status = 413
 
 
 class UpstreamError(GardeError):

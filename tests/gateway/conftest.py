@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from tests.gateway.doubles import FakeTransport, MemoryJournal
 
 from garde.catalog import Catalog, load_catalog
 from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
+from tests.gateway.doubles import FakeTransport, MemoryJournal
 
 
 @pytest.fixture(scope="session")

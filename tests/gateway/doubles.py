@@ -8,15 +8,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from garde.catalog import load_catalog
 from garde.errors import ConnectFailed, EntryNotFound, JournalUnavailable, SentFailed
 from garde.gateway.transport import Endpoint, Headers, Response
 from garde.gateway.wire import Reply, Request
 from garde.journal.base import Receipt, State, Submission
 
 RECIPE = "urn:be:fgov:ehealth:recipe:protocol:v4"
-GI = "urn:be:fgov:ehealth:mycarenet:genericinsurability:protocol:v1"
+GI = "urn:be:fgov:ehealth:genericinsurability:protocol:v1"
 EXECUTOR = "/Recipe/v4/Executor"
-INSURABILITY = "/MyCareNet/GenericInsurability/v1"
+INSURABILITY = "/GenericInsurability/v1"
 OK_BODY = (
     b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
     b"<r:Ok xmlns:r='urn:x'/></soap:Body></soap:Envelope>"
@@ -31,21 +32,30 @@ def envelope(element: str, namespace: str, inner: str = "", header: str = "") ->
     ).encode()
 
 
+_CATALOG = load_catalog("belgium", env={})
+
+
 def soap_request(
     path: str,
     operation: str,
-    namespace: str,
+    namespace: str = "",
     inner: str = "",
     *,
     action: bool = True,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> Request:
-    element = operation[:1].upper() + operation[1:] + "Request"
+    """A request for ``operation`` of the service at ``path``, named as the catalog says."""
+    service = next(s for s in _CATALOG.services.values() if s.path_prefix == path)
+    op = service.operations[operation]
+    element = service.body_element_of(op)
+    assert element is not None
+    element_ns, local = element[1:].split("}")
     headers = [(b"Content-Type", b"text/xml; charset=utf-8"), (b"Host", b"127.0.0.1")]
-    if action:
-        headers.append((b"SOAPAction", f'"{namespace}:{operation}"'.encode()))
+    soap_action = service.soap_action_of(op)
+    if action and soap_action is not None:
+        headers.append((b"SOAPAction", f'"{soap_action}"'.encode()))
     headers += extra or []
-    return Request(b"POST", path.encode(), headers, envelope(element, namespace, inner))
+    return Request(b"POST", path.encode(), headers, envelope(local, element_ns, inner))
 
 
 Behaviour = Callable[["Call"], Awaitable[Response] | Response]

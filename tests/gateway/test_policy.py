@@ -7,6 +7,11 @@ import json
 
 import pytest
 from lxml import etree
+
+from garde.catalog.model import Protocol
+from garde.gateway.handler import Gateway
+from garde.gateway.refusals import language_of
+from garde.gateway.wire import Request
 from tests.gateway.doubles import (
     EXECUTOR,
     GI,
@@ -17,11 +22,6 @@ from tests.gateway.doubles import (
     refuse,
     soap_request,
 )
-
-from garde.catalog.model import Protocol
-from garde.gateway.handler import Gateway
-from garde.gateway.refusals import language_of
-from garde.gateway.wire import Request
 
 
 def _all_down(transport: FakeTransport) -> None:

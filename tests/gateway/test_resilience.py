@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from garde.catalog import Catalog
+from garde.gateway.budget import RetryBudget
+from garde.gateway.config import GatewayConfig
+from garde.gateway.handler import Gateway
+from garde.gateway.upstreams import Breaker, Mode, OutlierSettings, ServiceUpstreams
 from tests.gateway.doubles import (
     EXECUTOR,
     RECIPE,
@@ -15,12 +20,6 @@ from tests.gateway.doubles import (
     reset,
     soap_request,
 )
-
-from garde.catalog import Catalog
-from garde.gateway.budget import RetryBudget
-from garde.gateway.config import GatewayConfig
-from garde.gateway.handler import Gateway
-from garde.gateway.upstreams import Breaker, Mode, OutlierSettings, ServiceUpstreams
 
 
 class Clock:

@@ -6,11 +6,11 @@ import asyncio
 import json
 
 import pytest
-from tests.gateway.doubles import EXECUTOR, RECIPE, FakeTransport, envelope, soap_request
 
 from garde.errors import RequestRejected
 from garde.gateway.handler import Gateway, parse_deadline
 from garde.gateway.wire import Request
+from tests.gateway.doubles import EXECUTOR, RECIPE, FakeTransport, envelope, soap_request
 
 
 def test_soap_action_identifies_the_operation(gateway: Gateway, transport: FakeTransport) -> None:
@@ -59,7 +59,8 @@ def test_unknown_path_gets_404_listing_the_known_prefixes(
 def test_unknown_operation_in_a_known_service_is_404(
     gateway: Gateway, transport: FakeTransport
 ) -> None:
-    request = soap_request(EXECUTOR, "stealEverything", RECIPE, action=False)
+    body = envelope("StealEverythingRequest", RECIPE)
+    request = Request(b"POST", EXECUTOR.encode(), [(b"Content-Type", b"text/xml")], body)
     reply = asyncio.run(gateway.handle(request))
     assert reply.status == 404
     assert b"soap:Client" in reply.body

@@ -7,12 +7,11 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from tests.gateway.doubles import RECIPE, MemoryJournal, envelope
-from tests.gateway.upstream import Upstream
-
 from garde.catalog import Catalog
 from garde.gateway.config import GatewayConfig
 from garde.gateway.runner import RunningGateway
+from tests.gateway.doubles import RECIPE, MemoryJournal, envelope
+from tests.gateway.upstream import Upstream
 
 TOKEN = "s3cret"
 
