@@ -13,7 +13,7 @@ from aiohttp import web
 
 from garde.monitor.probes import Prober, ProbeResult
 from garde.monitor.targets import Assertion, Kind, Target, TokenStep
-from monitor.loopback import STS_NS, fault, serve, soap, xml
+from tests.monitor.loopback import STS_NS, fault, serve, soap, xml
 
 
 def run(target: Target, routes: dict[str, object], **prober: object) -> ProbeResult:

@@ -1,0 +1,73 @@
+"""Assemble and run a gateway: the parts wired together, started and stopped as one.
+
+``async with RunningGateway(catalog, config, journal) as running:`` serves on
+``running.url`` (bind port 0 in tests and read it back) until the block ends.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from garde.catalog.model import Catalog
+from garde.gateway.admin import Admin
+from garde.gateway.app import GatewayServer
+from garde.gateway.config import GatewayConfig
+from garde.gateway.handler import Gateway
+from garde.gateway.health import HealthChecker
+from garde.gateway.transport import HttpTransport, Transport
+from garde.journal.base import Journal
+
+
+class RunningGateway:
+    def __init__(
+        self,
+        catalog: Catalog,
+        config: GatewayConfig | None = None,
+        journal: Journal | None = None,
+        *,
+        transport: Transport | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self.config = config or GatewayConfig()
+        self.gateway = Gateway(catalog, transport or HttpTransport(), self.config, journal)
+        self.gateway.admin = Admin(self.gateway)
+        self.server = GatewayServer(self.gateway)
+        self.health = HealthChecker(
+            self.gateway.upstreams,
+            self.gateway.transport,
+            interval=self.config.health_interval,
+            timeout=self.config.health_timeout,
+        )
+        self.reuse_port = reuse_port
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"
+
+    async def start(self) -> RunningGateway:
+        self.config.check()
+        self.port = await self.server.start(
+            self.config.host, self.config.port, reuse_port=self.reuse_port
+        )
+        if self.config.health_checks:
+            self.health.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.health.close()
+        await self.server.close()
+        await self.gateway.close()
+
+    async def __aenter__(self) -> RunningGateway:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
