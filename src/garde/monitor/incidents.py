@@ -137,7 +137,10 @@ class IncidentManager:
         severity = severity_of(service.status)
         # Severity only goes up during an incident: it was an outage even if it now recovers.
         new_severity = "major" if "major" in (severity, incident.severity) else "minor"
-        self.store.update_incident(incident.id, severity=new_severity, impacted=impacted)
+        # The title says what is true now; the timeline keeps how it got there.
+        self.store.update_incident(
+            incident.id, title=title, severity=new_severity, impacted=impacted
+        )
         message = title
         if tuple(impacted) != incident.impacted and impacted:
             message += f"; also impacted: {', '.join(impacted)}"

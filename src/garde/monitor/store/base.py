@@ -201,6 +201,7 @@ class Store(Protocol):
         self,
         incident_id: int,
         *,
+        title: str | None = None,
         severity: str | None = None,
         impacted: Sequence[str] | None = None,
         groups: Sequence[str] | None = None,

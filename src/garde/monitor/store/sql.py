@@ -290,12 +290,16 @@ class SqlStore:
         self,
         incident_id: int,
         *,
+        title: str | None = None,
         severity: str | None = None,
         impacted: Sequence[str] | None = None,
         groups: Sequence[str] | None = None,
     ) -> None:
         sets: list[str] = []
         params: list[Any] = []
+        if title is not None:
+            sets.append("title = ?")
+            params.append(title)
         if severity is not None:
             sets.append("severity = ?")
             params.append(severity)
