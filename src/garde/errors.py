@@ -21,7 +21,10 @@ its dependencies (yaml, sqlite3, psycopg, lxml...) at its boundary.
     ├── JournalError                 the journal cannot accept or deliver
     │   ├── JournalUnavailable       cannot persist now: refuse, never acknowledge
     │   └── EntryNotFound            no entry with that id
-    └── LabError                     the simulated chain could not start or be controlled
+    ├── LabError                     the simulated chain could not start or be controlled
+    └── MonitorError                 the monitor cannot store, read or publish
+        ├── StoreUnavailable         the monitor's database cannot be reached or written
+        └── NotFound                 no incident or maintenance window with that id
 
 HTTP-facing errors carry the status they map to, so the gateway and the web parts answer
 consistently.
@@ -163,3 +166,19 @@ class EntryNotFound(JournalError):
 
 class LabError(GardeError):
     """The simulated chain could not start or be controlled."""
+
+
+class MonitorError(GardeError):
+    """The monitor cannot store, read or publish."""
+
+
+class StoreUnavailable(MonitorError):
+    """The monitor's database cannot be reached or written (the message says which)."""
+
+    status = 503
+
+
+class NotFound(MonitorError):
+    """No incident or maintenance window with that id."""
+
+    status = 404
