@@ -7,10 +7,19 @@ import json
 
 import pytest
 
+from garde.catalog import Catalog
 from garde.errors import RequestRejected
+from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway, parse_deadline
 from garde.gateway.wire import Request
-from tests.gateway.doubles import EXECUTOR, RECIPE, FakeTransport, envelope, soap_request
+from tests.gateway.doubles import (
+    EXECUTOR,
+    RECIPE,
+    FakeTransport,
+    MemoryJournal,
+    envelope,
+    soap_request,
+)
 
 
 def test_soap_action_identifies_the_operation(gateway: Gateway, transport: FakeTransport) -> None:
@@ -68,28 +77,42 @@ def test_unknown_operation_in_a_known_service_is_404(
     assert transport.calls == []
 
 
+BAD_BODIES = [
+    (b"<soap:Envelope", b"malformed"),
+    (b"", b"not a SOAP Envelope"),
+    (b"<notsoap/>", b"not a SOAP Envelope"),
+    (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        b"<soap:Body><x>&e;</x></soap:Body></soap:Envelope>",
+        b"XXE",
+    ),
+]
+ONLY_FULL = [
+    (
+        b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        b"<soap:Body></soap:Body></soap:Envelope>",
+        b"Body is empty",
+    ),
+    (
+        b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        b"<soap:Body><a><b></a></b></soap:Body></soap:Envelope>",
+        b"malformed XML",
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        (b"<soap:Envelope", b"malformed XML"),
-        (b"", b"empty body"),
-        (b"<notsoap/>", b"not a SOAP Envelope"),
-        (
-            b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
-            b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
-            b"<soap:Body><x>&e;</x></soap:Body></soap:Envelope>",
-            b"XXE",
-        ),
-        (
-            b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
-            b"<soap:Body></soap:Body></soap:Envelope>",
-            b"Body is empty",
-        ),
-    ],
+    ("validation", "body", "expected"),
+    [("when_needed", b, e) for b, e in BAD_BODIES]
+    + [("full", b, e) for b, e in BAD_BODIES + ONLY_FULL],
 )
 def test_bad_soap_gets_a_clear_400_and_nothing_reaches_an_upstream(
-    gateway: Gateway, transport: FakeTransport, body: bytes, expected: bytes
+    catalog: Catalog, validation: str, body: bytes, expected: bytes
 ) -> None:
+    transport = FakeTransport()
+    config = GatewayConfig(health_checks=False, xml_validation=validation)
+    gateway = Gateway(catalog, transport, config, MemoryJournal())
     headers = [
         (b"Content-Type", b"text/xml"),
         (b"SOAPAction", f'"{RECIPE}:markAsDelivered"'.encode()),
@@ -97,6 +120,20 @@ def test_bad_soap_gets_a_clear_400_and_nothing_reaches_an_upstream(
     reply = asyncio.run(gateway.handle(Request(b"POST", EXECUTOR.encode(), headers, body)))
     assert reply.status == 400
     assert expected in reply.body
+    assert transport.calls == []
+
+
+def test_a_body_the_gateway_must_read_is_always_parsed(
+    gateway: Gateway, transport: FakeTransport
+) -> None:
+    """Without SOAPAction the body names the operation: malformed XML is refused."""
+    body = (
+        b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        b"<soap:Body><a><b></a></b></soap:Body></soap:Envelope>"
+    )
+    request = Request(b"POST", EXECUTOR.encode(), [(b"Content-Type", b"text/xml")], body)
+    reply = asyncio.run(gateway.handle(request))
+    assert reply.status == 400
     assert transport.calls == []
 
 

@@ -46,6 +46,10 @@ class GatewayConfig:
     retry_after: int = 30
     """Seconds suggested to callers refused while a service is offline."""
     cache_entries: int = 10_000
+    xml_validation: str = "when_needed"
+    """``when_needed``: SOAP bodies are parsed when the gateway needs them (operation by body
+    element, keys, tokens, journal, cache) and checked for shape otherwise; ``full``: every
+    body is parsed, so malformed XML never reaches a data center (costs throughput)."""
     outlier: OutlierSettings = field(default_factory=OutlierSettings)
     identities: dict[str, IdentityConfig] = field(default_factory=dict)
 
@@ -60,6 +64,10 @@ class GatewayConfig:
         return None
 
     def check(self) -> None:
+        if self.xml_validation not in ("when_needed", "full"):
+            raise UsageError(
+                f"xml_validation: expected when_needed or full, got {self.xml_validation!r}"
+            )
         if self.host not in LOOPBACK and not self.admin_token:
             raise UsageError(
                 f"binding to {self.host} exposes the gateway beyond this machine: set"

@@ -102,7 +102,7 @@ class Forwarder:
                 response = await self.transport.request(
                     link.endpoint,
                     method,
-                    link.endpoint.base_path.encode() + suffix,
+                    link.endpoint.base_target + suffix,
                     headers,
                     body,
                     connect_timeout=min(self.connect_timeout, remaining),

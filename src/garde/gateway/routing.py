@@ -69,6 +69,8 @@ class OperationRoute:
     ordering: Key | None = None
     cache: Key | None = None
     label: str = ""
+    needs_envelope: bool = False
+    """The gateway must read the body on every call (cache or idempotency key in it)."""
 
     @property
     def service_id(self) -> str:
@@ -105,6 +107,9 @@ def _operation_route(service: Service, operation: Operation) -> OperationRoute:
         ordering=Key.compile(operation.ordering_key, service.namespaces),
         cache=Key.compile(operation.cache_key, service.namespaces),
         label=f"{service.id}.{operation.id}",
+    )
+    route.needs_envelope = continuity is Continuity.CACHEABLE or (
+        route.idempotency is not None and route.idempotency.xpath is not None
     )
     if isinstance(policy, Cacheable):
         route.max_stale = policy.max_stale

@@ -12,8 +12,9 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -33,6 +34,7 @@ class Endpoint:
     port: int
     base_path: str
     host_header: bytes
+    base_target: bytes
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:
@@ -46,7 +48,8 @@ class Endpoint:
         host = parts.hostname
         shown = f"[{host}]" if ":" in host else host
         header = shown if default else f"{shown}:{port}"
-        return cls(url, parts.scheme, host, port, parts.path.rstrip("/"), header.encode())
+        base = parts.path.rstrip("/")
+        return cls(url, parts.scheme, host, port, base, header.encode(), base.encode())
 
 
 @dataclass(slots=True)
@@ -61,6 +64,30 @@ class Response:
             if key.lower() == name:
                 return value
         return None
+
+
+class Waiter(asyncio.Future[Response]):
+    """The future of one upstream answer, which can resume its request in the same callback.
+
+    A request driven by an asyncio Task resumes one loop iteration after its future is
+    settled; the gateway's request driver (``app.py``) sets ``hook`` instead and resumes
+    inside the upstream's read callback, as a hand-written proxy would. Tasks awaiting a
+    ``Waiter`` treat it as the plain future it also is.
+    """
+
+    hook: Callable[[], None] | None = None
+
+    def settle(self, response: Response | None, error: BaseException | None = None) -> None:
+        if self.done():
+            return
+        if error is not None:
+            self.set_exception(error)
+        else:
+            self.set_result(response)  # type: ignore[arg-type]
+        hook = self.hook
+        if hook is not None:
+            self.hook = None
+            hook()
 
 
 class Transport(Protocol):
@@ -88,7 +115,7 @@ class _Connection(asyncio.Protocol):
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[Response] | None = None
+        self.waiter: Waiter | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.headers: Headers = []
         self.body: list[bytes] = []
@@ -97,8 +124,8 @@ class _Connection(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as such.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -128,14 +155,14 @@ class _Connection(asyncio.Protocol):
             self.pool.release(self)
         else:
             self.close()
-        if waiter is not None and not waiter.done():
-            waiter.set_result(response)
+        if waiter is not None:
+            waiter.settle(response)
 
     # requests
-    def send(self, data: bytes, timeout: float) -> asyncio.Future[Response]:
+    def send(self, data: bytes, timeout: float) -> Waiter:
         assert self.transport is not None
         loop = self.pool.loop
-        self.waiter = loop.create_future()
+        self.waiter = Waiter(loop=loop)
         self.timer = loop.call_later(timeout, self._timed_out)
         self.transport.write(data)
         return self.waiter
@@ -148,8 +175,8 @@ class _Connection(asyncio.Protocol):
         waiter = self.waiter
         self._reset()
         self.close()
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
+        if waiter is not None:
+            waiter.settle(None, error)
 
     def _reset(self) -> None:
         if self.timer is not None:
@@ -265,10 +292,13 @@ class HttpTransport:
         if endpoint.scheme == "https":
             context = self._ssl or ssl.create_default_context()
         try:
-            async with asyncio.timeout(timeout):
-                _, protocol = await loop.create_connection(
+            # wait_for, not asyncio.timeout: the request driver is not an asyncio Task.
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(
                     lambda: _Connection(pool), endpoint.host, endpoint.port, ssl=context
-                )
+                ),
+                timeout,
+            )
         except TimeoutError:
             raise ConnectFailed("connect_timeout", f"{endpoint.host}:{endpoint.port}") from None
         except ConnectionRefusedError:

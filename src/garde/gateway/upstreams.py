@@ -137,6 +137,8 @@ class ServiceUpstreams:
             Link(dc, Endpoint.parse(url), i)
             for i, (dc, url) in enumerate(service.endpoints.items())
         ]
+        self._plan: list[Link] | None = None
+        self._plan_until = 0.0
         self.mode = Mode.NORMAL
         self.mode_since = wall()
         self.in_use: str | None = self.links[0].dc
@@ -150,6 +152,8 @@ class ServiceUpstreams:
         breaker is closed (they might still answer). Open breakers are never tried.
         """
         now = self.clock()
+        if self._plan is not None and now < self._plan_until:
+            return self._plan  # unchanged since last time: the hot path's common case
         first: list[Link] = []
         trials: list[Link] = []
         last: list[Link] = []
@@ -163,7 +167,12 @@ class ServiceUpstreams:
                 first.append(link)
             else:
                 last.append(link)
-        return first + trials + last
+        self._plan = first + trials + last
+        self._plan_until = min(
+            (link.ejected_until for link in self.links if link.ejected_until > now),
+            default=float("inf"),
+        )
+        return self._plan
 
     def claim(self, link: Link) -> bool:
         """Whether ``link`` may be tried now; takes the half-open trial slot if it is one."""
@@ -171,6 +180,7 @@ class ServiceUpstreams:
             if link.trial_in_flight or link.ejected_until > self.clock():
                 return False
             link.trial_in_flight = True
+            self._plan = None
         return True
 
     # -- outcomes ----------------------------------------------------------------------------
@@ -265,6 +275,7 @@ class ServiceUpstreams:
         return Mode.OFFLINE, None
 
     def _changed(self) -> None:
+        self._plan = None
         mode, in_use = self.current()
         if mode is not self.mode or in_use != self.in_use:
             if mode is not self.mode:

@@ -47,16 +47,18 @@ class Request:
         headers: Headers,
         body: bytes = b"",
         keep_alive: bool = True,
+        fields: dict[bytes, bytes] | None = None,
     ) -> None:
         self.method = method
         self.target = target
         self.path = target.split(b"?", 1)[0].decode("latin-1")
         self.headers = headers
         # Lower-cased names; the first occurrence wins (duplicates of the ones that matter
-        # are refused by the server before we get here).
-        fields: dict[bytes, bytes] = {}
-        for name, value in headers:
-            fields.setdefault(name.lower(), value)
+        # are refused by the server before we get here). The server builds it while parsing.
+        if fields is None:
+            fields = {}
+            for name, value in headers:
+                fields.setdefault(name.lower(), value)
         self.fields = fields
         self.body = body
         self.keep_alive = keep_alive
