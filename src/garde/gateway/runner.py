@@ -14,6 +14,7 @@ from garde.gateway.app import GatewayServer
 from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
 from garde.gateway.health import HealthChecker
+from garde.gateway.modefeed import ModeFeedFollower
 from garde.gateway.transport import HttpTransport, Transport
 from garde.journal.base import Journal
 
@@ -38,6 +39,13 @@ class RunningGateway:
             interval=self.config.health_interval,
             timeout=self.config.health_timeout,
         )
+        self.feed = (
+            ModeFeedFollower(
+                self.gateway.upstreams, self.config.monitor_feed, timeout=self.config.health_timeout
+            )
+            if self.config.monitor_feed
+            else None
+        )
         self.reuse_port = reuse_port
         self.port = 0
 
@@ -54,9 +62,13 @@ class RunningGateway:
         )
         if self.config.health_checks:
             self.health.start()
+        if self.feed is not None:
+            self.feed.start()
         return self
 
     async def stop(self) -> None:
+        if self.feed is not None:
+            await self.feed.close()
         await self.health.close()
         await self.server.close()
         await self.gateway.close()
