@@ -123,6 +123,11 @@ def _run(
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8480).")
 @click.option(
+    "--monitor-feed",
+    default=None,
+    help="Base URL of a garde monitor whose mode feed to follow (skips dead data centers).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(1, 64),
     default=1,
@@ -138,13 +143,14 @@ def gateway(
     target_group: str | None,
     host: str | None,
     port: int | None,
+    monitor_feed: str | None,
     workers: int,
 ) -> None:
     """Run the continuity proxy: the care software calls it instead of the chain."""
     from garde.gateway.config import load_config
 
     config = load_config(config_file).with_overrides(
-        host=host, port=port, target_group=target_group
+        host=host, port=port, target_group=target_group, monitor_feed=monitor_feed
     )
     config.check()
     catalog = load(catalog_source)

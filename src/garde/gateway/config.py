@@ -45,6 +45,8 @@ class GatewayConfig:
     health_interval: float | None = None
     """None: each service's probe interval from the catalog."""
     health_timeout: float = 2.0
+    monitor_feed: str | None = None
+    """Base URL of a garde monitor whose mode feed this gateway follows (docs/monitor.md)."""
     retry_ratio: float = 0.2
     retry_min_per_second: float = 5.0
     retry_after: int = 30

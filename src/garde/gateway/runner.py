@@ -16,6 +16,7 @@ from garde.gateway.app import GatewayServer
 from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
 from garde.gateway.health import HealthChecker
+from garde.gateway.modefeed import ModeFeedFollower
 from garde.gateway.sender import GatewaySender
 from garde.gateway.transport import HttpTransport, Transport
 from garde.gateway.upstreams import Mode, ServiceUpstreams
@@ -43,6 +44,13 @@ class RunningGateway:
             self.gateway.transport,
             interval=self.config.health_interval,
             timeout=self.config.health_timeout,
+        )
+        self.feed = (
+            ModeFeedFollower(
+                self.gateway.upstreams, self.config.monitor_feed, timeout=self.config.health_timeout
+            )
+            if self.config.monitor_feed
+            else None
         )
         self.reuse_port = reuse_port
         self.port = 0
@@ -73,6 +81,8 @@ class RunningGateway:
             self.health.start()
         if self.replayer is not None:
             self._replaying = asyncio.get_running_loop().create_task(self.replayer.run())
+        if self.feed is not None:
+            self.feed.start()
         return self
 
     def _mode_changed(self, upstreams: ServiceUpstreams) -> None:
@@ -84,6 +94,8 @@ class RunningGateway:
             self.replayer.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._replaying, 10)
+        if self.feed is not None:
+            await self.feed.close()
         await self.health.close()
         await self.server.close()
         await self.gateway.close()

@@ -29,8 +29,10 @@ class SchedulerStats:
     overruns: int = 0
     lag_samples: list[float] = field(default_factory=list)
     """How late each probe started after it was due (seconds), last 10,000 kept."""
+    max_lag: float = 0.0
 
     def record_lag(self, lag: float) -> None:
+        self.max_lag = max(self.max_lag, lag)
         self.lag_samples.append(lag)
         if len(self.lag_samples) > 10_000:
             del self.lag_samples[:5_000]

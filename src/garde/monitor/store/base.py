@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from garde.monitor.probes import ProbeResult
 
@@ -101,6 +101,24 @@ class Aggregate:
         return self.latency_max
 
 
+class Summary(NamedTuple):
+    """An aggregate row without its histogram (cheap to read in bulk)."""
+
+    target: str
+    bucket: int
+    n: int
+    up: int
+    latency_sum: float
+
+    @property
+    def availability(self) -> float | None:
+        return self.up / self.n if self.n else None
+
+    @property
+    def mean_latency(self) -> float | None:
+        return self.latency_sum / self.up if self.up else None
+
+
 class IncidentState(StrEnum):
     OPEN = "open"
     RESOLVED = "resolved"
@@ -181,6 +199,12 @@ class Store(Protocol):
         until: float | None = None,
         targets: Sequence[str] | None = None,
     ) -> list[Aggregate]: ...
+
+    def summaries(
+        self, resolution: Resolution, since: float, until: float | None = None
+    ) -> list[Summary]:
+        """The counts of every target's rows, without histograms: what pages and bars need."""
+        ...
 
     def prune(self, now: float, retention: Retention) -> dict[str, int]:
         """Delete history older than ``retention``; the number of rows deleted per kind."""

@@ -29,6 +29,7 @@ from garde.monitor.store.base import (
     Maintenance,
     Resolution,
     Retention,
+    Summary,
 )
 
 _H = [f"h{i}" for i in range(BUCKETS)]
@@ -232,6 +233,21 @@ class SqlStore:
             )
             for r in self._query(text, params)
         ]
+
+    def summaries(
+        self, resolution: Resolution, since: float, until: float | None = None
+    ) -> list[Summary]:
+        text = (
+            "SELECT target, bucket, n, up, latency_sum FROM aggregates"
+            " WHERE resolution = ? AND bucket >= ?"
+        )
+        params: list[Any] = [resolution.value, int(since)]
+        if until is not None:
+            text += " AND bucket < ?"
+            params.append(int(until))
+        # The drivers already return str, int and float here: no per-value conversion on
+        # the status page's hot path.
+        return list(map(Summary._make, self._query(text, params)))
 
     def prune(self, now: float, retention: Retention) -> dict[str, int]:
         deleted: dict[str, int] = {}

@@ -27,7 +27,7 @@ from garde.monitor.probes import ProbeResult
 from garde.monitor.service import Monitor
 from garde.monitor.sla import sla_csv, sla_report
 from garde.monitor.web.i18n import labels, pick_language
-from garde.monitor.web.views import incident_json, status_json, status_page, when
+from garde.monitor.web.views import History, incident_json, status_json, status_page, when
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_PUSH_RESULTS = 10_000
@@ -41,6 +41,8 @@ def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+    history = History()
 
     def problem(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -79,6 +81,7 @@ def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette
             monitor.calendar,
             lang,
             now,
+            history,
         )
         html = env.get_template("status.html").render(**model)
         return HTMLResponse(html, headers={"Content-Language": lang, "Cache-Control": "no-cache"})

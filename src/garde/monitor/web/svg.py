@@ -11,33 +11,49 @@ from html import escape
 
 
 def availability_class(value: float | None) -> str:
+    # One letter: a page with 200 targets draws 18,000 cells, bytes add up.
     if value is None:
-        return "nodata"
+        return "n"
     if value >= 0.999:
-        return "good"
+        return "g"
     if value >= 0.99:
-        return "fair"
+        return "f"
     if value >= 0.95:
-        return "poor"
-    return "bad"
+        return "p"
+    return "b"
 
 
-def bar(days: Sequence[tuple[int, float | None]], label: str) -> str:
-    """One cell per day, oldest first; ``(day_start, availability or None)``."""
-    width, gap = 3, 1
+def day_labels(starts: Sequence[int]) -> list[str]:
+    """``YYYY-MM-DD`` of each day start, computed once per page for every bar."""
+    return [datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d") for start in starts]
+
+
+CELL_WIDTH, CELL_GAP = 3, 1
+
+
+def bar_cells(values: Sequence[float | None], days: Sequence[str], first: int = 0) -> str:
+    """The cells of a bar, the first one at position ``first`` (so parts can be cached)."""
     cells = []
-    for i, (start, value) in enumerate(days):
-        day = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d")
+    for i, (day, value) in enumerate(zip(days, values, strict=True)):
         text = "no data" if value is None else f"{value * 100:.2f}%"
+        x = (first + i) * (CELL_WIDTH + CELL_GAP)
         cells.append(
-            f'<rect x="{i * (width + gap)}" width="{width}" height="20" '
-            f'class="{availability_class(value)}"><title>{day}: {text}</title></rect>'
+            f'<rect x="{x}" class="{availability_class(value)}"><title>{day} {text}</title></rect>'
         )
-    total = len(days) * (width + gap)
+    return "".join(cells)
+
+
+def bar_wrap(cells: str, count: int, label: str) -> str:
+    total = count * (CELL_WIDTH + CELL_GAP)
     return (
         f'<svg class="bar" role="img" aria-label="{escape(label)}" width="{total}" height="20"'
-        f' viewBox="0 0 {total} 20">{"".join(cells)}</svg>'
+        f' viewBox="0 0 {total} 20">{cells}</svg>'
     )
+
+
+def bar(values: Sequence[float | None], days: Sequence[str], label: str) -> str:
+    """One cell per day, oldest first: the day's availability, or None (no data)."""
+    return bar_wrap(bar_cells(values, days), len(values), label)
 
 
 def sparkline(

@@ -3,7 +3,7 @@ aggregates (never raw rows), so the page renders fast with years of history."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +12,7 @@ from garde.catalog.impact import Status
 from garde.catalog.model import Catalog
 from garde.monitor.maintenance import Calendar
 from garde.monitor.state import ServiceStatus, Snapshot
-from garde.monitor.store.base import Aggregate, Incident, Resolution, Store
+from garde.monitor.store.base import Incident, Resolution, Store, Summary
 from garde.monitor.web import svg
 from garde.monitor.web.i18n import labels
 
@@ -55,19 +55,93 @@ class GroupRow:
     lines: list[dict[str, str]]
 
 
-def history(
-    store: Store, now: float
-) -> tuple[dict[str, list[Aggregate]], dict[str, list[Aggregate]]]:
-    """Day rows of the last 90 days and hour rows of the last 48 hours, by target."""
-    first_day = Resolution.DAY.bucket(now) - (BAR_DAYS - 1) * DAY
-    days: dict[str, list[Aggregate]] = defaultdict(list)
-    for row in store.aggregates(Resolution.DAY, first_day):
-        days[row.target].append(row)
-    first_hour = Resolution.HOUR.bucket(now) - (SPARK_HOURS - 1) * 3600
-    hours: dict[str, list[Aggregate]] = defaultdict(list)
-    for row in store.aggregates(Resolution.HOUR, first_hour):
-        hours[row.target].append(row)
-    return days, hours
+@dataclass
+class TargetHistory:
+    """What one data center's row of the page shows: a cell per day, a point per hour."""
+
+    cells: list[float | None]
+    points: list[float | None]
+    n: int = 0
+    up: int = 0
+    markup: str = ""
+    """The SVG cells of ``cells`` (cached for the closed days)."""
+
+
+class History:
+    """Day rows (90 days) and hour rows (48 hours) for the page, with the closed part cached.
+
+    Rows older than the previous hour (or day) no longer change: they are read and turned
+    into cells once per hour; each page reads only the last two hours and days. Late results
+    reach a row at most ~65 s after its bucket closed (minute flush grace), within that margin.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[int, int] | None = None
+        self._frozen: dict[str, TargetHistory] = {}
+
+    def load(self, store: Store, now: float, targets: list[str]) -> dict[str, TargetHistory]:
+        first_day = Resolution.DAY.bucket(now) - (BAR_DAYS - 1) * DAY
+        days = [first_day + i * DAY for i in range(BAR_DAYS)]
+        first_hour = Resolution.HOUR.bucket(now) - (SPARK_HOURS - 1) * 3600
+        hours = [first_hour + i * 3600 for i in range(SPARK_HOURS)]
+        live_day, live_hour = days[-2], hours[-2]
+        labels = svg.day_labels(days)
+        with self._lock:
+            if self._key != (first_day, live_hour):
+                day_rows = _index(store.summaries(Resolution.DAY, first_day, live_day))
+                hour_rows = _index(store.summaries(Resolution.HOUR, first_hour, live_hour))
+                self._frozen = {}
+                for tid in targets:
+                    old = _history(tid, day_rows, hour_rows, days[:-2], hours[:-2])
+                    old.markup = svg.bar_cells(old.cells, labels[:-2])
+                    self._frozen[tid] = old
+                self._key = (first_day, live_hour)
+            frozen = self._frozen
+        live_days = _index(store.summaries(Resolution.DAY, live_day))
+        live_hours = _index(store.summaries(Resolution.HOUR, live_hour))
+        result = {}
+        for tid in targets:
+            cached = frozen.get(tid)
+            if cached is not None:
+                old = cached
+            else:
+                old = _history(tid, {}, {}, days[:-2], hours[:-2])
+                old.markup = svg.bar_cells(old.cells, labels[:-2])
+            new = _history(tid, live_days, live_hours, days[-2:], hours[-2:])
+            result[tid] = TargetHistory(
+                old.cells + new.cells,
+                old.points + new.points,
+                old.n + new.n,
+                old.up + new.up,
+                old.markup + svg.bar_cells(new.cells, labels[-2:], BAR_DAYS - 2),
+            )
+        return result
+
+
+def _index(rows: list[Summary]) -> dict[tuple[str, int], Summary]:
+    return {(row.target, row.bucket): row for row in rows}
+
+
+def _history(
+    tid: str,
+    day_rows: dict[tuple[str, int], Summary],
+    hour_rows: dict[tuple[str, int], Summary],
+    days: list[int],
+    hours: list[int],
+) -> TargetHistory:
+    cells: list[float | None] = []
+    n = up = 0
+    for start in days:
+        row = day_rows.get((tid, start))
+        if row is None or not row.n:
+            cells.append(None)
+            continue
+        cells.append(row.up / row.n)
+        n += row.n
+        up += row.up
+    points = [_mean(hour_rows.get((tid, start))) for start in hours]
+    return TargetHistory(cells, points, n, up)
 
 
 def status_page(
@@ -77,11 +151,11 @@ def status_page(
     calendar: Calendar,
     language: str,
     now: float,
+    history: History | None = None,
 ) -> dict[str, Any]:
     words = labels(language)
-    days, hours = history(store, now)
-    first_day = Resolution.DAY.bucket(now) - (BAR_DAYS - 1) * DAY
-    first_hour = Resolution.HOUR.bucket(now) - (SPARK_HOURS - 1) * 3600
+    page_targets = [f"{sid}@{dc}" for sid, s in snap.services.items() for dc in s.data_centers]
+    histories = (history or History()).load(store, now, page_targets)
     services = []
     for sid, service in snap.services.items():
         row = ServiceRow(
@@ -93,23 +167,17 @@ def status_page(
         )
         for dc, dc_status in service.data_centers.items():
             tid = f"{sid}@{dc}"
-            by_day = {a.bucket: a for a in days.get(tid, [])}
-            cells = [
-                (first_day + i * DAY, _avail(by_day.get(first_day + i * DAY)))
-                for i in range(BAR_DAYS)
-            ]
-            by_hour = {a.bucket: a for a in hours.get(tid, [])}
-            points = [_p95(by_hour.get(first_hour + i * 3600)) for i in range(SPARK_HOURS)]
-            measured = [a for a in by_day.values() if a.n]
-            total_n = sum(a.n for a in measured)
+            past = histories[tid]
             view = snap.targets.get(tid)
             row.dcs.append(
                 DataCenterRow(
                     dc,
                     dc_status.value,
-                    svg.bar(cells, f"{row.name} {dc}: {words['availability_90']}"),
-                    svg.sparkline(points, f"{row.name} {dc}: {words['latency_48']}"),
-                    sum(a.up for a in measured) / total_n if total_n else None,
+                    svg.bar_wrap(
+                        past.markup, BAR_DAYS, f"{row.name} {dc}: {words['availability_90']}"
+                    ),
+                    svg.sparkline(past.points, f"{row.name} {dc}: {words['latency_48']}"),
+                    past.up / past.n if past.n else None,
                     view.error if view is not None else None,
                 )
             )
@@ -186,12 +254,8 @@ def _incident(incident: Incident) -> dict[str, Any]:
     }
 
 
-def _avail(row: Aggregate | None) -> float | None:
-    return None if row is None else row.availability
-
-
-def _p95(row: Aggregate | None) -> float | None:
-    return None if row is None else row.percentile(0.95)
+def _mean(row: Summary | None) -> float | None:
+    return None if row is None else row.mean_latency
 
 
 def status_json(catalog: Catalog, snap: Snapshot, language: str) -> dict[str, Any]:
