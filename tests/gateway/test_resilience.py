@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from garde.catalog import Catalog
 from garde.gateway.budget import RetryBudget
 from garde.gateway.config import GatewayConfig
@@ -220,3 +222,31 @@ def test_an_open_breaker_fails_fast(catalog: Catalog) -> None:
     asyncio.run(main())
     assert gateway.upstreams["recipe-executor"].mode is Mode.OFFLINE
     assert len(calls) < 20
+
+
+def test_a_silent_data_center_costs_a_short_try_not_the_whole_deadline(
+    gateway: Gateway, transport: FakeTransport
+) -> None:
+    """Once dc1 has answered, a retry-safe attempt there gives up early and dc2 serves."""
+    request = soap_request(EXECUTOR, "getPrescriptionForExecutor", RECIPE)
+    asyncio.run(gateway.handle(request))
+    waited: list[float] = []
+
+    def blackhole(call: Call):  # type: ignore[no-untyped-def]
+        waited.append(call.timeout)
+        return reset(call)
+
+    transport.set("dc1", blackhole)
+    reply = asyncio.run(
+        gateway.handle(soap_request(EXECUTOR, "getPrescriptionForExecutor", RECIPE))
+    )
+    assert reply.header(b"garde-data-center") == b"dc2"
+    assert waited == [0.25], "min_try_timeout, not the operation's 10 s"
+
+
+def test_unsafe_writes_get_the_whole_deadline_on_one_data_center(
+    gateway: Gateway, transport: FakeTransport
+) -> None:
+    asyncio.run(gateway.handle(soap_request(EXECUTOR, "markAsDelivered", RECIPE)))
+    asyncio.run(gateway.handle(soap_request(EXECUTOR, "markAsDelivered", RECIPE)))
+    assert transport.calls[-1].timeout == pytest.approx(10.0, abs=0.05)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -16,33 +18,38 @@ from rich.table import Table
 from garde.cli.common import catalog_option, console, load
 from garde.errors import UsageError
 
+DEFAULT_JOURNAL = "sqlite:///garde-journal.db"
 
-def open_journal(url: str | None) -> Any:
-    """The journal backend for ``url`` (``sqlite:///path``, ``postgresql://...``), or None."""
-    if url is None or url == "none":
-        return None
-    try:
-        from garde.journal import open_journal as journal_factory  # type: ignore[attr-defined]
-    except ImportError:
-        raise UsageError(
-            f"--journal {url}: this build has no journal backend yet; run with --journal none"
-        ) from None
-    return journal_factory(url)
+
+@dataclass(frozen=True)
+class JournalChoice:
+    """Where deferrable writes wait, and the key that seals them (picklable, for workers)."""
+
+    url: str
+    key_file: str | None = None
+    no_encryption: bool = False
+
+    async def open(self) -> Any:
+        if self.url == "none":
+            return None
+        from garde.journal.factory import open_journal
+        from garde.journal.sealing import Keyring
+
+        keyring = Keyring.load(self.key_file, os.environ, allow_clear=self.no_encryption)
+        return await open_journal(self.url, keyring)
 
 
 async def _serve(
-    catalog_source: str, config: Any, journal_url: str | None, reuse_port: bool, quiet: bool
+    catalog_source: str, config: Any, journal: JournalChoice, reuse_port: bool, quiet: bool
 ) -> None:
     from garde.gateway.runner import RunningGateway
 
     catalog = load(catalog_source)
-    journal = open_journal(journal_url)
-    if asyncio.iscoroutine(journal):
-        journal = await journal
-    running = RunningGateway(catalog, config, journal, reuse_port=reuse_port)
+    store = await journal.open()
+    running = RunningGateway(catalog, config, store, reuse_port=reuse_port)
     await running.start()
     if not quiet:
-        _banner(running, catalog, journal_url)
+        _banner(running, catalog, journal.url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,12 +85,12 @@ def _banner(running: Any, catalog: Any, journal_url: str | None) -> None:
     out.print(table)
 
 
-def _worker(catalog_source: str, config: Any, journal_url: str | None, quiet: bool) -> None:
-    _run(catalog_source, config, journal_url, reuse_port=True, quiet=quiet)
+def _worker(catalog_source: str, config: Any, journal: JournalChoice, quiet: bool) -> None:
+    _run(catalog_source, config, journal, reuse_port=True, quiet=quiet)
 
 
 def _run(
-    catalog_source: str, config: Any, journal_url: str | None, *, reuse_port: bool, quiet: bool
+    catalog_source: str, config: Any, journal: JournalChoice, *, reuse_port: bool, quiet: bool
 ) -> None:
     try:
         import uvloop
@@ -92,7 +99,7 @@ def _run(
     except ImportError:  # pragma: no cover - uvloop is a dependency; the fallback still works
         runner = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(_serve(catalog_source, config, journal_url, reuse_port, quiet))
+        runner(_serve(catalog_source, config, journal, reuse_port, quiet))
 
 
 @click.command()
@@ -101,8 +108,16 @@ def _run(
 @click.option(
     "--journal",
     "journal_url",
-    default=None,
-    help="Journal URL: sqlite:///path (default when built), postgresql://..., or none.",
+    default=DEFAULT_JOURNAL,
+    show_default=True,
+    envvar="GARDE_JOURNAL",
+    help="Journal URL: sqlite:///path, postgresql://..., or none (env GARDE_JOURNAL).",
+)
+@click.option("--journal-key-file", default=None, help="Key file sealing journaled payloads.")
+@click.option(
+    "--journal-no-encryption",
+    is_flag=True,
+    help="Store journaled payloads in clear (not for production).",
 )
 @click.option("--target-group", default=None, help="Target group of the callers (pharmacist...).")
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
@@ -122,7 +137,9 @@ def _run(
 def gateway(
     catalog_source: str,
     config_file: str | None,
-    journal_url: str | None,
+    journal_url: str,
+    journal_key_file: str | None,
+    journal_no_encryption: bool,
     target_group: str | None,
     host: str | None,
     port: int | None,
@@ -142,8 +159,17 @@ def gateway(
             f"--target-group {config.target_group}: unknown; the catalog has"
             f" {', '.join(catalog.target_groups)}"
         )
+    journal = JournalChoice(journal_url, journal_key_file, journal_no_encryption)
+    if journal.url != "none" and not (
+        journal.key_file or journal.no_encryption or os.environ.get("GARDE_JOURNAL_KEYS")
+    ):
+        raise UsageError(
+            "the journal seals payloads (health data) and needs a key: give --journal-key-file"
+            " FILE or set GARDE_JOURNAL_KEYS, or --journal-no-encryption (not for production),"
+            " or --journal none to refuse deferrable writes instead of journaling them"
+        )
     if workers == 1:
-        _run(catalog_source, config, journal_url, reuse_port=False, quiet=False)
+        _run(catalog_source, config, journal, reuse_port=False, quiet=False)
         return
     if config.port == 0:
         raise UsageError("--workers needs a fixed --port: the workers must share one port")
@@ -158,9 +184,7 @@ def gateway(
         probe.close()
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(
-            target=_worker, args=(catalog_source, config, journal_url, i > 0), daemon=True
-        )
+        context.Process(target=_worker, args=(catalog_source, config, journal, i > 0), daemon=True)
         for i in range(workers)
     ]
     for process in processes:

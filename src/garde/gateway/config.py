@@ -37,6 +37,10 @@ class GatewayConfig:
     max_headers: int = 100
     max_header_bytes: int = 16 * 1024
     connect_timeout: float = 1.0
+    min_try_timeout: float = 0.25
+    try_timeout_factor: float = 10.0
+    """A retry-safe attempt with another data center to go to gives up after
+    ``max(min_try_timeout, factor x that data center's usual answer time)``."""
     health_checks: bool = True
     health_interval: float | None = None
     """None: each service's probe interval from the catalog."""
@@ -137,9 +141,12 @@ def load_config(path: str | Path | None) -> GatewayConfig:
         elif key in known:
             if key == "admin_token":
                 value = _secret(value, f"{path}: admin_token")
-            elif key in ("connect_timeout", "health_interval", "health_timeout") and isinstance(
-                value, str
-            ):
+            elif key in (
+                "connect_timeout",
+                "health_interval",
+                "health_timeout",
+                "min_try_timeout",
+            ) and isinstance(value, str):
                 value = parse_duration(value)
             elif key == "allowed_hosts":
                 value = tuple(value)

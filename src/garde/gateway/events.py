@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class EventHub:
         self.queue_size = queue_size
         self._subscribers: set[asyncio.Queue[dict[str, object]]] = set()
         self.history: list[dict[str, object]] = []
+        self.listeners: list[Callable[[ServiceUpstreams], None]] = []
 
     def mode_changed(self, upstreams: ServiceUpstreams) -> None:
         event = mode_event(upstreams)
@@ -39,6 +40,8 @@ class EventHub:
             "%s is now %s (data center %s)", event["service"], event["mode"], event["data_center"]
         )
         self.history = [*self.history[-99:], event]
+        for listener in self.listeners:
+            listener(upstreams)
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)

@@ -57,12 +57,16 @@ class Forwarder:
         metrics: Metrics,
         *,
         connect_timeout: float = 1.0,
+        min_try_timeout: float = 0.25,
+        try_timeout_factor: float = 10.0,
     ) -> None:
         self.upstreams = upstreams
         self.transport = transport
         self.budget = budget
         self.metrics = metrics
         self.connect_timeout = connect_timeout
+        self.min_try_timeout = min_try_timeout
+        self.try_timeout_factor = try_timeout_factor
 
     async def forward(
         self,
@@ -82,8 +86,10 @@ class Forwarder:
             outcome.failure = "no data center available (all circuit breakers open)"
             return outcome
         attempts = self.metrics.attempts
-        for link in plan:
-            remaining = deadline - time.monotonic()
+        last = len(plan) - 1
+        for index, link in enumerate(plan):
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 outcome.failure = outcome.failure or "deadline passed"
                 return outcome
@@ -98,6 +104,13 @@ class Forwarder:
             if not upstreams.claim(link):
                 continue
             outcome.attempts += 1
+            timeout = min(route.timeout, remaining)
+            if route.retry_safe and index < last and link.latency:
+                # A blackholed data center answers nothing: rather than spend the whole
+                # deadline on it, give up well past its usual answer time and ask the next.
+                timeout = min(
+                    timeout, max(self.min_try_timeout, self.try_timeout_factor * link.latency)
+                )
             try:
                 response = await self.transport.request(
                     link.endpoint,
@@ -106,7 +119,7 @@ class Forwarder:
                     headers,
                     body,
                     connect_timeout=min(self.connect_timeout, remaining),
-                    timeout=min(route.timeout, remaining),
+                    timeout=timeout,
                 )
             except AttemptFailed as exc:
                 attempts[(service, link.dc, exc.reason)] += 1
@@ -122,6 +135,10 @@ class Forwarder:
                 outcome.last_error_response = response
                 continue
             attempts[(service, link.dc, "ok")] += 1
+            elapsed = time.monotonic() - now
+            link.latency = (
+                elapsed if not link.latency else link.latency + 0.1 * (elapsed - link.latency)
+            )
             upstreams.succeeded(link)
             outcome.response = response
             outcome.link = link

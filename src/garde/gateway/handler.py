@@ -104,6 +104,8 @@ class Gateway:
             self.budget,
             self.metrics,
             connect_timeout=self.config.connect_timeout,
+            min_try_timeout=self.config.min_try_timeout,
+            try_timeout_factor=self.config.try_timeout_factor,
         )
         self.cache = StaleCache(self.config.cache_entries)
         self.policy = ContinuityPolicy(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -83,6 +84,7 @@ class ContinuityPolicy:
         self.journal = journal
         self.target_group = target_group
         self.retry_after = retry_after
+        self.on_journaled: Callable[[], None] | None = None
         self.stale_served = 0
         self.journaled = 0
         self.refused = 0
@@ -164,6 +166,8 @@ class ContinuityPolicy:
         )
         receipt = await self.journal.accept(submission)
         self.journaled += 1
+        if self.on_journaled is not None:
+            self.on_journaled()
         location = f"/_garde/receipts/{receipt.id}".encode()
         headers = [
             (b"Garde-Receipt", receipt.id.encode()),

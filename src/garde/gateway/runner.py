@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from types import TracebackType
 
 from garde.catalog.model import Catalog
@@ -15,8 +17,11 @@ from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
 from garde.gateway.health import HealthChecker
 from garde.gateway.modefeed import ModeFeedFollower
+from garde.gateway.sender import GatewaySender
 from garde.gateway.transport import HttpTransport, Transport
-from garde.journal.base import Journal
+from garde.gateway.upstreams import Mode, ServiceUpstreams
+from garde.journal.base import Journal, JournalStore
+from garde.journal.replayer import Replayer, ReplayPolicy, describer
 
 
 class RunningGateway:
@@ -28,6 +33,7 @@ class RunningGateway:
         *,
         transport: Transport | None = None,
         reuse_port: bool = False,
+        replay: ReplayPolicy | None = None,
     ) -> None:
         self.config = config or GatewayConfig()
         self.gateway = Gateway(catalog, transport or HttpTransport(), self.config, journal)
@@ -48,6 +54,17 @@ class RunningGateway:
         )
         self.reuse_port = reuse_port
         self.port = 0
+        self.sender = GatewaySender(self.gateway)
+        self.replayer: Replayer | None = None
+        self._replaying: asyncio.Task[None] | None = None
+        if isinstance(journal, JournalStore):
+            # The journal is drained by this gateway's own upstream side: fresh tokens, the
+            # same data-center choice and breakers as live traffic.
+            self.replayer = Replayer(
+                journal, self.sender, self.sender.ready, describer(catalog), policy=replay
+            )
+            self.gateway.events.listeners.append(self._mode_changed)
+            self.gateway.policy.on_journaled = self.replayer.poke
 
     @property
     def url(self) -> str:
@@ -62,11 +79,21 @@ class RunningGateway:
         )
         if self.config.health_checks:
             self.health.start()
+        if self.replayer is not None:
+            self._replaying = asyncio.get_running_loop().create_task(self.replayer.run())
         if self.feed is not None:
             self.feed.start()
         return self
 
+    def _mode_changed(self, upstreams: ServiceUpstreams) -> None:
+        if upstreams.mode is not Mode.OFFLINE and self.replayer is not None:
+            self.replayer.poke()  # a service came back: its journaled writes may go now
+
     async def stop(self) -> None:
+        if self.replayer is not None and self._replaying is not None:
+            self.replayer.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._replaying, 10)
         if self.feed is not None:
             await self.feed.close()
         await self.health.close()

@@ -69,6 +69,7 @@ class Link:
         "healthy",
         "last_ejected_at",
         "last_error",
+        "latency",
         "priority",
         "probation",
         "trial_in_flight",
@@ -94,6 +95,8 @@ class Link:
         self.probation = False
         self.trial_in_flight = False
         self.last_error: str | None = None
+        self.latency = 0.0
+        """Moving average of this data center's answer time; 0 until it answered once."""
 
     def breaker(self, now: float) -> Breaker:
         if self.ejected_until > now:
@@ -111,6 +114,7 @@ class Link:
             "ejected_for": round(max(0.0, self.ejected_until - now), 3),
             "consecutive_failures": self.consecutive_failures,
             "last_error": self.last_error,
+            "latency_ms": round(self.latency * 1000, 3),
         }
 
 
