@@ -1,1 +1,5 @@
-"""Benchmarks: one module per measurement, run as ``python -m bench.<name>``."""
+"""garde's benchmarks: one module per part, each runnable as ``python -m bench.<part>``.
+
+Results (with the machine and the baseline measured in the same run) go to
+``docs/benchmarks.md``. Benchmarks target loopback only and stop by themselves.
+"""

@@ -46,3 +46,36 @@ def test_every_option_is_documented() -> None:
 
     walk(cli, "garde")
     assert not missing, f"document these options in docs/cli.md: {missing}"
+
+
+def test_the_complete_example_of_docs_catalog_is_valid() -> None:
+    """The example a reader copies from docs/catalog.md loads without a problem."""
+    from garde.catalog import parse_catalog
+
+    text = (DOCS / "catalog.md").read_text(encoding="utf-8")
+    example = text.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
+    catalog = parse_catalog(example, "docs/catalog.md", env={})
+    assert catalog.name == "tiny"
+    assert set(catalog.services) == {"sts", "rx"}
+
+
+def test_every_catalog_field_is_documented() -> None:
+    """A catalog setting missing from docs/catalog.md fails the build."""
+    from pydantic import BaseModel
+
+    from garde.catalog import model
+
+    text = (DOCS / "catalog.md").read_text(encoding="utf-8")
+    missing = []
+    for name in dir(model):
+        cls = getattr(model, name)
+        if (
+            isinstance(cls, type)
+            and issubclass(cls, BaseModel)
+            and cls.__module__ == model.__name__
+        ):
+            for field_name, info in cls.model_fields.items():
+                key = info.alias or field_name
+                if key not in ("id", "class_") and f"`{key}`" not in text:
+                    missing.append(f"{cls.__name__}.{key}")
+    assert not missing, f"document these catalog fields in docs/catalog.md: {missing}"

@@ -47,7 +47,7 @@ class Status(StrEnum):
 _RANK = {Status.UNAFFECTED: 0, Status.DEGRADED: 1, Status.STOPPED: 2}
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Failure:
     """A service failing in one data center, or in all of them (``dc`` is None)."""
 
@@ -56,6 +56,10 @@ class Failure:
 
     def __str__(self) -> str:
         return self.service if self.dc is None else f"{self.service}@{self.dc}"
+
+    @property
+    def sort_key(self) -> tuple[str, str]:
+        return (self.service, self.dc or "")
 
 
 def parse_failures(catalog: Catalog, texts: Iterable[str]) -> list[Failure]:
@@ -191,7 +195,7 @@ class Impact:
 
 def impact(catalog: Catalog, failures: Iterable[Failure], language: str = "en") -> Impact:
     """Who is stopped or degraded by ``failures``, per target group, with the procedures."""
-    failures = tuple(sorted(set(failures)))
+    failures = tuple(sorted(set(failures), key=lambda f: f.sort_key))
     views = service_states(catalog, failures)
     groups: dict[str, GroupImpact] = {}
     for gid, group in catalog.target_groups.items():

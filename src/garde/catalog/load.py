@@ -29,7 +29,7 @@ BUILTIN = ("belgium", "belgium-production")
 """Catalogs shipped inside the package; ``belgium`` is the default (endpoints on the lab)."""
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-Location = tuple[int, int]
+Location = tuple[str, int, int]
 Path_ = tuple[str | int, ...]
 
 
@@ -42,26 +42,20 @@ def load_catalog(source: str | Path | None = None, *, env: dict[str, str] | None
     return parse_catalog(text, name, env=os.environ if env is None else env)
 
 
-def _read(source: str | Path | None) -> tuple[str, str]:
+def _read(source: str | Path | None, relative_to: str | None = None) -> tuple[str, str]:
     if source is None or (isinstance(source, str) and source in BUILTIN):
         builtin = source or "belgium"
         path = resources.files("garde.catalog") / "catalogs" / f"{builtin}.yaml"
         return f"{builtin}.yaml", path.read_text(encoding="utf-8")
     path = Path(source)
+    if relative_to is not None and not path.is_absolute():
+        path = Path(relative_to).parent / path
     try:
         return str(path), path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        hint = f"give a path to a YAML file or a built-in catalog: {', '.join(BUILTIN)}"
         raise CatalogSyntaxError(
-            [
-                Problem(
-                    str(path),
-                    None,
-                    None,
-                    "",
-                    "file not found",
-                    f"give a path to a YAML file or a built-in catalog: {', '.join(BUILTIN)}",
-                )
-            ]
+            [Problem(str(path), None, None, "", "file not found", hint)]
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogSyntaxError(
@@ -72,6 +66,26 @@ def _read(source: str | Path | None) -> tuple[str, str]:
 def parse_catalog(text: str, file: str = "<catalog>", *, env: Any = None) -> Catalog:
     """Parse catalog YAML ``text``; ``file`` names it in error messages."""
     reader = _NodeReader(file, os.environ if env is None else env)
+    data = _compose(text, file, reader, depth=0)
+    problems = list(reader.problems)
+    catalog: Catalog | None = None
+    try:
+        catalog = Catalog.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_schema_problems(exc, reader))
+    if catalog is None:
+        problems.extend(_reference_problems_raw(data, reader))
+    else:
+        problems.extend(_reference_problems(catalog, reader))
+    if problems:
+        problems.sort(key=lambda p: (p.file != file, p.file, p.line or 0, p.column or 0))
+        raise CatalogInvalid(_unique(problems))
+    assert catalog is not None
+    return catalog
+
+
+def _compose(text: str, file: str, reader: _NodeReader, depth: int) -> dict[str, Any]:
+    """Plain data from YAML ``text``, with ``extends:`` resolved (the base, then overrides)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -84,22 +98,36 @@ def parse_catalog(text: str, file: str = "<catalog>", *, env: Any = None) -> Cat
         raise CatalogSyntaxError(
             [Problem(file, 1, 1, "", "a catalog is a YAML mapping", "start from docs/catalog.md")]
         )
-    data = reader.value(root, ())
-    problems = list(reader.problems)
-    catalog: Catalog | None = None
-    try:
-        catalog = Catalog.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(_schema_problems(exc, reader))
-    if catalog is None:
-        problems.extend(_reference_problems_raw(data, reader))
-    else:
-        problems.extend(_reference_problems(catalog, reader))
-    if problems:
-        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-        raise CatalogInvalid(_unique(problems))
-    assert catalog is not None
-    return catalog
+    reader.file = file
+    data: dict[str, Any] = reader.value(root, ())
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    if depth >= 5 or not isinstance(base_name, str):
+        raise CatalogSyntaxError(
+            [reader.problem(("extends",), "extends names one catalog, at most 5 levels deep")]
+        )
+    base_file, base_text = _read(base_name, relative_to=file)
+    overrides = reader.where, reader.key_where
+    reader.where, reader.key_where = {}, {}
+    base = _compose(base_text, base_file, reader, depth + 1)
+    reader.where.update(overrides[0])
+    reader.key_where.update(overrides[1])
+    reader.file = file
+    return _merge(base, data)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else in ``override`` replaces; ``null`` removes."""
+    merged = dict(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 class _NodeReader:
@@ -115,7 +143,7 @@ class _NodeReader:
         self._scalars = yaml.SafeLoader("")
 
     def value(self, node: yaml.Node, path: Path_) -> Any:
-        self.where[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        self.where[path] = (self.file, node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -125,13 +153,18 @@ class _NodeReader:
                     self.problems.append(
                         self.problem(
                             (*path, key),
-                            f"duplicate key {key!r} (first defined on line {first[0]})",
+                            f"duplicate key {key!r} (first defined on line {first[1]})",
                             "ids must be unique: rename or merge the two entries",
-                            at=(key_node.start_mark.line + 1, key_node.start_mark.column + 1),
+                            at=(
+                                self.file,
+                                key_node.start_mark.line + 1,
+                                key_node.start_mark.column + 1,
+                            ),
                         )
                     )
                     continue
                 self.key_where[(*path, key)] = (
+                    self.file,
                     key_node.start_mark.line + 1,
                     key_node.start_mark.column + 1,
                 )
@@ -175,8 +208,10 @@ class _NodeReader:
     def problem(
         self, path: Path_, message: str, hint: str = "", at: Location | None = None
     ) -> Problem:
-        line, col = at or self.locate(path) or (None, None)
-        return Problem(self.file, line, col, _dotted(path), message, hint)
+        found = at or self.locate(path)
+        if found is None:
+            return Problem(self.file, None, None, _dotted(path), message, hint)
+        return Problem(found[0], found[1], found[2], _dotted(path), message, hint)
 
 
 def _dotted(path: Iterable[str | int]) -> str:

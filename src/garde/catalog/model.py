@@ -185,7 +185,8 @@ class Service(_Model):
     namespaces: dict[str, str] = {}
     """XPath prefixes used by key rules."""
     soap_action: str = "{namespace}:{operation}"
-    """Template of an operation's SOAPAction when it does not give its own."""
+    """Template of an operation's SOAPAction when it does not give its own: ``{namespace}``,
+    ``{operation}`` (the id) and ``{Operation}`` (capitalised, the MyCareNet convention)."""
     endpoints: dict[str, str] = Field(min_length=1)
     """Data center id -> URL of the service there, in priority order."""
     depends_on: list[str] = []
@@ -201,7 +202,10 @@ class Service(_Model):
         namespace = operation.namespace or self.namespace
         if self.protocol is not Protocol.SOAP or namespace is None:
             return None
-        return self.soap_action.format(namespace=namespace, operation=operation.id)
+        capitalised = operation.id[:1].upper() + operation.id[1:]
+        return self.soap_action.format(
+            namespace=namespace, operation=operation.id, Operation=capitalised
+        )
 
     def body_element_of(self, operation: Operation) -> str | None:
         if operation.match.body_element is not None:

@@ -8,7 +8,7 @@ Backends (SQLite, PostgreSQL) implement ``Journal``; one test suite runs against
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -132,3 +132,119 @@ class Sender(Protocol):
 
 ServiceReady = Callable[[str], bool]
 """Tells the replayer whether a service is healthy enough to be replayed to."""
+
+WAITING = (State.JOURNALED, State.DELIVERING)
+"""States that count in the journal's depth: not yet settled."""
+HOLDING = (State.JOURNALED, State.DELIVERING, State.CONFLICT, State.QUARANTINED)
+"""States that hold back the later entries of the same ordering key (held, never skipped)."""
+FINAL = (State.DELIVERED, State.EXPIRED, State.DISCARDED)
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """An entry handed to one replayer, which must settle it before ``lease_until``."""
+
+    id: str
+    seq: int
+    submission: Submission
+    attempts: int
+    created_at: float
+    lease_token: str
+    lease_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    """Everything an operator may see of an entry (``garde journal show``)."""
+
+    receipt: Receipt
+    seq: int
+    target_group: str | None
+    idempotency_key: str
+    key_id: str | None
+    """Id of the key that encrypts the payload; None when stored in clear (opt-out)."""
+    lease_owner: str | None
+    lease_until: float | None
+    not_before: float
+    submission: Submission | None
+    """Decrypted content; None when it cannot be read (corrupted, key missing)."""
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    at: float
+    who: str
+    action: str
+    entry_id: str | None
+    detail: str
+
+
+Describe = Callable[[str, str, "str | None"], str]
+"""``(service, operation, target_group) -> text``: the fallback procedure of an expired entry."""
+
+
+@runtime_checkable
+class JournalStore(Journal, Protocol):
+    """The whole backend: what the gateway needs, plus the replayer's and the operator's side.
+
+    Both backends implement it and ``tests/journal/test_backends.py`` runs against both.
+    """
+
+    async def receipts(
+        self,
+        state: State | None = None,
+        service: str | None = None,
+        limit: int = 100,
+        after: int = 0,
+    ) -> list[Receipt]:
+        """Receipts in journal order, filtered by state and service (the list endpoint)."""
+        ...
+
+    async def counts(self) -> dict[tuple[str, State], int]:
+        """How many entries per (service, state)."""
+        ...
+
+    async def pending_services(self) -> list[str]:
+        """Services that have entries waiting (journaled or delivering)."""
+        ...
+
+    async def lease(
+        self, owner: str, services: Sequence[str], limit: int, lease_seconds: float
+    ) -> list[Leased]:
+        """Take up to ``limit`` deliverable entries: the head of their ordering key, not
+        waiting out a back-off, not leased by a live replayer. A corrupted entry found on the
+        way is quarantined, never returned."""
+        ...
+
+    async def settle(
+        self, leased: Leased, delivery: Delivery, retry_at: float | None = None
+    ) -> Receipt | None:
+        """Record the outcome of sending ``leased``; None if the lease was lost meanwhile."""
+        ...
+
+    async def expire(self, describe: Describe) -> list[Receipt]:
+        """Move waiting entries past their deadline to ``expired`` with their procedure."""
+        ...
+
+    async def retry(self, entry_id: str, who: str) -> Receipt:
+        """Operator: send a conflicting/quarantined entry again, or now instead of later."""
+        ...
+
+    async def discard(self, entry_id: str, reason: str, who: str) -> Receipt:
+        """Operator: give up on an entry, with a reason (audited)."""
+        ...
+
+    async def entry(self, entry_id: str, reveal_by: str | None = None) -> EntryView:
+        """The operator's view; ``reveal_by`` names who asked to see it unmasked (audited)."""
+        ...
+
+    def export(self, reveal_by: str | None = None) -> AsyncIterator[EntryView]:
+        """Every entry in journal order (``garde journal export``)."""
+        ...
+
+    async def audit_log(self, limit: int = 100) -> list[AuditRecord]: ...
+
+    async def record_audit(
+        self, who: str, action: str, entry_id: str | None, detail: str
+    ) -> None: ...

@@ -1,0 +1,235 @@
+"""The journal's transactions, written once for both backends.
+
+Each function runs inside one transaction of a ``Tx`` (a thin wrapper over a sqlite3 or a
+psycopg connection) and must check everything before it writes: a caller's mistake raises
+before the first change, so it never half-applies. Backends decide *how* transactions are
+run (SQLite: one writer thread with group commit; PostgreSQL: a pool, leases locked with
+``FOR UPDATE SKIP LOCKED``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from garde.errors import EntryNotFound, UsageError
+from garde.journal import sql
+from garde.journal.base import (
+    AuditRecord,
+    Delivery,
+    Describe,
+    Leased,
+    Outcome,
+    State,
+    Submission,
+)
+from garde.journal.records import (
+    INSERT_COLUMNS,
+    SELECT,
+    Row,
+    check_transition,
+    clip,
+    new_id,
+    new_row,
+    open_submission,
+    seal_answer,
+)
+from garde.journal.sealing import Keyring, SealError
+
+
+class Tx(Protocol):
+    """One open transaction; ``?`` placeholders (translated by the PostgreSQL wrapper)."""
+
+    def rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def run(self, query: str, params: Sequence[Any] = ()) -> int:
+        """Execute; the number of rows changed."""
+        ...
+
+
+def _one(tx: Tx, entry_id: str) -> Row:
+    found = tx.rows(sql.BY_ID, (entry_id,))
+    if not found:
+        raise EntryNotFound(f"no journal entry {entry_id!r} (see `garde journal ls`)")
+    return Row.of(found[0])
+
+
+def accept(
+    tx: Tx, submission: Submission, now: float, keyring: Keyring, salt: bytes
+) -> tuple[Row, bool]:
+    """Insert ``submission``; ``(row, True)`` if new, ``(existing row, False)`` if its
+    idempotency key was already journaled for that service and operation."""
+    entry_id = new_id()
+    values = new_row(submission, entry_id, now, keyring, salt)
+    inserted = tx.rows(sql.INSERT + " RETURNING seq", values)
+    if not inserted:
+        existing = tx.rows(
+            sql.BY_IDEM, (submission.service, submission.operation, submission.idempotency_key)
+        )
+        return Row.of(existing[0]), False
+    data = dict(zip(INSERT_COLUMNS, values, strict=True))
+    return (
+        Row(
+            seq=int(inserted[0][0]),
+            lease_owner=None,
+            lease_token=None,
+            lease_until=None,
+            last_error=None,
+            reason=None,
+            answer_status=None,
+            answer_type=None,
+            answer_body=None,
+            **{**data, "state": State.JOURNALED},
+        ),
+        True,
+    )
+
+
+def lease(
+    tx: Tx,
+    owner: str,
+    services: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+    now: float,
+    keyring: Keyring,
+    lock: str = "",
+) -> tuple[list[Leased], list[Row]]:
+    """``(leased, quarantined)``: deliverable heads taken for ``owner``; damaged ones set aside."""
+    if not services or limit <= 0:
+        return [], []
+    query = (
+        f"SELECT {', '.join('e.' + c for c in SELECT.split(', '))} FROM entries e"
+        f" WHERE {sql.deliverable(len(services))} ORDER BY e.seq LIMIT ?{lock}"
+    )
+    found = [Row.of(r) for r in tx.rows(query, (*services, now, now, limit))]
+    leased: list[Leased] = []
+    quarantined: list[Row] = []
+    until = now + lease_seconds
+    for row in found:
+        try:
+            submission = open_submission(row, keyring)
+        except SealError as exc:
+            tx.run(sql.QUARANTINE, (now, clip(str(exc)), row.seq))
+            quarantined.append(_replace(row, state=State.QUARANTINED, reason=str(exc)))
+            continue
+        token = secrets.token_hex(8)
+        tx.run(sql.MARK_LEASED, (now, owner, token, until, row.seq))
+        leased.append(
+            Leased(row.id, row.seq, submission, row.attempts + 1, row.created_at, token, until)
+        )
+    return leased, quarantined
+
+
+def settle(
+    tx: Tx,
+    leased: Leased,
+    delivery: Delivery,
+    retry_at: float | None,
+    now: float,
+    keyring: Keyring,
+) -> Row | None:
+    """Record one attempt's outcome; None when the lease was lost (another replayer owns it)."""
+    key = (leased.id, leased.lease_token)
+    if delivery.outcome is Outcome.DELIVERED:
+        status, ctype, body = (
+            seal_answer(delivery.answer, leased.id, keyring)
+            if delivery.answer is not None
+            else (None, None, None)
+        )
+        changed = tx.run(sql.SETTLE_DELIVERED, (now, status, ctype, body, *key))
+    elif delivery.outcome is Outcome.CONFLICT:
+        status, ctype, body = (
+            seal_answer(delivery.answer, leased.id, keyring)
+            if delivery.answer is not None
+            else (None, None, None)
+        )
+        reason = clip(delivery.reason or "the service refused it (no reason given)")
+        changed = tx.run(sql.SETTLE_CONFLICT, (now, reason, status, ctype, body, *key))
+    else:
+        error = clip(delivery.reason or "the service could not take it")
+        changed = tx.run(sql.SETTLE_RETRY, (now, error, retry_at or now, *key))
+    if not changed:
+        return None
+    return _one(tx, leased.id)
+
+
+def expire(tx: Tx, now: float, describe: Describe) -> list[Row]:
+    """Waiting entries past their deadline become ``expired``, with their procedure."""
+    done = []
+    for values in tx.rows(sql.DUE_TO_EXPIRE, (now, now)):
+        row = Row.of(values)
+        reason = clip(describe(row.service, row.operation, row.target_group))
+        if tx.run(sql.EXPIRE, (now, reason, row.seq)):
+            done.append(_replace(row, state=State.EXPIRED, reason=reason, updated_at=now))
+    return done
+
+
+def retry(tx: Tx, entry_id: str, who: str, now: float, keyring: Keyring) -> Row:
+    row = _one(tx, entry_id)
+    check_transition(
+        entry_id, row.state, (State.CONFLICT, State.QUARANTINED, State.JOURNALED), "retry"
+    )
+    if row.state is State.QUARANTINED:
+        try:
+            open_submission(row, keyring)
+        except SealError as exc:
+            raise UsageError(
+                f"entry {entry_id} is still unreadable ({exc}); discard it with a reason"
+            ) from None
+    last_error = f"was {row.state.value}: {row.reason}" if row.reason else row.last_error
+    tx.run(sql.SET_STATE, (State.JOURNALED.value, now, None, clip(last_error), 0.0, entry_id))
+    tx.run(sql.AUDIT, (now, who, "retry", entry_id, f"from {row.state.value}"))
+    return _one(tx, entry_id)
+
+
+def discard(tx: Tx, entry_id: str, reason: str, who: str, now: float) -> Row:
+    if not reason.strip():
+        raise UsageError("discarding an entry needs a reason (--reason 'why'); it is audited")
+    row = _one(tx, entry_id)
+    allowed: tuple[State, ...] = (
+        State.JOURNALED,
+        State.CONFLICT,
+        State.QUARANTINED,
+        State.EXPIRED,
+    )
+    if row.state is State.DELIVERING and (row.lease_until or 0) < now:
+        allowed = (State.DELIVERING,)
+    check_transition(entry_id, row.state, allowed, "discard")
+    text = clip(f"discarded by {who}: {reason.strip()}")
+    tx.run(sql.SET_STATE, (State.DISCARDED.value, now, text, row.last_error, 0.0, entry_id))
+    tx.run(sql.AUDIT, (now, who, "discard", entry_id, clip(reason.strip())))
+    return _one(tx, entry_id)
+
+
+def audit(tx: Tx, who: str, action: str, entry_id: str | None, detail: str, now: float) -> None:
+    tx.run(sql.AUDIT, (now, who, action, entry_id, clip(detail)))
+
+
+def audit_log(tx: Tx, limit: int) -> list[AuditRecord]:
+    return [
+        AuditRecord(float(at), str(who), str(action), entry_id, str(detail))
+        for at, who, action, entry_id, detail in tx.rows(sql.AUDIT_LOG, (limit,))
+    ]
+
+
+def listing(tx: Tx, state: State | None, service: str | None, limit: int, after: int) -> list[Row]:
+    params: list[Any] = [after]
+    if state is not None:
+        params.append(state.value)
+    if service is not None:
+        params.append(service)
+    params.append(limit)
+    query = sql.listing(state is not None, service is not None)
+    return [Row.of(r) for r in tx.rows(query, params)]
+
+
+def counts(tx: Tx) -> dict[tuple[str, State], int]:
+    return {(svc, State(st)): int(n) for svc, st, n in tx.rows(sql.COUNTS)}
+
+
+def _replace(row: Row, **changes: Any) -> Row:
+    from dataclasses import replace
+
+    return replace(row, **changes)

@@ -1,0 +1,215 @@
+"""The shared journal: PostgreSQL through psycopg 3 and a connection pool.
+
+Several gateway instances (a hospital's) point at the same database. Delivery work is leased
+row by row with ``FOR UPDATE SKIP LOCKED``: two replayers never take the same entry, and an
+entry whose lease ran out (its replayer crashed) is taken over by another. The idempotency
+key sent upstream makes the one case leases cannot exclude (a replayer that was slow, not
+dead) harmless. Transactions are the same as SQLite's (``ops``), run on pooled connections
+in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from garde.errors import GardeError, JournalUnavailable, UsageError
+from garde.journal.sealing import Keyring
+from garde.journal.store import Clock, StoreBase
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+T = TypeVar("T")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS {s}.meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.entries (
+  seq BIGSERIAL PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  service TEXT NOT NULL,
+  operation TEXT NOT NULL,
+  target_group TEXT,
+  order_key TEXT,
+  idem_key TEXT NOT NULL,
+  created_at DOUBLE PRECISION NOT NULL,
+  updated_at DOUBLE PRECISION NOT NULL,
+  deadline DOUBLE PRECISION,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  not_before DOUBLE PRECISION NOT NULL DEFAULT 0,
+  lease_owner TEXT,
+  lease_token TEXT,
+  lease_until DOUBLE PRECISION,
+  last_error TEXT,
+  reason TEXT,
+  key_id TEXT,
+  sealed BYTEA NOT NULL,
+  checksum TEXT NOT NULL,
+  answer_status INTEGER,
+  answer_type TEXT,
+  answer_body BYTEA,
+  UNIQUE (service, operation, idem_key)
+);
+CREATE INDEX IF NOT EXISTS entries_waiting ON {s}.entries (service, seq)
+  WHERE state IN ('journaled', 'delivering');
+CREATE INDEX IF NOT EXISTS entries_holding ON {s}.entries (service, order_key, seq)
+  WHERE state IN ('journaled', 'delivering', 'conflict', 'quarantined')
+  AND order_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {s}.audit (
+  at DOUBLE PRECISION NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, entry_id TEXT,
+  detail TEXT NOT NULL
+);
+"""
+
+
+class _Tx:
+    """``ops.Tx`` over a psycopg connection: ``?`` becomes ``%s``."""
+
+    _cache: dict[str, str] = {}  # noqa: RUF012 (a cache of translated statements)
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def _sql(self, query: str) -> str:
+        found = self._cache.get(query)
+        if found is None:
+            found = self._cache[query] = query.replace("%", "%%").replace("?", "%s")
+        return found
+
+    def rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self.conn.execute(self._sql(query), params)
+        return cur.fetchall() if cur.description else []
+
+    def run(self, query: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(self._sql(query), params).rowcount
+
+
+def _unavailable(exc: Exception) -> JournalUnavailable:
+    return JournalUnavailable(
+        f"the PostgreSQL journal cannot persist writes ({str(exc).strip() or type(exc).__name__});"
+        " check that the database is up and reachable"
+    )
+
+
+class PostgresJournal(StoreBase):
+    """The PostgreSQL backend; ``await PostgresJournal.open(conninfo, keyring)``."""
+
+    _lock = " FOR UPDATE OF e SKIP LOCKED"
+
+    def __init__(
+        self,
+        conninfo: str,
+        keyring: Keyring,
+        *,
+        schema: str = "garde_journal",
+        clock: Clock = time.time,
+        min_size: int = 1,
+        max_size: int = 8,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(keyring, clock)
+        if not _SCHEMA_NAME.match(schema):
+            raise UsageError(
+                f"journal schema {schema!r} is not a plain name: use lowercase letters,"
+                " digits and _"
+            )
+        self.conninfo = conninfo
+        self.schema = schema
+        self.min_size = min_size
+        self.max_size = max_size
+        self.connect_timeout = connect_timeout
+        self._pool: ConnectionPool[Any] | None = None
+
+    @classmethod
+    async def open(cls, conninfo: str, keyring: Keyring, **options: Any) -> PostgresJournal:
+        journal = cls(conninfo, keyring, **options)
+        await asyncio.to_thread(journal._prepare)
+        return journal
+
+    def _prepare(self) -> None:
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool
+        except ImportError:
+            raise UsageError(
+                "the PostgreSQL journal needs psycopg: pip install 'garde[postgres]'"
+            ) from None
+        self._errors: tuple[type[Exception], ...] = (psycopg.Error,)
+        try:
+            pool: ConnectionPool[Any] = ConnectionPool(
+                self.conninfo,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                kwargs={
+                    "options": f"-c search_path={self.schema}",
+                    "connect_timeout": max(1, int(self.connect_timeout)),
+                },
+                timeout=self.connect_timeout,
+                open=False,
+            )
+            pool.open(wait=True, timeout=self.connect_timeout)
+        except Exception as exc:  # psycopg_pool.PoolTimeout, psycopg.OperationalError
+            raise _unavailable(exc) from None
+        self._pool = pool
+        try:
+            with pool.connection() as conn, conn.transaction():
+                # Several instances may start at once: one creates, the others wait.
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                for statement in SCHEMA.format(s=f'"{self.schema}"').split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                found = conn.execute(
+                    f'SELECT value FROM "{self.schema}".meta WHERE name = %s', ("order_salt",)
+                ).fetchone()
+                if found is None:
+                    self._salt = os.urandom(32)
+                    conn.execute(
+                        f'INSERT INTO "{self.schema}".meta VALUES (%s, %s)',
+                        ("order_salt", self._salt),
+                    )
+                else:
+                    self._salt = bytes(found[0])
+        except self._errors as exc:
+            pool.close()
+            raise _unavailable(exc) from None
+
+    def _run(self, fn: Callable[[_Tx], T]) -> T:
+        if self._pool is None:
+            raise JournalUnavailable("the PostgreSQL journal is closed")
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                return fn(_Tx(conn))
+        except GardeError:
+            raise
+        except Exception as exc:  # psycopg.Error, PoolTimeout: nothing was committed
+            raise _unavailable(exc) from None
+
+    async def _read(self, fn: Callable[[_Tx], T]) -> T:
+        return await asyncio.to_thread(self._run, fn)
+
+    async def _write(self, fn: Callable[[_Tx], T]) -> T:
+        return await asyncio.to_thread(self._run, fn)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
+
+    async def drop(self) -> None:
+        """Remove the whole journal schema (tests and `garde journal` never call this on
+        a journal in use)."""
+        if self._pool is None:
+            return
+
+        def _drop(tx: _Tx) -> None:
+            tx.conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+        await self._write(_drop)

@@ -1,0 +1,270 @@
+"""How an entry is laid out in a row, shared by both backends.
+
+A row keeps in clear only what the journal must query (service, operation, state, times,
+the idempotency key, a digest of the ordering key); who the write is for, the ordering key
+itself, the headers and the payload are sealed together, and the upstream's answer is sealed
+too. The checksum covers every field that never changes after the entry was accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from garde.journal.base import Answer, EntryView, Receipt, State, Submission
+from garde.journal.sealing import Keyring, SealError, checksum, order_digest
+
+COLUMNS = (
+    "seq",
+    "id",
+    "service",
+    "operation",
+    "target_group",
+    "order_key",
+    "idem_key",
+    "created_at",
+    "updated_at",
+    "deadline",
+    "state",
+    "attempts",
+    "not_before",
+    "lease_owner",
+    "lease_token",
+    "lease_until",
+    "last_error",
+    "reason",
+    "key_id",
+    "sealed",
+    "checksum",
+    "answer_status",
+    "answer_type",
+    "answer_body",
+)
+SELECT = ", ".join(COLUMNS)
+INSERT_COLUMNS = (*COLUMNS[1:12], "not_before", "key_id", "sealed", "checksum")
+MAX_ERROR = 500
+"""Longest last_error/reason kept: an upstream can answer with megabytes of HTML."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    seq: int
+    id: str
+    service: str
+    operation: str
+    target_group: str | None
+    order_key: str | None
+    idem_key: str
+    created_at: float
+    updated_at: float
+    deadline: float | None
+    state: State
+    attempts: int
+    not_before: float
+    lease_owner: str | None
+    lease_token: str | None
+    lease_until: float | None
+    last_error: str | None
+    reason: str | None
+    key_id: str | None
+    sealed: bytes
+    checksum: str
+    answer_status: int | None
+    answer_type: str | None
+    answer_body: bytes | None
+
+    @classmethod
+    def of(cls, values: tuple[Any, ...] | list[Any]) -> Row:
+        data = dict(zip(COLUMNS, values, strict=True))
+        data["state"] = State(data["state"])
+        data["sealed"] = bytes(data["sealed"])
+        if data["answer_body"] is not None:
+            data["answer_body"] = bytes(data["answer_body"])
+        return cls(**data)
+
+
+def new_id() -> str:
+    """A receipt id: random (the receipt endpoint must not be enumerable), URL-safe."""
+    return "r" + secrets.token_hex(12)
+
+
+def _aad(entry_id: str, service: str, operation: str, idem_key: str) -> bytes:
+    # Binding the ciphertext to its entry: a payload copied onto another row fails to open.
+    return "\x00".join((entry_id, service, operation, idem_key)).encode()
+
+
+def _sum(
+    entry_id: str,
+    service: str,
+    operation: str,
+    target_group: str | None,
+    order_key: str | None,
+    idem_key: str,
+    created_at: float,
+    deadline: float | None,
+    sealed: bytes,
+) -> str:
+    return checksum(
+        entry_id,
+        service,
+        operation,
+        target_group,
+        order_key,
+        idem_key,
+        created_at,
+        deadline,
+        sealed,
+    )
+
+
+def new_row(
+    submission: Submission, entry_id: str, now: float, keyring: Keyring, salt: bytes
+) -> tuple[Any, ...]:
+    """The values of ``INSERT_COLUMNS`` for a new entry."""
+    s = submission
+    inner = json.dumps(
+        {
+            "identity": s.identity,
+            "ordering_key": s.ordering_key,
+            "headers": [list(h) for h in s.headers],
+            "payload": base64.b64encode(s.payload).decode(),
+        },
+        separators=(",", ":"),
+    ).encode()
+    key_id, sealed = keyring.seal(inner, _aad(entry_id, s.service, s.operation, s.idempotency_key))
+    order_key = order_digest(salt, s.service, s.ordering_key)
+    total = _sum(
+        entry_id,
+        s.service,
+        s.operation,
+        s.target_group,
+        order_key,
+        s.idempotency_key,
+        now,
+        s.deadline,
+        sealed,
+    )
+    return (
+        entry_id,
+        s.service,
+        s.operation,
+        s.target_group,
+        order_key,
+        s.idempotency_key,
+        now,
+        now,
+        s.deadline,
+        State.JOURNALED.value,
+        0,
+        0.0,
+        key_id,
+        sealed,
+        total,
+    )
+
+
+def open_submission(row: Row, keyring: Keyring) -> Submission:
+    """The submission stored in ``row``; ``SealError`` if the row is damaged or unreadable."""
+    expected = _sum(
+        row.id,
+        row.service,
+        row.operation,
+        row.target_group,
+        row.order_key,
+        row.idem_key,
+        row.created_at,
+        row.deadline,
+        row.sealed,
+    )
+    if expected != row.checksum:
+        raise SealError("checksum mismatch: the stored entry was altered or damaged")
+    inner = keyring.open(row.sealed, _aad(row.id, row.service, row.operation, row.idem_key))
+    try:
+        data = json.loads(inner)
+        return Submission(
+            service=row.service,
+            operation=row.operation,
+            identity=data["identity"],
+            target_group=row.target_group,
+            idempotency_key=row.idem_key,
+            ordering_key=data["ordering_key"],
+            payload=base64.b64decode(data["payload"]),
+            headers=tuple((str(k), str(v)) for k, v in data["headers"]),
+            deadline=row.deadline,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SealError(f"sealed content is not a journal entry ({exc})") from None
+
+
+def seal_answer(answer: Answer, entry_id: str, keyring: Keyring) -> tuple[int, str, bytes]:
+    _, blob = keyring.seal(answer.body, ("answer\x00" + entry_id).encode())
+    return answer.status, answer.content_type, blob
+
+
+def receipt_of(row: Row, keyring: Keyring) -> Receipt:
+    answer = None
+    extra: dict[str, str] = {}
+    if row.answer_status is not None and row.answer_body is not None:
+        try:
+            body = keyring.open(row.answer_body, ("answer\x00" + row.id).encode())
+        except SealError as exc:
+            body = b""
+            extra["answer_problem"] = str(exc)
+        answer = Answer(row.answer_status, body, row.answer_type or "application/octet-stream")
+    if row.target_group:
+        extra["target_group"] = row.target_group
+    return Receipt(
+        id=row.id,
+        state=row.state,
+        service=row.service,
+        operation=row.operation,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deadline=row.deadline,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        answer=answer,
+        reason=row.reason,
+        extra=extra,
+    )
+
+
+def view_of(row: Row, keyring: Keyring) -> EntryView:
+    submission = None
+    problem = None
+    try:
+        submission = open_submission(row, keyring)
+    except SealError as exc:
+        problem = str(exc)
+    return EntryView(
+        receipt=receipt_of(row, keyring),
+        seq=row.seq,
+        target_group=row.target_group,
+        idempotency_key=row.idem_key,
+        key_id=row.key_id,
+        lease_owner=row.lease_owner,
+        lease_until=row.lease_until,
+        not_before=row.not_before,
+        submission=submission,
+        problem=problem,
+    )
+
+
+def clip(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_ERROR:
+        return text
+    return text[: MAX_ERROR - 1] + "…"
+
+
+def check_transition(entry_id: str, state: State, allowed: tuple[State, ...], action: str) -> None:
+    from garde.errors import UsageError
+
+    if state not in allowed:
+        names = ", ".join(s.value for s in allowed)
+        raise UsageError(
+            f"cannot {action} entry {entry_id}: it is {state.value}; only an entry that is"
+            f" {names} can be"
+        )

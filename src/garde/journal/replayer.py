@@ -1,0 +1,346 @@
+"""The replayer: drains the journal into services that are healthy again.
+
+It leases only the head entry of each ordering key (the journal guarantees that), so order
+per key holds by construction; keys run in parallel up to ``concurrency``. It paces each
+service with a token bucket, waits a random moment before starting on a service that just
+came back (thousands of sites recover together; they should not all hit it in the same
+second), honours ``Retry-After``, sends with the entry's idempotency key (the ``Sender``
+puts it on the wire), and moves entries past their deadline to ``expired`` with the
+fallback procedure. A conflict holds its key until an operator decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from garde.catalog import Catalog
+from garde.errors import JournalError
+from garde.journal.base import (
+    Delivery,
+    Describe,
+    JournalStore,
+    Leased,
+    Outcome,
+    Receipt,
+    Sender,
+    ServiceReady,
+)
+from garde.masking import mask_text
+
+log = logging.getLogger("garde.journal.replay")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPolicy:
+    concurrency: int = 32
+    """Entries in flight at once (each from a different ordering key)."""
+    rate: float | None = None
+    """Deliveries per second per service; None: as fast as the service answers."""
+    burst: float = 20.0
+    start_jitter: float = 0.0
+    """Seconds: a service that comes back is replayed after a random delay up to this."""
+    lease_seconds: float = 60.0
+    send_timeout: float = 30.0
+    """Must stay well under ``lease_seconds``: a lease must not run out while sending."""
+    backoff: float = 1.0
+    backoff_max: float = 300.0
+    poll_interval: float = 1.0
+    batch: int = 256
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self.clock = clock
+        self.tokens = self.burst
+        self.stamp = clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def take(self, wanted: int) -> int:
+        """Take up to ``wanted`` whole tokens now; how many were taken."""
+        self._refill()
+        granted = min(wanted, int(self.tokens))
+        self.tokens -= granted
+        return granted
+
+    def wait_time(self) -> float:
+        """Seconds until one token is there."""
+        self._refill()
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    delivered: int = 0
+    conflicts: int = 0
+    retried: int = 0
+    expired: int = 0
+    lost_leases: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+
+
+class Replayer:
+    def __init__(
+        self,
+        journal: JournalStore,
+        sender: Sender,
+        ready: ServiceReady,
+        describe: Describe,
+        *,
+        policy: ReplayPolicy | None = None,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        on_settled: Callable[[Receipt], None] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.sender = sender
+        self.ready = ready
+        self.describe = describe
+        self.policy = policy or ReplayPolicy()
+        self.owner = owner or default_owner()
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
+        self.on_settled = on_settled
+        self.stats = ReplayStats()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._paused_until: dict[str, float] = {}
+        self._was_ready: dict[str, bool] = {}
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._next_sweep = 0.0
+        self._pending: list[str] = []
+        self._pending_at = -1.0
+
+    # -- which services may be sent to now ----------------------------------------------------
+
+    def _open_services(self, pending: list[str]) -> list[str]:
+        now = self.clock()
+        open_now = []
+        for service in pending:
+            ready = self.ready(service)
+            if ready and not self._was_ready.get(service, False) and self.policy.start_jitter:
+                # Just came back: wait a random moment so recovering sites spread out.
+                delay = self.rng.uniform(0, self.policy.start_jitter)
+                self._paused_until[service] = max(self._paused_until.get(service, 0), now + delay)
+            self._was_ready[service] = ready
+            if ready and self._paused_until.get(service, 0.0) <= now:
+                open_now.append(service)
+        return open_now
+
+    def _bucket(self, service: str) -> TokenBucket | None:
+        if self.policy.rate is None:
+            return None
+        bucket = self._buckets.get(service)
+        if bucket is None:
+            bucket = self._buckets[service] = TokenBucket(self.policy.rate, self.policy.burst)
+        return bucket
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Replay until ``stop()``; the gateway runs this as a background task."""
+        await self._pump(until_idle=False)
+
+    async def drain(self) -> ReplayStats:
+        """Replay what can be delivered now, then return (``garde journal replay --now``)."""
+        await self._pump(until_idle=True)
+        return self.stats
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Something changed (a service came back, an entry was accepted): look now."""
+        self._pending_at = -1.0
+        self._next_sweep = 0.0
+        self._wake.set()
+
+    async def _pump(self, until_idle: bool) -> None:
+        try:
+            while not self._stop.is_set():
+                await self._expire()
+                leased = await self._lease_some()
+                for entry in leased:
+                    task = asyncio.create_task(self._deliver(entry))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._done)
+                full = len(self._in_flight) >= self.policy.concurrency
+                if leased and not full:
+                    continue
+                if self._in_flight:
+                    await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                if until_idle:
+                    return
+                await self._idle()
+        finally:
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        waits = [self.policy.poll_interval]
+        now = self.clock()
+        waits += [until - now for until in self._paused_until.values() if until > now]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(0.01, min(waits)))
+
+    async def _expire(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.policy.poll_interval
+        try:
+            expired = await self.journal.expire(self.describe)
+        except JournalError as exc:
+            log.warning("journal unavailable while expiring entries: %s", exc)
+            return
+        self.stats.expired += len(expired)
+        for receipt in expired:
+            self._settled(receipt)
+
+    async def _lease_some(self) -> list[Leased]:
+        free = self.policy.concurrency - len(self._in_flight)
+        if free <= 0:
+            return []
+        try:
+            now = time.monotonic()
+            if now - self._pending_at >= self.policy.poll_interval:
+                # Which services have work changes slowly; asking on every lease would scan.
+                self._pending = await self.journal.pending_services()
+                self._pending_at = now
+            services = self._open_services(self._pending)
+            taken: list[Leased] = []
+            for service in services:
+                wanted = min(free - len(taken), self.policy.batch)
+                if wanted <= 0:
+                    break
+                bucket = self._bucket(service)
+                if bucket is not None:
+                    wanted = bucket.take(wanted)
+                    if wanted == 0:
+                        self._paused_until[service] = self.clock() + bucket.wait_time()
+                        continue
+                got = await self.journal.lease(
+                    self.owner, [service], wanted, self.policy.lease_seconds
+                )
+                if bucket is not None and len(got) < wanted:
+                    bucket.tokens += wanted - len(got)  # unused tokens go back
+                taken += got
+            return taken
+        except JournalError as exc:
+            log.warning("journal unavailable while leasing: %s", exc)
+            return []
+
+    async def _deliver(self, entry: Leased) -> None:
+        service = entry.submission.service
+        deadline = entry.submission.deadline
+        if deadline is not None and self.clock() > deadline:
+            self._next_sweep = 0.0  # the next pass expires it, with its procedure
+            await self._settle(entry, Delivery(Outcome.RETRY_LATER, reason="deadline passed"), 0)
+            return
+        try:
+            delivery = await asyncio.wait_for(
+                self.sender.send(entry.submission), self.policy.send_timeout
+            )
+        except TimeoutError:
+            delivery = Delivery(Outcome.RETRY_LATER, reason="no answer in time")
+        except Exception as exc:  # the sender's bug or an unexpected failure: try again later
+            delivery = Delivery(Outcome.RETRY_LATER, reason=f"send failed: {exc!r}")
+        retry_at = None
+        if delivery.outcome is Outcome.RETRY_LATER:
+            now = self.clock()
+            if delivery.retry_after is not None:
+                wait = delivery.retry_after
+                # The service asked for room: give it to the whole service, not just this key.
+                self._paused_until[service] = max(self._paused_until.get(service, 0), now + wait)
+            else:
+                wait = min(self.policy.backoff_max, self.policy.backoff * 2 ** (entry.attempts - 1))
+                wait *= self.rng.uniform(0.5, 1.5)
+            retry_at = now + wait
+        await self._settle(entry, delivery, retry_at)
+
+    async def _settle(self, entry: Leased, delivery: Delivery, retry_at: float | None) -> None:
+        try:
+            receipt = await self.journal.settle(entry, delivery, retry_at)
+        except JournalError as exc:
+            # Sent but not recorded: the lease runs out and the entry is sent again with the
+            # same idempotency key, which the service answers without applying it twice.
+            log.error("could not record the outcome of %s: %s", entry.id, exc)
+            self.stats.errors.append(str(exc))
+            return
+        if receipt is None:
+            self.stats.lost_leases += 1
+            log.warning("lease on %s was lost before its outcome was recorded", entry.id)
+            return
+        if delivery.outcome is Outcome.DELIVERED:
+            self.stats.delivered += 1
+        elif delivery.outcome is Outcome.CONFLICT:
+            self.stats.conflicts += 1
+            log.warning(
+                "journal entry %s (%s.%s) conflicts and holds its key: %s",
+                entry.id,
+                entry.submission.service,
+                entry.submission.operation,
+                mask_text(delivery.reason or ""),
+            )
+        else:
+            self.stats.retried += 1
+        self._settled(receipt)
+
+    def _settled(self, receipt: Receipt) -> None:
+        if self.on_settled is not None:
+            self.on_settled(receipt)
+
+
+def describer(catalog: Catalog, language: str = "en") -> Describe:
+    """What an expired entry's receipt says: the deadline passed, and the procedure to follow
+    for the caller's target group (any group's, when the caller gave none)."""
+
+    def describe(service: str, operation: str, target_group: str | None) -> str:
+        wanted = f"{service}.{operation}"
+        groups = list(catalog.target_groups.values())
+        if target_group in catalog.target_groups:
+            groups.insert(0, catalog.target_groups[target_group])
+        procedure = next(
+            (
+                c.procedure
+                for g in groups
+                for c in g.critical
+                if c.operation == wanted and c.procedure
+            ),
+            None,
+        )
+        text = catalog.procedure_text(procedure, language)
+        head = f"its deadline passed before {service} could take it"
+        if text is None:
+            return f"{head}; the catalog names no fallback procedure: ask the service's helpdesk"
+        return f"{head}. {text}"
+
+    return describe

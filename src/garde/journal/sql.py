@@ -1,0 +1,100 @@
+"""The SQL both backends share, written once with ``?`` placeholders.
+
+PostgreSQL takes the same text with ``%s``; only leasing differs (``FOR UPDATE SKIP LOCKED``
+there, the single writer's ``BEGIN IMMEDIATE`` in SQLite), so it lives in each backend.
+"""
+
+from __future__ import annotations
+
+from garde.journal.base import HOLDING, WAITING
+from garde.journal.records import INSERT_COLUMNS, SELECT
+
+
+def _states(states: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{s}'" for s in states) + ")"
+
+
+HOLDING_SQL = _states(tuple(s.value for s in HOLDING))
+WAITING_SQL = _states(tuple(s.value for s in WAITING))
+
+INSERT = (
+    f"INSERT INTO entries ({', '.join(INSERT_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})"
+    " ON CONFLICT (service, operation, idem_key) DO NOTHING"
+)
+BY_ID = f"SELECT {SELECT} FROM entries WHERE id = ?"
+BY_IDEM = f"SELECT {SELECT} FROM entries WHERE service = ? AND operation = ? AND idem_key = ?"
+
+# The head of an ordering key is its oldest entry that still holds the key; only heads are
+# deliverable, so a conflicting or quarantined head holds every later entry of its key.
+NO_HOLDING_PREDECESSOR = (
+    "(e.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM entries p"
+    " WHERE p.service = e.service AND p.order_key = e.order_key AND p.seq < e.seq"
+    f" AND p.state IN {HOLDING_SQL}))"
+)
+
+
+def deliverable(service_count: int) -> str:
+    """WHERE clause of a lease: params are the services, then now, now."""
+    marks = ", ".join("?" for _ in range(service_count))
+    return (
+        f"e.service IN ({marks}) AND e.state IN {WAITING_SQL}"
+        " AND (e.state = 'journaled' OR e.lease_until < ?) AND e.not_before <= ?"
+        f" AND {NO_HOLDING_PREDECESSOR}"
+    )
+
+
+DUE_TO_EXPIRE = (
+    f"SELECT {SELECT} FROM entries WHERE state IN {WAITING_SQL} AND deadline IS NOT NULL"
+    " AND deadline < ? AND (state = 'journaled' OR lease_until < ?) ORDER BY seq LIMIT 1000"
+)
+
+SETTLE_DELIVERED = (
+    "UPDATE entries SET state = 'delivered', updated_at = ?, lease_owner = NULL,"
+    " lease_token = NULL, lease_until = NULL, last_error = NULL, answer_status = ?,"
+    " answer_type = ?, answer_body = ? WHERE id = ? AND lease_token = ? AND state = 'delivering'"
+)
+SETTLE_CONFLICT = (
+    "UPDATE entries SET state = 'conflict', updated_at = ?, lease_owner = NULL,"
+    " lease_token = NULL, lease_until = NULL, reason = ?, answer_status = ?, answer_type = ?,"
+    " answer_body = ? WHERE id = ? AND lease_token = ? AND state = 'delivering'"
+)
+SETTLE_RETRY = (
+    "UPDATE entries SET state = 'journaled', updated_at = ?, lease_owner = NULL,"
+    " lease_token = NULL, lease_until = NULL, last_error = ?, not_before = ?"
+    " WHERE id = ? AND lease_token = ? AND state = 'delivering'"
+)
+MARK_LEASED = (
+    "UPDATE entries SET state = 'delivering', updated_at = ?, lease_owner = ?,"
+    " lease_token = ?, lease_until = ?, attempts = attempts + 1 WHERE seq = ?"
+)
+QUARANTINE = (
+    "UPDATE entries SET state = 'quarantined', updated_at = ?, reason = ?, lease_owner = NULL,"
+    " lease_token = NULL, lease_until = NULL WHERE seq = ?"
+)
+SET_STATE = (
+    "UPDATE entries SET state = ?, updated_at = ?, reason = ?, last_error = ?, not_before = ?,"
+    " lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id = ?"
+)
+EXPIRE = (
+    "UPDATE entries SET state = 'expired', updated_at = ?, reason = ?, lease_owner = NULL,"
+    " lease_token = NULL, lease_until = NULL WHERE seq = ? AND state IN " + WAITING_SQL
+)
+AUDIT = "INSERT INTO audit (at, who, action, entry_id, detail) VALUES (?, ?, ?, ?, ?)"
+AUDIT_LOG = "SELECT at, who, action, entry_id, detail FROM audit ORDER BY at DESC LIMIT ?"
+DEPTH = f"SELECT count(*) FROM entries WHERE state IN {WAITING_SQL}"
+DEPTH_OF = DEPTH + " AND service = ?"
+COUNTS = "SELECT service, state, count(*) FROM entries GROUP BY service, state"
+PENDING_SERVICES = f"SELECT DISTINCT service FROM entries WHERE state IN {WAITING_SQL}"
+
+
+def listing(state: bool, service: bool) -> str:
+    where = ["seq > ?"]
+    if state:
+        where.append("state = ?")
+    if service:
+        where.append("service = ?")
+    return f"SELECT {SELECT} FROM entries WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+
+
+PAGE_OF = f"SELECT {SELECT} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?"

@@ -1,0 +1,310 @@
+"""The embedded journal: one SQLite file in WAL mode, ``synchronous=FULL``, group commit.
+
+Every write goes through one writer thread: it takes whatever is queued (up to
+``max_batch`` transactions), runs them in one ``BEGIN IMMEDIATE`` transaction, commits (one
+fsync for the whole batch) and only then resolves each caller's future. So ``accept`` returns
+only once its entry is on disk, and a thousand concurrent callers cost a handful of fsyncs.
+Reads use their own connections (WAL lets them run beside the writer). Several processes may
+share the file: SQLite's lock serialises their writers, each waiting up to ``busy_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from garde.errors import GardeError, JournalUnavailable
+from garde.journal.sealing import Keyring
+from garde.journal.store import Clock, StoreBase
+
+log = logging.getLogger("garde.journal")
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  service TEXT NOT NULL,
+  operation TEXT NOT NULL,
+  target_group TEXT,
+  order_key TEXT,
+  idem_key TEXT NOT NULL,
+  created_at REAL NOT NULL,
+  updated_at REAL NOT NULL,
+  deadline REAL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  not_before REAL NOT NULL DEFAULT 0,
+  lease_owner TEXT,
+  lease_token TEXT,
+  lease_until REAL,
+  last_error TEXT,
+  reason TEXT,
+  key_id TEXT,
+  sealed BLOB NOT NULL,
+  checksum TEXT NOT NULL,
+  answer_status INTEGER,
+  answer_type TEXT,
+  answer_body BLOB,
+  UNIQUE (service, operation, idem_key)
+);
+CREATE INDEX IF NOT EXISTS entries_waiting ON entries (service, seq)
+  WHERE state IN ('journaled', 'delivering');
+CREATE INDEX IF NOT EXISTS entries_holding ON entries (service, order_key, seq)
+  WHERE state IN ('journaled', 'delivering', 'conflict', 'quarantined')
+  AND order_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit (
+  at REAL NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, entry_id TEXT, detail TEXT NOT NULL
+);
+"""
+
+
+class _Tx:
+    """``ops.Tx`` over a sqlite3 connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(query, params).fetchall()
+
+    def run(self, query: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(query, params).rowcount
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[_Tx], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _unavailable(path: Path, exc: sqlite3.Error) -> JournalUnavailable:
+    text = str(exc)
+    if "full" in text:
+        hint = "the disk (or the journal's size limit) is full: free space"
+    elif "readonly" in text or "read-only" in text:
+        hint = "the journal file or its directory is read-only: fix its permissions"
+    elif "locked" in text or "busy" in text:
+        hint = "another process holds the journal's write lock for too long"
+    else:
+        hint = "check the file and its disk"
+    return JournalUnavailable(f"journal {path} cannot persist writes ({text}); {hint}")
+
+
+def _resolve(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in done:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+class SqliteJournal(StoreBase):
+    """The SQLite backend; open it with ``await SqliteJournal.open(path, keyring)``."""
+
+    def __init__(
+        self,
+        path: Path,
+        keyring: Keyring,
+        *,
+        clock: Clock = time.time,
+        max_batch: int = 2000,
+        busy_timeout: float = 5.0,
+        max_pages: int | None = None,
+    ) -> None:
+        super().__init__(keyring, clock)
+        self.path = path
+        self.max_batch = max_batch
+        self.busy_timeout = busy_timeout
+        self.max_pages = max_pages
+        """A size cap in pages (tests use it to make the disk 'full')."""
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.batches = 0
+        """Transactions committed by the writer (one fsync each): the group-commit gain."""
+
+    @classmethod
+    async def open(cls, path: str | Path, keyring: Keyring, **options: Any) -> SqliteJournal:
+        journal = cls(Path(path), keyring, **options)
+        await asyncio.to_thread(journal._prepare)
+        journal._thread = threading.Thread(
+            target=journal._writer, name=f"garde-journal-writer:{path}", daemon=True
+        )
+        journal._thread.start()
+        return journal
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        conn.execute("PRAGMA synchronous = FULL")
+        if self.max_pages is not None:
+            conn.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
+        return conn
+
+    def _prepare(self) -> None:
+        try:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise JournalUnavailable(
+                        f"journal {self.path}: SQLite refused WAL mode ({mode}); use a local disk"
+                    )
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                found = conn.execute("SELECT value FROM meta WHERE name = 'order_salt'").fetchone()
+                if found is None:
+                    self._salt = os.urandom(32)
+                    conn.execute("INSERT INTO meta VALUES ('order_salt', ?)", (self._salt,))
+                else:
+                    self._salt = bytes(found[0])
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise _unavailable(self.path, exc) from None
+        except OSError as exc:
+            raise JournalUnavailable(f"journal {self.path}: {exc.strerror}") from None
+
+    # -- writes: the single writer and its group commit ------------------------------------
+
+    async def _write(self, fn: Callable[[_Tx], T]) -> T:
+        if self._closed or self._thread is None or not self._thread.is_alive():
+            raise JournalUnavailable(f"journal {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, loop, future))
+        return await future
+
+    def _writer(self) -> None:
+        conn: sqlite3.Connection | None = None
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:  # the sentinel: finish what was queued before it, then stop
+                    stopping = True
+                    break
+                batch.append(job)
+            if conn is None:
+                try:
+                    conn = self._connect()
+                except sqlite3.Error as exc:
+                    self._finish(batch, [], _unavailable(self.path, exc))
+                    continue
+            conn = self._commit(conn, batch)
+        if conn is not None:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> sqlite3.Connection | None:
+        tx = _Tx(conn)
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                try:
+                    results.append((job.fn(tx), None))
+                except GardeError as exc:  # the caller's mistake: ops change nothing first
+                    results.append((None, exc))
+            conn.execute("COMMIT")
+            self.batches += 1
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            log.error("journal write failed, nothing of this batch was acknowledged: %s", exc)
+            self._finish(batch, [], _unavailable(self.path, exc))
+            return conn
+        except Exception as exc:  # a bug in a transaction: fail the batch, keep the writer
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            log.exception("journal transaction failed")
+            self._finish(batch, [], JournalUnavailable(f"journal write failed: {exc!r}"))
+            return conn
+        self._finish(batch, results, None)
+        return conn
+
+    @staticmethod
+    def _finish(
+        batch: list[_Job],
+        results: list[tuple[Any, BaseException | None]],
+        error: BaseException | None,
+    ) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for index, job in enumerate(batch):
+            if error is not None:
+                outcome: tuple[Any, BaseException | None] = (None, error)
+            else:
+                outcome = results[index]
+            by_loop.setdefault(job.loop, []).append((job.future, *outcome))
+        for loop, done in by_loop.items():
+            # One hop per event loop and batch, not one per caller.
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, done)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[_Tx], T]) -> T:
+        if self._closed:
+            raise JournalUnavailable(f"journal {self.path} is closed")
+        return await asyncio.to_thread(self._read_now, fn)
+
+    def _read_now(self, fn: Callable[[_Tx], T]) -> T:
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            try:
+                conn = self._connect()
+            except sqlite3.Error as exc:
+                raise _unavailable(self.path, exc) from None
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            return fn(_Tx(conn))
+        except sqlite3.Error as exc:
+            raise _unavailable(self.path, exc) from None
+        finally:
+            self._readers.put(conn)
+
+    async def close(self) -> None:
+        """Drain: every write queued before ``close`` is committed and answered."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+        with self._readers_lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()

@@ -1,0 +1,189 @@
+"""The part of a journal backend that does not depend on the database.
+
+A backend only says how to run a read and a write transaction (``_read``/``_write``); this
+class turns the shared transactions of ``ops`` into the async ``JournalStore`` API, builds
+receipts, and tells listeners (webhooks, metrics) about every change of state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TypeVar
+
+from garde.journal import ops, sql
+from garde.journal.base import (
+    AuditRecord,
+    Delivery,
+    Describe,
+    EntryView,
+    Leased,
+    Receipt,
+    State,
+    Submission,
+)
+from garde.journal.records import Row, receipt_of, view_of
+from garde.journal.sealing import Keyring
+from garde.masking import mask
+
+log = logging.getLogger("garde.journal")
+T = TypeVar("T")
+Listener = Callable[[Receipt], None]
+Clock = Callable[[], float]
+
+
+class StoreBase(ABC):
+    """Implements ``JournalStore`` on top of ``_read``/``_write``."""
+
+    def __init__(self, keyring: Keyring, clock: Clock = time.time) -> None:
+        self.keyring = keyring
+        self.clock = clock
+        self.listeners: list[Listener] = []
+        self._salt = b""
+
+    @abstractmethod
+    async def _read(self, fn: Callable[[ops.Tx], T]) -> T: ...
+
+    @abstractmethod
+    async def _write(self, fn: Callable[[ops.Tx], T]) -> T: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    def _tell(self, rows: Sequence[Row]) -> None:
+        for row in rows:
+            if row.state is State.QUARANTINED:
+                log.error(
+                    "journal entry %s (%s.%s) quarantined, it will not be delivered: %s",
+                    row.id,
+                    row.service,
+                    row.operation,
+                    row.reason,
+                )
+            if not self.listeners:
+                continue
+            receipt = receipt_of(row, self.keyring)
+            for listener in self.listeners:
+                try:
+                    listener(receipt)
+                except Exception:  # a listener must never break the journal
+                    log.exception("journal listener failed")
+
+    async def accept(self, submission: Submission) -> Receipt:
+        now = self.clock()
+        salt = self._salt
+        row, new = await self._write(lambda tx: ops.accept(tx, submission, now, self.keyring, salt))
+        if new:
+            self._tell([row])
+        return receipt_of(row, self.keyring)
+
+    async def receipt(self, entry_id: str) -> Receipt:
+        row = await self._read(lambda tx: ops._one(tx, entry_id))
+        return receipt_of(row, self.keyring)
+
+    async def depth(self, service: str | None = None) -> int:
+        if service is None:
+            found = await self._read(lambda tx: tx.rows(sql.DEPTH))
+        else:
+            found = await self._read(lambda tx: tx.rows(sql.DEPTH_OF, (service,)))
+        return int(found[0][0])
+
+    async def receipts(
+        self,
+        state: State | None = None,
+        service: str | None = None,
+        limit: int = 100,
+        after: int = 0,
+    ) -> list[Receipt]:
+        rows = await self._read(lambda tx: ops.listing(tx, state, service, limit, after))
+        return [receipt_of(r, self.keyring) for r in rows]
+
+    async def counts(self) -> dict[tuple[str, State], int]:
+        return await self._read(ops.counts)
+
+    async def pending_services(self) -> list[str]:
+        found = await self._read(lambda tx: tx.rows(sql.PENDING_SERVICES))
+        return sorted(str(r[0]) for r in found)
+
+    async def lease(
+        self, owner: str, services: Sequence[str], limit: int, lease_seconds: float
+    ) -> list[Leased]:
+        now = self.clock()
+        leased, quarantined = await self._write(
+            lambda tx: ops.lease(
+                tx, owner, services, limit, lease_seconds, now, self.keyring, self._lock
+            )
+        )
+        self._tell(quarantined)
+        return leased
+
+    _lock = ""
+    """What a backend appends to the lease query to lock rows (PostgreSQL: SKIP LOCKED)."""
+
+    async def settle(
+        self, leased: Leased, delivery: Delivery, retry_at: float | None = None
+    ) -> Receipt | None:
+        now = self.clock()
+        row = await self._write(
+            lambda tx: ops.settle(tx, leased, delivery, retry_at, now, self.keyring)
+        )
+        if row is None:
+            return None
+        self._tell([row])
+        return receipt_of(row, self.keyring)
+
+    async def expire(self, describe: Describe) -> list[Receipt]:
+        now = self.clock()
+        rows = await self._write(lambda tx: ops.expire(tx, now, describe))
+        self._tell(rows)
+        return [receipt_of(r, self.keyring) for r in rows]
+
+    async def retry(self, entry_id: str, who: str) -> Receipt:
+        now = self.clock()
+        row = await self._write(lambda tx: ops.retry(tx, entry_id, who, now, self.keyring))
+        self._tell([row])
+        return receipt_of(row, self.keyring)
+
+    async def discard(self, entry_id: str, reason: str, who: str) -> Receipt:
+        now = self.clock()
+        row = await self._write(lambda tx: ops.discard(tx, entry_id, reason, who, now))
+        self._tell([row])
+        return receipt_of(row, self.keyring)
+
+    async def entry(self, entry_id: str, reveal_by: str | None = None) -> EntryView:
+        row = await self._read(lambda tx: ops._one(tx, entry_id))
+        if reveal_by is not None:
+            await self.record_audit(reveal_by, "reveal", entry_id, "show --reveal")
+        return view_of(row, self.keyring)
+
+    async def export(self, reveal_by: str | None = None) -> AsyncIterator[EntryView]:
+        if reveal_by is not None:
+            await self.record_audit(reveal_by, "reveal", None, "export --reveal")
+        after = 0
+        while True:
+            page = await self._read(_page(after))
+            if not page:
+                return
+            for row in page:
+                yield view_of(row, self.keyring)
+            after = page[-1].seq
+
+    async def audit_log(self, limit: int = 100) -> list[AuditRecord]:
+        return await self._read(lambda tx: ops.audit_log(tx, limit))
+
+    async def record_audit(self, who: str, action: str, entry_id: str | None, detail: str) -> None:
+        now = self.clock()
+        await self._write(lambda tx: ops.audit(tx, who, action, entry_id, detail, now))
+
+
+def _page(after: int) -> Callable[[ops.Tx], list[Row]]:
+    def read(tx: ops.Tx) -> list[Row]:
+        return [Row.of(r) for r in tx.rows(sql.PAGE_OF, (after, 500))]
+
+    return read
+
+
+def masked_identity(view: EntryView) -> str:
+    return mask(view.submission.identity) if view.submission else "?"

@@ -1,0 +1,395 @@
+"""One suite, both backends: what every journal must do (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from garde.errors import EntryNotFound, JournalUnavailable, UsageError
+from garde.journal.base import (
+    Answer,
+    Delivery,
+    Journal,
+    JournalStore,
+    Outcome,
+    State,
+    Submission,
+)
+from garde.journal.sealing import Keyring
+
+from .conftest import Backend, FakeClock, keyring, run
+
+
+def sub(n: int, key: str | None = "RID000000001", service: str = "recipe-executor", **kw: Any):
+    return Submission(
+        service=service,
+        operation=kw.pop("operation", "markAsDelivered"),
+        identity=kw.pop("identity", "12345678901"),
+        target_group=kw.pop("target_group", "pharmacist"),
+        idempotency_key=kw.pop("idempotency_key", f"idem-{n}"),
+        ordering_key=key,
+        payload=kw.pop("payload", f"<MarkAsDeliveredRequest n='{n}'/>".encode()),
+        headers=(("Content-Type", "text/xml"),),
+        **kw,
+    )
+
+
+OK = Delivery(Outcome.DELIVERED, Answer(200, b"<ok/>"))
+
+
+def test_backends_implement_the_seams(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.open() as journal:
+            assert isinstance(journal, Journal)
+            assert isinstance(journal, JournalStore)
+
+    run(body())
+
+
+def test_accept_is_durable_and_answers_a_receipt(backend: Backend) -> None:
+    """An accepted entry survives closing the journal and has a journaled receipt."""
+
+    async def body() -> None:
+        async with backend.open() as journal:
+            receipt = await journal.accept(sub(1))
+            assert receipt.state is State.JOURNALED
+            assert await journal.depth() == 1
+            assert await journal.depth("recipe-executor") == 1
+            assert await journal.depth("eattest") == 0
+        async with backend.open() as journal:
+            again = await journal.receipt(receipt.id)
+            assert again.state is State.JOURNALED
+            assert again.extra["target_group"] == "pharmacist"
+            with pytest.raises(EntryNotFound):
+                await journal.receipt("r-unknown")
+
+    run(body())
+
+
+def test_same_idempotency_key_is_one_entry(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.open() as journal:
+            first, second = await asyncio.gather(journal.accept(sub(1)), journal.accept(sub(1)))
+            third = await journal.accept(sub(1))
+            assert first.id == second.id == third.id
+            assert await journal.depth() == 1
+            other_op = await journal.accept(sub(1, operation="markAsUnDelivered"))
+            assert other_op.id != first.id
+
+    run(body())
+
+
+def test_only_the_head_of_each_key_is_leased(backend: Backend) -> None:
+    """Order per key: the second entry of a key waits until the first is settled."""
+
+    async def body() -> None:
+        async with backend.open() as journal:
+            a1 = await journal.accept(sub(1, "A"))
+            a2 = await journal.accept(sub(2, "A"))
+            b1 = await journal.accept(sub(3, "B"))
+            free = await journal.accept(sub(4, None))
+            leased = await journal.lease("me", ["recipe-executor"], 10, 30)
+            assert [e.id for e in leased] == [a1.id, b1.id, free.id]
+            assert all(e.attempts == 1 for e in leased)
+            assert await journal.lease("me", ["recipe-executor"], 10, 30) == []
+            delivered = await journal.settle(leased[0], OK)
+            assert delivered is not None
+            assert delivered.state is State.DELIVERED
+            assert delivered.answer == Answer(200, b"<ok/>")
+            nxt = await journal.lease("me", ["recipe-executor"], 10, 30)
+            assert [e.id for e in nxt] == [a2.id]
+            assert nxt[0].submission == sub(2, "A")
+            assert await journal.lease("me", ["eattest"], 10, 30) == []
+
+    run(body())
+
+
+def test_a_conflict_holds_its_key_until_an_operator_decides(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.open() as journal:
+            a1 = await journal.accept(sub(1, "A"))
+            a2 = await journal.accept(sub(2, "A"))
+            (head,) = await journal.lease("me", ["recipe-executor"], 10, 30)
+            refused = Delivery(Outcome.CONFLICT, Answer(500, b"<fault/>"), "RID_REVOKED: revoked")
+            conflict = await journal.settle(head, refused)
+            assert conflict is not None
+            assert conflict.state is State.CONFLICT
+            assert conflict.reason == "RID_REVOKED: revoked"
+            assert await journal.lease("me", ["recipe-executor"], 10, 30) == []
+            again = await journal.retry(a1.id, who="ops@site")
+            assert again.state is State.JOURNALED
+            (head,) = await journal.lease("me", ["recipe-executor"], 10, 30)
+            assert head.id == a1.id
+            assert head.attempts == 2
+            await journal.settle(head, refused)
+            with pytest.raises(UsageError, match="reason"):
+                await journal.discard(a1.id, "  ", who="ops@site")
+            gone = await journal.discard(a1.id, "delivered on paper", who="ops@site")
+            assert gone.state is State.DISCARDED
+            assert gone.reason == "discarded by ops@site: delivered on paper"
+            (head,) = await journal.lease("me", ["recipe-executor"], 10, 30)
+            assert head.id == a2.id
+            log = await journal.audit_log()
+            assert [(r.action, r.who, r.entry_id) for r in log][:2] == [
+                ("discard", "ops@site", a1.id),
+                ("retry", "ops@site", a1.id),
+            ] or sorted(r.action for r in log) == ["discard", "retry"]
+
+    run(body())
+
+
+def test_operator_actions_refuse_the_wrong_state(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.open() as journal:
+            a1 = await journal.accept(sub(1))
+            (head,) = await journal.lease("me", ["recipe-executor"], 10, 30)
+            with pytest.raises(UsageError, match="delivering"):
+                await journal.discard(a1.id, "why", who="ops")
+            await journal.settle(head, OK)
+            with pytest.raises(UsageError, match="delivered"):
+                await journal.retry(a1.id, who="ops")
+            with pytest.raises(EntryNotFound):
+                await journal.discard("r-nope", "why", who="ops")
+            assert (await journal.receipt(a1.id)).state is State.DELIVERED
+
+    run(body())
+
+
+def test_retry_later_waits_for_its_time(backend: Backend) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        async with backend.open(clock=clock) as journal:
+            await journal.accept(sub(1))
+            (head,) = await journal.lease("me", ["recipe-executor"], 10, 30)
+            later = Delivery(Outcome.RETRY_LATER, reason="503 Service Unavailable")
+            receipt = await journal.settle(head, later, retry_at=clock.now + 60)
+            assert receipt is not None
+            assert receipt.state is State.JOURNALED
+            assert receipt.last_error == "503 Service Unavailable"
+            assert await journal.lease("me", ["recipe-executor"], 10, 30) == []
+            clock.advance(61)
+            (head,) = await journal.lease("me", ["recipe-executor"], 10, 30)
+            assert head.attempts == 2
+
+    run(body())
+
+
+def test_a_lapsed_lease_is_taken_over_and_the_old_holder_cannot_settle(backend: Backend) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        async with backend.open(clock=clock) as one, backend.open(clock=clock) as two:
+            await one.accept(sub(1))
+            (mine,) = await one.lease("one", ["recipe-executor"], 10, 30)
+            assert await two.lease("two", ["recipe-executor"], 10, 30) == []
+            clock.advance(31)
+            (theirs,) = await two.lease("two", ["recipe-executor"], 10, 30)
+            assert theirs.id == mine.id
+            assert await one.settle(mine, OK) is None
+            done = await two.settle(theirs, OK)
+            assert done is not None
+            assert done.state is State.DELIVERED
+            assert done.attempts == 2
+
+    run(body())
+
+
+def test_concurrent_replayers_never_take_the_same_entry(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.open() as one, backend.open() as two:
+            for n in range(60):
+                await one.accept(sub(n, f"K{n % 20}"))
+            seen: list[str] = []
+            while True:
+                a, b = await asyncio.gather(
+                    one.lease("one", ["recipe-executor"], 7, 30),
+                    two.lease("two", ["recipe-executor"], 7, 30),
+                )
+                if not a and not b:
+                    break
+                ids = [e.id for e in a + b]
+                assert len(set(ids)) == len(ids)
+                seen += ids
+                await asyncio.gather(*(one.settle(e, OK) for e in a + b))
+            assert len(seen) == len(set(seen)) == 60
+
+    run(body())
+
+
+def test_entries_past_their_deadline_expire_with_the_procedure(backend: Backend) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        async with backend.open(clock=clock) as journal:
+            late = await journal.accept(sub(1, "A", deadline=clock.now + 10))
+            ok = await journal.accept(sub(2, "B", deadline=clock.now + 1000))
+            clock.advance(11)
+            expired = await journal.expire(lambda s, o, g: f"{s}.{o} for {g}: paper")
+            assert [r.id for r in expired] == [late.id]
+            receipt = await journal.receipt(late.id)
+            assert receipt.state is State.EXPIRED
+            assert receipt.reason == "recipe-executor.markAsDelivered for pharmacist: paper"
+            assert (await journal.receipt(ok.id)).state is State.JOURNALED
+
+    run(body())
+
+
+def _corrupt(journal: Any, entry_id: str) -> Any:
+    return journal._write(
+        lambda tx: tx.run("UPDATE entries SET deadline = ? WHERE id = ?", (123.0, entry_id))
+    )
+
+
+def test_a_corrupted_entry_is_quarantined_never_delivered(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.open() as journal:
+            a1 = await journal.accept(sub(1, "A"))
+            a2 = await journal.accept(sub(2, "A"))
+            await _corrupt(journal, a1.id)
+            seen: list[Any] = []
+            journal.listeners.append(seen.append)
+            assert await journal.lease("me", ["recipe-executor"], 10, 30) == []
+            receipt = await journal.receipt(a1.id)
+            assert receipt.state is State.QUARANTINED
+            assert "checksum" in (receipt.reason or "")
+            assert [r.state for r in seen] == [State.QUARANTINED]
+            with pytest.raises(UsageError, match="unreadable"):
+                await journal.retry(a1.id, who="ops")
+            await journal.discard(a1.id, "damaged on disk, re-sent by hand", who="ops")
+            (head,) = await journal.lease("me", ["recipe-executor"], 10, 30)
+            assert head.id == a2.id
+
+    run(body())
+
+
+def test_payloads_are_encrypted_at_rest_and_keys_rotate(backend: Backend) -> None:
+    async def body() -> None:
+        secret = b"<Ssin>85073003328</Ssin>"
+        async with backend.open(ring=keyring("k1")) as journal:
+            old = await journal.accept(sub(1, "A", payload=secret))
+            raw = await journal._write(lambda tx: tx.rows("SELECT sealed, key_id FROM entries"))
+            assert secret not in bytes(raw[0][0])
+            assert raw[0][1] == "k1"
+        async with backend.open(ring=keyring("k1", "k2")) as journal:
+            new = await journal.accept(sub(2, "B", payload=secret))
+            view = await journal.entry(new.id)
+            assert view.key_id == "k2"
+            assert (await journal.entry(old.id)).submission == sub(1, "A", payload=secret)
+        async with backend.open(ring=keyring("k2")) as journal:
+            leased = await journal.lease("me", ["recipe-executor"], 10, 30)
+            assert [e.id for e in leased] == [new.id]
+            receipt = await journal.receipt(old.id)
+            assert receipt.state is State.QUARANTINED
+            assert "'k1'" in (receipt.reason or "")
+        async with backend.open(ring=keyring("k1", "k2")) as journal:
+            assert (await journal.retry(old.id, who="ops")).state is State.JOURNALED
+
+    run(body())
+
+
+def test_clear_storage_is_an_explicit_opt_out(backend: Backend, caplog: Any) -> None:
+    async def body() -> None:
+        async with backend.open(ring=Keyring.clear()) as journal:
+            entry = await journal.accept(sub(1, payload=b"<plain/>"))
+            view = await journal.entry(entry.id)
+            assert view.key_id is None
+            assert view.submission is not None
+            assert view.submission.payload == b"<plain/>"
+
+    run(body())
+    assert "ENCRYPTION IS OFF" in caplog.text
+
+
+def test_receipts_list_by_state_and_service(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.open() as journal:
+            await journal.accept(sub(1, "A"))
+            await journal.accept(sub(2, "B", service="eattest", operation="sendAttestation"))
+            await journal.accept(sub(3, "C"))
+            (first, *_) = await journal.lease("me", ["recipe-executor"], 1, 30)
+            await journal.settle(first, OK)
+            everything = await journal.receipts()
+            assert len(everything) == 3
+            waiting = await journal.receipts(state=State.JOURNALED)
+            assert [r.service for r in waiting] == ["eattest", "recipe-executor"]
+            assert len(await journal.receipts(service="eattest")) == 1
+            assert len(await journal.receipts(state=State.DELIVERED, service="eattest")) == 0
+            page = await journal.receipts(limit=2)
+            assert len(page) == 2
+            counts = await journal.counts()
+            assert counts[("recipe-executor", State.DELIVERED)] == 1
+            assert await journal.pending_services() == ["eattest", "recipe-executor"]
+
+    run(body())
+
+
+def test_export_and_reveal_are_audited(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.open() as journal:
+            for n in range(3):
+                await journal.accept(sub(n))
+            views = [v async for v in journal.export()]
+            assert [v.idempotency_key for v in views] == ["idem-0", "idem-1", "idem-2"]
+            assert await journal.audit_log() == []
+            _ = [v async for v in journal.export(reveal_by="ops")]
+            await journal.entry(views[0].receipt.id, reveal_by="ops")
+            actions = sorted(r.detail for r in await journal.audit_log())
+            assert actions == ["export --reveal", "show --reveal"]
+
+    run(body())
+
+
+def test_the_journal_refuses_when_it_cannot_persist(tmp_path: Any) -> None:
+    """Disk full: accept raises JournalUnavailable, so the gateway never acknowledges."""
+    from garde.journal.sqlite import SqliteJournal
+
+    async def body() -> None:
+        journal = await SqliteJournal.open(tmp_path / "small.db", keyring("k1"), max_pages=12)
+        try:
+            accepted = 0
+            refused: JournalUnavailable | None = None
+            for n in range(1000):
+                try:
+                    await journal.accept(sub(n, payload=b"x" * 2000))
+                except JournalUnavailable as exc:
+                    refused = exc
+                    break
+                accepted += 1
+            assert refused is not None
+            assert "full" in str(refused)
+            assert await journal.depth() == accepted
+        finally:
+            await journal.close()
+
+    run(body())
+
+
+def test_an_unreachable_database_is_unavailable_not_a_crash() -> None:
+    from garde.journal.postgres import PostgresJournal
+
+    async def body() -> None:
+        with pytest.raises(JournalUnavailable, match="PostgreSQL"):
+            await PostgresJournal.open(
+                "postgresql://postgres@127.0.0.1:1/none", keyring("k1"), connect_timeout=1
+            )
+
+    run(body())
+
+
+def test_close_drains_queued_writes(tmp_path: Any) -> None:
+    from garde.journal.sqlite import SqliteJournal
+
+    async def body() -> None:
+        journal = await SqliteJournal.open(tmp_path / "j.db", keyring("k1"))
+        pending = [asyncio.ensure_future(journal.accept(sub(n))) for n in range(200)]
+        await asyncio.sleep(0)
+        await journal.close()
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        accepted = [r for r in results if not isinstance(r, BaseException)]
+        reopened = await SqliteJournal.open(tmp_path / "j.db", keyring("k1"))
+        try:
+            assert await reopened.depth() == len(accepted) == 200
+        finally:
+            await reopened.close()
+
+    run(body())
