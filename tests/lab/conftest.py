@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from labkit import Client, Clock
 
 from garde.catalog import Catalog
 from garde.lab import Lab, LabSettings, lab_in_thread
+from tests.lab.labkit import Client, Clock
 
 
 @pytest.fixture

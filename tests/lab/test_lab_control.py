@@ -8,9 +8,9 @@ import urllib.request
 from typing import Any
 
 import pytest
-from labkit import PATIENT, PRESCRIBER, Client
 
 from garde.lab import Lab, kmehr
+from tests.lab.labkit import PATIENT, PRESCRIBER, Client
 
 
 def _request(lab: Lab, method: str, path: str, body: Any = None) -> tuple[int, Any]:

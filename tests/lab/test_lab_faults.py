@@ -8,11 +8,11 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from labkit import PATIENT, Client
 
 from garde import soap
 from garde.errors import UsageError
 from garde.lab import Lab, make_fault
+from tests.lab.labkit import PATIENT, Client
 
 
 def _connection(lab: Lab, service: str = "insurability", dc: str = "dc1", timeout: float = 5.0):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from labkit import (
+
+from garde.lab import Lab, kmehr
+from tests.lab.labkit import (
     OTHER_PHARMACIST,
     PATIENT,
     PATIENT_2000,
@@ -15,8 +17,6 @@ from labkit import (
     Clock,
     bis,
 )
-
-from garde.lab import Lab, kmehr
 
 
 def prescription(client: Client, patient: str = PATIENT, **extra: object) -> str:

@@ -6,11 +6,11 @@ import http.client
 from urllib.parse import urlsplit
 
 import pytest
-from labkit import PATIENT, PHARMACIST, PRESCRIBER, Client, Clock
 
 from garde import soap
 from garde.lab import Lab, kmehr
 from garde.lab.tokens import TokenAuthority
+from tests.lab.labkit import PATIENT, PHARMACIST, PRESCRIBER, Client, Clock
 
 
 def _security_fault(answer: object) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from labkit import PATIENT, PATIENT_2000, PHARMACIST, PRESCRIBER, Client, Clock, niss
 
 from garde.lab import Lab, kmehr
 from garde.lab.services.insurability import profile
+from tests.lab.labkit import PATIENT, PATIENT_2000, PHARMACIST, PRESCRIBER, Client, Clock, niss
 
 GP = PRESCRIBER
 

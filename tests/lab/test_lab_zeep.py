@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from labkit import PATIENT, PHARMACIST, PRESCRIBER, Client
 
 from garde import soap
 from garde.lab import Lab, kmehr
+from tests.lab.labkit import PATIENT, PHARMACIST, PRESCRIBER, Client
 
 zeep = pytest.importorskip("zeep")
 
