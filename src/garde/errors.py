@@ -8,15 +8,23 @@ its dependencies (yaml, sqlite3, psycopg, lxml...) at its boundary.
     │   ├── CatalogSyntaxError       YAML that does not parse
     │   └── CatalogInvalid           parses, but breaks the schema or its references
     ├── UsageError                   a command or argument the user can correct
+    │   ├── RequestRejected          an HTTP request the gateway refuses to forward (4xx)
     │   └── MalformedMessage         XML/SOAP that is malformed, unsafe (DTD, entities) or wrong
     │       └── MessageTooLarge      a body over the size limit
     ├── UpstreamError                a service of the chain did not answer usefully
     │   ├── UpstreamUnavailable      no data center could be reached
-    │   └── UpstreamTimeout          the deadline passed before an answer
+    │   │   └── TokenUnavailable     no STS token could be obtained for an identity
+    │   ├── UpstreamTimeout          the deadline passed before an answer
+    │   └── AttemptFailed            one attempt on one data center failed
+    │       ├── ConnectFailed        ... before a byte of the request was sent
+    │       └── SentFailed           ... after the request (or part of it) was sent
     ├── JournalError                 the journal cannot accept or deliver
     │   ├── JournalUnavailable       cannot persist now: refuse, never acknowledge
     │   └── EntryNotFound            no entry with that id
-    └── LabError                     the simulated chain could not start or be controlled
+    ├── LabError                     the simulated chain could not start or be controlled
+    └── MonitorError                 the monitor cannot store, read or publish
+        ├── StoreUnavailable         the monitor's database cannot be reached or written
+        └── NotFound                 no incident or maintenance window with that id
 
 HTTP-facing errors carry the status they map to, so the gateway and the web parts answer
 consistently.
@@ -80,6 +88,14 @@ class UsageError(GardeError):
     status = 400
 
 
+class RequestRejected(UsageError):
+    """An HTTP request the gateway will not forward; ``status`` says why (400, 404, 413...)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class MalformedMessage(UsageError):
     """An XML or SOAP message that does not parse, is unsafe (DTD, entities) or is not SOAP."""
 
@@ -102,10 +118,34 @@ class UpstreamUnavailable(UpstreamError):
     status = 503
 
 
+class TokenUnavailable(UpstreamUnavailable):
+    """No STS token could be obtained (STS down, or every credential refused)."""
+
+
 class UpstreamTimeout(UpstreamError):
     """The caller's deadline passed before any data center answered."""
 
     status = 504
+
+
+class AttemptFailed(UpstreamError):
+    """One attempt on one data center failed; ``reason`` is a short machine word."""
+
+    sent = True
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class ConnectFailed(AttemptFailed):
+    """Nothing was sent: any operation may be retried on another data center."""
+
+    sent = False
+
+
+class SentFailed(AttemptFailed):
+    """The request may have reached the service: only retry-safe operations are retried."""
 
 
 class JournalError(GardeError):
@@ -126,3 +166,19 @@ class EntryNotFound(JournalError):
 
 class LabError(GardeError):
     """The simulated chain could not start or be controlled."""
+
+
+class MonitorError(GardeError):
+    """The monitor cannot store, read or publish."""
+
+
+class StoreUnavailable(MonitorError):
+    """The monitor's database cannot be reached or written (the message says which)."""
+
+    status = 503
+
+
+class NotFound(MonitorError):
+    """No incident or maintenance window with that id."""
+
+    status = 404

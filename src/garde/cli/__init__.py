@@ -14,6 +14,8 @@ import click
 from garde import __version__
 from garde.cli.catalog import catalog
 from garde.cli.demo import demo
+from garde.cli.gateway import gateway
+from garde.cli.monitor import COMMANDS as MONITOR_COMMANDS
 from garde.errors import GardeError
 
 
@@ -25,6 +27,9 @@ def cli() -> None:
 
 cli.add_command(catalog)
 cli.add_command(demo)
+for _command in MONITOR_COMMANDS:
+    cli.add_command(_command)
+cli.add_command(gateway)
 
 
 def main(argv: list[str] | None = None) -> None:

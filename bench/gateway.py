@@ -1,0 +1,452 @@
+"""Gateway benchmark: pass-through against nginx, failover against HAProxy, in one run.
+
+    python -m bench.gateway [--workers N] [--duration S] [--skip-failover]
+
+1. Throughput: wrk posts a small SOAP request (getPrescriptionForExecutor) through nginx
+   ``proxy_pass`` (keep-alive upstream) and through the gateway (whole continuity path on),
+   both in front of the same nginx serving a canned SOAP answer; same worker count; rounds
+   alternate. Then latency at half the gateway's saturating rate: p99 through each proxy
+   minus p99 straight to the upstream, at that same rate.
+2. Failover: three data centers (nginx) with a fault proxy in front of dc1; a paced client
+   sends a fixed rate through HAProxy (same three servers, health checks) and through the
+   gateway; dc1 is made to refuse connections, then (separately) blackholed. Counted:
+   client-visible errors and slow requests.
+
+Installs nginx, haproxy and wrk with apt-get if missing; everything on 127.0.0.1; every
+process it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from bench._faults import FaultProxy, PacedClient, Sample
+from garde.catalog import load_catalog
+
+RECIPE = "urn:be:fgov:ehealth:recipe:protocol:v4"
+SOAP_REQUEST = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/>'
+    f'<soap:Body><r:GetPrescriptionForExecutorRequest xmlns:r="{RECIPE}">'
+    "<r:Rid>BEP0ABCDEFGH</r:Rid></r:GetPrescriptionForExecutorRequest></soap:Body>"
+    "</soap:Envelope>"
+)
+SOAP_ANSWER = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+    f'<r:GetPrescriptionForExecutorResponse xmlns:r="{RECIPE}"><r:Status>OK</r:Status>'
+    "<r:Prescription>c2VhbGVkIGttZWhy</r:Prescription></r:GetPrescriptionForExecutorResponse>"
+    "</soap:Body></soap:Envelope>"
+)
+PATH = "/Recipe/v4/Executor"
+ACTION = f'"{RECIPE}:getPrescriptionForExecutor"'
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("nginx", "haproxy", "wrk") if shutil.which(t) is None]
+    missing = [t for t in missing if not Path(f"/usr/sbin/{t}").exists()]
+    if missing:
+        packages = ["nginx-light" if t == "nginx" else t for t in missing]
+        print(f"installing {', '.join(packages)} with apt-get", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True)
+
+
+def tool(name: str) -> str:
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class Processes:
+    """Every process the benchmark starts, stopped by pid at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: list[str], port: int, log: Path, **kw: object) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
+        self.started.append(proc)
+        try:
+            wait_port(port)
+        except RuntimeError:
+            raise RuntimeError(
+                f"{args[0]} did not start; see {log}:\n{log.read_text()[-2000:]}"
+            ) from None
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            self.stop(proc)
+
+
+def nginx_conf(workdir: Path, name: str, workers: int, server: str, upstreams: str = "") -> Path:
+    base = workdir / name
+    base.mkdir(exist_ok=True)
+    conf = base / "nginx.conf"
+    conf.write_text(
+        f"""
+user root root;
+worker_processes {workers};
+daemon off;
+pid {base}/nginx.pid;
+error_log {base}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {base}/body; proxy_temp_path {base}/proxy;
+  fastcgi_temp_path {base}/fcgi; uwsgi_temp_path {base}/uwsgi; scgi_temp_path {base}/scgi;
+  keepalive_requests 10000000; keepalive_timeout 75s;
+  {upstreams}
+  {server}
+}}
+"""
+    )
+    return conf
+
+
+def upstream_server(port: int) -> str:
+    body = SOAP_ANSWER.replace("'", "\\'")
+    return (
+        f"server {{ listen 127.0.0.1:{port} backlog=4096; location / {{"
+        f" default_type 'text/xml; charset=utf-8'; return 200 '{body}'; }} }}"
+    )
+
+
+def write_catalog(workdir: Path, dc_ports: list[int], timeout: str) -> Path:
+    catalog = load_catalog("belgium", env={})
+    endpoints = {
+        "recipe-executor": {
+            f"dc{i + 1}": f"http://127.0.0.1:{port}{PATH}" for i, port in enumerate(dc_ports)
+        }
+    }
+    data = catalog.with_endpoints(endpoints).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    data["services"]["recipe-executor"]["timeout"] = timeout
+    for operation in data["services"]["recipe-executor"]["operations"].values():
+        operation.pop("timeout", None)
+    path = workdir / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def start_gateway(
+    procs: Processes, workdir: Path, catalog: Path, port: int, workers: int, health: str
+) -> subprocess.Popen[bytes]:
+    config = workdir / "gateway.yaml"
+    config.write_text(
+        f"health_interval: {health}\nhealth_timeout: 1s\nconnect_timeout: 1s\n"
+        "outlier: {consecutive_failures: 5, base_ejection: 10s}\n"
+    )
+    args = [
+        sys.executable,
+        "-m",
+        "garde",
+        "gateway",
+        "--catalog",
+        str(catalog),
+        "--config",
+        str(config),
+        "--journal",
+        "none",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    return procs.start(args, port, workdir / f"gateway-{port}.log")
+
+
+# -- wrk -----------------------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [[%s]]
+wrk.headers["Content-Type"] = "text/xml; charset=utf-8"
+wrk.headers["SOAPAction"] = [[%s]]
+local pace = tonumber(os.getenv("PACE_MS") or "0")
+if pace > 0 then function delay() return pace end end
+"""
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def wrk(
+    script: Path, port: int, seconds: float, connections: int, pace_ms: float = 0
+) -> dict[str, float]:
+    env = {**os.environ, "PACE_MS": str(pace_ms)}
+    out = subprocess.run(
+        [
+            tool("wrk"),
+            "-t1",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct, value, unit in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M):
+        result[f"p{pct}"] = float(value) * _UNITS[unit]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["errors"] = float(bad.group(1)) if bad else 0.0
+    if errors:
+        result["errors"] += sum(float(x) for x in errors.groups())
+    return result
+
+
+def throughput(
+    workdir: Path, procs: Processes, workers: int, duration: float, rounds: int
+) -> dict[str, object]:
+    upstream_port, nginx_port, gateway_port = free_port(), free_port(), free_port()
+    conf = nginx_conf(workdir, "upstream", 1, upstream_server(upstream_port))
+    procs.start([tool("nginx"), "-c", str(conf)], upstream_port, workdir / "upstream.log")
+    proxy = (
+        f"server {{ listen 127.0.0.1:{nginx_port} backlog=4096; location / {{"
+        ' proxy_pass http://dc; proxy_http_version 1.1; proxy_set_header Connection ""; } }'
+    )
+    upstreams = f"upstream dc {{ server 127.0.0.1:{upstream_port}; keepalive 256; }}"
+    conf = nginx_conf(workdir, "proxy", workers, proxy, upstreams)
+    procs.start([tool("nginx"), "-c", str(conf)], nginx_port, workdir / "proxy.log")
+    catalog = write_catalog(workdir, [upstream_port] * 3, "10s")
+    start_gateway(procs, workdir, catalog, gateway_port, workers, "5s")
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT % (SOAP_REQUEST, ACTION))
+    for port in (nginx_port, gateway_port):  # warm up connections and code paths
+        wrk(script, port, 2, 50)
+    runs: dict[str, list[dict[str, float]]] = {"nginx": [], "gateway": []}
+    for r in range(rounds):
+        order = [("nginx", nginx_port), ("gateway", gateway_port)]
+        for name, port in order if r % 2 == 0 else order[::-1]:
+            runs[name].append(wrk(script, port, duration, 50))
+            print(f"  round {r + 1} {name}: {runs[name][-1]['rps']:.0f} req/s", flush=True)
+    best = {name: max(x["rps"] for x in results) for name, results in runs.items()}
+    mean = {name: sum(x["rps"] for x in results) / len(results) for name, results in runs.items()}
+    # Latency at half the gateway's saturating rate, for direct, nginx and gateway alike.
+    rate = mean["gateway"] / 2
+    connections = 20
+    pace = connections * 1000 / rate
+    latency = {}
+    for name, port in (("direct", upstream_port), ("nginx", nginx_port), ("gateway", gateway_port)):
+        latency[name] = wrk(script, port, duration, connections, pace_ms=pace)
+        print(
+            f"  paced {name}: {latency[name]['rps']:.0f} req/s"
+            f" p50 {latency[name]['p50'] * 1e3:.3f} ms"
+            f" p99 {latency[name]['p99'] * 1e3:.3f} ms",
+            flush=True,
+        )
+    return {"runs": runs, "best": best, "mean": mean, "latency": latency, "rate": rate}
+
+
+# -- failover ------------------------------------------------------------------------------------
+
+
+def haproxy_conf(workdir: Path, port: int, dcs: list[int], timeout: str) -> Path:
+    conf = workdir / "haproxy.cfg"
+    servers = "\n".join(
+        f"  server dc{i + 1} 127.0.0.1:{p} check inter 1s fall 2 rise 2" + (" backup" if i else "")
+        for i, p in enumerate(dcs)
+    )
+    conf.write_text(
+        f"""
+global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server {timeout}
+  retries 3
+  option redispatch 1
+  option http-keep-alive
+frontend front
+  bind 127.0.0.1:{port}
+  default_backend dcs
+backend dcs
+  option httpchk GET {PATH}?wsdl
+  retry-on conn-failure empty-response response-timeout
+{servers}
+"""
+    )
+    return conf
+
+
+def summarise(samples: list[Sample], fault_at: float) -> dict[str, float]:
+    after = [s for s in samples if s.sent_at >= fault_at - 2.5]
+    errors = sum(1 for s in samples if s.status != 200)
+    slow = sum(1 for s in samples if s.latency > 0.1)
+    latencies = sorted(s.latency for s in samples)
+    return {
+        "requests": len(samples),
+        "errors": errors,
+        "slow_over_100ms": slow,
+        "max_latency": latencies[-1] if latencies else 0.0,
+        "p99": latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0,
+        "in_fault_window": len(after),
+    }
+
+
+async def failover_case(
+    fault: str, target: str, workdir: Path, procs: Processes, rate: float, duration: float
+) -> dict[str, float]:
+    dc_ports = [free_port() for _ in range(3)]
+    servers = " ".join(upstream_server(p) for p in dc_ports)
+    conf = nginx_conf(workdir, f"dcs-{target}-{fault}", 1, servers)
+    upstream = procs.start([tool("nginx"), "-c", str(conf)], dc_ports[0], workdir / "dcs.log")
+    proxy = FaultProxy(dc_ports[0])
+    await proxy.start()
+    front_port = free_port()
+    timeout = "2s"
+    if target == "haproxy":
+        cfg = haproxy_conf(workdir, front_port, [proxy.port, dc_ports[1], dc_ports[2]], timeout)
+        front = procs.start(
+            [tool("haproxy"), "-f", str(cfg), "-db"], front_port, workdir / "haproxy.log"
+        )
+    else:
+        catalog = write_catalog(workdir, [proxy.port, dc_ports[1], dc_ports[2]], timeout)
+        front = start_gateway(procs, workdir, catalog, front_port, 1, "1s")
+    request = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml; charset=utf-8\r\n"
+        f"SOAPAction: {ACTION}\r\nContent-Length: {len(SOAP_REQUEST)}\r\n\r\n{SOAP_REQUEST}"
+    ).encode()
+    client = PacedClient(front_port, request, rate, duration)
+    fault_at = duration / 3
+    runner = asyncio.create_task(client.run())
+    await asyncio.sleep(fault_at)
+    if fault == "refuse":
+        await proxy.refuse()
+    else:
+        proxy.blackhole()
+    samples = await runner
+    await proxy.close()
+    procs.stop(front)
+    procs.stop(upstream)
+    return summarise(samples, fault_at)
+
+
+def failover(
+    workdir: Path, procs: Processes, rate: float, duration: float
+) -> dict[str, dict[str, float]]:
+    results = {}
+    for fault in ("refuse", "blackhole"):
+        for target in ("haproxy", "gateway"):
+            result = asyncio.run(failover_case(fault, target, workdir, procs, rate, duration))
+            results[f"{fault}/{target}"] = result
+            print(
+                f"  {fault:9} {target:8}: {result['errors']:.0f} errors,"
+                f" {result['slow_over_100ms']:.0f} slow (>100 ms),"
+                f" max {result['max_latency']:.3f} s"
+                f" of {result['requests']:.0f}",
+                flush=True,
+            )
+    return results
+
+
+def report(tp: dict[str, object], fo: dict[str, dict[str, float]] | None, workers: int) -> str:
+    mean = tp["mean"]  # type: ignore[index]
+    best = tp["best"]  # type: ignore[index]
+    lat = tp["latency"]  # type: ignore[index]
+    lines = [
+        f"workers: {workers}; rounds per proxy: {len(tp['runs']['nginx'])}",  # type: ignore[index]
+        f"throughput nginx proxy_pass: mean {mean['nginx']:.0f} req/s (best {best['nginx']:.0f})",
+        f"throughput garde gateway:    mean {mean['gateway']:.0f} req/s"
+        f" (best {best['gateway']:.0f})",
+        f"ratio gateway/nginx: {mean['gateway'] / mean['nginx']:.2f} (mean),"
+        f" {best['gateway'] / best['nginx']:.2f} (best)",
+        f"paced at {tp['rate']:.0f} req/s (half the gateway's saturating rate):",
+    ]
+    for name in ("direct", "nginx", "gateway"):
+        added = (lat[name]["p99"] - lat["direct"]["p99"]) * 1e3
+        lines.append(
+            f"  {name:8} achieved {lat[name]['rps']:.0f} req/s,"
+            f" p50 {lat[name]['p50'] * 1e3:.3f} ms,"
+            f" p99 {lat[name]['p99'] * 1e3:.3f} ms, added p99 {added:+.3f} ms"
+        )
+    if fo:
+        lines.append("failover (dc1 faulted a third of the way in; paced client):")
+        for case, r in fo.items():
+            lines.append(
+                f"  {case:18} errors {r['errors']:.0f}, slow(>100ms) {r['slow_over_100ms']:.0f},"
+                f" max {r['max_latency']:.3f} s, of {r['requests']:.0f} requests"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gateway", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=200.0, help="failover request rate")
+    parser.add_argument("--skip-failover", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args(argv)
+    ensure_tools()
+    procs = Processes()
+    with tempfile.TemporaryDirectory(prefix="garde-bench-") as tmp:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o755)
+        try:
+            tp = None
+            if not args.skip_throughput:
+                print(f"pass-through, {args.workers} worker(s):", flush=True)
+                tp = throughput(workdir, procs, args.workers, args.duration, args.rounds)
+            fo = None
+            if not args.skip_failover:
+                print(f"failover at {args.rate:.0f} req/s:", flush=True)
+                fo = failover(workdir, procs, args.rate, 12.0)
+        finally:
+            procs.stop_all()
+    if tp is not None:
+        print("\n" + report(tp, fo, args.workers))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

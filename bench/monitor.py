@@ -1,0 +1,448 @@
+"""Monitor benchmarks (``python -m bench.monitor``):
+
+1. probing: N targets (default 5,000) at a 10 s interval against loopback services, the
+   monitor pinned to one core (the services on the other): does it keep up (probes/s, how
+   late probes start, CPU share)? Baseline, same run: a bare aiohttp loop sending the same
+   requests at the same rate (the floor any Python prober pays).
+2. status page: 200 targets with a year of hour and day history; time to serve ``/``, against
+   ``/healthz`` on the same server (the framework floor).
+3. storage: bytes per target at steady state with the default retention (raw 3 days, minute
+   30 days, hour 400 days, day for ever) and growth per target-year.
+
+Results go to bench/results/monitor.json; docs/benchmarks.md has the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+# -- the services probed (a separate process, on the other core) ---------------------------
+
+
+def serve_targets(port_file: str) -> None:
+    """Answer every GET with a small WSDL and every POST with a SOAP answer."""
+    from aiohttp import web
+
+    wsdl = b'<?xml version="1.0"?><definitions xmlns="http://schemas.xmlsoap.org/wsdl/"/>'
+    answer = (
+        b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+        b"<PingResponse><Status>OK</Status></PingResponse></soap:Body></soap:Envelope>"
+    )
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            await request.read()
+            return web.Response(body=answer, content_type="text/xml")
+        return web.Response(body=wsdl, content_type="text/xml")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        Path(port_file).write_text(str(port))
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+@contextlib.contextmanager
+def target_server() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.monitor", "--serve-targets", str(port_file)],
+        )
+        try:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(proc.pid, {1 % (os.cpu_count() or 1)})
+            deadline = time.monotonic() + 15
+            while not port_file.exists() or not port_file.read_text():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the target server did not start")
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port_file.read_text()}"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def bench_targets(base: str, count: int, interval: float) -> list[Any]:
+    from garde.monitor.targets import Assertion, Kind, Target
+
+    targets = []
+    for i in range(count):
+        dc = f"dc{i % 3 + 1}"
+        if i % 2:
+            targets.append(
+                Target(
+                    id=f"bench-{i}@{dc}",
+                    service=f"bench-{i}",
+                    dc=dc,
+                    url=f"{base}/svc/{i}?wsdl",
+                    interval=interval,
+                    timeout=5,
+                    latency_threshold=2.5,
+                )
+            )
+        else:
+            targets.append(
+                Target(
+                    id=f"bench-{i}@{dc}",
+                    service=f"bench-{i}",
+                    dc=dc,
+                    url=f"{base}/svc/{i}",
+                    kind=Kind.SOAP,
+                    method="POST",
+                    body=b"<Ping/>",
+                    headers=(("Content-Type", "text/xml"), ("SOAPAction", '"ping"')),
+                    assertions=(Assertion(xpath="//Status", equals="OK"),),
+                    interval=interval,
+                    timeout=5,
+                    latency_threshold=2.5,
+                )
+            )
+    return targets
+
+
+def pin_to_one_core() -> None:
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {0})
+
+
+async def _monitor_phase(
+    base: str, count: int, interval: float, duration: float, db: Path
+) -> dict[str, Any]:
+    from garde.catalog import load_catalog
+    from garde.monitor.alerts import Notifier
+    from garde.monitor.service import Monitor
+    from garde.monitor.store.sqlite import SqliteStore
+
+    monitor = Monitor(
+        load_catalog("belgium", env={}),
+        SqliteStore(db),
+        targets=bench_targets(base, count, interval),
+        notifier=Notifier(),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    marks: dict[str, tuple[float, float, int]] = {}
+
+    def mark(name: str) -> None:
+        assert monitor.scheduler is not None
+        marks[name] = (time.monotonic(), time.process_time(), monitor.scheduler.stats.completed)
+
+    loop.call_later(interval, mark, "warm")  # the first interval holds the start-up spread
+    loop.call_later(duration, mark, "end")
+    loop.call_later(duration, stop.set)
+    await monitor.run(stop)
+    assert monitor.scheduler is not None
+    stats = monitor.scheduler.stats
+    (w_wall, w_cpu, w_done), (e_wall, e_cpu, e_done) = marks["warm"], marks["end"]
+    lags = sorted(stats.lag_samples)
+    failed = sum(1 for v in monitor.snapshot.targets.values() if v.status.value == "down")
+    return {
+        "targets": count,
+        "interval_s": interval,
+        "steady_window_s": round(e_wall - w_wall, 1),
+        "probes_per_s": round((e_done - w_done) / (e_wall - w_wall), 1),
+        "needed_per_s": round(count / interval, 1),
+        "cpu_share_of_one_core": round((e_cpu - w_cpu) / (e_wall - w_wall), 3),
+        "lag_p50_ms": round(1000 * lags[len(lags) // 2], 1),
+        "lag_p99_ms": round(1000 * lags[int(0.99 * (len(lags) - 1))], 1),
+        "lag_max_ms_incl_startup": round(1000 * stats.max_lag, 1),
+        "overruns": stats.overruns,
+        "targets_down_at_end": failed,
+    }
+
+
+async def _baseline_phase(
+    base: str, count: int, interval: float, duration: float
+) -> dict[str, Any]:
+    """The same requests at the same rate from a bare aiohttp loop: no state, no storage."""
+    import aiohttp
+
+    targets = bench_targets(base, count, interval)
+    rate = count / interval
+    done = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+
+        async def one(t: Any) -> None:
+            nonlocal done
+            async with session.request(t.method, t.url, data=t.body, headers=dict(t.headers)) as r:
+                await r.read()
+            done += 1
+
+        tasks: set[asyncio.Task[None]] = set()
+        start, cpu0 = time.monotonic(), time.process_time()
+        sent = 0
+        while time.monotonic() - start < duration:
+            due = int((time.monotonic() - start) * rate)
+            while sent < due:
+                task = asyncio.create_task(one(targets[sent % count]))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*tasks)
+        wall, cpu = time.monotonic() - start, time.process_time() - cpu0
+    return {"requests_per_s": round(done / wall, 1), "cpu_share_of_one_core": round(cpu / wall, 3)}
+
+
+def probing(count: int, interval: float, duration: float) -> dict[str, Any]:
+    pin_to_one_core()
+    with target_server() as base, tempfile.TemporaryDirectory() as tmp:
+        baseline = asyncio.run(_baseline_phase(base, count, interval, min(duration, 30)))
+        result = asyncio.run(
+            _monitor_phase(base, count, interval, duration, Path(tmp) / "bench.sqlite")
+        )
+    result["baseline_bare_aiohttp"] = baseline
+    return result
+
+
+# -- status page ----------------------------------------------------------------------------
+
+
+def big_catalog(targets: int) -> Any:
+    """The belgium catalog plus copies of three-data-center services up to ``targets``."""
+    from garde.catalog import load_catalog
+
+    base = load_catalog("belgium", env={})
+    services = dict(base.services)
+    three = [s for s in base.services.values() if len(s.endpoints) == 3]
+    k = 0
+    while sum(len(s.endpoints) for s in services.values()) < targets:
+        model = three[k % len(three)]
+        sid = f"{model.id}-{k // len(three) + 2}"
+        services[sid] = model.model_copy(update={"id": sid, "name": f"{model.name} #{sid}"})
+        k += 1
+    return base.model_copy(update={"services": services})
+
+
+def fill_history(store: Any, target_ids: list[str], now: float, days: int) -> None:
+    from garde.monitor.store.base import BUCKETS, Aggregate, Resolution
+
+    rng = random.Random(7)
+    batch: list[Aggregate] = []
+
+    def row(res: Resolution, tid: str, bucket: int, n: int) -> Aggregate:
+        up = n - (rng.random() < 0.01) * rng.randint(1, n)
+        hist = [0] * BUCKETS
+        hist[3], hist[4], hist[6] = up // 2, up - up // 2 - up // 20, up // 20
+        return Aggregate(res, tid, bucket, n, up, 0, 0, up * 0.06, 0.4, hist)
+
+    first_day = Resolution.DAY.bucket(now) - days * 86400
+    for tid in target_ids:
+        for d in range(days + 1):
+            batch.append(row(Resolution.DAY, tid, first_day + d * 86400, 8640))
+            for h in range(24):
+                start = first_day + d * 86400 + h * 3600
+                if start <= now:  # no rows from the future
+                    batch.append(row(Resolution.HOUR, tid, start, 360))
+        if len(batch) > 50_000:
+            store.add_aggregates(batch)
+            batch = []
+    store.add_aggregates(batch)
+
+
+def status_page(targets: int, requests: int) -> dict[str, Any]:
+    import uvicorn
+
+    from garde.monitor.alerts import Notifier
+    from garde.monitor.probes import ProbeResult
+    from garde.monitor.service import SERVICE_PREFIX, Monitor
+    from garde.monitor.store.sqlite import SqliteStore
+    from garde.monitor.web.app import create_app
+
+    catalog = big_catalog(targets)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(Path(tmp) / "page.sqlite")
+        monitor = Monitor(catalog, store, notifier=Notifier(), probe_locally=False)
+        ids = [t.id for t in monitor.targets] + [SERVICE_PREFIX + s for s in catalog.services]
+        now = time.time()
+        t0 = time.monotonic()
+        fill_history(store, ids, now, 365)
+        fill_seconds = time.monotonic() - t0
+        for tid in monitor.tracker.targets:
+            monitor.ingest(ProbeResult(tid, now, not tid.startswith("recipe-executor"), 0.05))
+        asyncio.run(monitor.tick())
+        size = (Path(tmp) / "page.sqlite").stat().st_size
+
+        app = create_app(monitor)
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        try:
+            page = _timed_gets(port, "/", requests)
+            health = _timed_gets(port, "/healthz", requests)
+        finally:
+            server.should_exit = True
+            thread.join(10)
+        store.close()
+    return {
+        "targets": len(monitor.targets),
+        "history_days": 365,
+        "db_mb": round(size / 1e6, 1),
+        "fill_seconds": round(fill_seconds, 1),
+        "page": page,
+        "baseline_healthz": health,
+    }
+
+
+def _timed_gets(port: int, path: str, count: int) -> dict[str, Any]:
+    times = []
+    size = 0
+    for _ in range(count):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        start = time.perf_counter()
+        conn.request("GET", path, headers={"Accept-Encoding": "gzip"})
+        response = conn.getresponse()
+        body = response.read()
+        times.append(time.perf_counter() - start)
+        assert response.status == 200, response.status
+        size = len(body)
+        conn.close()
+    times.sort()
+    return {
+        "requests": count,
+        "p50_ms": round(1000 * statistics.median(times), 1),
+        "p95_ms": round(1000 * times[int(0.95 * (count - 1))], 1),
+        "max_ms": round(1000 * times[-1], 1),
+        "bytes_gzip": size,
+    }
+
+
+# -- storage --------------------------------------------------------------------------------
+
+
+def storage(targets: int) -> dict[str, Any]:
+    """Steady state of ``targets`` probed every 10 s, with the default retention."""
+    from garde.monitor.history import Aggregator
+    from garde.monitor.probes import ProbeResult
+    from garde.monitor.store.base import Resolution, Retention
+    from garde.monitor.store.sqlite import SqliteStore
+
+    retention = Retention()
+    now = time.time()
+    rng = random.Random(3)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "size.sqlite"
+        store = SqliteStore(path)
+        ids = [f"t{i}@dc1" for i in range(targets)]
+        # Raw results and minute rows for the windows they are kept; then hour and day rows.
+        agg = Aggregator()
+        start = now - retention.minute
+        raw_from = now - retention.raw
+        batch: list[ProbeResult] = []
+        at = start
+        while at < now:
+            for tid in ids:
+                r = ProbeResult(tid, at, rng.random() > 0.001, rng.uniform(0.02, 0.2), status=200)
+                agg.add(r)
+                if at >= raw_from:
+                    batch.append(r)
+            at += 10
+            if len(batch) > 50_000:
+                store.add_results(batch)
+                batch = []
+            if len(agg) > 20_000:
+                store.add_aggregates(
+                    [a for a in agg.flush(at) if a.resolution is Resolution.MINUTE]
+                )
+        store.add_results(batch)
+        store.add_aggregates(
+            [a for a in agg.flush(now, everything=True) if a.resolution is Resolution.MINUTE]
+        )
+        fill_history(store, ids, now, int((retention.hour or 0) // 86400))
+        store.prune(now, retention)
+        store.close()
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("VACUUM")
+            counts = {
+                "raw": db.execute("SELECT count(*) FROM results").fetchone()[0],
+                **{
+                    res.name.lower(): db.execute(
+                        "SELECT count(*) FROM aggregates WHERE resolution = ?", (res.value,)
+                    ).fetchone()[0]
+                    for res in Resolution
+                },
+            }
+            day_bytes = _bytes_per_row(db, "d")
+        size = path.stat().st_size
+    return {
+        "targets": targets,
+        "retention": {"raw_days": 3, "minute_days": 30, "hour_days": 400, "day": "forever"},
+        "rows_per_target": {k: v // targets for k, v in counts.items()},
+        "steady_state_mb_per_target": round(size / targets / 1e6, 2),
+        "growth_kb_per_target_year": round(365 * day_bytes / 1e3, 1),
+    }
+
+
+def _bytes_per_row(db: Any, resolution: str) -> float:
+    # Page-level estimate: table bytes divided by rows, from the whole aggregates table.
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    rows = db.execute("SELECT count(*) FROM aggregates").fetchone()[0]
+    raw_rows = db.execute("SELECT count(*) FROM results").fetchone()[0]
+    # Aggregate rows are ~4x a raw row; share the file accordingly (documented as an estimate).
+    return float(pages * page_size / max(1, rows + raw_rows / 4) * 1)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.monitor")
+    parser.add_argument("--serve-targets", help=argparse.SUPPRESS)
+    parser.add_argument("--targets", type=int, default=5000)
+    parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--page-targets", type=int, default=200)
+    parser.add_argument("--storage-targets", type=int, default=5)
+    parser.add_argument("--only", choices=["probing", "page", "storage"], default=None)
+    args = parser.parse_args(argv)
+    if args.serve_targets:
+        serve_targets(args.serve_targets)
+        return 0
+    results: dict[str, Any] = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
+    if args.only in (None, "probing"):
+        results["probing"] = probing(args.targets, args.interval, args.duration)
+        print(json.dumps({"probing": results["probing"]}, indent=2), flush=True)
+    if args.only in (None, "page"):
+        results["status_page"] = status_page(args.page_targets, 30)
+        print(json.dumps({"status_page": results["status_page"]}, indent=2), flush=True)
+    if args.only in (None, "storage"):
+        results["storage"] = storage(args.storage_targets)
+        print(json.dumps({"storage": results["storage"]}, indent=2), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "monitor.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

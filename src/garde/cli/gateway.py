@@ -1,0 +1,207 @@
+"""``garde gateway``: run the continuity proxy next to the care software."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from rich.table import Table
+
+from garde.cli.common import catalog_option, console, load
+from garde.errors import UsageError
+
+DEFAULT_JOURNAL = "sqlite:///garde-journal.db"
+
+
+@dataclass(frozen=True)
+class JournalChoice:
+    """Where deferrable writes wait, and the key that seals them (picklable, for workers)."""
+
+    url: str
+    key_file: str | None = None
+    no_encryption: bool = False
+
+    async def open(self) -> Any:
+        if self.url == "none":
+            return None
+        from garde.journal.factory import open_journal
+        from garde.journal.sealing import Keyring
+
+        keyring = Keyring.load(self.key_file, os.environ, allow_clear=self.no_encryption)
+        return await open_journal(self.url, keyring)
+
+
+async def _serve(
+    catalog_source: str, config: Any, journal: JournalChoice, reuse_port: bool, quiet: bool
+) -> None:
+    from garde.gateway.runner import RunningGateway
+
+    catalog = load(catalog_source)
+    store = await journal.open()
+    running = RunningGateway(catalog, config, store, reuse_port=reuse_port)
+    await running.start()
+    if not quiet:
+        _banner(running, catalog, journal.url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await running.stop()
+
+
+def _banner(running: Any, catalog: Any, journal_url: str | None) -> None:
+    out = console()
+    config = running.config
+    out.print(
+        f"[bold green]garde gateway[/] listening on [bold]{running.url}[/]"
+        f" – catalog {catalog.name}, journal {journal_url or 'none'},"
+        f" target group {config.target_group or '(from Garde-Target-Group)'}"
+    )
+    out.print(
+        f"  admin: {running.url}/_garde/status, /_garde/events, /metrics"
+        + (" (bearer token required)" if config.admin_token else " (loopback only, no token)")
+    )
+    table = Table(title="services")
+    table.add_column("path (call the gateway here)")
+    table.add_column("service")
+    table.add_column("data centers, in priority order")
+    for service in catalog.services.values():
+        table.add_row(
+            service.path_prefix,
+            service.id,
+            ", ".join(f"{dc} {url}" for dc, url in service.endpoints.items()),
+        )
+    out.print(table)
+
+
+def _worker(catalog_source: str, config: Any, journal: JournalChoice, quiet: bool) -> None:
+    _run(catalog_source, config, journal, reuse_port=True, quiet=quiet)
+
+
+def _run(
+    catalog_source: str, config: Any, journal: JournalChoice, *, reuse_port: bool, quiet: bool
+) -> None:
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency; the fallback still works
+        runner = asyncio.run
+    with contextlib.suppress(KeyboardInterrupt):
+        runner(_serve(catalog_source, config, journal, reuse_port, quiet))
+
+
+@click.command()
+@catalog_option
+@click.option("--config", "config_file", default=None, help="Gateway settings file (YAML).")
+@click.option(
+    "--journal",
+    "journal_url",
+    default=DEFAULT_JOURNAL,
+    show_default=True,
+    envvar="GARDE_JOURNAL",
+    help="Journal URL: sqlite:///path, postgresql://..., or none (env GARDE_JOURNAL).",
+)
+@click.option("--journal-key-file", default=None, help="Key file sealing journaled payloads.")
+@click.option(
+    "--journal-no-encryption",
+    is_flag=True,
+    help="Store journaled payloads in clear (not for production).",
+)
+@click.option("--target-group", default=None, help="Target group of the callers (pharmacist...).")
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8480).")
+@click.option(
+    "--monitor-feed",
+    default=None,
+    help="Base URL of a garde monitor whose mode feed to follow (skips dead data centers).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port (SO_REUSEPORT).",
+)
+def gateway(
+    catalog_source: str,
+    config_file: str | None,
+    journal_url: str,
+    journal_key_file: str | None,
+    journal_no_encryption: bool,
+    target_group: str | None,
+    host: str | None,
+    port: int | None,
+    monitor_feed: str | None,
+    workers: int,
+) -> None:
+    """Run the continuity proxy: the care software calls it instead of the chain."""
+    from garde.gateway.config import load_config
+
+    config = load_config(config_file).with_overrides(
+        host=host, port=port, target_group=target_group, monitor_feed=monitor_feed
+    )
+    config.check()
+    catalog = load(catalog_source)
+    if config.target_group is not None and config.target_group not in catalog.target_groups:
+        raise UsageError(
+            f"--target-group {config.target_group}: unknown; the catalog has"
+            f" {', '.join(catalog.target_groups)}"
+        )
+    journal = JournalChoice(journal_url, journal_key_file, journal_no_encryption)
+    if journal.url != "none" and not (
+        journal.key_file or journal.no_encryption or os.environ.get("GARDE_JOURNAL_KEYS")
+    ):
+        raise UsageError(
+            "the journal seals payloads (health data) and needs a key: give --journal-key-file"
+            " FILE or set GARDE_JOURNAL_KEYS, or --journal-no-encryption (not for production),"
+            " or --journal none to refuse deferrable writes instead of journaling them"
+        )
+    if workers == 1:
+        _run(catalog_source, config, journal, reuse_port=False, quiet=False)
+        return
+    if config.port == 0:
+        raise UsageError("--workers needs a fixed --port: the workers must share one port")
+    # Check the port is free before starting workers, so the error comes once and clearly.
+    probe = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        probe.bind((config.host, config.port))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc}") from None
+    finally:
+        probe.close()
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker, args=(catalog_source, config, journal, i > 0), daemon=True)
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    click.echo(f"garde gateway: {workers} workers share port {config.port}", err=True)
+
+    def stop(*_: object) -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                process.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        stop()
+        for process in processes:
+            process.join(5)
+    sys.exit(max((p.exitcode or 0) for p in processes))

@@ -1,0 +1,457 @@
+"""``garde monitor``, ``garde probe``, ``garde incident``, ``garde maintenance``, ``garde sla``.
+
+The monitor and its tools share one database (``--db``): incident and maintenance commands
+write to it directly, so they work whether or not the monitor is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from garde.catalog.durations import DURATION_FORMAT, parse_duration
+from garde.cli.common import catalog_option, console, json_option, load, print_json
+from garde.errors import UsageError
+
+if TYPE_CHECKING:
+    from garde.monitor.store.base import Incident, Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_PORT = 8490
+DEFAULT_DB = "sqlite:///garde-monitor.sqlite"
+
+
+def db_option(function: F) -> F:
+    return click.option(
+        "--db",
+        "db_url",
+        default=DEFAULT_DB,
+        show_default=True,
+        envvar="GARDE_MONITOR_DB",
+        help="sqlite:///PATH or postgresql://USER@HOST/DB[?schema=NAME] (env GARDE_MONITOR_DB).",
+    )(function)
+
+
+def _duration(value: str, what: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise UsageError(f"{what}: expected {DURATION_FORMAT}, got {value!r}") from None
+
+
+def _open(db_url: str) -> Store:
+    from garde.monitor.store import open_store
+
+    return open_store(db_url)
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    found = {}
+    for value in values:
+        name, sep, secret = value.partition("=")
+        if not sep or not name or not secret:
+            raise UsageError(f"{what} must be NAME=TOKEN, got {value!r}")
+        found[name] = secret
+    return found
+
+
+@click.command()
+@catalog_option
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port.")
+@click.option("--location", default="local", show_default=True, help="Name of this probe site.")
+@click.option(
+    "--quorum",
+    type=int,
+    default=None,
+    help="Locations that must agree a target is down (default: a majority).",
+)
+@click.option("--no-probes", is_flag=True, help="Do not probe from here; only pushed results.")
+@click.option(
+    "--admin-token",
+    envvar="GARDE_MONITOR_ADMIN_TOKEN",
+    default=None,
+    help="Bearer token for API writes (incident updates, maintenance).",
+)
+@click.option(
+    "--location-token",
+    multiple=True,
+    metavar="NAME=TOKEN",
+    help="Accept results pushed by probe location NAME with TOKEN (repeatable).",
+)
+@click.option(
+    "--webhook",
+    multiple=True,
+    metavar="URL",
+    help="POST incident events to URL, signed with --webhook-secret (repeatable).",
+)
+@click.option(
+    "--webhook-secret",
+    envvar="GARDE_MONITOR_WEBHOOK_SECRET",
+    default=None,
+    help="HMAC-SHA256 key for the Garde-Signature header of webhooks.",
+)
+@click.option(
+    "--alert",
+    multiple=True,
+    metavar="APPRISE_URL",
+    help="Alert channel as an apprise URL: mailto://, slack://... (repeatable).",
+)
+@click.option(
+    "--keep-raw",
+    default="3d",
+    show_default=True,
+    help="How long raw probe results are kept (aggregates are kept for years).",
+)
+def monitor(
+    catalog_source: str,
+    db_url: str,
+    host: str,
+    port: int,
+    location: str,
+    quorum: int | None,
+    no_probes: bool,
+    admin_token: str | None,
+    location_token: tuple[str, ...],
+    webhook: tuple[str, ...],
+    webhook_secret: str | None,
+    alert: tuple[str, ...],
+    keep_raw: str,
+) -> None:
+    """Probe every service in every data center; serve the status page, API and feeds."""
+    import uvicorn
+
+    from garde.monitor.alerts import AppriseChannel, Channel, Notifier, WebhookChannel
+    from garde.monitor.service import Monitor
+    from garde.monitor.store.base import Retention
+    from garde.monitor.web.app import create_app
+
+    if webhook and not webhook_secret:
+        raise UsageError("--webhook needs --webhook-secret so receivers can verify events")
+    channels: list[Channel] = [WebhookChannel(url, str(webhook_secret)) for url in webhook]
+    if alert:
+        channels.append(AppriseChannel(list(alert)))
+    catalog = load(catalog_source)
+    store = _open(db_url)
+    mon = Monitor(
+        catalog,
+        store,
+        location=location,
+        quorum=quorum,
+        retention=Retention(raw=_duration(keep_raw, "--keep-raw")),
+        notifier=Notifier(channels),
+        push_tokens=_pairs(location_token, "--location-token"),
+        probe_locally=not no_probes,
+    )
+    app = create_app(mon, admin_token=admin_token)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        running = asyncio.create_task(mon.run(stop))
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            # With --port 0 the system picks the port: say which, for scripts and tests.
+            bound = server.servers[0].sockets[0].getsockname()[1]
+            click.echo(f"garde monitor: http://{host}:{bound}/ ({len(mon.targets)} targets)")
+        try:
+            await serving
+        finally:
+            stop.set()
+            await running
+            store.close()
+
+    asyncio.run(serve())
+
+
+@click.command()
+@catalog_option
+@click.option(
+    "--location", required=True, help="Name of this probe site (as the monitor knows it)."
+)
+@click.option("--push", "push_url", required=True, help="Base URL of the monitor.")
+@click.option(
+    "--token",
+    envvar="GARDE_PROBE_TOKEN",
+    required=True,
+    help="This location's token (env GARDE_PROBE_TOKEN).",
+)
+@click.option("--for", "run_for", default=None, help="Stop after this long (default: never).")
+def probe(
+    catalog_source: str, location: str, push_url: str, token: str, run_for: str | None
+) -> None:
+    """Probe from this site and push the results to a monitor."""
+    from garde.monitor.agent import ProbeAgent
+    from garde.monitor.targets import targets_from_catalog
+
+    if not push_url.startswith(("http://", "https://")):
+        raise UsageError(f"--push must be the monitor's http(s) URL, got {push_url!r}")
+    limit = None if run_for is None else _duration(run_for, "--for")
+    agent = ProbeAgent(
+        targets_from_catalog(load(catalog_source)),
+        location=location,
+        push_url=push_url,
+        token=token,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        if limit is not None:
+            asyncio.get_running_loop().call_later(limit, stop.set)
+        await agent.run(stop)
+
+    asyncio.run(main())
+    click.echo(f"pushed {agent.pushed} results ({agent.push_failures} failed pushes)")
+
+
+def _when(ts: float | None) -> str:
+    from garde.monitor.web.views import when
+
+    return when(ts) or "–"
+
+
+def _print_incident(incident: Incident) -> None:
+    out = console()
+    out.print(f"[bold]#{incident.id} {incident.title}[/] ({incident.severity}, {incident.state})")
+    out.print(f"  started {_when(incident.started_at)}, resolved {_when(incident.resolved_at)}")
+    if incident.impacted:
+        out.print(f"  also impacted: {', '.join(incident.impacted)}")
+    for u in incident.updates:
+        author = f" ({u.author})" if u.author else ""
+        out.print(f"  {_when(u.at)} {u.status}: {u.message}{author}")
+
+
+@click.group()
+def incident() -> None:
+    """List incidents and add operator updates to them."""
+
+
+@incident.command("list")
+@db_option
+@click.option("--open", "open_only", is_flag=True, help="Only incidents still open.")
+@json_option
+def incident_list(db_url: str, open_only: bool, as_json: bool) -> None:
+    """Incidents, newest first."""
+    from garde.monitor.web.views import incident_json
+
+    found = _open(db_url).incidents(open_only=open_only)
+    if as_json:
+        print_json({"incidents": [incident_json(i) for i in found]})
+        return
+    if not found:
+        console().print("no incidents")
+    for i in found:
+        console().print(f"#{i.id} {_when(i.started_at)} [{i.state}] {i.title}")
+
+
+@incident.command("show")
+@click.argument("incident_id", type=int)
+@db_option
+@json_option
+def incident_show(incident_id: int, db_url: str, as_json: bool) -> None:
+    """One incident with its timeline."""
+    from garde.monitor.web.views import incident_json
+
+    found = _open(db_url).incident(incident_id)
+    if as_json:
+        print_json(incident_json(found))
+    else:
+        _print_incident(found)
+
+
+@incident.command("update")
+@click.argument("incident_id", type=int)
+@click.argument("message")
+@click.option(
+    "--status",
+    default="update",
+    show_default=True,
+    help="investigating, identified, monitoring, update...",
+)
+@click.option("--author", default="operator", show_default=True, help="Who writes.")
+@db_option
+def incident_update(incident_id: int, message: str, status: str, author: str, db_url: str) -> None:
+    """Add an operator update to incident INCIDENT_ID's timeline."""
+    if not message.strip():
+        raise UsageError("the update message is empty: say what is known or being done")
+    store = _open(db_url)
+    store.add_update(incident_id, time.time(), "operator", status, message.strip(), author)
+    _print_incident(store.incident(incident_id))
+
+
+@click.group()
+def maintenance() -> None:
+    """Plan, list and cancel maintenance windows."""
+
+
+@maintenance.command("add")
+@catalog_option
+@db_option
+@click.option("--title", required=True, help="What is done, as shown on the status page.")
+@click.option(
+    "--scope",
+    multiple=True,
+    required=True,
+    metavar="SERVICE[@DC]|*",
+    help="What the window covers (repeatable).",
+)
+@click.option("--start", required=True, help="Start, ISO 8601 (UTC unless an offset is given).")
+@click.option("--end", required=True, help="End of the (first) occurrence, ISO 8601.")
+@click.option("--rrule", default=None, help="Recurrence, RFC 5545 RRULE: FREQ=WEEKLY;BYDAY=SU.")
+@click.option("--until", default=None, help="Last possible start of a recurring window.")
+def maintenance_add(
+    catalog_source: str,
+    db_url: str,
+    title: str,
+    scope: tuple[str, ...],
+    start: str,
+    end: str,
+    rrule: str | None,
+    until: str | None,
+) -> None:
+    """Plan a maintenance window (one-off, or recurring with --rrule)."""
+    from garde.monitor.maintenance import check_rrule, check_scope
+    from garde.monitor.web.app import parse_time
+
+    catalog = load(catalog_source)
+    check_scope(scope, {sid: list(s.endpoints) for sid, s in catalog.services.items()})
+    starts, ends = parse_time(start, "--start"), parse_time(end, "--end")
+    if ends <= starts:
+        raise UsageError("--end must be after --start")
+    if rrule is not None:
+        check_rrule(rrule, starts)
+    window = _open(db_url).add_maintenance(
+        title,
+        scope,
+        starts,
+        ends,
+        rrule,
+        None if until is None else parse_time(until, "--until"),
+        time.time(),
+    )
+    console().print(f"maintenance #{window.id} planned: {title}, {_when(starts)} – {_when(ends)}")
+
+
+@maintenance.command("list")
+@db_option
+@json_option
+def maintenance_list(db_url: str, as_json: bool) -> None:
+    """Maintenance windows, cancelled ones left out."""
+    windows = _open(db_url).maintenances()
+    if as_json:
+        print_json(
+            {
+                "maintenance": [
+                    {
+                        "id": w.id,
+                        "title": w.title,
+                        "scope": list(w.scope),
+                        "starts_at": w.starts_at,
+                        "ends_at": w.ends_at,
+                        "rrule": w.rrule,
+                        "until": w.until,
+                    }
+                    for w in windows
+                ]
+            }
+        )
+        return
+    if not windows:
+        console().print("no maintenance planned")
+    for w in windows:
+        again = f" every {w.rrule}" if w.rrule else ""
+        console().print(
+            f"#{w.id} {w.title} ({', '.join(w.scope)}): {_when(w.starts_at)} –"
+            f" {_when(w.ends_at)}{again}"
+        )
+
+
+@maintenance.command("cancel")
+@click.argument("maintenance_id", type=int)
+@db_option
+def maintenance_cancel(maintenance_id: int, db_url: str) -> None:
+    """Cancel maintenance window MAINTENANCE_ID."""
+    _open(db_url).cancel_maintenance(maintenance_id)
+    console().print(f"maintenance #{maintenance_id} cancelled")
+
+
+@click.command()
+@catalog_option
+@db_option
+@click.option("--month", required=True, help="The month, YYYY-MM.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "html"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@json_option
+def sla(catalog_source: str, db_url: str, month: str, fmt: str, as_json: bool) -> None:
+    """Monthly availability per service and data center, maintenance excluded."""
+    from garde.monitor.sla import sla_csv, sla_report
+
+    report = sla_report(load(catalog_source), _open(db_url), month)
+    if as_json:
+        print_json(
+            {
+                "month": month,
+                "services": [
+                    {
+                        "service": r.service,
+                        "availability": r.availability,
+                        "downtime_minutes": r.downtime_minutes,
+                        "maintenance_minutes": r.maintenance_minutes,
+                        "incidents": r.incidents,
+                        "data_centers": r.data_centers,
+                    }
+                    for r in report
+                ],
+            }
+        )
+        return
+    if fmt == "csv":
+        sys.stdout.write(sla_csv(report))
+        return
+    if fmt == "html":
+        from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+        from garde.monitor.web.app import TEMPLATES
+        from garde.monitor.web.i18n import labels
+
+        env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
+        dcs = sorted({dc for r in report for dc in r.data_centers})
+        sys.stdout.write(
+            env.get_template("sla.html").render(
+                lang="en", t=labels("en"), month=month, rows=report, dcs=dcs
+            )
+        )
+        return
+    from rich.table import Table
+
+    table = Table(title=f"SLA {month} (maintenance excluded)")
+    for column in ("service", "availability", "downtime min", "maintenance min", "incidents"):
+        table.add_column(column)
+    for r in report:
+        table.add_row(
+            r.service,
+            "–" if r.availability is None else f"{r.availability * 100:.3f}%",
+            "–" if r.downtime_minutes is None else f"{r.downtime_minutes:.1f}",
+            f"{r.maintenance_minutes:.1f}",
+            str(r.incidents),
+        )
+    console().print(table)
+
+
+COMMANDS = [monitor, probe, incident, maintenance, sla]
+"""Registered by ``garde.cli``."""

@@ -1,0 +1,156 @@
+"""The gateway's own endpoints: status, mode events (SSE), receipts, Prometheus metrics.
+
+For the care software (a banner, a receipt to show) and the operator. When an admin token
+is configured every one of them needs ``Authorization: Bearer <token>``; without one the
+gateway must be bound to loopback (``GatewayConfig.check``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import time
+from typing import TYPE_CHECKING
+
+from garde.errors import EntryNotFound, JournalError, RequestRejected
+from garde.gateway.events import mode_event
+from garde.gateway.wire import Reply, Request
+
+if TYPE_CHECKING:
+    from garde.gateway.handler import Gateway
+
+JSON = (b"Content-Type", b"application/json")
+
+
+def _json(status: int, data: object) -> Reply:
+    return Reply(status, [JSON], json.dumps(data, ensure_ascii=False).encode())
+
+
+class Admin:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        token = gateway.config.admin_token
+        self.expected = f"Bearer {token}".encode() if token else None
+        gateway.metrics.gauges.append(self._gauges)
+
+    async def handle(self, request: Request) -> Reply:
+        gateway = self.gateway
+        if self.expected is not None:
+            given = request.header(b"authorization") or b""
+            if not hmac.compare_digest(given, self.expected):
+                reply = gateway.reject(
+                    RequestRejected(
+                        401, "this endpoint needs Authorization: Bearer <admin_token from config>"
+                    ),
+                    request,
+                )
+                reply.headers.append((b"WWW-Authenticate", b'Bearer realm="garde"'))
+                return reply
+        if request.method != b"GET":
+            return gateway.reject(RequestRejected(405, "admin endpoints answer GET only"), request)
+        path = request.path
+        if path == "/metrics":
+            body = gateway.metrics.render().encode()
+            return Reply(200, [(b"Content-Type", b"text/plain; version=0.0.4")], body)
+        if path == "/_garde/status":
+            return _json(200, await self.status())
+        if path == "/_garde/events":
+            snapshot = [mode_event(u) for u in gateway.upstreams.values()]
+            headers = [(b"Content-Type", b"text/event-stream"), (b"Cache-Control", b"no-cache")]
+            return Reply(200, headers, stream=gateway.events.stream(snapshot))
+        if path.startswith("/_garde/receipts/"):
+            return await self.receipt(path.removeprefix("/_garde/receipts/"), request)
+        return gateway.reject(
+            RequestRejected(
+                404,
+                f"no admin endpoint {path}: try /_garde/status, /_garde/events,"
+                " /_garde/receipts/<id> or /metrics",
+            ),
+            request,
+        )
+
+    async def status(self) -> dict[str, object]:
+        gateway = self.gateway
+        services: dict[str, object] = {}
+        for sid, upstreams in gateway.upstreams.items():
+            upstreams.refresh()
+            entry = upstreams.as_json()
+            if gateway.journal is not None:
+                try:
+                    entry["journal_depth"] = await gateway.journal.depth(sid)
+                except JournalError as exc:
+                    entry["journal_depth"] = None
+                    entry["journal_error"] = str(exc)
+            services[sid] = entry
+        return {
+            "gateway": {
+                "catalog": gateway.catalog.name,
+                "started": gateway.started,
+                "uptime": round(time.time() - gateway.started, 1),
+                "target_group": gateway.config.target_group,
+                "journal": gateway.journal is not None,
+                "retry_budget": {
+                    "requests_in_window": gateway.budget.requests,
+                    "retries_in_window": gateway.budget.retries,
+                    "refused": gateway.budget.refused,
+                },
+                "stale_cache_entries": len(gateway.cache),
+            },
+            "services": services,
+        }
+
+    async def receipt(self, entry_id: str, request: Request) -> Reply:
+        gateway = self.gateway
+        if gateway.journal is None:
+            return gateway.reject(
+                RequestRejected(404, "this gateway runs without a journal"), request
+            )
+        if not entry_id or len(entry_id) > 128 or "/" in entry_id:
+            return gateway.reject(RequestRejected(400, "a receipt id is one path segment"), request)
+        try:
+            receipt = await gateway.journal.receipt(entry_id)
+        except EntryNotFound:
+            return gateway.reject(RequestRejected(404, f"no receipt {entry_id!r}"), request)
+        data = dataclasses.asdict(receipt)
+        data["state"] = receipt.state.value
+        if receipt.answer is not None:
+            data["answer"] = {
+                "status": receipt.answer.status,
+                "content_type": receipt.answer.content_type,
+                "body": receipt.answer.body.decode("utf-8", "replace"),
+            }
+        return _json(200, data)
+
+    def _gauges(self) -> list[tuple[str, str, dict[str, str], float]]:
+        out: list[tuple[str, str, dict[str, str], float]] = []
+        modes = ("normal", "degraded", "offline")
+        now = time.monotonic()
+        for sid, upstreams in self.gateway.upstreams.items():
+            for mode in modes:
+                out.append(
+                    (
+                        "garde_gateway_service_mode",
+                        "1 for the service's current mode.",
+                        {"service": sid, "mode": mode},
+                        1.0 if upstreams.mode.value == mode else 0.0,
+                    )
+                )
+            for link in upstreams.links:
+                out.append(
+                    (
+                        "garde_gateway_breaker_open",
+                        "1 while the data center's circuit breaker is open (ejected).",
+                        {"service": sid, "data_center": link.dc},
+                        1.0 if link.ejected_until > now else 0.0,
+                    )
+                )
+        out.append(
+            (
+                "garde_gateway_stale_cache_entries",
+                "Answers kept for stale reads.",
+                {},
+                float(len(self.gateway.cache)),
+            )
+        )
+        return out

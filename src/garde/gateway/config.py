@@ -1,0 +1,156 @@
+"""The gateway's own settings (the chain itself is in the catalog).
+
+Read from an optional YAML file (``garde gateway --config``); command-line options override
+it. Secrets (the admin token, credentials) may be given as ``env:NAME`` so the file can be
+shared without them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from garde.catalog.durations import parse_duration
+from garde.errors import UsageError
+from garde.gateway.tokens import Credential, IdentityConfig
+from garde.gateway.upstreams import OutlierSettings
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8480
+    target_group: str | None = None
+    """The care providers behind this gateway (a request may say otherwise)."""
+    admin_token: str | None = None
+    """Bearer token for /_garde/* and /metrics; required when not bound to loopback."""
+    allowed_hosts: tuple[str, ...] | None = None
+    """Host header values accepted (DNS-rebinding guard); None: loopback names when bound
+    to loopback, anything otherwise."""
+    max_body: int = 4 * 1024 * 1024
+    max_headers: int = 100
+    max_header_bytes: int = 16 * 1024
+    connect_timeout: float = 1.0
+    min_try_timeout: float = 0.25
+    try_timeout_factor: float = 10.0
+    """A retry-safe attempt with another data center to go to gives up after
+    ``max(min_try_timeout, factor x that data center's usual answer time)``."""
+    health_checks: bool = True
+    health_interval: float | None = None
+    """None: each service's probe interval from the catalog."""
+    health_timeout: float = 2.0
+    monitor_feed: str | None = None
+    """Base URL of a garde monitor whose mode feed this gateway follows (docs/monitor.md)."""
+    retry_ratio: float = 0.2
+    retry_min_per_second: float = 5.0
+    retry_after: int = 30
+    """Seconds suggested to callers refused while a service is offline."""
+    cache_entries: int = 10_000
+    xml_validation: str = "when_needed"
+    """``when_needed``: SOAP bodies are parsed when the gateway needs them (operation by body
+    element, keys, tokens, journal, cache) and checked for shape otherwise; ``full``: every
+    body is parsed, so malformed XML never reaches a data center (costs throughput)."""
+    outlier: OutlierSettings = field(default_factory=OutlierSettings)
+    identities: dict[str, IdentityConfig] = field(default_factory=dict)
+
+    def with_overrides(self, **changes: Any) -> GatewayConfig:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def hosts_allowed(self) -> frozenset[str] | None:
+        if self.allowed_hosts is not None:
+            return frozenset(h.lower() for h in self.allowed_hosts)
+        if self.host in LOOPBACK:
+            return frozenset(("127.0.0.1", "localhost", "[::1]", "::1"))
+        return None
+
+    def check(self) -> None:
+        if self.xml_validation not in ("when_needed", "full"):
+            raise UsageError(
+                f"xml_validation: expected when_needed or full, got {self.xml_validation!r}"
+            )
+        if self.host not in LOOPBACK and not self.admin_token:
+            raise UsageError(
+                f"binding to {self.host} exposes the gateway beyond this machine: set"
+                " admin_token in the gateway configuration so /_garde/* and /metrics need it"
+            )
+
+
+def _secret(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{where}: expected a non-empty string (or env:NAME)")
+    if value.startswith("env:"):
+        name = value[4:]
+        found = os.environ.get(name)
+        if not found:
+            raise UsageError(f"{where}: environment variable {name} is not set")
+        return found
+    return value
+
+
+def _credential(data: Any, where: str) -> Credential:
+    if not isinstance(data, dict) or set(data) - {"type", "secret"}:
+        raise UsageError(f"{where}: expected {{type: eid|keystore, secret: ...}}")
+    kind = data.get("type", "eid")
+    if kind not in ("eid", "keystore"):
+        raise UsageError(f"{where}.type: expected eid or keystore, got {kind!r}")
+    return Credential(kind, _secret(data.get("secret"), f"{where}.secret"))
+
+
+def load_config(path: str | Path | None) -> GatewayConfig:
+    """Read a gateway configuration file; errors name the key and the fix."""
+    if path is None:
+        return GatewayConfig()
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"{path}: cannot read the gateway configuration: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of settings")
+    known = {f for f in GatewayConfig.__dataclass_fields__ if f not in ("identities", "outlier")}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "identities":
+            if not isinstance(value, dict):
+                raise UsageError(f"{path}: identities: expected a mapping identity -> credentials")
+            identities = {}
+            for name, spec in value.items():
+                where = f"{path}: identities.{name}"
+                if not isinstance(spec, dict) or "primary" not in spec:
+                    raise UsageError(f"{where}: expected {{primary: {{...}}, fallback: {{...}}}}")
+                fallback = spec.get("fallback")
+                identities[str(name)] = IdentityConfig(
+                    _credential(spec["primary"], f"{where}.primary"),
+                    None if fallback is None else _credential(fallback, f"{where}.fallback"),
+                )
+            values["identities"] = identities
+        elif key == "outlier":
+            try:
+                settings: dict[str, Any] = {
+                    k: parse_duration(v) if isinstance(v, str) else v
+                    for k, v in (value or {}).items()
+                }
+                values["outlier"] = OutlierSettings(**settings)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"{path}: outlier: {exc}") from None
+        elif key in known:
+            if key == "admin_token":
+                value = _secret(value, f"{path}: admin_token")
+            elif key in (
+                "connect_timeout",
+                "health_interval",
+                "health_timeout",
+                "min_try_timeout",
+            ) and isinstance(value, str):
+                value = parse_duration(value)
+            elif key == "allowed_hosts":
+                value = tuple(value)
+            values[key] = value
+        else:
+            raise UsageError(f"{path}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
+    return GatewayConfig(**values)

@@ -1,0 +1,338 @@
+"""The gateway: from a parsed request to a reply, through routing, tokens, forwarding and the
+continuity policy. ``app.py`` feeds it from sockets; tests call ``handle`` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import datetime
+from typing import Protocol as Interface
+
+from garde.catalog.model import Catalog, Continuity, Kind, Protocol
+from garde.errors import RequestRejected, TokenUnavailable, UpstreamUnavailable
+from garde.gateway.budget import RetryBudget
+from garde.gateway.cache import StaleCache
+from garde.gateway.config import GatewayConfig
+from garde.gateway.events import EventHub
+from garde.gateway.forwarding import Forwarder
+from garde.gateway.metrics import Metrics
+from garde.gateway.policy import ContinuityPolicy, Failure
+from garde.gateway.refusals import rejection_fault, rejection_problem
+from garde.gateway.routing import OperationRoute, Router
+from garde.gateway.soapxml import (
+    Envelope,
+    check_envelope,
+    fault_of,
+    parse_envelope,
+    with_token,
+)
+from garde.gateway.tokens import (
+    Credential,
+    Token,
+    TokenManager,
+    parse_token_response,
+    token_request,
+)
+from garde.gateway.transport import Headers, Transport
+from garde.gateway.upstreams import ServiceUpstreams
+from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP, Reply, Request
+from garde.journal.base import Journal
+
+log = logging.getLogger("garde.gateway")
+
+TOKEN_FAULTS = ("InvalidSecurityToken", "MessageExpired")
+
+
+def parse_deadline(value: bytes | None, default: float, now: float) -> float:
+    """Seconds left for this request: ``Garde-Deadline`` (seconds, or RFC 3339) or default."""
+    if value is None:
+        return default
+    text = value.decode("latin-1").strip()
+    seconds = _number(text)
+    if seconds is None:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise RequestRejected(
+                400,
+                f"Garde-Deadline {text!r} is neither seconds from now (2.5) nor an RFC 3339"
+                " time (2026-01-27T10:00:00Z)",
+            ) from None
+        if moment.tzinfo is None:
+            raise RequestRejected(400, "Garde-Deadline as a time needs a zone: add Z or +01:00")
+        return moment.timestamp() - now
+    if seconds != seconds or seconds <= 0:  # NaN or not in the future
+        raise RequestRejected(400, f"Garde-Deadline must be a positive number of seconds: {text}")
+    return seconds
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+class Gateway:
+    def __init__(
+        self,
+        catalog: Catalog,
+        transport: Transport,
+        config: GatewayConfig | None = None,
+        journal: Journal | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.config = config or GatewayConfig()
+        self.transport = transport
+        self.journal = journal
+        self.router = Router(catalog)
+        self.metrics = Metrics()
+        self.events = EventHub()
+        self.upstreams = {
+            sid: ServiceUpstreams(service, self.config.outlier, on_change=self.events.mode_changed)
+            for sid, service in catalog.services.items()
+        }
+        self.budget = RetryBudget(
+            self.config.retry_ratio, min_per_second=self.config.retry_min_per_second
+        )
+        self.forwarder = Forwarder(
+            self.upstreams,
+            transport,
+            self.budget,
+            self.metrics,
+            connect_timeout=self.config.connect_timeout,
+            min_try_timeout=self.config.min_try_timeout,
+            try_timeout_factor=self.config.try_timeout_factor,
+        )
+        self.cache = StaleCache(self.config.cache_entries)
+        self.policy = ContinuityPolicy(
+            catalog,
+            self.upstreams,
+            self.cache,
+            journal,
+            target_group=self.config.target_group,
+            retry_after=self.config.retry_after,
+        )
+        self.tokens = TokenManager(self.config.identities, self._fetch_token)
+        self.started = time.time()
+        self.full_validation = self.config.xml_validation == "full"
+        self.admin: AdminLike | None = None
+
+    # -- the hot path --------------------------------------------------------------------------
+    async def handle(self, request: Request) -> Reply:
+        path = request.path
+        if path.startswith("/_garde/") or path == "/metrics":
+            if self.admin is None:
+                return self.reject(RequestRejected(404, "no admin endpoints here"), request)
+            # A real Task: admin and journal code may use asyncio features needing one.
+            return await asyncio.ensure_future(self.admin.handle(request))
+        started = time.monotonic()
+        try:
+            entry = self.router.service(path)
+            if b"%" in request.target or "/." in path or "//" in path:
+                _check_path(path, request.target)
+            envelope: Envelope | None = None
+            fields = request.fields
+            if entry.soap:
+                if request.method != b"POST":
+                    raise RequestRejected(
+                        405, f"SOAP operations are called with POST, not {request.method.decode()}"
+                    )
+                found = self.router.by_action(entry, fields.get(b"soapaction"))
+                if (
+                    found is None
+                    or self.full_validation
+                    or found.needs_envelope
+                    or b"garde-identity" in fields
+                ):
+                    envelope = parse_envelope(request.body)
+                    route = found or self.router.by_element(entry, envelope)
+                else:
+                    # Identified by SOAPAction and nothing needed from the body: checked, not
+                    # parsed (the parse would cost more than the rest of the request).
+                    check_envelope(request.body)
+                    route = found
+            else:
+                route = self.router.by_rest(entry, request.method.decode(), path)
+            deadline = fields.get(b"garde-deadline")
+            seconds = (
+                route.timeout
+                if deadline is None
+                else parse_deadline(deadline, route.timeout, time.time())
+            )
+        except RequestRejected as exc:
+            return self.reject(exc, request)
+        self.budget.deposit()
+        reply, outcome = await self._serve(
+            route, entry.prefix, request, envelope, started + seconds
+        )
+        self.metrics.requests[(route.label, outcome)] += 1
+        self.metrics.observe(route.service_id, time.monotonic() - started)
+        return reply
+
+    async def _serve(
+        self,
+        route: OperationRoute,
+        prefix: str,
+        request: Request,
+        envelope: Envelope | None,
+        deadline: float,
+    ) -> tuple[Reply, str]:
+        fields = request.fields
+        headers: Headers = [
+            (name, value)
+            for name, value in request.headers
+            if name.lower() not in HOP_BY_HOP and name[:6].lower() != b"garde-"
+        ]
+        idempotency_key = None
+        if route.idempotency is not None:
+            idempotency_key = route.idempotency.extract(fields, envelope)
+            if idempotency_key is None and route.operation.kind is Kind.WRITE:
+                # A write the gateway may journal gets a key now, so that a replay of an
+                # attempt that did reach the service is applied once.
+                idempotency_key = uuid.uuid4().hex
+                if route.idempotency.header is not None:
+                    headers.append((b"Idempotency-Key", idempotency_key.encode()))
+        identity_header = fields.get(b"garde-identity")
+        identity = identity_header.decode("latin-1") if identity_header else None
+        body = request.body
+        if identity is not None and envelope is not None:
+            try:
+                body = with_token(envelope, await self.tokens.token(identity))
+            except RequestRejected as exc:
+                return self.reject(exc, request), "rejected"
+            except TokenUnavailable as exc:
+                sts = self.catalog.token_service.service if self.catalog.token_service else "sts"
+                failure = Failure(sts, str(exc))
+                return await self._degrade(
+                    route, request, envelope, identity, idempotency_key, failure
+                )
+        suffix = request.target[len(prefix) :]
+        outcome = await self.forwarder.forward(
+            route, request.method, suffix, headers, body, deadline
+        )
+        response = outcome.response
+        if response is None:
+            retry_after = None
+            error = outcome.last_error_response
+            if error is not None:
+                value = error.header(b"retry-after")
+                if value is not None and value.isdigit():
+                    retry_after = int(value)
+            failure = Failure(
+                route.service_id, outcome.failure or "unavailable", outcome.sent, retry_after
+            )
+            return await self._degrade(route, request, envelope, identity, idempotency_key, failure)
+        link = outcome.link
+        assert link is not None
+        out = [(n, v) for n, v in response.headers if n.lower() not in RESPONSE_SKIP]
+        if response.status >= 500 and identity is not None:
+            fault = fault_of(response.body)
+            if fault is not None and any(t in fault[0] for t in TOKEN_FAULTS):
+                self.tokens.invalidate(identity)
+        elif response.status == 200 and route.continuity is Continuity.CACHEABLE:
+            self.policy.remember(route, request, envelope, identity, 200, out, response.body)
+        upstreams = self.upstreams[route.service_id]
+        out.append((b"Garde-Data-Center", link.dc.encode()))
+        out.append((b"Garde-Mode", upstreams.mode.value.encode()))
+        return Reply(response.status, out, response.body), "forwarded"
+
+    async def _degrade(
+        self,
+        route: OperationRoute,
+        request: Request,
+        envelope: Envelope | None,
+        identity: str | None,
+        idempotency_key: str | None,
+        failure: Failure,
+    ) -> tuple[Reply, str]:
+        if envelope is None and route.service.protocol is Protocol.SOAP:
+            # Read now what the fast path did not: the journal and the cache need the body.
+            try:
+                envelope = parse_envelope(request.body)
+            except RequestRejected as exc:
+                return self.reject(exc, request), "rejected"
+        # In a real Task: the journal backend may use asyncio features that need one.
+        return await asyncio.ensure_future(
+            self.policy.degrade(route, request, envelope, identity, idempotency_key, failure)
+        )
+
+    def reject(self, error: RequestRejected, request: Request) -> Reply:
+        self.metrics.rejected[error.status] += 1
+        soapish = b"soapaction" in request.fields or b"xml" in (
+            request.fields.get(b"content-type") or b""
+        )
+        if soapish:
+            return Reply(
+                error.status,
+                [(b"Content-Type", b"text/xml; charset=utf-8")],
+                rejection_fault(error.status, str(error)),
+            )
+        return Reply(
+            error.status,
+            [(b"Content-Type", b"application/problem+json")],
+            rejection_problem(error.status, str(error)),
+        )
+
+    # -- tokens ----------------------------------------------------------------------------------
+    async def _fetch_token(self, identity: str, credential: Credential) -> Token:
+        token_service = self.catalog.token_service
+        if token_service is None:
+            raise UpstreamUnavailable("the catalog names no token_service")
+        service = self.catalog.services[token_service.service]
+        operation = service.operations[token_service.operation]
+        route = next(r for r in self.router.services if r.service.id == service.id).by_element.get(
+            service.body_element_of(operation) or ""
+        )
+        if route is None:
+            raise UpstreamUnavailable("the token service's operation cannot be routed")
+        action = service.soap_action_of(operation) or ""
+        headers: Headers = [
+            (b"Content-Type", b"text/xml; charset=utf-8"),
+            (b"SOAPAction", f'"{action}"'.encode()),
+        ]
+        outcome = await self.forwarder.forward(
+            route,
+            b"POST",
+            b"",
+            headers,
+            token_request(identity, credential),
+            time.monotonic() + route.timeout,
+        )
+        if outcome.response is None:
+            raise UpstreamUnavailable(f"STS unavailable: {outcome.failure}")
+        if outcome.response.status != 200:
+            fault = fault_of(outcome.response.body)
+            why = fault[1] if fault else f"HTTP {outcome.response.status}"
+            raise UpstreamUnavailable(f"STS refused the {credential.kind} login: {why}")
+        return parse_token_response(outcome.response.body)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def close(self) -> None:
+        await self.transport.close()
+        if self.journal is not None:
+            await self.journal.close()
+
+
+class AdminLike(Interface):
+    async def handle(self, request: Request) -> Reply: ...
+
+
+def _check_path(path: str, target: bytes) -> None:
+    lowered = target.lower()
+    segments = path.split("/")
+    if (
+        ".." in segments
+        or "." in segments
+        or "//" in path
+        or b"%2e" in lowered
+        or (b"%2f" in lowered or b"%5c" in lowered)
+    ):
+        raise RequestRejected(
+            400,
+            "dot segments, empty segments and encoded slashes or dots are refused in paths:"
+            " call the operation's path as the catalog gives it",
+        )

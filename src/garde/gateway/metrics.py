@@ -1,0 +1,85 @@
+"""Prometheus metrics as plain counters, rendered only when scraped.
+
+A prometheus-client call per request costs more than the rest of the hot path's
+bookkeeping; dictionary increments keyed by label tuples cost almost nothing, and the text
+exposition format is simple enough to write on scrape.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.requests: defaultdict[tuple[str, str], int] = defaultdict(int)
+        """(operation label, outcome) -> count."""
+        self.attempts: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        """(service, data center, result) -> count."""
+        self.rejected: defaultdict[int, int] = defaultdict(int)
+        self.latency: defaultdict[str, list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
+        self.latency_sum: defaultdict[str, float] = defaultdict(float)
+        self.retries = 0
+        self.budget_refusals = 0
+        self.gauges: list[Callable[[], Iterable[tuple[str, str, dict[str, str], float]]]] = []
+
+    def observe(self, service: str, seconds: float) -> None:
+        self.latency[service][bisect_left(BUCKETS, seconds)] += 1
+        self.latency_sum[service] += seconds
+
+    def render(self) -> str:
+        out: list[str] = []
+
+        def family(name: str, kind: str, text: str) -> None:
+            out.append(f"# HELP {name} {text}")
+            out.append(f"# TYPE {name} {kind}")
+
+        family("garde_gateway_requests_total", "counter", "Requests by operation and outcome.")
+        for (label, outcome), count in sorted(self.requests.items()):
+            service, _, operation = label.partition(".")
+            out.append(
+                f'garde_gateway_requests_total{{service="{service}",operation="{operation}",'
+                f'outcome="{outcome}"}} {count}'
+            )
+        family("garde_gateway_upstream_attempts_total", "counter", "Attempts per data center.")
+        for (service, dc, result), count in sorted(self.attempts.items()):
+            out.append(
+                f'garde_gateway_upstream_attempts_total{{service="{service}",'
+                f'data_center="{dc}",result="{result}"}} {count}'
+            )
+        family("garde_gateway_rejected_total", "counter", "Requests refused as bad input.")
+        for status, count in sorted(self.rejected.items()):
+            out.append(f'garde_gateway_rejected_total{{status="{status}"}} {count}')
+        family("garde_gateway_retries_total", "counter", "Retries on another data center.")
+        out.append(f"garde_gateway_retries_total {self.retries}")
+        family(
+            "garde_gateway_retry_budget_exhausted_total", "counter", "Retries the budget refused."
+        )
+        out.append(f"garde_gateway_retry_budget_exhausted_total {self.budget_refusals}")
+        family("garde_gateway_request_seconds", "histogram", "Time to answer the caller.")
+        for service, counts in sorted(self.latency.items()):
+            total = 0
+            for bound, count in zip((*BUCKETS, float("inf")), counts, strict=True):
+                total += count
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                out.append(
+                    f'garde_gateway_request_seconds_bucket{{service="{service}",le="{le}"}} {total}'
+                )
+            out.append(
+                f'garde_gateway_request_seconds_sum{{service="{service}"}}'
+                f" {self.latency_sum[service]:.6f}"
+            )
+            out.append(f'garde_gateway_request_seconds_count{{service="{service}"}} {total}')
+        seen: set[str] = set()
+        for gauge in self.gauges:
+            for name, text, labels, value in gauge():
+                if name not in seen:
+                    family(name, "gauge", text)
+                    seen.add(name)
+                rendered = ",".join(f'{k}="{v}"' for k, v in labels.items())
+                out.append(f"{name}{{{rendered}}} {value}")
+        return "\n".join(out) + "\n"

@@ -1,0 +1,243 @@
+"""Continuity decisions: what the caller gets when no data center can serve.
+
+By the operation's continuity class: ``cacheable`` reads get the last good answer marked
+stale; ``deferrable`` and ``async`` writes go to the journal and the caller gets a receipt
+(202) only once it is durable; ``online`` operations (and anything the first two cannot
+cover) get a refusal naming the failing service and the caller's fallback procedure.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from garde.catalog.model import Catalog, Continuity
+from garde.errors import JournalUnavailable
+from garde.gateway.cache import StaleCache
+from garde.gateway.refusals import Refusal, language_of, procedure_for
+from garde.gateway.routing import OperationRoute
+from garde.gateway.soapxml import Envelope, body_bytes, without_security
+from garde.gateway.upstreams import Mode, ServiceUpstreams
+from garde.gateway.wire import Reply, Request
+from garde.journal.base import Journal, Submission
+
+SOAP_TYPE = (b"Content-Type", b"text/xml; charset=utf-8")
+JSON_PROBLEM = (b"Content-Type", b"application/problem+json")
+
+
+@dataclass(slots=True)
+class Failure:
+    """Why forwarding gave no usable answer."""
+
+    service: str
+    """The failing service: the operation's own, or the STS when no token could be had."""
+    reason: str
+    sent: bool = False
+    retry_after: int | None = None
+
+
+def cache_key(
+    route: OperationRoute, request: Request, envelope: Envelope | None, identity: str | None
+) -> tuple[str, ...]:
+    key: str | None = None
+    if route.cache is not None:
+        key = route.cache.extract(request.fields, envelope)
+    if key is None:
+        key = (
+            body_bytes(envelope).decode("utf-8", "replace")
+            if envelope is not None
+            else request.target.decode("latin-1")
+        )
+    parts = (route.label, key)
+    return (*parts, identity or "") if route.per_caller else parts
+
+
+def journal_deadline(route: OperationRoute, now: float) -> float | None:
+    deadline = route.deadline
+    if deadline is None:
+        return None
+    if deadline == "same_day":
+        local = datetime.fromtimestamp(now).astimezone()
+        midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        return midnight.timestamp()
+    assert isinstance(deadline, float)
+    return now + deadline
+
+
+class ContinuityPolicy:
+    def __init__(
+        self,
+        catalog: Catalog,
+        upstreams: dict[str, ServiceUpstreams],
+        cache: StaleCache,
+        journal: Journal | None,
+        *,
+        target_group: str | None,
+        retry_after: int,
+    ) -> None:
+        self.catalog = catalog
+        self.upstreams = upstreams
+        self.cache = cache
+        self.journal = journal
+        self.target_group = target_group
+        self.retry_after = retry_after
+        self.on_journaled: Callable[[], None] | None = None
+        self.stale_served = 0
+        self.journaled = 0
+        self.refused = 0
+
+    def remember(
+        self,
+        route: OperationRoute,
+        request: Request,
+        envelope: Envelope | None,
+        identity: str | None,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> None:
+        """Keep a good answer of a cacheable read for when no data center can serve."""
+        self.cache.store(cache_key(route, request, envelope, identity), status, headers, body)
+
+    async def degrade(
+        self,
+        route: OperationRoute,
+        request: Request,
+        envelope: Envelope | None,
+        identity: str | None,
+        idempotency_key: str | None,
+        failure: Failure,
+    ) -> tuple[Reply, str]:
+        """The reply when forwarding failed, and the outcome label for metrics."""
+        continuity = route.continuity
+        if continuity is Continuity.CACHEABLE:
+            found = self.cache.get(cache_key(route, request, envelope, identity), route.max_stale)
+            if found is not None:
+                entry, age = found
+                self.stale_served += 1
+                seconds = str(int(age)).encode()
+                headers = [
+                    *entry.headers,
+                    (b"Age", seconds),
+                    (b"Garde-Stale", seconds),
+                    (b"Garde-Mode", Mode.DEGRADED.value.encode()),
+                ]
+                return Reply(entry.status, headers, entry.body), "stale"
+        elif continuity in (Continuity.DEFERRABLE, Continuity.ASYNC) and self.journal is not None:
+            try:
+                return await self._journal(route, request, envelope, identity, idempotency_key)
+            except JournalUnavailable as exc:
+                failure = Failure(
+                    failure.service, f"{failure.reason}; journal: {exc}", failure.sent
+                )
+        return self.refuse(route, request, envelope, failure), "refused"
+
+    async def _journal(
+        self,
+        route: OperationRoute,
+        request: Request,
+        envelope: Envelope | None,
+        identity: str | None,
+        idempotency_key: str | None,
+    ) -> tuple[Reply, str]:
+        assert self.journal is not None
+        now = time.time()
+        payload = without_security(envelope) if envelope is not None else request.body
+        forwarded = tuple(
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in request.headers
+            if name.lower() in (b"content-type", b"soapaction")
+        )
+        ordering = route.ordering.extract(request.fields, envelope) if route.ordering else None
+        group = request.header(b"garde-target-group")
+        submission = Submission(
+            service=route.service_id,
+            operation=route.operation_id,
+            identity=identity or "",
+            target_group=group.decode("latin-1") if group else self.target_group,
+            idempotency_key=idempotency_key or uuid.uuid4().hex,
+            ordering_key=ordering,
+            payload=payload,
+            headers=forwarded,
+            deadline=journal_deadline(route, now),
+        )
+        receipt = await self.journal.accept(submission)
+        self.journaled += 1
+        if self.on_journaled is not None:
+            self.on_journaled()
+        location = f"/_garde/receipts/{receipt.id}".encode()
+        headers = [
+            (b"Garde-Receipt", receipt.id.encode()),
+            (b"Location", location),
+            (b"Garde-Mode", Mode.DEGRADED.value.encode()),
+        ]
+        if route.service.protocol.value == "soap":
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?>'
+                '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+                '<soap:Body><garde:Journaled xmlns:garde="urn:garde:gateway:v1"'
+                f' receipt="{receipt.id}" location="/_garde/receipts/{receipt.id}"'
+                f' state="{receipt.state.value}"/></soap:Body></soap:Envelope>'
+            ).encode()
+            headers.append(SOAP_TYPE)
+        else:
+            body = (
+                f'{{"receipt":"{receipt.id}","location":"/_garde/receipts/{receipt.id}",'
+                f'"state":"{receipt.state.value}"}}'
+            ).encode()
+            headers.append((b"Content-Type", b"application/json"))
+        return Reply(202, headers, body), "journaled"
+
+    def refuse(
+        self,
+        route: OperationRoute,
+        request: Request,
+        envelope: Envelope | None,
+        failure: Failure,
+    ) -> Reply:
+        self.refused += 1
+        group_header = request.header(b"garde-target-group")
+        group = group_header.decode("latin-1") if group_header else self.target_group
+        language = language_of(request.header(b"accept-language"))
+        upstreams = self.upstreams.get(failure.service)
+        since = (
+            upstreams.mode_since
+            if upstreams is not None and upstreams.mode is not Mode.NORMAL
+            else time.time()
+        )
+        retry_after = failure.retry_after or self.retry_after
+        if failure.service == route.service_id:
+            procedure = procedure_for(
+                self.catalog, route.service_id, route.operation_id, group, language
+            )
+        else:
+            token = self.catalog.token_service
+            op = token.operation if token is not None else ""
+            procedure = procedure_for(self.catalog, failure.service, op, group, language)
+        refusal = Refusal(
+            status=503,
+            kind="service-unavailable",
+            title=f"{failure.service} is unavailable",
+            detail=failure.reason,
+            service=failure.service,
+            operation=route.operation_id,
+            since=since,
+            retry_after=retry_after,
+            target_group=group,
+            language=language,
+            procedure=procedure,
+            outcome="unknown"
+            if failure.sent and route.operation.kind.value == "write"
+            else "not_sent",
+        )
+        headers = [
+            (b"Retry-After", str(retry_after).encode()),
+            (b"Garde-Mode", (upstreams.mode.value if upstreams else "offline").encode()),
+            (b"Content-Language", language.encode()),
+        ]
+        if envelope is not None or route.service.protocol.value == "soap":
+            return Reply(503, [*headers, SOAP_TYPE], refusal.soap_body())
+        return Reply(503, [*headers, JSON_PROBLEM], refusal.json_body())

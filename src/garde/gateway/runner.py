@@ -1,0 +1,112 @@
+"""Assemble and run a gateway: the parts wired together, started and stopped as one.
+
+``async with RunningGateway(catalog, config, journal) as running:`` serves on
+``running.url`` (bind port 0 in tests and read it back) until the block ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+
+from garde.catalog.model import Catalog
+from garde.gateway.admin import Admin
+from garde.gateway.app import GatewayServer
+from garde.gateway.config import GatewayConfig
+from garde.gateway.handler import Gateway
+from garde.gateway.health import HealthChecker
+from garde.gateway.modefeed import ModeFeedFollower
+from garde.gateway.sender import GatewaySender
+from garde.gateway.transport import HttpTransport, Transport
+from garde.gateway.upstreams import Mode, ServiceUpstreams
+from garde.journal.base import Journal, JournalStore
+from garde.journal.replayer import Replayer, ReplayPolicy, describer
+
+
+class RunningGateway:
+    def __init__(
+        self,
+        catalog: Catalog,
+        config: GatewayConfig | None = None,
+        journal: Journal | None = None,
+        *,
+        transport: Transport | None = None,
+        reuse_port: bool = False,
+        replay: ReplayPolicy | None = None,
+    ) -> None:
+        self.config = config or GatewayConfig()
+        self.gateway = Gateway(catalog, transport or HttpTransport(), self.config, journal)
+        self.gateway.admin = Admin(self.gateway)
+        self.server = GatewayServer(self.gateway)
+        self.health = HealthChecker(
+            self.gateway.upstreams,
+            self.gateway.transport,
+            interval=self.config.health_interval,
+            timeout=self.config.health_timeout,
+        )
+        self.feed = (
+            ModeFeedFollower(
+                self.gateway.upstreams, self.config.monitor_feed, timeout=self.config.health_timeout
+            )
+            if self.config.monitor_feed
+            else None
+        )
+        self.reuse_port = reuse_port
+        self.port = 0
+        self.sender = GatewaySender(self.gateway)
+        self.replayer: Replayer | None = None
+        self._replaying: asyncio.Task[None] | None = None
+        if isinstance(journal, JournalStore):
+            # The journal is drained by this gateway's own upstream side: fresh tokens, the
+            # same data-center choice and breakers as live traffic.
+            self.replayer = Replayer(
+                journal, self.sender, self.sender.ready, describer(catalog), policy=replay
+            )
+            self.gateway.events.listeners.append(self._mode_changed)
+            self.gateway.policy.on_journaled = self.replayer.poke
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"
+
+    async def start(self) -> RunningGateway:
+        self.config.check()
+        self.port = await self.server.start(
+            self.config.host, self.config.port, reuse_port=self.reuse_port
+        )
+        if self.config.health_checks:
+            self.health.start()
+        if self.replayer is not None:
+            self._replaying = asyncio.get_running_loop().create_task(self.replayer.run())
+        if self.feed is not None:
+            self.feed.start()
+        return self
+
+    def _mode_changed(self, upstreams: ServiceUpstreams) -> None:
+        if upstreams.mode is not Mode.OFFLINE and self.replayer is not None:
+            self.replayer.poke()  # a service came back: its journaled writes may go now
+
+    async def stop(self) -> None:
+        if self.replayer is not None and self._replaying is not None:
+            self.replayer.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._replaying, 10)
+        if self.feed is not None:
+            await self.feed.close()
+        await self.health.close()
+        await self.server.close()
+        await self.gateway.close()
+
+    async def __aenter__(self) -> RunningGateway:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,106 @@
+"""The gateway's upstream side for the replayer: send one journaled write now.
+
+Same data-center choice, breaker and retry rules as live traffic, with a fresh token for the
+entry's identity. The answer is classified for the journal: delivered (2xx), conflict (the
+service refused it for a business reason: replaying again cannot help), or retry later
+(unreachable, throttled, token trouble) with the service's Retry-After when it gave one.
+"""
+
+from __future__ import annotations
+
+import time
+
+from garde.errors import RequestRejected, TokenUnavailable
+from garde.gateway.handler import TOKEN_FAULTS, Gateway
+from garde.gateway.routing import OperationRoute
+from garde.gateway.soapxml import fault_of, parse_envelope, with_token
+from garde.gateway.transport import Headers
+from garde.journal.base import Answer, Delivery, Outcome, Submission
+
+DEFAULT_RETRY = 30.0
+
+
+class GatewaySender:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def ready(self, service: str) -> bool:
+        """``ServiceReady`` for the replayer: some data center of ``service`` may serve."""
+        upstreams = self.gateway.upstreams.get(service)
+        return upstreams is not None and bool(upstreams.plan())
+
+    def _route(self, submission: Submission) -> OperationRoute:
+        for entry in self.gateway.router.services:
+            if entry.service.id == submission.service:
+                for route in entry.by_element.values():
+                    if route.operation_id == submission.operation:
+                        return route
+                for route in entry.by_action.values():
+                    if route.operation_id == submission.operation:
+                        return route
+        raise RequestRejected(404, f"{submission.service}.{submission.operation} is not routable")
+
+    async def send(self, submission: Submission) -> Delivery:
+        gateway = self.gateway
+        try:
+            route = self._route(submission)
+        except RequestRejected as exc:
+            return Delivery(Outcome.CONFLICT, reason=str(exc))
+        body = submission.payload
+        if submission.identity:
+            try:
+                envelope = parse_envelope(body)
+                body = with_token(envelope, await gateway.tokens.token(submission.identity))
+            except TokenUnavailable as exc:
+                return Delivery(Outcome.RETRY_LATER, reason=str(exc), retry_after=DEFAULT_RETRY)
+            except RequestRejected as exc:
+                return Delivery(Outcome.CONFLICT, reason=str(exc))
+        headers: Headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in submission.headers
+            if name.lower() != "idempotency-key"
+        ]
+        headers.append((b"Idempotency-Key", submission.idempotency_key.encode()))
+        timeout = route.timeout
+        if submission.deadline is not None:
+            timeout = min(timeout, submission.deadline - time.time())
+            if timeout <= 0:
+                return Delivery(Outcome.CONFLICT, reason="deadline passed before delivery")
+        outcome = await gateway.forwarder.forward(
+            route, b"POST", b"", headers, body, time.monotonic() + timeout
+        )
+        response = outcome.response or outcome.last_error_response
+        if response is None:
+            return Delivery(Outcome.RETRY_LATER, reason=outcome.failure, retry_after=DEFAULT_RETRY)
+        answer = Answer(
+            response.status,
+            response.body,
+            (response.header(b"content-type") or b"text/xml; charset=utf-8").decode("latin-1"),
+        )
+        status = response.status
+        if 200 <= status < 300:
+            return Delivery(Outcome.DELIVERED, answer=answer)
+        if status in (429, 503):
+            value = response.header(b"retry-after")
+            retry = float(value) if value is not None and value.isdigit() else DEFAULT_RETRY
+            return Delivery(
+                Outcome.RETRY_LATER, answer=answer, reason=f"HTTP {status}", retry_after=retry
+            )
+        fault = fault_of(response.body)
+        if fault is not None:
+            code, text, business = fault
+            if any(t in code for t in TOKEN_FAULTS):
+                if submission.identity:
+                    gateway.tokens.invalidate(submission.identity)
+                return Delivery(Outcome.RETRY_LATER, answer=answer, reason=text, retry_after=1.0)
+            if business is not None or "Client" in code:
+                reason = f"{business or code}: {text}"
+                return Delivery(Outcome.CONFLICT, answer=answer, reason=reason)
+            return Delivery(
+                Outcome.RETRY_LATER, answer=answer, reason=text, retry_after=DEFAULT_RETRY
+            )
+        if 400 <= status < 500:
+            return Delivery(Outcome.CONFLICT, answer=answer, reason=f"HTTP {status}")
+        return Delivery(
+            Outcome.RETRY_LATER, answer=answer, reason=f"HTTP {status}", retry_after=DEFAULT_RETRY
+        )

@@ -1,0 +1,315 @@
+"""The upstream transport: one method that sends one request to one data center.
+
+This is the gateway's seam (like an httpx transport): the forwarding policy never touches a
+socket, so tests swap in an in-process transport. ``HttpTransport`` is the real one: HTTP/1.1
+over asyncio protocols with httptools parsing and keep-alive pools, because a general-purpose
+client costs several times the whole proxy's budget per request (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from garde.errors import ConnectFailed, SentFailed
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one service lives in one data center, parsed once from the catalog URL."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+    host_header: bytes
+    base_target: bytes
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"endpoint {url!r} is not an http(s) URL with a host")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        default = (parts.scheme == "http" and port == 80) or (
+            parts.scheme == "https" and port == 443
+        )
+        host = parts.hostname
+        shown = f"[{host}]" if ":" in host else host
+        header = shown if default else f"{shown}:{port}"
+        base = parts.path.rstrip("/")
+        return cls(url, parts.scheme, host, port, base, header.encode(), base.encode())
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: Headers
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower case), or None."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+class Waiter(asyncio.Future[Response]):
+    """The future of one upstream answer, which can resume its request in the same callback.
+
+    A request driven by an asyncio Task resumes one loop iteration after its future is
+    settled; the gateway's request driver (``app.py``) sets ``hook`` instead and resumes
+    inside the upstream's read callback, as a hand-written proxy would. Tasks awaiting a
+    ``Waiter`` treat it as the plain future it also is.
+    """
+
+    hook: Callable[[], None] | None = None
+
+    def settle(self, response: Response | None, error: BaseException | None = None) -> None:
+        if self.done():
+            return
+        if error is not None:
+            self.set_exception(error)
+        else:
+            self.set_result(response)  # type: ignore[arg-type]
+        hook = self.hook
+        if hook is not None:
+            self.hook = None
+            hook()
+
+
+class Transport(Protocol):
+    """Sends one request to one endpoint; raises ``ConnectFailed`` or ``SentFailed``."""
+
+    async def request(
+        self,
+        endpoint: Endpoint,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        body: bytes,
+        *,
+        connect_timeout: float,
+        timeout: float,
+    ) -> Response: ...
+
+    async def close(self) -> None: ...
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection to an upstream; one request at a time."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: Waiter | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.headers: Headers = []
+        self.body: list[bytes] = []
+        self.idle_since = 0.0
+        self.closed = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as such.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(SentFailed("protocol", f"malformed upstream response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if self.waiter is not None and not self.waiter.done():
+            self._fail(SentFailed("reset", "the data center closed the connection"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        waiter = self.waiter
+        response = Response(self.parser.get_status_code(), self.headers, b"".join(self.body))
+        keep = self.parser.should_keep_alive()
+        self._reset()
+        if keep and not self.closed:
+            self.pool.release(self)
+        else:
+            self.close()
+        if waiter is not None:
+            waiter.settle(response)
+
+    # requests
+    def send(self, data: bytes, timeout: float) -> Waiter:
+        assert self.transport is not None
+        loop = self.pool.loop
+        self.waiter = Waiter(loop=loop)
+        self.timer = loop.call_later(timeout, self._timed_out)
+        self.transport.write(data)
+        return self.waiter
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        self._fail(SentFailed("timeout", "no answer within the response timeout"))
+
+    def _fail(self, error: SentFailed) -> None:
+        waiter = self.waiter
+        self._reset()
+        self.close()
+        if waiter is not None:
+            waiter.settle(None, error)
+
+    def _reset(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.waiter = None
+        self.headers = []
+        self.body = []
+
+    def close(self) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Pool:
+    """Idle keep-alive connections to one (host, port)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_idle: int, idle_timeout: float):
+        self.loop = loop
+        self.idle: deque[_Connection] = deque()
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+
+    def take(self) -> _Connection | None:
+        now = time.monotonic()
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.closed or conn.transport is None or conn.transport.is_closing():
+                continue
+            if now - conn.idle_since > self.idle_timeout:
+                # The upstream may close it any moment: a request written into that race
+                # would fail after "sending", which a non-retry-safe write cannot survive.
+                conn.close()
+                continue
+            return conn
+        return None
+
+    def release(self, conn: _Connection) -> None:
+        if len(self.idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        self.idle.append(conn)
+
+    def forget(self, conn: _Connection) -> None:
+        # Closed connections are skipped lazily in take(); nothing to do eagerly.
+        pass
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
+
+
+class HttpTransport:
+    """HTTP/1.1 to the data centers with keep-alive pools; http and https."""
+
+    def __init__(
+        self,
+        *,
+        max_idle_per_endpoint: int = 256,
+        idle_timeout: float = 4.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._max_idle = max_idle_per_endpoint
+        self._idle_timeout = idle_timeout
+        self._ssl = ssl_context
+
+    def _pool(self, endpoint: Endpoint) -> _Pool:
+        key = (endpoint.scheme, endpoint.host, endpoint.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            loop = asyncio.get_running_loop()
+            pool = _Pool(loop, self._max_idle, self._idle_timeout)
+            self._pools[key] = pool
+        return pool
+
+    async def request(
+        self,
+        endpoint: Endpoint,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        body: bytes,
+        *,
+        connect_timeout: float,
+        timeout: float,
+    ) -> Response:
+        pool = self._pool(endpoint)
+        conn = pool.take()
+        if conn is None:
+            conn = await self._connect(pool, endpoint, connect_timeout)
+        head = [
+            method,
+            b" ",
+            target,
+            b" HTTP/1.1\r\nHost: ",
+            endpoint.host_header,
+            b"\r\nContent-Length: ",
+            str(len(body)).encode(),
+            b"\r\n",
+        ]
+        for name, value in headers:
+            head += (name, b": ", value, b"\r\n")
+        head += (b"\r\n", body)
+        return await conn.send(b"".join(head), timeout)
+
+    async def _connect(self, pool: _Pool, endpoint: Endpoint, timeout: float) -> _Connection:
+        loop = pool.loop
+        context = None
+        if endpoint.scheme == "https":
+            context = self._ssl or ssl.create_default_context()
+        try:
+            # wait_for, not asyncio.timeout: the request driver is not an asyncio Task.
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Connection(pool), endpoint.host, endpoint.port, ssl=context
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            raise ConnectFailed("connect_timeout", f"{endpoint.host}:{endpoint.port}") from None
+        except ConnectionRefusedError:
+            raise ConnectFailed("refused", f"{endpoint.host}:{endpoint.port}") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectFailed(
+                "connect_error", f"{endpoint.host}:{endpoint.port}: {exc}"
+            ) from None
+        return protocol
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()

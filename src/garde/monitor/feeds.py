@@ -1,0 +1,102 @@
+"""Machine-readable outputs: the mode feed the gateway follows, and the Atom incident feed.
+
+Mode feed contract (``GET /api/v1/modes``, documented in docs/monitor.md): per service a
+``mode`` (``normal`` / ``degraded`` / ``offline``), the data centers to avoid, short advice and
+``valid_until``; past that instant a follower must ignore the entry and rely on its own checks
+(the monitor itself may be the thing that failed).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from garde.catalog.model import Catalog
+from garde.monitor.state import ServiceStatus, Snapshot, TargetStatus
+from garde.monitor.store.base import Incident
+
+
+class Mode(StrEnum):
+    NORMAL = "normal"
+    DEGRADED = "degraded"
+    OFFLINE = "offline"
+
+
+MODE_OF = {
+    ServiceStatus.OPERATIONAL: Mode.NORMAL,
+    ServiceStatus.REDUCED_REDUNDANCY: Mode.NORMAL,
+    ServiceStatus.DEGRADED: Mode.DEGRADED,
+    ServiceStatus.OUTAGE: Mode.OFFLINE,
+}
+
+ADVICE = {
+    Mode.NORMAL: "Call the service as usual.",
+    Mode.DEGRADED: (
+        "Answers are slow: shorten timeouts, serve cacheable reads from cache and journal"
+        " deferrable writes rather than wait."
+    ),
+    Mode.OFFLINE: (
+        "No data center answers: do not wait for timeouts; journal deferrable and async"
+        " writes, serve cacheable reads stale, refuse online operations with the procedure."
+    ),
+}
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def mode_feed(catalog: Catalog, snap: Snapshot, validity_intervals: float = 3.0) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    for sid, service in snap.services.items():
+        mode = MODE_OF[service.status]
+        interval = catalog.services[sid].probe.interval
+        avoid = [dc for dc, s in service.data_centers.items() if s is TargetStatus.DOWN]
+        advice = ADVICE[mode]
+        if service.impacted_by:
+            advice += f" Cause: {', '.join(service.impacted_by)} is down."
+        elif avoid and mode is Mode.NORMAL:
+            advice = f"Avoid {', '.join(avoid)}; the other data centers serve."
+        services[sid] = {
+            "mode": mode.value,
+            "status": service.status.value,
+            "avoid_data_centers": avoid,
+            "impacted_by": list(service.impacted_by),
+            "since": None if service.since is None else rfc3339(service.since),
+            "advice": advice,
+            "valid_until": rfc3339(snap.at + validity_intervals * interval),
+        }
+    return {"generated_at": rfc3339(snap.at), "services": services}
+
+
+def atom_feed(incidents: list[Incident], base_url: str, now: float) -> bytes:
+    from feedgen.feed import FeedGenerator  # type: ignore[import-untyped]  # imported where used: only the feed needs it
+
+    feed = FeedGenerator()
+    feed.id(base_url.rstrip("/") + "/feed.atom")
+    feed.title("garde: incidents of the eHealth chain")
+    feed.author({"name": "garde monitor"})
+    feed.link(href=base_url.rstrip("/") + "/feed.atom", rel="self")
+    feed.link(href=base_url.rstrip("/") + "/", rel="alternate")
+    latest = max(
+        [now if not incidents else 0.0]
+        + [max([i.started_at, i.resolved_at or 0.0] + [u.at for u in i.updates]) for i in incidents]
+    )
+    feed.updated(datetime.fromtimestamp(latest, UTC))
+    for incident in reversed(incidents):  # feedgen prepends entries: newest ends up first
+        entry = feed.add_entry()
+        entry.id(f"{base_url.rstrip('/')}/incidents/{incident.id}")
+        state = "resolved" if incident.resolved_at is not None else "ongoing"
+        entry.title(f"[{state}] {incident.title}")
+        entry.link(href=f"{base_url.rstrip('/')}/#incident-{incident.id}")
+        entry.published(datetime.fromtimestamp(incident.started_at, UTC))
+        last = max(
+            [incident.started_at, incident.resolved_at or 0.0] + [u.at for u in incident.updates]
+        )
+        entry.updated(datetime.fromtimestamp(last, UTC))
+        lines = [f"{rfc3339(u.at)} {u.status}: {u.message}" for u in incident.updates]
+        if incident.impacted:
+            lines.append("Also impacted: " + ", ".join(incident.impacted))
+        entry.content("\n".join(lines) or incident.title, type="text")
+    return bytes(feed.atom_str(pretty=True))

@@ -1,0 +1,64 @@
+"""Aggregation of probe results into minute, hour and day rows, in memory until the minute
+closes, then added (summed) into the store at all three resolutions in one batch.
+
+Because rows merge by addition, nothing is read back: a result that arrives late (a remote
+location pushing after the minute closed) is just another small addition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from garde.monitor.probes import ProbeResult
+from garde.monitor.store.base import Aggregate, Resolution
+
+GRACE = 5.0
+"""Seconds after a minute ends before it is flushed, so results still in flight land in it."""
+
+
+class Aggregator:
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, int], Aggregate] = {}
+
+    def add(self, result: ProbeResult, in_maintenance: bool = False) -> None:
+        minute = Resolution.MINUTE.bucket(result.at)
+        key = (result.target, minute)
+        row = self._open.get(key)
+        if row is None:
+            row = self._open[key] = Aggregate(Resolution.MINUTE, result.target, minute)
+        row.add(result, in_maintenance)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def flush(self, now: float, *, everything: bool = False) -> list[Aggregate]:
+        """The rows to add to the store: closed minutes, each also as its hour and day."""
+        closed = [key for key in self._open if everything or key[1] + 60 + GRACE <= now]
+        minutes = [self._open.pop(key) for key in closed]
+        return expand(minutes)
+
+
+def expand(minutes: Iterable[Aggregate]) -> list[Aggregate]:
+    """Minute rows plus the same counts folded into their hour and day rows."""
+    rows: list[Aggregate] = []
+    coarser: dict[tuple[Resolution, str, int], Aggregate] = {}
+    for minute in minutes:
+        rows.append(minute)
+        for resolution in (Resolution.HOUR, Resolution.DAY):
+            key = (resolution, minute.target, resolution.bucket(minute.bucket))
+            row = coarser.get(key)
+            if row is None:
+                row = coarser[key] = Aggregate(resolution, minute.target, key[2])
+            row.merge(minute)
+    rows.extend(coarser.values())
+    return rows
+
+
+def combine(
+    rows: Iterable[Aggregate], resolution: Resolution, target: str, bucket: int
+) -> Aggregate:
+    """One row summing ``rows`` (e.g. a service's data centers, or a month of days)."""
+    total = Aggregate(resolution, target, bucket)
+    for row in rows:
+        total.merge(row)
+    return total

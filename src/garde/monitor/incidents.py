@@ -1,0 +1,171 @@
+"""Incidents open and close themselves from service states, with a timeline.
+
+One incident per service that fails *on its own* (root cause). A service down because a
+dependency is down gets no incident and no alert: it is listed as impacted on the
+dependency's incident (the STS fails: one alert, not twenty). Monitoring of that service
+goes on, and every resolution is notified, also during maintenance windows, which mute the
+other alerts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from garde.catalog.impact import Failure, Status, impact
+from garde.catalog.model import Catalog
+from garde.monitor.maintenance import Calendar
+from garde.monitor.state import ServiceSnapshot, ServiceStatus, Snapshot, TargetStatus
+from garde.monitor.store.base import Incident, Store
+
+
+class EventKind(StrEnum):
+    OPENED = "incident.opened"
+    UPDATED = "incident.updated"
+    RESOLVED = "incident.resolved"
+    OPERATOR_UPDATE = "incident.operator_update"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: EventKind
+    incident: Incident
+    message: str
+    at: float
+    muted: bool = False
+    """Not sent: the service is under planned maintenance (never true for resolutions)."""
+
+    def as_json(self) -> dict[str, object]:
+        i = self.incident
+        return {
+            "event": self.kind.value,
+            "at": self.at,
+            "message": self.message,
+            "incident": {
+                "id": i.id,
+                "service": i.service,
+                "title": i.title,
+                "severity": i.severity,
+                "state": i.state.value,
+                "started_at": i.started_at,
+                "resolved_at": i.resolved_at,
+                "impacted": list(i.impacted),
+                "groups": list(i.groups),
+            },
+        }
+
+
+def describe(catalog: Catalog, service: ServiceSnapshot) -> str:
+    name = catalog.services[service.service].name
+    down = [dc for dc, s in service.data_centers.items() if s is TargetStatus.DOWN]
+    slow = [dc for dc, s in service.data_centers.items() if s is TargetStatus.DEGRADED]
+    if service.status is ServiceStatus.OUTAGE:
+        return f"{name}: outage, no data center answers"
+    if service.status is ServiceStatus.REDUCED_REDUNDANCY:
+        return f"{name}: reduced redundancy, {', '.join(down)} down; the others serve"
+    if service.status is ServiceStatus.DEGRADED:
+        return f"{name}: degraded, slow answers from {', '.join(slow)}"
+    return f"{name}: operational"
+
+
+def severity_of(status: ServiceStatus) -> str:
+    return "major" if status is ServiceStatus.OUTAGE else "minor"
+
+
+class IncidentManager:
+    def __init__(self, catalog: Catalog, store: Store, calendar: Calendar) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.calendar = calendar
+        self._open: dict[str, Incident] = {i.service: i for i in store.incidents(open_only=True)}
+        self._last: dict[str, str] = {sid: i.title for sid, i in self._open.items()}
+
+    def open_incidents(self) -> dict[str, Incident]:
+        return dict(self._open)
+
+    def on_snapshot(self, snap: Snapshot) -> list[Event]:
+        """Open, update and resolve incidents; the events to notify (muted ones included)."""
+        events: list[Event] = []
+        now = snap.at
+        for sid, service in snap.services.items():
+            current = self._open.get(sid)
+            if service.status is ServiceStatus.OPERATIONAL:
+                if current is not None:
+                    events.append(self._resolve(current, now))
+                continue
+            impacted = sorted(d for d, s in snap.services.items() if sid in s.impacted_by)
+            if current is None:
+                if not service.root_cause:
+                    continue  # explained by a dependency's incident: no alert of its own
+                events.append(self._open_incident(service, impacted, now))
+                continue
+            title = describe(self.catalog, service)
+            if title != self._last.get(sid) or tuple(impacted) != current.impacted:
+                events.extend(self._changed(current, service, impacted, title, now))
+        return events
+
+    def _groups(self, service: str) -> list[str]:
+        result = impact(self.catalog, [Failure(service)])
+        return [g for g, gi in result.groups.items() if gi.status is not Status.UNAFFECTED]
+
+    def _open_incident(self, service: ServiceSnapshot, impacted: list[str], now: float) -> Event:
+        title = describe(self.catalog, service)
+        muted = self.calendar.in_maintenance(now, service.service)
+        incident = self.store.open_incident(
+            service.service,
+            title,
+            severity_of(service.status),
+            service.since or now,
+            impacted=impacted,
+            groups=self._groups(service.service),
+            in_maintenance=muted,
+        )
+        self.store.add_update(incident.id, now, "auto", service.status.value, title)
+        incident = self.store.incident(incident.id)
+        self._open[service.service] = incident
+        self._last[service.service] = title
+        return Event(EventKind.OPENED, incident, title, now, muted=muted)
+
+    def _changed(
+        self,
+        incident: Incident,
+        service: ServiceSnapshot,
+        impacted: list[str],
+        title: str,
+        now: float,
+    ) -> list[Event]:
+        severity = severity_of(service.status)
+        # Severity only goes up during an incident: it was an outage even if it now recovers.
+        new_severity = "major" if "major" in (severity, incident.severity) else "minor"
+        # The title says what is true now; the timeline keeps how it got there.
+        self.store.update_incident(
+            incident.id, title=title, severity=new_severity, impacted=impacted
+        )
+        message = title
+        if tuple(impacted) != incident.impacted and impacted:
+            message += f"; also impacted: {', '.join(impacted)}"
+        self.store.add_update(incident.id, now, "auto", service.status.value, message)
+        refreshed = self.store.incident(incident.id)
+        self._open[service.service] = refreshed
+        self._last[service.service] = title
+        muted = self.calendar.in_maintenance(now, service.service)
+        return [Event(EventKind.UPDATED, refreshed, message, now, muted=muted)]
+
+    def _resolve(self, incident: Incident, now: float) -> Event:
+        name = self.catalog.services[incident.service].name
+        message = f"{name}: operational again"
+        self.store.add_update(incident.id, now, "auto", "resolved", message)
+        self.store.resolve_incident(incident.id, now)
+        del self._open[incident.service]
+        self._last.pop(incident.service, None)
+        # Resolutions are never muted: whoever heard of the incident must hear it is over.
+        return Event(EventKind.RESOLVED, self.store.incident(incident.id), message, now)
+
+    def operator_update(
+        self, incident_id: int, message: str, author: str, now: float, status: str = "update"
+    ) -> Event:
+        self.store.add_update(incident_id, now, "operator", status, message, author)
+        incident = self.store.incident(incident_id)
+        if incident.service in self._open and incident.state.value == "open":
+            self._open[incident.service] = incident
+        return Event(EventKind.OPERATOR_UPDATE, incident, message, now)

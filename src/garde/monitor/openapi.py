@@ -1,0 +1,180 @@
+"""The OpenAPI description of the monitor's JSON API (served at ``/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _get(summary: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "responses": {
+            "200": {
+                "description": "OK",
+                "content": {"application/json": {"schema": schema or {"type": "object"}}},
+            }
+        },
+    }
+
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "garde monitor",
+        "version": "1",
+        "description": "State of the eHealth chain per service, data center and target group.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": _ERROR,
+            "Mode": {
+                "type": "object",
+                "required": ["mode", "status", "advice", "valid_until"],
+                "properties": {
+                    "mode": {"enum": ["normal", "degraded", "offline"]},
+                    "status": {"enum": ["operational", "reduced_redundancy", "degraded", "outage"]},
+                    "avoid_data_centers": {"type": "array", "items": {"type": "string"}},
+                    "impacted_by": {"type": "array", "items": {"type": "string"}},
+                    "since": {"type": ["string", "null"], "format": "date-time"},
+                    "advice": {"type": "string"},
+                    "valid_until": {"type": "string", "format": "date-time"},
+                },
+            },
+            "Result": {
+                "type": "object",
+                "required": ["target", "at", "ok", "latency"],
+                "properties": {
+                    "target": {"type": "string"},
+                    "at": {"type": "number"},
+                    "ok": {"type": "boolean"},
+                    "latency": {"type": "number"},
+                    "slow": {"type": "boolean"},
+                    "error": {"type": ["string", "null"]},
+                    "status": {"type": ["integer", "null"]},
+                },
+            },
+        },
+    },
+    "paths": {
+        "/api/v1/status": {"get": _get("Overall, per service, per target and per group state")},
+        "/api/v1/modes": {
+            "get": _get(
+                "Mode feed the gateway follows",
+                {
+                    "type": "object",
+                    "properties": {
+                        "generated_at": {"type": "string", "format": "date-time"},
+                        "services": {
+                            "type": "object",
+                            "additionalProperties": {"$ref": "#/components/schemas/Mode"},
+                        },
+                    },
+                },
+            )
+        },
+        "/api/v1/targets": {"get": _get("What is probed, where and how often")},
+        "/api/v1/incidents": {"get": _get("Incidents, newest first (?open=1: open only)")},
+        "/api/v1/incidents/{id}": {"get": _get("One incident with its timeline")},
+        "/api/v1/incidents/{id}/updates": {
+            "post": {
+                "summary": "Add an operator update to an incident",
+                "security": _BEARER,
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["message"],
+                                "properties": {
+                                    "message": {"type": "string"},
+                                    "status": {"type": "string"},
+                                    "author": {"type": "string"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {"201": {"description": "The incident, updated"}},
+            }
+        },
+        "/api/v1/maintenance": {
+            "get": _get("Maintenance windows"),
+            "post": {
+                "summary": "Plan a maintenance window (one-off, or recurring with an RRULE)",
+                "security": _BEARER,
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["title", "scope", "starts_at", "ends_at"],
+                                "properties": {
+                                    "title": {"type": "string"},
+                                    "scope": {"type": "array", "items": {"type": "string"}},
+                                    "starts_at": {"type": "string", "format": "date-time"},
+                                    "ends_at": {"type": "string", "format": "date-time"},
+                                    "rrule": {"type": "string"},
+                                    "until": {"type": "string", "format": "date-time"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {"201": {"description": "The window"}},
+            },
+        },
+        "/api/v1/maintenance/{id}": {
+            "delete": {
+                "summary": "Cancel a maintenance window",
+                "security": _BEARER,
+                "responses": {"204": {"description": "Cancelled"}},
+            }
+        },
+        "/api/v1/results": {
+            "post": {
+                "summary": "Push results from a remote probe location",
+                "security": _BEARER,
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["location", "results"],
+                                "properties": {
+                                    "location": {"type": "string"},
+                                    "results": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Result"},
+                                    },
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {"200": {"description": "How many results were accepted"}},
+            }
+        },
+        "/feed.atom": {
+            "get": {
+                "summary": "Atom feed of incidents",
+                "responses": {"200": {"description": "Atom"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text exposition"}},
+            }
+        },
+        "/sla/{month}": {
+            "get": {
+                "summary": "Monthly SLA report: YYYY-MM.html or YYYY-MM.csv",
+                "responses": {"200": {"description": "HTML or CSV"}},
+            }
+        },
+    },
+}

@@ -1,0 +1,48 @@
+"""PostgreSQL, for operators who outgrow SQLite or run several monitors on one history.
+
+``schema`` isolates one monitor (and each test session) in its own PostgreSQL schema.
+"""
+
+from __future__ import annotations
+
+import re
+
+from garde.errors import StoreUnavailable, UsageError
+from garde.monitor.store.sql import POSTGRES, SqlStore
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class PostgresStore(SqlStore):
+    def __init__(self, url: str, schema: str | None = None) -> None:
+        try:
+            import psycopg
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise UsageError("PostgreSQL needs psycopg: pip install 'garde[postgres]'") from exc
+        if schema is not None and not _SCHEMA.match(schema):
+            raise UsageError(f"invalid schema name {schema!r}: use lowercase letters, digits, _")
+        self.schema = schema
+        try:
+            connection = psycopg.connect(url, connect_timeout=10)
+            if schema is not None:
+                connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                connection.execute(f"SET search_path TO {schema}")
+                connection.commit()
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL ({_safe(url)}): {exc}; check the URL, that the"
+                " server runs and accepts this user"
+            ) from exc
+        super().__init__(connection, POSTGRES, (psycopg.Error,), _safe(url))
+
+    def drop_schema(self) -> None:
+        """Remove this store's schema and everything in it (tests, decommissioning)."""
+        if self.schema is None:
+            raise UsageError("drop_schema needs a store opened with a schema")
+        with self._tx() as cur:
+            cur.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, fit for a message."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)

@@ -1,0 +1,28 @@
+"""The embedded default: one SQLite file in WAL mode (``sqlite:///path`` or a plain path)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from garde.errors import StoreUnavailable
+from garde.monitor.store.sql import SQLITE, SqlStore
+
+
+class SqliteStore(SqlStore):
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0)
+            # WAL: the status page reads while the writer writes. NORMAL sync is enough for
+            # monitoring history (a crash loses at most the last batch, never corrupts).
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(
+                f"cannot open SQLite database {self.path!r}: {exc}; check the path and its"
+                " permissions"
+            ) from exc
+        super().__init__(connection, SQLITE, (sqlite3.Error,), repr(self.path))

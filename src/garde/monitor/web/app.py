@@ -1,0 +1,307 @@
+"""The monitor's HTTP side (Starlette): status page, JSON API, push from probe locations,
+feeds, metrics, SLA reports. Store calls run in worker threads; the page reads aggregates."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from garde.errors import GardeError, UsageError
+from garde.monitor.feeds import atom_feed, mode_feed
+from garde.monitor.maintenance import check_rrule, check_scope
+from garde.monitor.metrics import render_metrics
+from garde.monitor.openapi import OPENAPI
+from garde.monitor.probes import ProbeResult
+from garde.monitor.service import Monitor
+from garde.monitor.sla import sla_csv, sla_report
+from garde.monitor.web.i18n import labels, pick_language
+from garde.monitor.web.views import History, incident_json, status_json, status_page, when
+
+TEMPLATES = Path(__file__).parent / "templates"
+MAX_PUSH_RESULTS = 10_000
+MAX_BODY = 4 << 20
+
+
+def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+    history = History()
+
+    def problem(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    def require_admin(request: Request) -> None:
+        if admin_token is None:
+            raise _Http(403, "writes are disabled: start the monitor with --admin-token")
+        if not _bearer_ok(request, admin_token):
+            raise _Http(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
+
+    async def body_json(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise _Http(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise _Http(400, "the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise _Http(400, "the body must be a JSON object")
+        return data
+
+    def language(request: Request) -> str:
+        return pick_language(
+            request.query_params.get("lang"), request.headers.get("accept-language")
+        )
+
+    async def page(request: Request) -> Response:
+        lang = language(request)
+        now = monitor.clock.now()
+        model = await asyncio.to_thread(
+            status_page,
+            monitor.catalog,
+            monitor.snapshot,
+            monitor.store,
+            monitor.calendar,
+            lang,
+            now,
+            history,
+        )
+        html = env.get_template("status.html").render(**model)
+        return HTMLResponse(html, headers={"Content-Language": lang, "Cache-Control": "no-cache"})
+
+    async def api_status(request: Request) -> Response:
+        return JSONResponse(status_json(monitor.catalog, monitor.snapshot, language(request)))
+
+    async def api_modes(request: Request) -> Response:
+        return JSONResponse(mode_feed(monitor.catalog, monitor.snapshot))
+
+    async def api_incidents(request: Request) -> Response:
+        open_only = request.query_params.get("open") in ("1", "true")
+        found = await asyncio.to_thread(monitor.store.incidents, open_only=open_only)
+        return JSONResponse({"incidents": [incident_json(i) for i in found]})
+
+    async def api_incident(request: Request) -> Response:
+        incident = await asyncio.to_thread(monitor.store.incident, _int(request, "id"))
+        return JSONResponse(incident_json(incident))
+
+    async def api_incident_update(request: Request) -> Response:
+        require_admin(request)
+        data = await body_json(request)
+        message = str(data.get("message") or "").strip()
+        if not message:
+            raise _Http(400, 'an update needs a "message" (and optionally "status", "author")')
+        event = await asyncio.to_thread(
+            monitor.incidents.operator_update,
+            _int(request, "id"),
+            message[:2000],
+            str(data.get("author") or "operator")[:100],
+            monitor.clock.now(),
+            str(data.get("status") or "update")[:40],
+        )
+        monitor.notify([event])
+        return JSONResponse(incident_json(event.incident), status_code=201)
+
+    async def api_maintenance(request: Request) -> Response:
+        if request.method == "POST":
+            require_admin(request)
+            data = await body_json(request)
+            window = await asyncio.to_thread(add_maintenance, monitor, data)
+            monitor.calendar.replace(await asyncio.to_thread(monitor.store.maintenances))
+            return JSONResponse(_window_json(window), status_code=201)
+        windows = await asyncio.to_thread(monitor.store.maintenances)
+        return JSONResponse({"maintenance": [_window_json(w) for w in windows]})
+
+    async def api_maintenance_cancel(request: Request) -> Response:
+        require_admin(request)
+        await asyncio.to_thread(monitor.store.cancel_maintenance, _int(request, "id"))
+        monitor.calendar.replace(await asyncio.to_thread(monitor.store.maintenances))
+        return Response(status_code=204)
+
+    async def api_push(request: Request) -> Response:
+        data = await body_json(request)
+        location = str(data.get("location") or "")
+        token = monitor.push_tokens.get(location)
+        if token is None:
+            raise _Http(403, f"unknown probe location {location!r}: add it with --location-token")
+        if not _bearer_ok(request, token):
+            raise _Http(401, "missing or wrong bearer token for this location")
+        items = data.get("results")
+        if not isinstance(items, list) or len(items) > MAX_PUSH_RESULTS:
+            raise _Http(400, f'"results" must be a list of at most {MAX_PUSH_RESULTS} results')
+        try:
+            results = [ProbeResult.from_json(item, location) for item in items]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _Http(400, f"invalid result ({exc}); nothing was accepted") from None
+        accepted = monitor.ingest_many(r for r in results if r.target in monitor.tracker.targets)
+        return JSONResponse({"accepted": accepted, "ignored": len(results) - accepted})
+
+    async def api_targets(request: Request) -> Response:
+        return JSONResponse({"targets": [_target_json(t) for t in monitor.targets]})
+
+    async def feed(request: Request) -> Response:
+        found = await asyncio.to_thread(monitor.store.incidents, limit=50)
+        body = atom_feed(found, str(request.base_url), monitor.clock.now())
+        return Response(body, media_type="application/atom+xml")
+
+    async def metrics(request: Request) -> Response:
+        return Response(render_metrics(monitor), media_type="text/plain; version=0.0.4")
+
+    async def sla(request: Request) -> Response:
+        month, _, fmt = request.path_params["month"].partition(".")
+        report = await asyncio.to_thread(sla_report, monitor.catalog, monitor.store, month)
+        if fmt == "csv":
+            return PlainTextResponse(sla_csv(report), media_type="text/csv")
+        if fmt not in ("", "html"):
+            raise _Http(404, "SLA reports exist as .html and .csv")
+        lang = language(request)
+        dcs = sorted({dc for row in report for dc in row.data_centers})
+        html = env.get_template("sla.html").render(
+            lang=lang,
+            t=labels(lang),
+            month=month,
+            rows=report,
+            dcs=dcs,
+        )
+        return HTMLResponse(html)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "at": when(monitor.clock.now())})
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, _Http):
+            return problem(exc.status, exc.message)
+        if isinstance(exc, GardeError):
+            return problem(exc.status, str(exc))
+        raise exc
+
+    routes = [
+        Route("/", page),
+        Route("/healthz", health),
+        Route("/feed.atom", feed),
+        Route("/metrics", metrics),
+        Route("/sla/{month}", sla),
+        Route("/openapi.json", openapi),
+        Route("/api/v1/status", api_status),
+        Route("/api/v1/modes", api_modes),
+        Route("/api/v1/targets", api_targets),
+        Route("/api/v1/incidents", api_incidents),
+        Route("/api/v1/incidents/{id}", api_incident),
+        Route("/api/v1/incidents/{id}/updates", api_incident_update, methods=["POST"]),
+        Route("/api/v1/maintenance", api_maintenance, methods=["GET", "POST"]),
+        Route("/api/v1/maintenance/{id}", api_maintenance_cancel, methods=["DELETE"]),
+        Route("/api/v1/results", api_push, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(GZipMiddleware, minimum_size=2048)],
+        exception_handlers={_Http: on_error, GardeError: on_error},
+    )
+
+
+class _Http(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _int(request: Request, name: str) -> int:
+    try:
+        return int(request.path_params[name])
+    except ValueError:
+        raise _Http(400, f"{name} must be a number") from None
+
+
+def _bearer_ok(request: Request, token: str) -> bool:
+    given = request.headers.get("authorization", "")
+    return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())
+
+
+def parse_time(value: object, what: str) -> float:
+    """RFC 3339 / ISO 8601 text (UTC when no offset) or Unix seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.timestamp()
+    raise UsageError(f"{what}: expected an ISO 8601 time like 2026-01-31T22:00:00Z, got {value!r}")
+
+
+def add_maintenance(monitor: Monitor, data: dict[str, Any]) -> Any:
+    """Validate a maintenance window fully before storing anything."""
+    title = str(data.get("title") or "").strip()
+    if not title:
+        raise UsageError('a maintenance window needs a "title"')
+    scope = data.get("scope") or []
+    if not isinstance(scope, list) or not scope:
+        raise UsageError('"scope" must list services (recipe-executor) or service@dc entries')
+    services = {sid: list(s.endpoints) for sid, s in monitor.catalog.services.items()}
+    check_scope([str(s) for s in scope], services)
+    starts = parse_time(data.get("starts_at"), "starts_at")
+    ends = parse_time(data.get("ends_at"), "ends_at")
+    if ends <= starts:
+        raise UsageError("ends_at must be after starts_at")
+    rrule = data.get("rrule")
+    if rrule is not None:
+        check_rrule(str(rrule), starts)
+    until = None if data.get("until") is None else parse_time(data["until"], "until")
+    return monitor.store.add_maintenance(
+        title[:200],
+        [str(s) for s in scope],
+        starts,
+        ends,
+        None if rrule is None else str(rrule),
+        until,
+        monitor.clock.now(),
+    )
+
+
+def _window_json(window: Any) -> dict[str, Any]:
+    return {
+        "id": window.id,
+        "title": window.title,
+        "scope": list(window.scope),
+        "starts_at": window.starts_at,
+        "ends_at": window.ends_at,
+        "rrule": window.rrule,
+        "until": window.until,
+        "cancelled": window.cancelled,
+    }
+
+
+def _target_json(target: Any) -> dict[str, Any]:
+    return {
+        "id": target.id,
+        "service": target.service,
+        "dc": target.dc,
+        "url": target.url,
+        "kind": target.kind.value,
+        "interval": target.interval,
+        "timeout": target.timeout,
+    }

@@ -1,0 +1,128 @@
+"""The status page's own words in the three languages of the care providers.
+
+Procedure texts and group names come from the catalog; these are the page's labels only.
+"""
+
+from __future__ import annotations
+
+LANGUAGES = ("fr", "nl", "en")
+
+_LABELS: dict[str, dict[str, str]] = {
+    "title": {
+        "en": "eHealth chain status",
+        "fr": "État de la chaîne eHealth",
+        "nl": "Status van de eHealth-keten",
+    },
+    "overall": {"en": "Overall", "fr": "Global", "nl": "Globaal"},
+    "groups": {"en": "By profession", "fr": "Par profession", "nl": "Per beroep"},
+    "services": {
+        "en": "Services and data centers",
+        "fr": "Services et centres de données",
+        "nl": "Diensten en datacenters",
+    },
+    "incidents": {
+        "en": "Current incidents",
+        "fr": "Incidents en cours",
+        "nl": "Lopende incidenten",
+    },
+    "no_incidents": {
+        "en": "No incident in progress.",
+        "fr": "Aucun incident en cours.",
+        "nl": "Geen lopend incident.",
+    },
+    "maintenance": {
+        "en": "Planned maintenance",
+        "fr": "Maintenance planifiée",
+        "nl": "Gepland onderhoud",
+    },
+    "no_maintenance": {
+        "en": "No maintenance planned.",
+        "fr": "Aucune maintenance planifiée.",
+        "nl": "Geen onderhoud gepland.",
+    },
+    "register": {
+        "en": "Incident register (90 days)",
+        "fr": "Registre des incidents (90 jours)",
+        "nl": "Incidentenregister (90 dagen)",
+    },
+    "no_register": {
+        "en": "No incident in 90 days.",
+        "fr": "Aucun incident en 90 jours.",
+        "nl": "Geen incident in 90 dagen.",
+    },
+    "impacted_by": {"en": "because of", "fr": "à cause de", "nl": "door"},
+    "since": {"en": "since", "fr": "depuis", "nl": "sinds"},
+    "started": {"en": "Started", "fr": "Début", "nl": "Begin"},
+    "resolved": {"en": "Resolved", "fr": "Résolu", "nl": "Opgelost"},
+    "ongoing": {"en": "ongoing", "fr": "en cours", "nl": "lopend"},
+    "also_impacted": {"en": "Also impacted", "fr": "Également touchés", "nl": "Ook getroffen"},
+    "availability_90": {
+        "en": "Availability, last 90 days",
+        "fr": "Disponibilité, 90 jours",
+        "nl": "Beschikbaarheid, 90 dagen",
+    },
+    "latency_48": {
+        "en": "Latency p95, 48 h",
+        "fr": "Latence p95, 48 h",
+        "nl": "Latentie p95, 48 u",
+    },
+    "no_impact": {
+        "en": "Nothing stops you: work as usual.",
+        "fr": "Rien ne vous arrête : travaillez normalement.",
+        "nl": "Niets houdt u tegen: werk zoals gewoonlijk.",
+    },
+    "updated": {"en": "Updated", "fr": "Mis à jour", "nl": "Bijgewerkt"},
+    "recurring": {"en": "recurring", "fr": "récurrente", "nl": "terugkerend"},
+    "operational": {"en": "Operational", "fr": "Opérationnel", "nl": "Operationeel"},
+    "reduced_redundancy": {
+        "en": "Reduced redundancy",
+        "fr": "Redondance réduite",
+        "nl": "Verminderde redundantie",
+    },
+    "degraded": {"en": "Degraded", "fr": "Dégradé", "nl": "Verstoord"},
+    "outage": {"en": "Outage", "fr": "Panne", "nl": "Storing"},
+    "up": {"en": "up", "fr": "en service", "nl": "werkt"},
+    "down": {"en": "down", "fr": "hors service", "nl": "buiten dienst"},
+    "unknown": {"en": "not probed yet", "fr": "pas encore sondé", "nl": "nog niet gemeten"},
+    "unaffected": {"en": "Unaffected", "fr": "Non touché", "nl": "Niet getroffen"},
+    "stopped": {"en": "Stopped", "fr": "À l'arrêt", "nl": "Stilgelegd"},
+    "failover": {
+        "en": "served by another data center",
+        "fr": "servi par un autre centre",
+        "nl": "bediend door een ander datacenter",
+    },
+    "journal": {
+        "en": "kept by garde, sent later",
+        "fr": "conservé par garde, envoyé plus tard",
+        "nl": "bewaard door garde, later verstuurd",
+    },
+    "stale_read": {
+        "en": "last known answer",
+        "fr": "dernière réponse connue",
+        "nl": "laatst gekende antwoord",
+    },
+    "refuse": {"en": "unavailable", "fr": "indisponible", "nl": "onbeschikbaar"},
+    "major": {"en": "major", "fr": "majeur", "nl": "ernstig"},
+    "minor": {"en": "minor", "fr": "mineur", "nl": "beperkt"},
+    "sla": {
+        "en": "Monthly SLA report",
+        "fr": "Rapport SLA mensuel",
+        "nl": "Maandelijks SLA-rapport",
+    },
+}
+
+
+def labels(language: str) -> dict[str, str]:
+    lang = language if language in LANGUAGES else "en"
+    return {key: texts[lang] for key, texts in _LABELS.items()}
+
+
+def pick_language(query: str | None, accept_language: str | None) -> str:
+    """``?lang=`` wins; then the first of fr/nl/en in Accept-Language; then English."""
+    if query in LANGUAGES:
+        return str(query)
+    for part in (accept_language or "").split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in LANGUAGES:
+            return code
+    return "en"

@@ -1,0 +1,312 @@
+"""What the status page and the JSON API show, computed from the live snapshot and the
+aggregates (never raw rows), so the page renders fast with years of history."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from garde.catalog.impact import Status
+from garde.catalog.model import Catalog
+from garde.monitor.maintenance import Calendar
+from garde.monitor.state import ServiceStatus, Snapshot
+from garde.monitor.store.base import Incident, Resolution, Store, Summary
+from garde.monitor.web import svg
+from garde.monitor.web.i18n import labels
+
+DAY = 86400
+BAR_DAYS = 90
+SPARK_HOURS = 48
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass
+class DataCenterRow:
+    dc: str
+    status: str
+    bar: str
+    sparkline: str
+    availability: float | None
+    error: str | None
+
+
+@dataclass
+class ServiceRow:
+    id: str
+    name: str
+    status: str
+    impacted_by: list[str]
+    since: str
+    dcs: list[DataCenterRow] = field(default_factory=list)
+
+
+@dataclass
+class GroupRow:
+    id: str
+    name: str
+    status: str
+    lines: list[dict[str, str]]
+
+
+@dataclass
+class TargetHistory:
+    """What one data center's row of the page shows: a cell per day, a point per hour."""
+
+    cells: list[float | None]
+    points: list[float | None]
+    n: int = 0
+    up: int = 0
+    markup: str = ""
+    """The SVG cells of ``cells`` (cached for the closed days)."""
+
+
+class History:
+    """Day rows (90 days) and hour rows (48 hours) for the page, with the closed part cached.
+
+    Rows older than the previous hour (or day) no longer change: they are read and turned
+    into cells once per hour; each page reads only the last two hours and days. Late results
+    reach a row at most ~65 s after its bucket closed (minute flush grace), within that margin.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[int, int] | None = None
+        self._frozen: dict[str, TargetHistory] = {}
+
+    def load(self, store: Store, now: float, targets: list[str]) -> dict[str, TargetHistory]:
+        first_day = Resolution.DAY.bucket(now) - (BAR_DAYS - 1) * DAY
+        days = [first_day + i * DAY for i in range(BAR_DAYS)]
+        first_hour = Resolution.HOUR.bucket(now) - (SPARK_HOURS - 1) * 3600
+        hours = [first_hour + i * 3600 for i in range(SPARK_HOURS)]
+        live_day, live_hour = days[-2], hours[-2]
+        labels = svg.day_labels(days)
+        with self._lock:
+            if self._key != (first_day, live_hour):
+                day_rows = _index(store.summaries(Resolution.DAY, first_day, live_day))
+                hour_rows = _index(store.summaries(Resolution.HOUR, first_hour, live_hour))
+                self._frozen = {}
+                for tid in targets:
+                    old = _history(tid, day_rows, hour_rows, days[:-2], hours[:-2])
+                    old.markup = svg.bar_cells(old.cells, labels[:-2])
+                    self._frozen[tid] = old
+                self._key = (first_day, live_hour)
+            frozen = self._frozen
+        live_days = _index(store.summaries(Resolution.DAY, live_day))
+        live_hours = _index(store.summaries(Resolution.HOUR, live_hour))
+        result = {}
+        for tid in targets:
+            cached = frozen.get(tid)
+            if cached is not None:
+                old = cached
+            else:
+                old = _history(tid, {}, {}, days[:-2], hours[:-2])
+                old.markup = svg.bar_cells(old.cells, labels[:-2])
+            new = _history(tid, live_days, live_hours, days[-2:], hours[-2:])
+            result[tid] = TargetHistory(
+                old.cells + new.cells,
+                old.points + new.points,
+                old.n + new.n,
+                old.up + new.up,
+                old.markup + svg.bar_cells(new.cells, labels[-2:], BAR_DAYS - 2),
+            )
+        return result
+
+
+def _index(rows: list[Summary]) -> dict[tuple[str, int], Summary]:
+    return {(row.target, row.bucket): row for row in rows}
+
+
+def _history(
+    tid: str,
+    day_rows: dict[tuple[str, int], Summary],
+    hour_rows: dict[tuple[str, int], Summary],
+    days: list[int],
+    hours: list[int],
+) -> TargetHistory:
+    cells: list[float | None] = []
+    n = up = 0
+    for start in days:
+        row = day_rows.get((tid, start))
+        if row is None or not row.n:
+            cells.append(None)
+            continue
+        cells.append(row.up / row.n)
+        n += row.n
+        up += row.up
+    points = [_mean(hour_rows.get((tid, start))) for start in hours]
+    return TargetHistory(cells, points, n, up)
+
+
+def status_page(
+    catalog: Catalog,
+    snap: Snapshot,
+    store: Store,
+    calendar: Calendar,
+    language: str,
+    now: float,
+    history: History | None = None,
+) -> dict[str, Any]:
+    words = labels(language)
+    page_targets = [f"{sid}@{dc}" for sid, s in snap.services.items() for dc in s.data_centers]
+    histories = (history or History()).load(store, now, page_targets)
+    services = []
+    for sid, service in snap.services.items():
+        row = ServiceRow(
+            sid,
+            catalog.services[sid].name,
+            service.status.value,
+            list(service.impacted_by),
+            when(service.since) if service.status is not ServiceStatus.OPERATIONAL else "",
+        )
+        for dc, dc_status in service.data_centers.items():
+            tid = f"{sid}@{dc}"
+            past = histories[tid]
+            view = snap.targets.get(tid)
+            row.dcs.append(
+                DataCenterRow(
+                    dc,
+                    dc_status.value,
+                    svg.bar_wrap(
+                        past.markup, BAR_DAYS, f"{row.name} {dc}: {words['availability_90']}"
+                    ),
+                    svg.sparkline(past.points, f"{row.name} {dc}: {words['latency_48']}"),
+                    past.up / past.n if past.n else None,
+                    view.error if view is not None else None,
+                )
+            )
+        services.append(row)
+    result = snap.impact(catalog, language)
+    groups = []
+    for gid, group in result.groups.items():
+        lines = []
+        for op in group.operations:
+            lines.append(
+                {
+                    "operation": f"{op.service}.{op.operation}",
+                    "status": op.status.value,
+                    "action": words[op.continuity.value],
+                    "procedure": op.procedure or "",
+                    "impacted_by": ", ".join(c for c in op.impacted_by if c != op.service),
+                }
+            )
+        # Stopped first: what people must do differently now comes before the rest.
+        lines.sort(key=lambda line: line["status"] != Status.STOPPED.value)
+        groups.append(GroupRow(gid, group.name, group.status.value, lines))
+    groups.sort(key=lambda g: -Status(g.status).rank)
+    open_incidents = store.incidents(open_only=True)
+    register = [
+        i for i in store.incidents(since=now - BAR_DAYS * DAY, limit=200) if i.state.value != "open"
+    ]
+    upcoming = [
+        {
+            "title": w.title,
+            "scope": ", ".join(w.scope),
+            "start": when(b),
+            "end": when(e),
+            "active": b <= now < e,
+            "recurring": w.rrule is not None,
+        }
+        for w, b, e in calendar.upcoming(now, 30 * DAY)[:20]
+    ]
+    return {
+        "lang": language,
+        "t": words,
+        "overall": snap.overall.value,
+        "updated": when(now),
+        "groups": groups,
+        "services": services,
+        "incidents": [_incident(i) for i in open_incidents],
+        "register": [_incident(i) for i in register],
+        "maintenance": upcoming,
+        "when": when,
+    }
+
+
+def _incident(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": incident.id,
+        "title": incident.title,
+        "service": incident.service,
+        "severity": incident.severity,
+        "state": incident.state.value,
+        "started": when(incident.started_at),
+        "resolved": when(incident.resolved_at),
+        "impacted": list(incident.impacted),
+        "groups": list(incident.groups),
+        "in_maintenance": incident.in_maintenance,
+        "updates": [
+            {
+                "at": when(u.at),
+                "kind": u.kind,
+                "status": u.status,
+                "message": u.message,
+                "author": u.author,
+            }
+            for u in reversed(incident.updates)
+        ],
+    }
+
+
+def _mean(row: Summary | None) -> float | None:
+    return None if row is None else row.mean_latency
+
+
+def status_json(catalog: Catalog, snap: Snapshot, language: str) -> dict[str, Any]:
+    return {
+        "at": snap.at,
+        "overall": snap.overall.value,
+        "services": {
+            sid: {
+                "name": catalog.services[sid].name,
+                "status": s.status.value,
+                "data_centers": {dc: st.value for dc, st in s.data_centers.items()},
+                "impacted_by": list(s.impacted_by),
+                "since": s.since,
+            }
+            for sid, s in snap.services.items()
+        },
+        "targets": {
+            tid: {
+                "status": v.status.value,
+                "since": v.since,
+                "locations": {loc: st.value for loc, st in v.locations.items()},
+                "latency": v.latency,
+                "error": v.error,
+            }
+            for tid, v in snap.targets.items()
+        },
+        "impact": snap.impact(catalog, language).as_json(),
+    }
+
+
+def incident_json(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": incident.id,
+        "service": incident.service,
+        "title": incident.title,
+        "severity": incident.severity,
+        "state": incident.state.value,
+        "started_at": incident.started_at,
+        "resolved_at": incident.resolved_at,
+        "impacted": list(incident.impacted),
+        "groups": list(incident.groups),
+        "in_maintenance": incident.in_maintenance,
+        "updates": [
+            {
+                "id": u.id,
+                "at": u.at,
+                "kind": u.kind,
+                "status": u.status,
+                "message": u.message,
+                "author": u.author,
+            }
+            for u in incident.updates
+        ],
+    }

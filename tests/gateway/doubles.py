@@ -1,0 +1,170 @@
+"""In-process doubles for the gateway's tests: a scriptable transport and a memory journal."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from garde.catalog import load_catalog
+from garde.errors import ConnectFailed, EntryNotFound, JournalUnavailable, SentFailed
+from garde.gateway.transport import Endpoint, Headers, Response
+from garde.gateway.wire import Reply, Request
+from garde.journal.base import Receipt, State, Submission
+
+RECIPE = "urn:be:fgov:ehealth:recipe:protocol:v4"
+GI = "urn:be:fgov:ehealth:genericinsurability:protocol:v1"
+EXECUTOR = "/Recipe/v4/Executor"
+INSURABILITY = "/GenericInsurability/v1"
+OK_BODY = (
+    b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+    b"<r:Ok xmlns:r='urn:x'/></soap:Body></soap:Envelope>"
+)
+
+
+def envelope(element: str, namespace: str, inner: str = "", header: str = "") -> bytes:
+    return (
+        '<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        f"<soap:Header>{header}</soap:Header><soap:Body>"
+        f'<x:{element} xmlns:x="{namespace}">{inner}</x:{element}></soap:Body></soap:Envelope>'
+    ).encode()
+
+
+_CATALOG = load_catalog("belgium", env={})
+
+
+def soap_request(
+    path: str,
+    operation: str,
+    namespace: str = "",
+    inner: str = "",
+    *,
+    action: bool = True,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> Request:
+    """A request for ``operation`` of the service at ``path``, named as the catalog says."""
+    service = next(s for s in _CATALOG.services.values() if s.path_prefix == path)
+    op = service.operations[operation]
+    element = service.body_element_of(op)
+    assert element is not None
+    element_ns, local = element[1:].split("}")
+    headers = [(b"Content-Type", b"text/xml; charset=utf-8"), (b"Host", b"127.0.0.1")]
+    soap_action = service.soap_action_of(op)
+    if action and soap_action is not None:
+        headers.append((b"SOAPAction", f'"{soap_action}"'.encode()))
+    headers += extra or []
+    return Request(b"POST", path.encode(), headers, envelope(local, element_ns, inner))
+
+
+Behaviour = Callable[["Call"], Awaitable[Response] | Response]
+
+
+@dataclass
+class Call:
+    dc: str
+    method: bytes
+    target: bytes
+    headers: Headers
+    body: bytes
+    timeout: float
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+
+def ok(call: Call) -> Response:
+    return Response(200, [(b"Content-Type", b"text/xml")], OK_BODY)
+
+
+def refuse(call: Call) -> Response:
+    raise ConnectFailed("refused", call.dc)
+
+
+def reset(call: Call) -> Response:
+    raise SentFailed("reset", call.dc)
+
+
+def error_503(call: Call) -> Response:
+    return Response(503, [(b"Retry-After", b"7")], b"busy")
+
+
+@dataclass
+class FakeTransport:
+    """Data centers by the last digit of the catalog's lab port: 18051 is dc1."""
+
+    behaviour: dict[str, Behaviour] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+
+    def set(self, dc: str, behaviour: Behaviour) -> None:
+        self.behaviour[dc] = behaviour
+
+    async def request(
+        self,
+        endpoint: Endpoint,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        body: bytes,
+        *,
+        connect_timeout: float,
+        timeout: float,
+    ) -> Response:
+        dc = f"dc{endpoint.port % 10}"
+        call = Call(dc, method, target, list(headers), body, timeout)
+        self.calls.append(call)
+        result = self.behaviour.get(dc, ok)(call)
+        if asyncio.iscoroutine(result):
+            return await result
+        assert isinstance(result, Response)
+        return result
+
+    async def close(self) -> None:
+        pass
+
+
+class MemoryJournal:
+    """The Journal protocol in memory, enough to see what the gateway hands over."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[Submission, Receipt]] = {}
+        self.broken = False
+
+    async def accept(self, submission: Submission) -> Receipt:
+        if self.broken:
+            raise JournalUnavailable("disk full")
+        for existing, receipt in self.entries.values():
+            if (existing.service, existing.operation, existing.idempotency_key) == (
+                submission.service,
+                submission.operation,
+                submission.idempotency_key,
+            ):
+                return receipt
+        now = time.time()
+        receipt = Receipt(
+            uuid.uuid4().hex,
+            State.JOURNALED,
+            submission.service,
+            submission.operation,
+            now,
+            now,
+            submission.deadline,
+        )
+        self.entries[receipt.id] = (submission, receipt)
+        return receipt
+
+    async def receipt(self, entry_id: str) -> Receipt:
+        if entry_id not in self.entries:
+            raise EntryNotFound(entry_id)
+        return self.entries[entry_id][1]
+
+    async def depth(self, service: str | None = None) -> int:
+        return sum(1 for s, _ in self.entries.values() if service in (None, s.service))
+
+    async def close(self) -> None:
+        pass
+
+
+def run(coroutine: Awaitable[Reply]) -> Reply:
+    return asyncio.run(coroutine)  # type: ignore[arg-type]

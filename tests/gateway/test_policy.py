@@ -1,0 +1,170 @@
+"""Degraded modes by continuity class: stale reads, receipts, refusals with procedures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from lxml import etree
+
+from garde.catalog.model import Protocol
+from garde.gateway.handler import Gateway
+from garde.gateway.refusals import language_of
+from garde.gateway.wire import Request
+from tests.gateway.doubles import (
+    EXECUTOR,
+    GI,
+    INSURABILITY,
+    RECIPE,
+    FakeTransport,
+    MemoryJournal,
+    refuse,
+    soap_request,
+)
+
+
+def _all_down(transport: FakeTransport) -> None:
+    for dc in ("dc1", "dc2", "dc3"):
+        transport.set(dc, refuse)
+
+
+def test_cacheable_read_gets_the_last_good_answer_marked_stale(
+    gateway: Gateway, transport: FakeTransport
+) -> None:
+    request = soap_request(INSURABILITY, "getInsurability", GI, "<x:Ssin>85073003328</x:Ssin>")
+    other = soap_request(INSURABILITY, "getInsurability", GI, "<x:Ssin>90010100123</x:Ssin>")
+
+    async def main() -> None:
+        fresh = await gateway.handle(request)
+        assert fresh.status == 200
+        gateway.cache.clock = lambda: (
+            gateway.cache._entries[next(iter(gateway.cache._entries))].stored_at + 120
+        )
+        _all_down(transport)
+        stale = await gateway.handle(request)
+        assert stale.status == 200
+        assert stale.body == fresh.body
+        assert stale.header(b"garde-stale") == b"120"
+        assert stale.header(b"age") == b"120"
+        assert (await gateway.handle(other)).status == 503, "another patient's answer is not served"
+
+    asyncio.run(main())
+
+
+def test_stale_answer_past_max_staleness_is_refused_like_online(
+    gateway: Gateway, transport: FakeTransport
+) -> None:
+    request = soap_request(INSURABILITY, "getInsurability", GI, "<x:Ssin>85073003328</x:Ssin>")
+
+    async def main() -> None:
+        await gateway.handle(request)
+        stored = next(iter(gateway.cache._entries.values())).stored_at
+        gateway.cache.clock = lambda: stored + 25 * 3600  # max_stale is 24h
+        _all_down(transport)
+        reply = await gateway.handle(request)
+        assert reply.status == 503
+        assert b"insurability-last-known" in reply.body
+
+    asyncio.run(main())
+
+
+def test_stale_cache_is_bounded(gateway: Gateway) -> None:
+    gateway.cache.max_entries = 3
+    for i in range(10):
+        gateway.cache.store(("k", str(i)), 200, [], b"")
+    assert len(gateway.cache) == 3
+
+
+def test_deferrable_write_is_journaled_with_a_receipt(
+    gateway: Gateway, transport: FakeTransport, journal: MemoryJournal
+) -> None:
+    _all_down(transport)
+    token_header = (
+        '<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-'
+        'wssecurity-secext-1.0.xsd"><wsse:BinarySecurityToken>OLD</wsse:BinarySecurityToken>'
+        "</wsse:Security>"
+    )
+    from tests.gateway.doubles import envelope
+
+    body = envelope("MarkAsDeliveredRequest", RECIPE, "<x:Rid>BEP0ABCDEFGH</x:Rid>", token_header)
+    headers = [
+        (b"Content-Type", b"text/xml"),
+        (b"SOAPAction", f"{RECIPE}:markAsDelivered".encode()),
+        (b"Idempotency-Key", b"key-1"),
+        (b"Garde-Target-Group", b"pharmacist"),
+    ]
+    reply = asyncio.run(gateway.handle(Request(b"POST", EXECUTOR.encode(), headers, body)))
+    assert reply.status == 202
+    receipt = reply.header(b"garde-receipt")
+    assert receipt is not None
+    assert reply.header(b"location") == b"/_garde/receipts/" + receipt
+    ((submission, _),) = journal.entries.values()
+    assert submission.idempotency_key == "key-1"
+    assert submission.ordering_key == "BEP0ABCDEFGH"
+    assert submission.target_group == "pharmacist"
+    assert b"OLD" not in submission.payload, "expired tokens are not journaled"
+    assert submission.deadline is not None
+
+
+def test_journal_unavailable_means_refusal_never_202(
+    gateway: Gateway, transport: FakeTransport, journal: MemoryJournal
+) -> None:
+    _all_down(transport)
+    journal.broken = True
+    reply = asyncio.run(gateway.handle(soap_request(EXECUTOR, "markAsDelivered", RECIPE)))
+    assert reply.status == 503
+    assert b"disk full" in reply.body
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [
+        ("fr", "preuve papier"),
+        ("nl", "papieren bewijs"),
+        ("en", "paper proof"),
+    ],
+)
+def test_online_refusal_names_the_procedure_in_the_callers_language(
+    gateway: Gateway, transport: FakeTransport, language: str, words: str
+) -> None:
+    _all_down(transport)
+    extra = [
+        (b"Accept-Language", f"{language}-BE, de;q=0.5".encode()),
+        (b"Garde-Target-Group", b"pharmacist"),
+    ]
+    request = soap_request(EXECUTOR, "getPrescriptionForExecutor", RECIPE, extra=extra)
+    reply = asyncio.run(gateway.handle(request))
+    assert reply.status == 503
+    assert reply.header(b"retry-after") is not None
+    root = etree.fromstring(reply.body)
+    ns = {"g": "urn:garde:gateway:v1"}
+    assert root.findtext(".//faultcode") == "soap:Server"
+    assert root.findtext(".//g:Service", namespaces=ns) == "recipe-executor"
+    assert root.find(".//g:Procedure", namespaces=ns).get("id") == "paper-proof-dispense"
+    assert words in root.findtext(".//g:Procedure", namespaces=ns)
+    assert root.findtext(".//g:Since", namespaces=ns)
+
+
+def test_refusal_is_problem_json_for_rest_callers(gateway: Gateway) -> None:
+    from garde.gateway.policy import Failure
+
+    route = gateway.router.services[0].by_action
+    _, some = next(iter(route.items()))
+    request = Request(b"GET", b"/x", [(b"Accept-Language", b"nl")])
+    some_rest = some.__class__(**{f: getattr(some, f) for f in some.__slots__})  # type: ignore[attr-defined]
+    some_rest.service = some.service.model_copy(update={"protocol": Protocol.REST})
+    reply = gateway.policy.refuse(some_rest, request, None, Failure(some.service_id, "down"))
+    assert reply.header(b"content-type") == b"application/problem+json"
+    problem = json.loads(reply.body)
+    assert problem["status"] == 503
+    assert problem["type"] == "urn:garde:problem:service-unavailable"
+    assert problem["language"] == "nl"
+    assert {"service", "since", "procedure", "retry_after"} <= set(problem)
+
+
+def test_language_negotiation() -> None:
+    assert language_of(None) == "en"
+    assert language_of(b"nl-BE,nl;q=0.9,en;q=0.8") == "nl"
+    assert language_of(b"de, fr;q=0.3, nl;q=0.7") == "nl"
+    assert language_of(b"de") == "en"

@@ -1,0 +1,112 @@
+"""A real browser loads the status page while Recip-e is down in every data center and finds
+the pharmacists' paper-proof procedure. Needs Debian's Chromium (installed by .ci/run)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from garde.catalog import Catalog
+from garde.monitor.alerts import Notifier
+from garde.monitor.service import Monitor
+from garde.monitor.store.sqlite import SqliteStore
+from garde.monitor.targets import ProbeSettings
+from tests.monitor.fakechain import fake_chain
+from tests.monitor.running import monitor_in_thread, wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "monitor"
+
+pytestmark = pytest.mark.e2e
+
+
+def _chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI needs /usr/bin/chromium: .ci/run installs it with apt-get")
+    pytest.skip("no /usr/bin/chromium: apt-get install -y chromium to run the browser test")
+
+
+@contextmanager
+def recipe_down_everywhere(belgium: Catalog) -> Iterator[Catalog]:
+    """The chain with Recip-e executor down in every data center, served from a thread."""
+    ready = threading.Event()
+    box: dict[str, object] = {}
+
+    async def main() -> None:
+        down = {("recipe-executor", dc) for dc in belgium.services["recipe-executor"].endpoints}
+        async with fake_chain(belgium, down) as catalog:
+            stop = asyncio.Event()
+            box.update(catalog=catalog, stop=stop, loop=asyncio.get_running_loop())
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        catalog = box["catalog"]
+        assert isinstance(catalog, Catalog)
+        yield catalog
+    finally:
+        loop, stop = box["loop"], box["stop"]
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+        assert isinstance(stop, asyncio.Event)
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+
+
+def test_pharmacist_view_shows_paper_proof_procedure(belgium: Catalog, tmp_path: Path) -> None:
+    _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with recipe_down_everywhere(belgium) as chain:
+        monitor = Monitor(
+            chain,
+            SqliteStore(tmp_path / "m.sqlite"),
+            notifier=Notifier(),
+            settings=ProbeSettings(interval_override=0.2),
+        )
+        with monitor_in_thread(monitor) as url:
+
+            def outage() -> bool:
+                with urllib.request.urlopen(url + "/api/v1/status", timeout=5) as response:
+                    status = json.load(response)
+                return bool(status["services"]["recipe-executor"]["status"] == "outage")
+
+            wait_for(outage, 30, "the monitor to see Recip-e executor in outage")
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+                try:
+                    page = browser.new_page(java_script_enabled=False)
+                    page.goto(url + "/?lang=en")
+                    pharmacist = page.locator("#group-pharmacist")
+                    text = pharmacist.inner_text()
+                    assert "Stopped" in text
+                    assert "dispense on the paper proof bearing the RID" in text
+                    assert page.locator("#service-recipe-executor").inner_text().count("Outage")
+                    page.screenshot(path=str(OUTPUT / "status-recipe-down.png"), full_page=True)
+                    page.goto(url + "/?lang=fr")
+                    assert "preuve papier" in page.locator("#group-pharmacist").inner_text()
+                finally:
+                    browser.close()
+    assert (OUTPUT / "status-recipe-down.png").stat().st_size > 10_000

@@ -1,0 +1,186 @@
+"""Incidents, alerts, dependency suppression and maintenance, through the running pipeline:
+results are fed in, the clock is moved, ``tick`` does the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from garde.catalog import Catalog
+from garde.monitor.alerts import Notifier
+from garde.monitor.clock import ManualClock
+from garde.monitor.incidents import Event, EventKind
+from garde.monitor.probes import ProbeResult
+from garde.monitor.service import Monitor
+from garde.monitor.store.base import IncidentState, Resolution, Store
+from garde.monitor.store.sqlite import SqliteStore
+
+
+class Recorder:
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def send(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class Harness:
+    def __init__(self, catalog: Catalog, store: Store) -> None:
+        self.clock = ManualClock()
+        self.recorder = Recorder()
+        self.monitor = Monitor(
+            catalog,
+            store,
+            clock=self.clock,
+            notifier=Notifier([self.recorder]),
+            probe_locally=False,
+        )
+
+    def round(self, failing: Callable[[str], bool] = lambda t: False, seconds: float = 10) -> None:
+        """One probe round of every target, then a tick, then the clock moves on."""
+        now = self.clock.now()
+        for tid in self.monitor.tracker.targets:
+            bad = failing(tid)
+            self.monitor.ingest(
+                ProbeResult(tid, now, not bad, 0.02, error="HTTP 503" if bad else None)
+            )
+        asyncio.run(self._tick())
+        self.clock.advance(seconds)
+
+    async def _tick(self) -> None:
+        await self.monitor.tick()
+        await self.monitor.flush()
+
+    def kinds(self) -> list[tuple[str, str]]:
+        return [(e.kind.value, e.incident.service) for e in self.recorder.events]
+
+
+@pytest.fixture
+def harness(belgium: Catalog, tmp_path: Path) -> Harness:
+    return Harness(belgium, SqliteStore(tmp_path / "m.sqlite"))
+
+
+def test_outage_opens_one_incident_backdated_then_resolves(harness: Harness) -> None:
+    harness.round()
+    start = harness.clock.now()
+    for _ in range(4):
+        harness.round(lambda t: t.startswith("recipe-executor@"))
+    store = harness.monitor.store
+    (incident,) = store.incidents(open_only=True)
+    assert incident.service == "recipe-executor"
+    assert incident.severity == "major"
+    assert incident.started_at == start, "back-dated to the first failure"
+    assert "pharmacist" in incident.groups
+    for _ in range(3):
+        harness.round()
+    assert store.incidents(open_only=True) == []
+    assert store.incident(incident.id).state is IncidentState.RESOLVED
+    assert harness.kinds() == [
+        ("incident.opened", "recipe-executor"),
+        ("incident.resolved", "recipe-executor"),
+    ]
+
+
+def test_sts_outage_is_one_alert_not_twenty(harness: Harness) -> None:
+    """Every dependant fails too (no token), but only the STS gets an incident and alerts;
+    dependants are still monitored (their state and history are recorded)."""
+    harness.round()
+    sts_and_dependants = (
+        "sts@",
+        "recipe-",
+        "insurability@",
+        "eattest@",
+        "efact@",
+        "hub@",
+        "ehbox@",
+        "etk@",
+        "kgss@",
+        "chapter4@",
+        "etarif@",
+    )
+    for _ in range(4):
+        harness.round(lambda t: t.startswith(sts_and_dependants))
+    snap = harness.monitor.snapshot
+    assert snap.services["recipe-executor"].impacted_by == ("sts",)
+    opened = [k for k in harness.kinds() if k[0] == "incident.opened"]
+    assert opened == [("incident.opened", "sts")]
+    (incident,) = harness.monitor.store.incidents(open_only=True)
+    assert "recipe-executor" in incident.impacted
+    assert "insurability" in incident.impacted
+    rows = harness.monitor.store.aggregates(Resolution.MINUTE, 0, targets=["recipe-executor@dc1"])
+    assert sum(r.n for r in rows) >= 5, "dependants are still probed and recorded"
+    for _ in range(3):
+        harness.round()
+    assert ("incident.resolved", "sts") in harness.kinds()
+
+
+def test_flapping_target_sends_no_alert(harness: Harness) -> None:
+    harness.round()
+    for i in range(30):
+        harness.round(lambda t, i=i: t == "insurability@dc1" and i % 2 == 0)  # type: ignore[misc]
+    assert harness.recorder.events == []
+    assert harness.monitor.store.incidents() == []
+
+
+def test_one_dc_down_is_a_minor_incident_not_an_outage(harness: Harness) -> None:
+    harness.round()
+    for _ in range(4):
+        harness.round(lambda t: t == "recipe-executor@dc2")
+    (incident,) = harness.monitor.store.incidents(open_only=True)
+    assert incident.severity == "minor"
+    assert "reduced redundancy" in incident.title
+    assert "dc2" in incident.title
+
+
+def test_maintenance_mutes_alerts_but_not_resolutions_and_is_excluded(
+    harness: Harness,
+) -> None:
+    now = harness.clock.now()
+    harness.monitor.store.add_maintenance("SAN swap", ["recipe-executor"], now, now + 600)
+    harness.round()
+    for _ in range(4):
+        harness.round(lambda t: t.startswith("recipe-executor@"))
+    (incident,) = harness.monitor.store.incidents(open_only=True)
+    assert incident.in_maintenance
+    assert harness.recorder.events == [], "alerts muted during maintenance"
+    assert harness.monitor.notifier.muted >= 1
+    for _ in range(3):
+        harness.round()
+    assert harness.kinds() == [("incident.resolved", "recipe-executor")]
+    rows = harness.monitor.store.aggregates(
+        Resolution.DAY, 0, targets=["recipe-executor@dc1", "service:recipe-executor"]
+    )
+    for row in rows:
+        assert row.n == row.up, "failures during maintenance are excluded from availability"
+        assert row.maint > 0
+
+
+def test_operator_update_is_added_and_notified(harness: Harness) -> None:
+    harness.round()
+    for _ in range(4):
+        harness.round(lambda t: t.startswith("sts@"))
+    (incident,) = harness.monitor.store.incidents(open_only=True)
+    event = harness.monitor.incidents.operator_update(
+        incident.id, "SAN failure identified", "ops", harness.clock.now(), "identified"
+    )
+    assert event.kind is EventKind.OPERATOR_UPDATE
+    statuses = [u.status for u in harness.monitor.store.incident(incident.id).updates]
+    assert statuses[-1] == "identified"
+
+
+def test_incidents_survive_a_restart(belgium: Catalog, tmp_path: Path) -> None:
+    first = Harness(belgium, SqliteStore(tmp_path / "m.sqlite"))
+    first.round()
+    for _ in range(4):
+        first.round(lambda t: t.startswith("hub@"))
+    second = Harness(belgium, SqliteStore(tmp_path / "m.sqlite"))
+    second.clock = first.clock
+    second.monitor.clock = first.clock
+    for _ in range(3):
+        second.round()
+    assert second.kinds() == [("incident.resolved", "hub")]
