@@ -27,7 +27,7 @@ from pathlib import Path
 from garde.journal.base import Answer, Delivery, Outcome, Submission
 from garde.journal.replayer import Replayer, ReplayPolicy
 from garde.journal.sealing import Keyring
-from garde.journal.sqlite import SCHEMA, SqliteJournal
+from garde.journal.sqlite import SqliteJournal
 
 PAYLOAD = b"<MarkAsDeliveredRequest><Rid>BEP0ABCDEFGH</Rid></MarkAsDeliveredRequest>" * 3
 

@@ -66,9 +66,7 @@ class JournalMachine(RuleBasedStateMachine):
         if self.kind == "sqlite":
             from garde.journal.sqlite import SqliteJournal
 
-            opened: Any = SqliteJournal.open(
-                Path(self.tmp) / "j.db", self.ring, clock=self.clock
-            )
+            opened: Any = SqliteJournal.open(Path(self.tmp) / "j.db", self.ring, clock=self.clock)
         else:
             from garde.journal.postgres import PostgresJournal
 
@@ -150,9 +148,7 @@ class JournalMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def settle(self, data: st.DataObject) -> None:
         owner = data.draw(st.sampled_from([o for o in OWNERS if self.sent[o]]))
-        entry, delivery = self.sent[owner].pop(
-            data.draw(st.integers(0, len(self.sent[owner]) - 1))
-        )
+        entry, delivery = self.sent[owner].pop(data.draw(st.integers(0, len(self.sent[owner]) - 1)))
         retry_at = self.clock.now + 5 if delivery.outcome is Outcome.RETRY_LATER else None
         self._run(self.journals[owner].settle(entry, delivery, retry_at))
 
