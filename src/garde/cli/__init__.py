@@ -15,6 +15,7 @@ from garde import __version__
 from garde.cli.catalog import catalog
 from garde.cli.demo import demo
 from garde.cli.gateway import gateway
+from garde.cli.journal import journal
 from garde.cli.monitor import COMMANDS as MONITOR_COMMANDS
 from garde.errors import GardeError
 
@@ -30,6 +31,7 @@ cli.add_command(demo)
 for _command in MONITOR_COMMANDS:
     cli.add_command(_command)
 cli.add_command(gateway)
+cli.add_command(journal)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -156,9 +156,15 @@ def monitor(
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         running = asyncio.create_task(mon.run(stop))
-        click.echo(f"garde monitor: http://{host}:{port}/ ({len(mon.targets)} targets)")
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            # With --port 0 the system picks the port: say which, for scripts and tests.
+            bound = server.servers[0].sockets[0].getsockname()[1]
+            click.echo(f"garde monitor: http://{host}:{bound}/ ({len(mon.targets)} targets)")
         try:
-            await server.serve()
+            await serving
         finally:
             stop.set()
             await running

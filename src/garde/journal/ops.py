@@ -47,6 +47,10 @@ class Tx(Protocol):
         """Execute; the number of rows changed."""
         ...
 
+    def insert(self, query: str, params: Sequence[Any]) -> int | None:
+        """Run an ``INSERT ... ON CONFLICT DO NOTHING``; the new row's seq, None if none."""
+        ...
+
 
 def _one(tx: Tx, entry_id: str) -> Row:
     found = tx.rows(sql.BY_ID, (entry_id,))
@@ -55,35 +59,21 @@ def _one(tx: Tx, entry_id: str) -> Row:
     return Row.of(found[0])
 
 
-def accept(
-    tx: Tx, submission: Submission, now: float, keyring: Keyring, salt: bytes
-) -> tuple[Row, bool]:
-    """Insert ``submission``; ``(row, True)`` if new, ``(existing row, False)`` if its
-    idempotency key was already journaled for that service and operation."""
-    entry_id = new_id()
-    values = new_row(submission, entry_id, now, keyring, salt)
-    inserted = tx.rows(sql.INSERT + " RETURNING seq", values)
-    if not inserted:
-        existing = tx.rows(
-            sql.BY_IDEM, (submission.service, submission.operation, submission.idempotency_key)
-        )
-        return Row.of(existing[0]), False
-    data = dict(zip(INSERT_COLUMNS, values, strict=True))
-    return (
-        Row(
-            seq=int(inserted[0][0]),
-            lease_owner=None,
-            lease_token=None,
-            lease_until=None,
-            last_error=None,
-            reason=None,
-            answer_status=None,
-            answer_type=None,
-            answer_body=None,
-            **{**data, "state": State.JOURNALED},
-        ),
-        True,
-    )
+def prepare(submission: Submission, now: float, keyring: Keyring, salt: bytes) -> tuple[Any, ...]:
+    """The values of a new entry, sealed and summed: done by the caller, outside the
+    transaction, so the single writer spends its time writing."""
+    return new_row(submission, new_id(), now, keyring, salt)
+
+
+def accept(tx: Tx, values: tuple[Any, ...]) -> Row | None:
+    """Insert prepared ``values``: None if new, the existing row if its idempotency key was
+    already journaled for that service and operation."""
+    seq = tx.insert(sql.INSERT, values)
+    if seq is None:
+        data = dict(zip(INSERT_COLUMNS, values, strict=True))
+        existing = tx.rows(sql.BY_IDEM, (data["service"], data["operation"], data["idem_key"]))
+        return Row.of(existing[0])
+    return None
 
 
 def lease(

@@ -90,6 +90,10 @@ class _Tx:
     def run(self, query: str, params: Sequence[Any] = ()) -> int:
         return self.conn.execute(self._sql(query), params).rowcount
 
+    def insert(self, query: str, params: Sequence[Any]) -> int | None:
+        found = self.rows(query + " RETURNING seq", params)
+        return int(found[0][0]) if found else None
+
 
 def _unavailable(exc: Exception) -> JournalUnavailable:
     return JournalUnavailable(

@@ -8,7 +8,6 @@ too. The checksum covers every field that never changes after the entry was acce
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 from dataclasses import dataclass
@@ -125,15 +124,11 @@ def new_row(
 ) -> tuple[Any, ...]:
     """The values of ``INSERT_COLUMNS`` for a new entry."""
     s = submission
-    inner = json.dumps(
-        {
-            "identity": s.identity,
-            "ordering_key": s.ordering_key,
-            "headers": [list(h) for h in s.headers],
-            "payload": base64.b64encode(s.payload).decode(),
-        },
-        separators=(",", ":"),
+    # A small JSON head, a newline, then the payload's raw bytes (no base64: it is the bulk).
+    head = json.dumps(
+        [s.identity, s.ordering_key, [list(h) for h in s.headers]], separators=(",", ":")
     ).encode()
+    inner = head + b"\n" + s.payload
     key_id, sealed = keyring.seal(inner, _aad(entry_id, s.service, s.operation, s.idempotency_key))
     order_key = order_digest(salt, s.service, s.ordering_key)
     total = _sum(
@@ -183,16 +178,17 @@ def open_submission(row: Row, keyring: Keyring) -> Submission:
         raise SealError("checksum mismatch: the stored entry was altered or damaged")
     inner = keyring.open(row.sealed, _aad(row.id, row.service, row.operation, row.idem_key))
     try:
-        data = json.loads(inner)
+        head, _, payload = inner.partition(b"\n")
+        identity, ordering_key, headers = json.loads(head)
         return Submission(
             service=row.service,
             operation=row.operation,
-            identity=data["identity"],
+            identity=identity,
             target_group=row.target_group,
             idempotency_key=row.idem_key,
-            ordering_key=data["ordering_key"],
-            payload=base64.b64decode(data["payload"]),
-            headers=tuple((str(k), str(v)) for k, v in data["headers"]),
+            ordering_key=ordering_key,
+            payload=payload,
+            headers=tuple((str(k), str(v)) for k, v in headers),
             deadline=row.deadline,
         )
     except (ValueError, KeyError, TypeError) as exc:

@@ -165,12 +165,12 @@ def new_key_line(key_id: str) -> str:
 
 def checksum(*fields: object) -> str:
     """SHA-256 over the stored fields of an entry, each length-prefixed (no ambiguity)."""
-    digest = hashlib.sha256()
+    parts = []
     for value in fields:
         data = value if isinstance(value, bytes) else repr(value).encode()
-        digest.update(len(data).to_bytes(8, "big"))
-        digest.update(data)
-    return digest.hexdigest()
+        parts.append(len(data).to_bytes(8, "big"))
+        parts.append(data)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def order_digest(salt: bytes, service: str, ordering_key: str | None) -> str | None:

@@ -11,7 +11,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from garde.journal import ops, sql
 from garde.journal.base import (
@@ -52,6 +52,9 @@ class StoreBase(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    async def _write_accept(self, values: tuple[Any, ...]) -> Row | None:
+        return await self._write(lambda tx: ops.accept(tx, values))
+
     def _tell(self, rows: Sequence[Row]) -> None:
         for row in rows:
             if row.state is State.QUARANTINED:
@@ -73,11 +76,26 @@ class StoreBase(ABC):
 
     async def accept(self, submission: Submission) -> Receipt:
         now = self.clock()
-        salt = self._salt
-        row, new = await self._write(lambda tx: ops.accept(tx, submission, now, self.keyring, salt))
-        if new:
-            self._tell([row])
-        return receipt_of(row, self.keyring)
+        values = ops.prepare(submission, now, self.keyring, self._salt)
+        existing = await self._write_accept(values)
+        if existing is not None:
+            return receipt_of(existing, self.keyring)
+        receipt = Receipt(
+            id=values[0],
+            state=State.JOURNALED,
+            service=submission.service,
+            operation=submission.operation,
+            created_at=now,
+            updated_at=now,
+            deadline=submission.deadline,
+            extra={"target_group": submission.target_group} if submission.target_group else {},
+        )
+        for listener in self.listeners:
+            try:
+                listener(receipt)
+            except Exception:  # a listener must never break the journal
+                log.exception("journal listener failed")
+        return receipt
 
     async def receipt(self, entry_id: str) -> Receipt:
         row = await self._read(lambda tx: ops._one(tx, entry_id))

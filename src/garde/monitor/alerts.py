@@ -10,6 +10,7 @@ import hmac
 import json
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -75,12 +76,16 @@ class AppriseChannel:
     name: str = "apprise"
 
     async def send(self, event: Event) -> None:
-        import apprise  # heavy: imported when a channel is configured
+        with warnings.catch_warnings():
+            # apprise loads its plugins on first use, one of which imports the deprecated
+            # imghdr module: not ours to fix, and not an error.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import apprise  # heavy: imported when a channel is configured
 
-        notifier = apprise.Apprise()
-        for url in self.urls:
-            if not notifier.add(url):
-                raise OSError("apprise does not understand one of the configured URLs")
+            notifier = apprise.Apprise()
+            for url in self.urls:
+                if not notifier.add(url):
+                    raise OSError("apprise does not understand one of the configured URLs")
         title = f"[garde] {event.incident.title}"
         body = f"{event.kind.value}: {event.message}"
         ok = await asyncio.to_thread(notifier.notify, body=body, title=title)
