@@ -17,9 +17,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def lab(belgium: Catalog, clock: Clock) -> Iterator[Lab]:
+def loop_kind() -> str:
+    """Which event loop runs the lab; the fault tests run on both (`garde lab up` uses uvloop)."""
+    return "asyncio"
+
+
+@pytest.fixture
+def lab(belgium: Catalog, clock: Clock, loop_kind: str) -> Iterator[Lab]:
     settings = LabSettings(efact_ack_delay=60, chapter4_decision_delay=120)
-    with lab_in_thread(belgium, base_port=0, clock=clock, settings=settings) as running:
+    with lab_in_thread(
+        belgium, base_port=0, clock=clock, settings=settings, uvloop=loop_kind == "uvloop"
+    ) as running:
         yield running
 
 

@@ -15,6 +15,11 @@ from garde.lab import Lab, make_fault
 from tests.lab.labkit import PATIENT, Client
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def _connection(lab: Lab, service: str = "insurability", dc: str = "dc1", timeout: float = 5.0):
     parts = urlsplit(lab.endpoints[service][dc])
     return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout), parts.path

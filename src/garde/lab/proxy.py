@@ -16,6 +16,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from typing import cast
 
 import httptools
 
@@ -266,8 +267,8 @@ class ClientSide(asyncio.Protocol):
     # -- asyncio -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
         self.target.connections.add(self)
         asyncio.get_running_loop().create_task(self._connect())
 
@@ -446,8 +447,8 @@ class UpstreamSide(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
         self.client.target.upstreams.add(self)
 
     def data_received(self, data: bytes) -> None:

@@ -248,10 +248,19 @@ class Lab:
 
 
 @contextmanager
-def lab_in_thread(catalog: Catalog, **options: Any) -> Iterator[Lab]:
-    """A started ``Lab`` whose event loop runs in a background thread; stopped on exit."""
+def lab_in_thread(catalog: Catalog, *, uvloop: bool = False, **options: Any) -> Iterator[Lab]:
+    """A started ``Lab`` whose event loop runs in a background thread; stopped on exit.
+
+    ``uvloop=True`` runs it on uvloop, as ``garde lab up`` does.
+    """
     lab = Lab(catalog, **options)
-    loop = asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop
+    if uvloop:
+        import uvloop as uv
+
+        loop = uv.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     started: concurrent.futures.Future[None] = concurrent.futures.Future()
     stopping = asyncio.Event()
 
