@@ -91,8 +91,16 @@ def test_show_masks_unless_reveal_which_is_audited(
     assert "not in the keyring" in json.loads(sealed.output)["problem"]
     masked = CliRunner().invoke(
         cli,
-        ["journal", "show", ids[1], "--journal", location, "--journal-key-file", str(keyfile)]
-        + ["--json"],
+        [
+            "journal",
+            "show",
+            ids[1],
+            "--journal",
+            location,
+            "--journal-key-file",
+            str(keyfile),
+            "--json",
+        ],
     )
     assert masked.exit_code == 0, masked.output
     assert NISS not in masked.output
@@ -103,8 +111,19 @@ def test_show_masks_unless_reveal_which_is_audited(
     assert isinstance(without_key.exception, UsageError)
     revealed = CliRunner().invoke(
         cli,
-        ["journal", "show", ids[1], "--journal", location, "--journal-key-file", str(keyfile)]
-        + ["--reveal", "--operator", "alice", "--json"],
+        [
+            "journal",
+            "show",
+            ids[1],
+            "--journal",
+            location,
+            "--journal-key-file",
+            str(keyfile),
+            "--reveal",
+            "--operator",
+            "alice",
+            "--json",
+        ],
     )
     assert revealed.exit_code == 0, revealed.output
     assert json.loads(revealed.output)["ordering_key"] == NISS
@@ -130,8 +149,17 @@ def test_retry_and_discard_are_audited_and_checked(filled: tuple[str, list[str]]
     assert ok.exit_code == 0, ok.output
     gone = CliRunner().invoke(
         cli,
-        ["journal", "discard", ids[2], "--journal", location, "--operator", "bob"]
-        + ["--reason", "paper certificate handed over"],
+        [
+            "journal",
+            "discard",
+            ids[2],
+            "--journal",
+            location,
+            "--operator",
+            "bob",
+            "--reason",
+            "paper certificate handed over",
+        ],
     )
     assert gone.exit_code == 0, gone.output
     assert "discarded by bob: paper certificate handed over" in gone.output
