@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-from rich.table import Table
 
 from garde.cli.common import catalog_option, console, load
 from garde.errors import UsageError
@@ -72,17 +71,12 @@ def _banner(running: Any, catalog: Any, journal_url: str | None) -> None:
         f"  admin: {running.url}/_garde/status, /_garde/events, /metrics"
         + (" (bearer token required)" if config.admin_token else " (loopback only, no token)")
     )
-    table = Table(title="services")
-    table.add_column("path (call the gateway here)")
-    table.add_column("service")
-    table.add_column("data centers, in priority order")
+    # One line per service (not a table): startup output ends up in logs, where wrapped
+    # table cells are unreadable and ungreppable.
+    width = max(len(service.path_prefix) for service in catalog.services.values())
     for service in catalog.services.values():
-        table.add_row(
-            service.path_prefix,
-            service.id,
-            ", ".join(f"{dc} {url}" for dc, url in service.endpoints.items()),
-        )
-    out.print(table)
+        dcs = ", ".join(f"{dc} {url}" for dc, url in service.endpoints.items())
+        out.print(f"  {service.path_prefix:<{width}} -> {service.id}: {dcs}", soft_wrap=True)
 
 
 def _worker(catalog_source: str, config: Any, journal: JournalChoice, quiet: bool) -> None:
