@@ -92,8 +92,14 @@ def test_show_masks_unless_reveal_which_is_audited(
     masked = CliRunner().invoke(
         cli,
         [
-            *("journal", "show", ids[1], "--journal", location),
-            *("--journal-key-file", str(keyfile), "--json"),
+            "journal",
+            "show",
+            ids[1],
+            "--journal",
+            location,
+            "--journal-key-file",
+            str(keyfile),
+            "--json",
         ],
     )
     assert masked.exit_code == 0, masked.output
