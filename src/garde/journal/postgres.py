@@ -203,6 +203,7 @@ class PostgresJournal(StoreBase):
         return await asyncio.to_thread(self._run, fn)
 
     async def close(self) -> None:
+        await self._before_close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await asyncio.to_thread(pool.close)

@@ -341,6 +341,7 @@ class SqliteJournal(StoreBase):
         """Drain: every write queued before ``close`` is committed and answered."""
         if self._closed:
             return
+        await self._before_close()
         self._closed = True
         if self._thread is not None:
             self._queue.put(None)

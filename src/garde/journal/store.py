@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from garde.journal import ops, sql
@@ -41,7 +41,17 @@ class StoreBase(ABC):
         self.keyring = keyring
         self.clock = clock
         self.listeners: list[Listener] = []
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
+        """Run first by ``close`` (webhooks flush their queue)."""
         self._salt = b""
+
+    async def _before_close(self) -> None:
+        hooks, self.on_close = self.on_close, []
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("journal close hook failed")
 
     @abstractmethod
     async def _read(self, fn: Callable[[ops.Tx], T]) -> T: ...
@@ -65,14 +75,8 @@ class StoreBase(ABC):
                     row.operation,
                     row.reason,
                 )
-            if not self.listeners:
-                continue
-            receipt = receipt_of(row, self.keyring)
-            for listener in self.listeners:
-                try:
-                    listener(receipt)
-                except Exception:  # a listener must never break the journal
-                    log.exception("journal listener failed")
+            if self.listeners:
+                self._announce(receipt_of(row, self.keyring))
 
     async def accept(self, submission: Submission) -> Receipt:
         now = self.clock()
@@ -90,12 +94,15 @@ class StoreBase(ABC):
             deadline=submission.deadline,
             extra={"target_group": submission.target_group} if submission.target_group else {},
         )
+        self._announce(receipt)
+        return receipt
+
+    def _announce(self, receipt: Receipt) -> None:
         for listener in self.listeners:
             try:
                 listener(receipt)
             except Exception:  # a listener must never break the journal
                 log.exception("journal listener failed")
-        return receipt
 
     async def receipt(self, entry_id: str) -> Receipt:
         row = await self._read(lambda tx: ops._one(tx, entry_id))
@@ -135,6 +142,21 @@ class StoreBase(ABC):
             )
         )
         self._tell(quarantined)
+        if self.listeners:
+            for entry in leased:
+                s = entry.submission
+                self._announce(
+                    Receipt(
+                        id=entry.id,
+                        state=State.DELIVERING,
+                        service=s.service,
+                        operation=s.operation,
+                        created_at=entry.created_at,
+                        updated_at=now,
+                        deadline=s.deadline,
+                        attempts=entry.attempts,
+                    )
+                )
         return leased
 
     _lock = ""
