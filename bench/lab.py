@@ -1,0 +1,300 @@
+"""How many simple operations per second the lab serves through its fault proxy.
+
+    python -m bench.lab [--seconds 5] [--connections 64]
+
+The lab runs in its own process on uvloop (as ``garde lab up`` does); this process is the
+load client: keep-alive connections on loopback, each sending the next request as soon as the
+previous answer is complete (no pipelining). Scenarios, measured in the same run:
+
+- ``direct``: the simulator's internal port, no proxy (the baseline);
+- ``proxied``: the catalog endpoint, through the fault proxy with no fault set;
+- ``proxied+latency0``: through the proxy with a 0 ms latency fault (the filtering path);
+- ``write``: an eFact ``postRequest`` through the proxy (SQLite + ledger on every request).
+
+The operation is ``insurability.getInsurability`` with a valid token: safe XML parsing, token
+check, NISS check, answer rendering. The goal is >= 5,000 operations/s through the proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from typing import Any
+from urllib.parse import urlsplit
+
+from lxml import etree
+
+from garde import soap
+from garde.soap import qn
+
+_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+
+
+# -- the lab process --------------------------------------------------------------------------
+
+
+def serve() -> None:
+    """Run a lab on free ports; print its endpoints and internal ports as one JSON line."""
+    import uvloop
+
+    from garde.catalog import load_catalog
+    from garde.lab import Lab, LabSettings
+
+    async def main() -> None:
+        lab = Lab(load_catalog("belgium", env={}), settings=LabSettings(efact_ack_delay=3600))
+        async with lab:
+            internal = {f"{s}/{d}": list(t.upstream) for (s, d), t in lab.targets.items()}
+            print(
+                json.dumps(
+                    {"endpoints": lab.endpoints, "internal": internal, "control": lab.control_url}
+                )
+            )
+            sys.stdout.flush()
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    profile = os.environ.get("BENCH_LAB_PROFILE")
+    if not profile:
+        uvloop.run(main())
+        return
+    import cProfile
+
+    cProfile.runctx("uvloop.run(main())", globals(), {"uvloop": uvloop, "main": main}, profile)
+
+
+# -- the load client ---------------------------------------------------------------------------
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, request: bytes, stats: Stats) -> None:
+        self.request = request
+        self.stats = stats
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.sent_at = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._send()
+
+    def _send(self) -> None:
+        if self.stats.stopped or self.transport is None:
+            return
+        self.sent_at = time.perf_counter()
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            found = _LENGTH.search(self.buffer, 0, end)
+            length = int(found.group(1)) if found else 0
+            total = end + 4 + length
+            if len(self.buffer) < total:
+                return
+            ok = self.buffer.startswith(b"HTTP/1.1 200")
+            self.buffer = self.buffer[total:]
+            self.stats.record(ok, time.perf_counter() - self.sent_at)
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed = 0
+        self.latencies: list[float] = []
+        self.stopped = False
+        self.counting = False
+
+    def record(self, ok: bool, latency: float) -> None:
+        if not self.counting:
+            return
+        if ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+        self.latencies.append(latency)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux /proc), to cost an operation in CPU."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(
+    url: str, body: bytes, connections: int, seconds: float, lab_pid: int
+) -> dict[str, Any]:
+    parts = urlsplit(url)
+    request = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: text/xml; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    stats = Stats()
+    loop = asyncio.get_running_loop()
+    transports = []
+    for _ in range(connections):
+        transport, _ = await loop.create_connection(
+            lambda: Connection(request, stats), parts.hostname, parts.port
+        )
+        transports.append(transport)
+    await asyncio.sleep(1.0)  # warm-up, not counted
+    stats.counting = True
+    started = time.perf_counter()
+    lab_cpu = cpu_seconds(lab_pid)
+    await asyncio.sleep(seconds)
+    stats.counting = False
+    lab_cpu = cpu_seconds(lab_pid) - lab_cpu
+    elapsed = time.perf_counter() - started
+    stats.stopped = True
+    for transport in transports:
+        transport.close()
+    latencies = sorted(stats.latencies) or [0.0]
+    per_op = lab_cpu / max(1, stats.ok)
+    return {
+        "ops_per_s": round(stats.ok / elapsed),
+        "lab_cpu_us_per_op": round(per_op * 1e6, 1),
+        "lab_capacity_per_core": round(1 / per_op) if per_op else 0,
+        "failed": stats.failed,
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+    }
+
+
+def _request(service: str, operation: str, fields: dict[str, str], token: str) -> bytes:
+    """The envelope of ``service.operation`` with the catalog's body element."""
+    from garde.catalog import load_catalog
+
+    catalog_service, catalog_operation = load_catalog("belgium", env={}).operation(
+        service, operation
+    )
+    name = catalog_service.body_element_of(catalog_operation)
+    assert name is not None
+    element = etree.Element(name)
+    namespace = etree.QName(name).namespace or ""
+    for field, value in fields.items():
+        etree.SubElement(element, qn(namespace, field)).text = value
+    return soap.build_envelope(element, header=[soap.security_header(token)])
+
+
+def _insurability_request(token: str) -> bytes:
+    return _request("insurability", "getInsurability", {"Ssin": "85073003328"}, token)
+
+
+def _efact_request(token: str) -> bytes:
+    fields = {"SenderNihii": "10012345004", "Batch": "aW52b2ljZSBiYXRjaA=="}
+    return _request("efact", "postRequest", fields, token)
+
+
+async def _token(sts_url: str) -> str:
+    parts = urlsplit(sts_url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    body = soap.token_request("bench", "secret")
+    writer.write(
+        f"POST {parts.path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + body
+    )
+    data = await reader.read()
+    writer.close()
+    return soap.read_token_response(data.split(b"\r\n\r\n", 1)[1]).token
+
+
+async def run(seconds: float, connections: int) -> list[dict[str, Any]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.lab", "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        info = json.loads(process.stdout.readline())
+        endpoints = info["endpoints"]
+        token = await _token(endpoints["sts"]["dc1"])
+        read = _insurability_request(token)
+        write = _efact_request(token)
+        host, port = info["internal"]["insurability/dc1"]
+        direct = f"http://{host}:{port}{urlsplit(endpoints['insurability']['dc1']).path}"
+        results = []
+        for name, url, body in (
+            ("direct (no proxy)", direct, read),
+            ("proxied, no fault", endpoints["insurability"]["dc1"], read),
+            ("proxied, latency 0 ms", endpoints["insurability"]["dc2"], read),
+            ("proxied write (eFact postRequest)", endpoints["efact"]["dc1"], write),
+        ):
+            if "latency" in name:
+                await _set_fault(info["control"], "insurability", "dc2")
+            measured = await load(url, body, connections, seconds, process.pid)
+            results.append({"scenario": name, **measured})
+        return results
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
+
+
+async def _set_fault(control: str, service: str, dc: str) -> None:
+    parts = urlsplit(control)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    body = json.dumps({"service": service, "dc": dc, "kind": "latency", "latency": "0ms"}).encode()
+    writer.write(
+        f"POST /faults HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + body
+    )
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 201"), answer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve()
+        return
+    import uvloop
+
+    results = uvloop.run(run(args.seconds, args.connections))
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()},"
+        f" Python {platform.python_version()}, {date.today()}"
+    )
+    print(f"load: {args.connections} keep-alive connections, {args.seconds:g} s per scenario")
+    load_average = os.getloadavg()[0]
+    print(f"load average at the end: {load_average:.2f} (other processes share the 2 cores)")
+    print(
+        f"{'scenario':36} {'ops/s':>8} {'failed':>7} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'lab CPU us/op':>14} {'ops/s per lab core':>19}"
+    )
+    for row in results:
+        print(
+            f"{row['scenario']:36} {row['ops_per_s']:>8} {row['failed']:>7}"
+            f" {row['p50_ms']:>7} {row['p99_ms']:>7} {row['lab_cpu_us_per_op']:>14}"
+            f" {row['lab_capacity_per_core']:>19}"
+        )
+    proxied = results[1]["ops_per_s"]
+    verdict = "meets" if proxied >= 5000 else "MISSES"
+    print(f"through the proxy: {proxied} ops/s, {verdict} the 5,000 ops/s goal")
+
+
+if __name__ == "__main__":
+    main()
