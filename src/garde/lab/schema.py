@@ -211,5 +211,7 @@ def example_fields(fields: tuple[Field, ...]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for field in fields:
         value = example_fields(field.children) if field.is_group else samples[field.type]
+        if field.attributes:
+            value = {"value": value, **{a: "..." for a in field.attributes}}
         values[field.name] = [value] if field.many else value
     return values
