@@ -2,9 +2,10 @@
 
     python -m bench.lab [--seconds 5] [--connections 64]
 
-The lab runs in its own process on uvloop (as ``garde lab up`` does); this process is the
-load client: keep-alive connections on loopback, each sending the next request as soon as the
-previous answer is complete (no pipelining). Scenarios, measured in the same run:
+The lab runs in its own process on uvloop (as ``garde lab up`` does); wrk (installed with
+apt-get if missing) is the load client: one thread, keep-alive connections on loopback, no
+pipelining. The lab process's CPU time per operation is reported too, since other processes
+may share the two cores. Scenarios, measured in the same run:
 
 - ``direct``: the simulator's internal port, no proxy (the baseline);
 - ``proxied``: the catalog endpoint, through the fault proxy with no fault set;
@@ -23,10 +24,10 @@ import json
 import os
 import platform
 import re
-import statistics
+import shutil
 import subprocess
 import sys
-import time
+import tempfile
 from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,7 +53,7 @@ def serve() -> None:
     async def main() -> None:
         lab = Lab(load_catalog("belgium", env={}), settings=LabSettings(efact_ack_delay=3600))
         async with lab:
-            internal = {f"{s}/{d}": list(t.upstream) for (s, d), t in lab.targets.items()}
+            internal = {f"{s}/{d}": list(address) for (s, d), address in lab.internal.items()}
             print(
                 json.dumps(
                     {"endpoints": lab.endpoints, "internal": internal, "control": lab.control_url}
@@ -73,60 +74,17 @@ def serve() -> None:
 # -- the load client ---------------------------------------------------------------------------
 
 
-class Connection(asyncio.Protocol):
-    def __init__(self, request: bytes, stats: Stats) -> None:
-        self.request = request
-        self.stats = stats
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
-        self.sent_at = 0.0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self._send()
-
-    def _send(self) -> None:
-        if self.stats.stopped or self.transport is None:
-            return
-        self.sent_at = time.perf_counter()
-        self.transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            found = _LENGTH.search(self.buffer, 0, end)
-            length = int(found.group(1)) if found else 0
-            total = end + 4 + length
-            if len(self.buffer) < total:
-                return
-            ok = self.buffer.startswith(b"HTTP/1.1 200")
-            self.buffer = self.buffer[total:]
-            self.stats.record(ok, time.perf_counter() - self.sent_at)
-            self._send()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-
-
-class Stats:
-    def __init__(self) -> None:
-        self.ok = 0
-        self.failed = 0
-        self.latencies: list[float] = []
-        self.stopped = False
-        self.counting = False
-
-    def record(self, ok: bool, latency: float) -> None:
-        if not self.counting:
-            return
-        if ok:
-            self.ok += 1
-        else:
-            self.failed += 1
-        self.latencies.append(latency)
+def wrk_binary() -> str:
+    """wrk, installed with apt-get (Debian package ``wrk``) if it is missing."""
+    found = shutil.which("wrk")
+    if found is None:
+        print("installing wrk with apt-get", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    return found
 
 
 def cpu_seconds(pid: int) -> float:
@@ -136,42 +94,53 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def load(
-    url: str, body: bytes, connections: int, seconds: float, lab_pid: int
-) -> dict[str, Any]:
-    parts = urlsplit(url)
-    request = (
-        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Content-Type: text/xml; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    stats = Stats()
-    loop = asyncio.get_running_loop()
-    transports = []
-    for _ in range(connections):
-        transport, _ = await loop.create_connection(
-            lambda: Connection(request, stats), parts.hostname, parts.port
+def _milliseconds(text: str) -> float:
+    number = float(re.sub(r"[a-z]+$", "", text))
+    unit = re.sub(r"^[0-9.]+", "", text)
+    return number * {"us": 0.001, "ms": 1.0, "s": 1000.0}.get(unit, 1.0)
+
+
+def load(url: str, body: bytes, connections: int, seconds: float, lab_pid: int) -> dict[str, Any]:
+    """POST ``body`` to ``url`` with wrk (1 thread, keep-alive) for ``seconds``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "text/xml; charset=utf-8"\n'
+            f"wrk.body = [==[{body.decode()}]==]\n"
         )
-        transports.append(transport)
-    await asyncio.sleep(1.0)  # warm-up, not counted
-    stats.counting = True
-    started = time.perf_counter()
-    lab_cpu = cpu_seconds(lab_pid)
-    await asyncio.sleep(seconds)
-    stats.counting = False
-    lab_cpu = cpu_seconds(lab_pid) - lab_cpu
-    elapsed = time.perf_counter() - started
-    stats.stopped = True
-    for transport in transports:
-        transport.close()
-    latencies = sorted(stats.latencies) or [0.0]
-    per_op = lab_cpu / max(1, stats.ok)
+    command = [
+        wrk_binary(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "-s",
+        script.name,
+        url,
+    ]
+    try:
+        # Warm-up, not counted.
+        subprocess.run([*command[:3], "-d1s", *command[4:]], check=True, capture_output=True)
+        lab_cpu = cpu_seconds(lab_pid)
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        lab_cpu = cpu_seconds(lab_pid) - lab_cpu
+    finally:
+        os.unlink(script.name)
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:.*", output)
+    failed = int(non_2xx.group(1)) if non_2xx else 0
+    p50 = re.search(r"50%\s+(\S+)", output)
+    p99 = re.search(r"99%\s+(\S+)", output)
+    per_op = lab_cpu / max(1, total - failed)
     return {
-        "ops_per_s": round(stats.ok / elapsed),
+        "ops_per_s": round(rate),
+        "failed": failed + (1 if errors else 0),
+        "p50_ms": round(_milliseconds(p50.group(1)), 2) if p50 else None,
+        "p99_ms": round(_milliseconds(p99.group(1)), 2) if p99 else None,
         "lab_cpu_us_per_op": round(per_op * 1e6, 1),
         "lab_capacity_per_core": round(1 / per_op) if per_op else 0,
-        "failed": stats.failed,
-        "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
     }
 
 
@@ -240,7 +209,7 @@ async def run(seconds: float, connections: int) -> list[dict[str, Any]]:
         ):
             if "latency" in name:
                 await _set_fault(info["control"], "insurability", "dc2")
-            measured = await load(url, body, connections, seconds, process.pid)
+            measured = load(url, body, connections, seconds, process.pid)
             results.append({"scenario": name, **measured})
         return results
     finally:

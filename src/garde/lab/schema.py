@@ -212,6 +212,6 @@ def example_fields(fields: tuple[Field, ...]) -> dict[str, Any]:
     for field in fields:
         value = example_fields(field.children) if field.is_group else samples[field.type]
         if field.attributes:
-            value = {"value": value, **{a: "..." for a in field.attributes}}
+            value = {"value": value, **dict.fromkeys(field.attributes, "...")}
         values[field.name] = [value] if field.many else value
     return values
