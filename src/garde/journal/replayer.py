@@ -186,8 +186,10 @@ class Replayer:
                     task = asyncio.create_task(self._deliver(entry))
                     self._in_flight.add(task)
                     task.add_done_callback(self._done)
-                full = len(self._in_flight) >= self.policy.concurrency
-                if leased and not full:
+                # Lease again once half the slots are free: leasing one entry per completed
+                # send would cost a transaction per entry.
+                low = len(self._in_flight) <= self.policy.concurrency // 2
+                if leased and low:
                     continue
                 if self._in_flight:
                     await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
@@ -266,9 +268,8 @@ class Replayer:
             await self._settle(entry, Delivery(Outcome.RETRY_LATER, reason="deadline passed"), 0)
             return
         try:
-            delivery = await asyncio.wait_for(
-                self.sender.send(entry.submission), self.policy.send_timeout
-            )
+            async with asyncio.timeout(self.policy.send_timeout):  # no extra task, unlike wait_for
+                delivery = await self.sender.send(entry.submission)
         except TimeoutError:
             delivery = Delivery(Outcome.RETRY_LATER, reason="no answer in time")
         except Exception as exc:  # the sender's bug or an unexpected failure: try again later
