@@ -129,6 +129,7 @@ class Replayer:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._next_sweep = 0.0
+        self._settled_count = 0
         self._pending: list[str] = []
         self._pending_at = -1.0
 
@@ -181,6 +182,7 @@ class Replayer:
         try:
             while not self._stop.is_set():
                 await self._expire()
+                settled_before = self._settled_count
                 leased = await self._lease_some()
                 for entry in leased:
                     task = asyncio.create_task(self._deliver(entry))
@@ -194,6 +196,10 @@ class Replayer:
                 if self._in_flight:
                     await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
                     continue
+                if self._settled_count != settled_before:
+                    # An entry was settled while we leased (PostgreSQL runs both at once):
+                    # the lease may not have seen its successor yet. Look again.
+                    continue
                 if until_idle:
                     return
                 await self._idle()
@@ -203,6 +209,7 @@ class Replayer:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._settled_count += 1
         self._wake.set()
 
     async def _idle(self) -> None:
