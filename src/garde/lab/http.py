@@ -147,6 +147,9 @@ class HttpProtocol(asyncio.Protocol):
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             self._too_large = True
+        elif self._headers.get("expect", "").lower() == "100-continue" and self._transport:
+            # .NET and some Java stacks wait for this before sending a SOAP body.
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self._too_large:
