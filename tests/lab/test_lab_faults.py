@@ -15,7 +15,7 @@ from garde.lab import Lab, make_fault
 from tests.lab.labkit import PATIENT, Client
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
+@pytest.fixture(params=["asyncio", "uvloop", "asyncio-tcp"])
 def loop_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
