@@ -16,6 +16,7 @@ from garde.cli.catalog import catalog
 from garde.cli.demo import demo
 from garde.cli.gateway import gateway
 from garde.cli.journal import journal
+from garde.cli.lab import lab
 from garde.cli.monitor import COMMANDS as MONITOR_COMMANDS
 from garde.errors import GardeError
 
@@ -32,6 +33,7 @@ for _command in MONITOR_COMMANDS:
     cli.add_command(_command)
 cli.add_command(gateway)
 cli.add_command(journal)
+cli.add_command(lab)
 
 
 def main(argv: list[str] | None = None) -> None:

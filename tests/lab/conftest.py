@@ -1,0 +1,36 @@
+"""Fixtures of the lab's tests: a lab on free loopback ports with a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from garde.catalog import Catalog
+from garde.lab import Lab, LabSettings, lab_in_thread
+from tests.lab.labkit import Client, Clock
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def loop_kind() -> str:
+    """Which event loop runs the lab; the fault tests run on both (`garde lab up` uses uvloop)."""
+    return "asyncio"
+
+
+@pytest.fixture
+def lab(belgium: Catalog, clock: Clock, loop_kind: str) -> Iterator[Lab]:
+    settings = LabSettings(efact_ack_delay=60, chapter4_decision_delay=120)
+    with lab_in_thread(
+        belgium, base_port=0, clock=clock, settings=settings, uvloop=loop_kind == "uvloop"
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def client(lab: Lab) -> Client:
+    return Client(lab)

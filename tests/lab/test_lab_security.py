@@ -1,0 +1,209 @@
+"""Tokens, idempotent replays and hostile input, as a client sees them."""
+
+from __future__ import annotations
+
+import http.client
+from urllib.parse import urlsplit
+
+import pytest
+
+from garde import soap
+from garde.lab import Lab, kmehr
+from garde.lab.tokens import TokenAuthority
+from tests.lab.labkit import PATIENT, PHARMACIST, PRESCRIBER, Client, Clock
+
+
+def _security_fault(answer: object) -> str:
+    fault = answer.fault  # type: ignore[attr-defined]
+    assert answer.status == 500  # type: ignore[attr-defined]
+    assert fault is not None
+    assert fault.code.startswith("{" + soap.WSSE_NS + "}")
+    return str(fault.local)
+
+
+def test_missing_token_is_an_invalid_security_token(client: Client) -> None:
+    answer = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=None)
+    assert _security_fault(answer) == "InvalidSecurityToken"
+
+
+def test_forged_token_is_refused(client: Client, lab: Lab) -> None:
+    genuine = client.token()
+    body, _, signature = genuine.partition(".")
+    tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature
+    answer = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=tampered)
+    assert _security_fault(answer) == "InvalidSecurityToken"
+    other_sts = TokenAuthority(3600, lab.clock).issue(PHARMACIST, "eid").token
+    answer = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=other_sts)
+    assert _security_fault(answer) == "InvalidSecurityToken"
+    garbage = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token="x.y")
+    assert _security_fault(garbage) == "InvalidSecurityToken"
+
+
+def test_token_expires_after_the_configured_validity(client: Client, clock: Clock) -> None:
+    token = client.token()
+    assert client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=token).ok
+    clock.advance(3600)
+    answer = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=token)
+    assert _security_fault(answer) == "MessageExpired"
+    assert "expired" in (answer.fault.string if answer.fault else "")
+
+
+def test_token_validity_is_announced_by_the_sts(client: Client) -> None:
+    status, body, _ = client.post("sts", soap.token_request(PHARMACIST, "pw", "keystore"))
+    assert status == 200
+    issued = soap.read_token_response(body)
+    assert issued.not_before.endswith("Z")
+    assert issued.not_on_or_after > issued.not_before
+
+
+def test_a_token_is_valid_in_every_data_center(client: Client) -> None:
+    token = client.token()
+    for dc in ("dc1", "dc2", "dc3"):
+        assert client.call(
+            "insurability", "getInsurability", {"Ssin": PATIENT}, token=token, dc=dc
+        ).ok
+
+
+def _create(client: Client, key: str | None, dc: str = "dc1"):
+    return client.call(
+        "recipe-prescriber",
+        "createPrescription",
+        {
+            "PrescriberNihii": PRESCRIBER,
+            "PatientId": PATIENT,
+            "Prescription": kmehr.prescription(
+                PRESCRIBER, PATIENT, when=client.lab.context.today()
+            ),
+        },
+        key=key,
+        dc=dc,
+    )
+
+
+def test_idempotent_replay_returns_the_original_answer_and_no_second_effect(
+    client: Client, lab: Lab
+) -> None:
+    first = _create(client, "key-1")
+    client.tokens.clear()  # a replay comes later, with a fresh token, maybe to another DC
+    replay = _create(client, "key-1", dc="dc2")
+    assert replay.ok
+    assert replay.text("Rid") == first.text("Rid")
+    assert replay.headers.get("Idempotent-Replay") == "true"
+    assert len(lab.ledger.effects(key="key-1")) == 1
+    assert lab.ledger.duplicates() == []
+
+
+def test_without_key_a_retry_creates_a_duplicate_the_ledger_reports(
+    client: Client, lab: Lab
+) -> None:
+    """What a naive retry of a non-idempotent create does: the ledger counts it."""
+    first, second = _create(client, None), _create(client, None)
+    assert first.text("Rid") != second.text("Rid")
+    duplicates = lab.ledger.duplicates()
+    assert len(duplicates) == 1
+    assert duplicates[0].effect == "prescription.created"
+    assert [e.detail["rid"] for e in duplicates[0].effects] == [
+        first.text("Rid"),
+        second.text("Rid"),
+    ]
+
+
+def test_reusing_a_key_for_another_request_is_refused(client: Client, lab: Lab) -> None:
+    assert _create(client, "key-2").ok
+    other = client.call(
+        "insurability", "getInsurability", {"Ssin": PATIENT}, key="key-2"
+    )  # reads ignore the key
+    assert other.ok
+    delivered = client.call(
+        "recipe-executor",
+        "markAsDelivered",
+        {"Rid": "BEPAAAAAAAAA", "ExecutorNihii": PHARMACIST},
+        key="key-3",
+    )
+    assert delivered.business() == "RID_UNKNOWN"
+    rid = _create(client, None).text("Rid")
+    ok = client.call(
+        "recipe-executor", "markAsDelivered", {"Rid": rid, "ExecutorNihii": PHARMACIST}, key="key-3"
+    )
+    assert ok.ok, "a refused write is not remembered: the same key may be used again"
+    misuse = client.call(
+        "recipe-executor",
+        "markAsDelivered",
+        {"Rid": "BEPBBBBBBBBB", "ExecutorNihii": PHARMACIST},
+        key="key-3",
+    )
+    assert misuse.business() == "IDEMPOTENCY_KEY_REUSED"
+
+
+def _raw(lab: Lab, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    parts = urlsplit(lab.endpoints["recipe-executor"]["dc1"])
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    try:
+        conn.request("POST", parts.path, body, headers or {"Content-Type": "text/xml"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _client_fault(body: bytes) -> str:
+    fault = soap.parse_envelope(body).fault()
+    assert fault is not None
+    assert fault.is_client
+    return fault.string
+
+
+XXE = (
+    b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>&x;</s:Body>'
+    b"</s:Envelope>"
+)
+LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+    b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+    b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>&c;</s:Body>'
+    b"</s:Envelope>"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (XXE, 400, "DTD"),
+        (LAUGHS, 400, "DTD"),
+        (b"<s:Envelope", 400, "malformed XML"),
+        (b"not xml at all", 400, "malformed XML"),
+        (b"<a/>", 400, "SOAP 1.1 Envelope"),
+    ],
+)
+def test_hostile_or_malformed_xml_gets_a_client_fault(
+    lab: Lab, body: bytes, status: int, says: str
+) -> None:
+    got, answer = _raw(lab, body)
+    assert got == status
+    assert says in _client_fault(answer)
+    assert b"Traceback" not in answer
+    assert lab.ledger.count() == 0
+
+
+def test_oversize_body_is_refused_with_413(lab: Lab) -> None:
+    got, answer = _raw(lab, b"<a>" + b"x" * (lab.settings.max_body + 10) + b"</a>")
+    assert got == 413
+    assert "over the limit" in _client_fault(answer)
+
+
+def test_unknown_operation_is_named(client: Client) -> None:
+    envelope = soap.build_envelope(None)
+    status, body, _ = client.post("recipe-executor", envelope)
+    assert status == 500
+    assert "unknown operation" in _client_fault(body)
+
+
+def test_malformed_http_is_answered_not_crashed(lab: Lab) -> None:
+    import socket
+
+    parts = urlsplit(lab.endpoints["sts"]["dc1"])
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(b"GARBAGE / NOT-HTTP\r\n\r\n")
+        data = sock.recv(65536)
+    assert data.startswith(b"HTTP/1.1 400")
