@@ -384,36 +384,43 @@ def storage(targets: int) -> dict[str, Any]:
         store.close()
         import sqlite3
 
+        # Peel the history off kind by kind (VACUUM after each): the size differences are
+        # what each kind costs, measured rather than estimated.
+        kinds: dict[str, float] = {}
         with contextlib.closing(sqlite3.connect(path)) as db:
+            # Out of WAL mode, so each VACUUM shrinks the file itself, not a log beside it.
+            db.execute("PRAGMA journal_mode=DELETE")
+            counts = {"raw": db.execute("SELECT count(*) FROM results").fetchone()[0]}
+            for res in Resolution:
+                counts[res.name.lower()] = db.execute(
+                    "SELECT count(*) FROM aggregates WHERE resolution = ?", (res.value,)
+                ).fetchone()[0]
             db.execute("VACUUM")
-            counts = {
-                "raw": db.execute("SELECT count(*) FROM results").fetchone()[0],
-                **{
-                    res.name.lower(): db.execute(
-                        "SELECT count(*) FROM aggregates WHERE resolution = ?", (res.value,)
-                    ).fetchone()[0]
+            before = size = path.stat().st_size
+            steps = [
+                ("raw", "DELETE FROM results"),
+                *[
+                    (res.name.lower(), f"DELETE FROM aggregates WHERE resolution = '{res.value}'")
                     for res in Resolution
-                },
-            }
-            day_bytes = _bytes_per_row(db, "d")
-        size = path.stat().st_size
+                ],
+            ]
+            for name, statement in steps:
+                db.execute(statement)
+                db.commit()
+                db.execute("VACUUM")
+                after = path.stat().st_size
+                kinds[name] = before - after
+                before = after
+    per_row = {k: round(kinds[k] / counts[k], 1) if counts[k] else None for k in kinds}
     return {
         "targets": targets,
         "retention": {"raw_days": 3, "minute_days": 30, "hour_days": 400, "day": "forever"},
         "rows_per_target": {k: v // targets for k, v in counts.items()},
+        "bytes_per_row": per_row,
+        "mb_per_target_by_kind": {k: round(v / targets / 1e6, 2) for k, v in kinds.items()},
         "steady_state_mb_per_target": round(size / targets / 1e6, 2),
-        "growth_kb_per_target_year": round(365 * day_bytes / 1e3, 1),
+        "growth_kb_per_target_year": round(365 * (per_row["day"] or 0) / 1e3, 1),
     }
-
-
-def _bytes_per_row(db: Any, resolution: str) -> float:
-    # Page-level estimate: table bytes divided by rows, from the whole aggregates table.
-    pages = db.execute("PRAGMA page_count").fetchone()[0]
-    page_size = db.execute("PRAGMA page_size").fetchone()[0]
-    rows = db.execute("SELECT count(*) FROM aggregates").fetchone()[0]
-    raw_rows = db.execute("SELECT count(*) FROM results").fetchone()[0]
-    # Aggregate rows are ~4x a raw row; share the file accordingly (documented as an estimate).
-    return float(pages * page_size / max(1, rows + raw_rows / 4) * 1)
 
 
 def main(argv: list[str]) -> int:

@@ -19,6 +19,8 @@ GRACE = 5.0
 class Aggregator:
     def __init__(self) -> None:
         self._open: dict[tuple[str, int], Aggregate] = {}
+        self._oldest = float("inf")
+        """Start of the oldest open minute: most ticks have nothing to flush and stop here."""
 
     def add(self, result: ProbeResult, in_maintenance: bool = False) -> None:
         minute = Resolution.MINUTE.bucket(result.at)
@@ -26,6 +28,7 @@ class Aggregator:
         row = self._open.get(key)
         if row is None:
             row = self._open[key] = Aggregate(Resolution.MINUTE, result.target, minute)
+            self._oldest = min(self._oldest, minute)
         row.add(result, in_maintenance)
 
     def __len__(self) -> int:
@@ -33,9 +36,16 @@ class Aggregator:
 
     def flush(self, now: float, *, everything: bool = False) -> list[Aggregate]:
         """The rows to add to the store: closed minutes, each also as its hour and day."""
+        return expand(self.take_closed(now, everything=everything))
+
+    def take_closed(self, now: float, *, everything: bool = False) -> list[Aggregate]:
+        """Remove and return the closed minute rows (cheap: ``expand`` them elsewhere)."""
+        if not everything and self._oldest + 60 + GRACE > now:
+            return []
         closed = [key for key in self._open if everything or key[1] + 60 + GRACE <= now]
         minutes = [self._open.pop(key) for key in closed]
-        return expand(minutes)
+        self._oldest = min((key[1] for key in self._open), default=float("inf"))
+        return minutes
 
 
 def expand(minutes: Iterable[Aggregate]) -> list[Aggregate]:

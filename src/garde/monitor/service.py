@@ -12,13 +12,13 @@ from typing import Any
 from garde.catalog.model import Catalog
 from garde.monitor.alerts import Notifier
 from garde.monitor.clock import Clock, SystemClock
-from garde.monitor.history import Aggregator
+from garde.monitor.history import Aggregator, expand
 from garde.monitor.incidents import Event, IncidentManager
 from garde.monitor.maintenance import Calendar
 from garde.monitor.probes import Prober, ProbeResult
 from garde.monitor.scheduler import Scheduler
 from garde.monitor.state import ServiceStatus, Snapshot, TargetStatus, TargetTracker, snapshot
-from garde.monitor.store.base import Retention, Store
+from garde.monitor.store.base import Aggregate, Retention, Store
 from garde.monitor.targets import ProbeSettings, Target, targets_from_catalog
 
 log = logging.getLogger("garde.monitor")
@@ -68,6 +68,8 @@ class Monitor:
         self._next_sample = 0.0
         self._next_prune = 0.0
         self._next_calendar = 0.0
+        self._changed = True
+        self._next_snapshot = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self.results_ingested = 0
         self.recent_events: list[Event] = []
@@ -79,7 +81,8 @@ class Monitor:
         target = self.tracker.targets.get(result.target)
         if target is None:
             return
-        self.tracker.feed(result)
+        if self.tracker.feed(result):
+            self._changed = True
         in_maintenance = self.calendar.in_maintenance(result.at, target.service, target.dc)
         self.aggregator.add(result, in_maintenance)
         self._pending.append(result)
@@ -100,16 +103,21 @@ class Monitor:
         if now >= self._next_calendar:
             self.calendar.replace(await asyncio.to_thread(self.store.maintenances))
             self._next_calendar = now + 30.0
-        self.snapshot = snapshot(self.catalog, self.tracker, now)
+        # Re-deriving 5,000 targets costs tens of ms on the probes' loop: only when a target
+        # changed state, or every few seconds (silent locations age out with time alone).
+        if self._changed or now >= self._next_snapshot:
+            self._changed = False
+            self.snapshot = snapshot(self.catalog, self.tracker, now)
+            self._next_snapshot = now + 5.0
         if now >= self._next_sample:
             self._sample_services(self.snapshot)
             self._next_sample = now + self.sample_interval
         raw, self._pending = self._pending, []
-        rows = self.aggregator.flush(now)
+        minutes = self.aggregator.take_closed(now)
         if raw:
             await asyncio.to_thread(self.store.add_results, raw)
-        if rows:
-            await asyncio.to_thread(self.store.add_aggregates, rows)
+        if minutes:
+            await asyncio.to_thread(self._write_minutes, minutes)
         events = await asyncio.to_thread(self.incidents.on_snapshot, self.snapshot)
         if events:
             self._remember(events)
@@ -118,6 +126,9 @@ class Monitor:
             await asyncio.to_thread(self.store.prune, now, self.retention)
             self._next_prune = now + 3600.0
         return events
+
+    def _write_minutes(self, minutes: list[Aggregate]) -> None:
+        self.store.add_aggregates(expand(minutes))
 
     def _sample_services(self, snap: Snapshot) -> None:
         for sid, service in snap.services.items():
