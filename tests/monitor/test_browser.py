@@ -3,10 +3,8 @@ the pharmacists' paper-proof procedure. Needs Debian's Chromium (installed by .c
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from garde.catalog import Catalog
+from garde.lab import lab_in_thread
 from garde.monitor.alerts import Notifier
 from garde.monitor.service import Monitor
 from garde.monitor.store.sqlite import SqliteStore
 from garde.monitor.targets import ProbeSettings
-from tests.monitor.fakechain import fake_chain
 from tests.monitor.running import monitor_in_thread, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -47,31 +45,11 @@ def _chromium() -> None:
 
 @contextmanager
 def recipe_down_everywhere(belgium: Catalog) -> Iterator[Catalog]:
-    """The chain with Recip-e executor down in every data center, served from a thread."""
-    ready = threading.Event()
-    box: dict[str, object] = {}
-
-    async def main() -> None:
-        down = {("recipe-executor", dc) for dc in belgium.services["recipe-executor"].endpoints}
-        async with fake_chain(belgium, down) as catalog:
-            stop = asyncio.Event()
-            box.update(catalog=catalog, stop=stop, loop=asyncio.get_running_loop())
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        catalog = box["catalog"]
-        assert isinstance(catalog, Catalog)
-        yield catalog
-    finally:
-        loop, stop = box["loop"], box["stop"]
-        assert isinstance(loop, asyncio.AbstractEventLoop)
-        assert isinstance(stop, asyncio.Event)
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
+    """The lab, with Recip-e executor down in every data center; the catalog pointing at it."""
+    with lab_in_thread(belgium) as lab:
+        for dc in belgium.services["recipe-executor"].endpoints:
+            lab.faults.set("recipe-executor", dc, "down")
+        yield belgium.with_endpoints(lab.endpoints)
 
 
 def test_pharmacist_view_shows_paper_proof_procedure(belgium: Catalog, tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ class Harness:
             clock=self.clock,
             notifier=Notifier([self.recorder]),
             probe_locally=False,
+            settle_factor=1.0,  # 10 s rounds: open one round after the threshold
         )
 
     def round(self, failing: Callable[[str], bool] = lambda t: False, seconds: float = 10) -> None:
@@ -184,3 +185,13 @@ def test_incidents_survive_a_restart(belgium: Catalog, tmp_path: Path) -> None:
     for _ in range(3):
         second.round()
     assert second.kinds() == [("incident.resolved", "hub")]
+
+
+def test_dependant_crossing_its_threshold_first_gets_no_incident(harness: Harness) -> None:
+    """Recip-e's probes (no token) fail a round before the STS's own: the settle time lets
+    the STS's failure explain them, so there is still one incident and one alert."""
+    harness.round()
+    harness.round(lambda t: t.startswith("recipe-executor@"))
+    for _ in range(5):
+        harness.round(lambda t: t.startswith(("recipe-executor@", "sts@")))
+    assert [k for k in harness.kinds() if k[0] == "incident.opened"] == [("incident.opened", "sts")]

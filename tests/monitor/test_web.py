@@ -30,6 +30,7 @@ def monitor(belgium: Catalog, tmp_path: Path) -> Monitor:
         notifier=Notifier(),
         probe_locally=False,
         push_tokens={"ghent": "ghent-token"},
+        settle_factor=1.0,
     )
 
 
@@ -250,3 +251,16 @@ def test_openapi_lists_the_paths(monitor: Monitor) -> None:
     assert "/api/v1/modes" in spec["paths"]
     assert spec["openapi"].startswith("3.")
     json.dumps(spec)
+
+
+def test_history_api_gives_availability_and_percentiles(monitor: Monitor) -> None:
+    feed_rounds(monitor, ("hub@dc1",), rounds=3)
+    feed_rounds(monitor, (), rounds=3)
+    c = client(monitor)
+    body = c.get("/api/v1/history/hub@dc1?resolution=d&days=2").json()
+    (day,) = body["buckets"]
+    assert day["probes"] == 6
+    assert day["up"] == 3
+    assert day["availability"] == 0.5
+    assert 0.025 <= day["latency_p95"] <= 0.05
+    assert c.get("/api/v1/history/hub@dc1?resolution=x").status_code == 400

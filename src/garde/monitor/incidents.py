@@ -73,10 +73,31 @@ def severity_of(status: ServiceStatus) -> str:
 
 
 class IncidentManager:
-    def __init__(self, catalog: Catalog, store: Store, calendar: Calendar) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: Store,
+        calendar: Calendar,
+        *,
+        settle_factor: float = 2.0,
+        intervals: dict[str, float] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.store = store
         self.calendar = calendar
+        self.intervals = intervals or {
+            sid: service.probe.interval for sid, service in catalog.services.items()
+        }
+        # How long a service must fail on its own before it gets an incident: its dependants'
+        # probes (no token) may cross their threshold a little before the dependency's own
+        # probes do; waiting this long lets the dependency's failure explain theirs, so an
+        # STS outage stays one incident and one alert (Alertmanager calls this group_wait).
+        self.settle = {
+            sid: settle_factor
+            * max((self.intervals.get(d, 0.0) for d in _needs(catalog, sid)), default=0.0)
+            for sid in catalog.services
+        }
+        self._pending: dict[str, float] = {}
         self._open: dict[str, Incident] = {i.service: i for i in store.incidents(open_only=True)}
         self._last: dict[str, str] = {sid: i.title for sid, i in self._open.items()}
 
@@ -90,13 +111,19 @@ class IncidentManager:
         for sid, service in snap.services.items():
             current = self._open.get(sid)
             if service.status is ServiceStatus.OPERATIONAL:
+                self._pending.pop(sid, None)
                 if current is not None:
                     events.append(self._resolve(current, now))
                 continue
             impacted = sorted(d for d, s in snap.services.items() if sid in s.impacted_by)
             if current is None:
                 if not service.root_cause:
+                    self._pending.pop(sid, None)
                     continue  # explained by a dependency's incident: no alert of its own
+                first = self._pending.setdefault(sid, now)
+                if now - first < self.settle.get(sid, 0.0):
+                    continue
+                del self._pending[sid]
                 events.append(self._open_incident(service, impacted, now))
                 continue
             title = describe(self.catalog, service)
@@ -169,3 +196,15 @@ class IncidentManager:
         if incident.service in self._open and incident.state.value == "open":
             self._open[incident.service] = incident
         return Event(EventKind.OPERATOR_UPDATE, incident, message, now)
+
+
+def _needs(catalog: Catalog, service_id: str) -> set[str]:
+    """Every service ``service_id`` depends on, directly or transitively."""
+    found: set[str] = set()
+    frontier = [service_id]
+    while frontier:
+        for dep in catalog.services[frontier.pop()].depends_on:
+            if dep not in found:
+                found.add(dep)
+                frontier.append(dep)
+    return found

@@ -77,6 +77,11 @@ OPENAPI: dict[str, Any] = {
             )
         },
         "/api/v1/targets": {"get": _get("What is probed, where and how often")},
+        "/api/v1/history/{target}": {
+            "get": _get(
+                "Availability and latency percentiles per bucket (?resolution=m|h|d&days=N)"
+            )
+        },
         "/api/v1/incidents": {"get": _get("Incidents, newest first (?open=1: open only)")},
         "/api/v1/incidents/{id}": {"get": _get("One incident with its timeline")},
         "/api/v1/incidents/{id}/updates": {

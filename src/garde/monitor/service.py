@@ -44,6 +44,7 @@ class Monitor:
         probe_locally: bool = True,
         max_concurrency: int = 512,
         sample_interval: float = 10.0,
+        settle_factor: float = 2.0,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -61,7 +62,12 @@ class Monitor:
         self.max_concurrency = max_concurrency
         self.sample_interval = sample_interval
         self.calendar = Calendar(store.maintenances())
-        self.incidents = IncidentManager(catalog, store, self.calendar)
+        intervals: dict[str, float] = {}
+        for target in self.targets:
+            intervals[target.service] = max(intervals.get(target.service, 0.0), target.interval)
+        self.incidents = IncidentManager(
+            catalog, store, self.calendar, settle_factor=settle_factor, intervals=intervals
+        )
         self.aggregator = Aggregator()
         self.scheduler: Scheduler | None = None
         self._pending: list[ProbeResult] = []

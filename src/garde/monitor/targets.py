@@ -79,12 +79,32 @@ class Target:
     ca_file: str | None = None
 
 
+PROBE_FIELDS = {
+    "etk.getEtk": (
+        "<op:SearchCriteria><op:Type>CBE</op:Type><op:Value>{cbe}</op:Value></op:SearchCriteria>"
+    ),
+    "recipe-prescriber.listOpenRids": "<op:PatientId>{niss}</op:PatientId>",
+    "recipe-executor.listOpenPrescriptions": "<op:PatientId>{niss}</op:PatientId>",
+    "insurability.getInsurability": "<op:Ssin>{niss}</op:Ssin>",
+    "insurability.consultMemberData": "<op:Ssin>{niss}</op:Ssin>",
+}
+"""The fields a harmless read needs, per ``service.operation`` (prefix ``op`` is the
+operation's namespace). A service that rejects an incomplete request with a SOAP Fault would
+otherwise look down; ``{niss}`` and ``{cbe}`` are the probe's test identifiers."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeSettings:
     """Monitor-wide choices the catalog does not make."""
 
     identity: str = "monitor"
     credential: str = "monitor-keystore"
+    probe_niss: str = "85073003328"
+    """The test patient the read probes ask about; agree on one with each service owner."""
+    probe_cbe: str = "0809394427"
+    """The organisation (CBE number) whose ETK the ETK depot probe fetches."""
+    fields: dict[str, str] = field(default_factory=lambda: dict(PROBE_FIELDS))
+    """Request fields per ``service.operation`` (see ``PROBE_FIELDS``)."""
     latency_factor: float = 0.5
     """Default latency threshold as a fraction of the probe timeout."""
     tls_min_days: float = 14.0
@@ -178,7 +198,10 @@ def _service_target(
     else:
         namespace = operation.namespace or service.namespace
         local = operation.id[:1].upper() + operation.id[1:] + "Request"
-        body = f'<op:{local} xmlns:op="{namespace}"/>'
+        fields = settings.fields.get(f"{service.id}.{operation.id}", "").format(
+            niss=_xml_text(settings.probe_niss), cbe=_xml_text(settings.probe_cbe)
+        )
+        body = f'<op:{local} xmlns:op="{namespace}">{fields}</op:{local}>'
         token = None
         if sts is not None and sts.service in _needs(catalog, service.id):
             sts_urls = catalog.services[sts.service].endpoints

@@ -26,6 +26,7 @@ from garde.monitor.openapi import OPENAPI
 from garde.monitor.probes import ProbeResult
 from garde.monitor.service import Monitor
 from garde.monitor.sla import sla_csv, sla_report
+from garde.monitor.store.base import Resolution
 from garde.monitor.web.i18n import labels, pick_language
 from garde.monitor.web.views import History, incident_json, status_json, status_page, when
 
@@ -152,6 +153,38 @@ def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette
         accepted = monitor.ingest_many(r for r in results if r.target in monitor.tracker.targets)
         return JSONResponse({"accepted": accepted, "ignored": len(results) - accepted})
 
+    async def api_history(request: Request) -> Response:
+        target = request.path_params["target"]
+        try:
+            resolution = Resolution(request.query_params.get("resolution", "h"))
+            days = float(request.query_params.get("days", "2"))
+        except ValueError:
+            raise _Http(400, "resolution must be m, h or d, and days a number") from None
+        if not 0 < days <= 3660:
+            raise _Http(400, "days must be between 0 and 3660")
+        since = monitor.clock.now() - days * 86400
+        rows = await asyncio.to_thread(monitor.store.aggregates, resolution, since, None, [target])
+        return JSONResponse(
+            {
+                "target": target,
+                "resolution": resolution.value,
+                "buckets": [
+                    {
+                        "start": row.bucket,
+                        "probes": row.n,
+                        "up": row.up,
+                        "maintenance": row.maint,
+                        "availability": row.availability,
+                        "latency_p50": row.percentile(0.5),
+                        "latency_p95": row.percentile(0.95),
+                        "latency_p99": row.percentile(0.99),
+                        "latency_max": row.latency_max if row.up else None,
+                    }
+                    for row in rows
+                ],
+            }
+        )
+
     async def api_targets(request: Request) -> Response:
         return JSONResponse({"targets": [_target_json(t) for t in monitor.targets]})
 
@@ -204,6 +237,7 @@ def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette
         Route("/api/v1/status", api_status),
         Route("/api/v1/modes", api_modes),
         Route("/api/v1/targets", api_targets),
+        Route("/api/v1/history/{target}", api_history),
         Route("/api/v1/incidents", api_incidents),
         Route("/api/v1/incidents/{id}", api_incident),
         Route("/api/v1/incidents/{id}/updates", api_incident_update, methods=["POST"]),

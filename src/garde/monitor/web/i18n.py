@@ -62,9 +62,9 @@ _LABELS: dict[str, dict[str, str]] = {
         "nl": "Beschikbaarheid, 90 dagen",
     },
     "latency_48": {
-        "en": "Latency p95, 48 h",
-        "fr": "Latence p95, 48 h",
-        "nl": "Latentie p95, 48 u",
+        "en": "Mean latency, 48 h",
+        "fr": "Latence moyenne, 48 h",
+        "nl": "Gemiddelde latentie, 48 u",
     },
     "no_impact": {
         "en": "Nothing stops you: work as usual.",
