@@ -103,6 +103,46 @@ async def journal_accepts(path: Path, count: int, clients: int) -> tuple[float, 
     return count / elapsed, batches
 
 
+def _process_accepts(path: str, worker: int, count: int, clients: int, key: bytes) -> None:
+    async def main() -> None:
+        journal = await SqliteJournal.open(Path(path), Keyring({"bench": key}, "bench"))
+        work = submissions(count, keys=max(1, count // 10), prefix=f"p{worker}-")
+
+        async def client(k: int) -> None:
+            for submission in work[k::clients]:
+                await journal.accept(submission)
+
+        await asyncio.gather(*(client(k) for k in range(clients)))
+        await journal.close()
+
+    asyncio.run(main())
+
+
+def shared_file_accepts(path: Path, processes: int, count: int, clients: int) -> float:
+    """``processes`` gateway workers, each with its own writer, sharing one file."""
+    import multiprocessing
+
+    key = os.urandom(32)
+    asyncio.run(_create(path, key))
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_process_accepts, args=(str(path), w, count, clients, key))
+        for w in range(processes)
+    ]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - start
+    return processes * count / elapsed
+
+
+async def _create(path: Path, key: bytes) -> None:
+    journal = await SqliteJournal.open(path, Keyring({"bench": key}, "bench"))
+    await journal.close()
+
+
 class HealthyUpstream:
     """A service that answers at once and applies each idempotency key once."""
 
@@ -155,7 +195,7 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, {platform.platform()}, Python"
         f" {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
     )
-    per_row, batched, journal, batches = [], [], [], []
+    per_row, batched, journal, batches, shared = [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="garde-bench-", dir=os.getcwd()) as tmp:
         for r in range(args.rounds):
             # Interleaved rounds: a noisy neighbour hits every contender alike.
@@ -168,6 +208,11 @@ def main() -> None:
             )
             journal.append(rate)
             batches.append(count)
+            shared.append(
+                shared_file_accepts(
+                    directory / "shared.db", 2, args.accepts // 2, args.clients // 2
+                )
+            )
         print("\n| durable writes on SQLite (WAL, synchronous=FULL) | per second (median) |")
         print("|---|---:|")
         print(f"| raw SQLite, one transaction per row | {statistics.median(per_row):,.0f} |")
@@ -177,6 +222,11 @@ def main() -> None:
             f" group commit ({statistics.median(batches):.0f} commits for"
             f" {args.accepts:,} writes) | {statistics.median(journal):,.0f} |"
         )
+        print(
+            f"| garde journal `accept`, 2 worker processes sharing the file (incl. process"
+            f" start) | {statistics.median(shared):,.0f} |"
+        )
+        print(f"\nCPU load average during the run: {os.getloadavg()}")
         if args.replay:
             rate, in_order = asyncio.run(
                 replay(Path(tmp) / "replay.db", args.replay, args.keys, args.concurrency)

@@ -9,7 +9,6 @@ run (SQLite: one writer thread with group commit; PostgreSQL: a pool, leases loc
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -33,9 +32,8 @@ from garde.journal.records import (
     new_id,
     new_row,
     open_submission,
-    seal_answer,
 )
-from garde.journal.sealing import Keyring, SealError
+from garde.journal.sealing import Keyring, SealError, unique
 
 
 class Tx(Protocol):
@@ -45,6 +43,10 @@ class Tx(Protocol):
 
     def run(self, query: str, params: Sequence[Any] = ()) -> int:
         """Execute; the number of rows changed."""
+        ...
+
+    def many(self, query: str, params: Sequence[Sequence[Any]]) -> None:
+        """Execute once per parameter set."""
         ...
 
     def insert(self, query: str, params: Sequence[Any]) -> int | None:
@@ -97,6 +99,7 @@ def lease(
     leased: list[Leased] = []
     quarantined: list[Row] = []
     until = now + lease_seconds
+    marks = []
     for row in found:
         try:
             submission = open_submission(row, keyring)
@@ -104,11 +107,12 @@ def lease(
             tx.run(sql.QUARANTINE, (now, clip(str(exc)), row.seq))
             quarantined.append(_replace(row, state=State.QUARANTINED, reason=str(exc)))
             continue
-        token = secrets.token_hex(8)
-        tx.run(sql.MARK_LEASED, (now, owner, token, until, row.seq))
+        token = unique.token(8)
+        marks.append((now, owner, token, until, row.seq))
         leased.append(
             Leased(row.id, row.seq, submission, row.attempts + 1, row.created_at, token, until)
         )
+    tx.many(sql.MARK_LEASED, marks)
     return leased, quarantined
 
 
@@ -116,33 +120,20 @@ def settle(
     tx: Tx,
     leased: Leased,
     delivery: Delivery,
+    answer: tuple[int | None, str | None, bytes | None],
     retry_at: float | None,
     now: float,
-    keyring: Keyring,
-) -> Row | None:
-    """Record one attempt's outcome; None when the lease was lost (another replayer owns it)."""
+) -> bool:
+    """Record one attempt's outcome (``answer`` already sealed); False when the lease was
+    lost meanwhile (another replayer owns the entry now)."""
     key = (leased.id, leased.lease_token)
     if delivery.outcome is Outcome.DELIVERED:
-        status, ctype, body = (
-            seal_answer(delivery.answer, leased.id, keyring)
-            if delivery.answer is not None
-            else (None, None, None)
-        )
-        changed = tx.run(sql.SETTLE_DELIVERED, (now, status, ctype, body, *key))
-    elif delivery.outcome is Outcome.CONFLICT:
-        status, ctype, body = (
-            seal_answer(delivery.answer, leased.id, keyring)
-            if delivery.answer is not None
-            else (None, None, None)
-        )
+        return bool(tx.run(sql.SETTLE_DELIVERED, (now, *answer, *key)))
+    if delivery.outcome is Outcome.CONFLICT:
         reason = clip(delivery.reason or "the service refused it (no reason given)")
-        changed = tx.run(sql.SETTLE_CONFLICT, (now, reason, status, ctype, body, *key))
-    else:
-        error = clip(delivery.reason or "the service could not take it")
-        changed = tx.run(sql.SETTLE_RETRY, (now, error, retry_at or now, *key))
-    if not changed:
-        return None
-    return _one(tx, leased.id)
+        return bool(tx.run(sql.SETTLE_CONFLICT, (now, reason, *answer, *key)))
+    error = clip(delivery.reason or "the service could not take it")
+    return bool(tx.run(sql.SETTLE_RETRY, (now, error, retry_at or now, *key)))
 
 
 def expire(tx: Tx, now: float, describe: Describe) -> list[Row]:

@@ -90,6 +90,11 @@ class _Tx:
     def run(self, query: str, params: Sequence[Any] = ()) -> int:
         return self.conn.execute(self._sql(query), params).rowcount
 
+    def many(self, query: str, params: Sequence[Sequence[Any]]) -> None:
+        if params:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._sql(query), params)
+
     def insert(self, query: str, params: Sequence[Any]) -> int | None:
         found = self.rows(query + " RETURNING seq", params)
         return int(found[0][0]) if found else None

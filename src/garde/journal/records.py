@@ -9,12 +9,11 @@ too. The checksum covers every field that never changes after the entry was acce
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from garde.journal.base import Answer, EntryView, Receipt, State, Submission
-from garde.journal.sealing import Keyring, SealError, checksum, order_digest
+from garde.journal.sealing import Keyring, SealError, checksum, order_digest, unique
 
 COLUMNS = (
     "seq",
@@ -87,7 +86,7 @@ class Row:
 
 def new_id() -> str:
     """A receipt id: random (the receipt endpoint must not be enumerable), URL-safe."""
-    return "r" + secrets.token_hex(12)
+    return "r" + unique.token(12)
 
 
 def _aad(entry_id: str, service: str, operation: str, idem_key: str) -> bytes:

@@ -129,6 +129,7 @@ class Replayer:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._next_sweep = 0.0
+        self._settled_count = 0
         self._pending: list[str] = []
         self._pending_at = -1.0
 
@@ -181,16 +182,23 @@ class Replayer:
         try:
             while not self._stop.is_set():
                 await self._expire()
+                settled_before = self._settled_count
                 leased = await self._lease_some()
                 for entry in leased:
                     task = asyncio.create_task(self._deliver(entry))
                     self._in_flight.add(task)
                     task.add_done_callback(self._done)
-                full = len(self._in_flight) >= self.policy.concurrency
-                if leased and not full:
+                # Lease again once half the slots are free: leasing one entry per completed
+                # send would cost a transaction per entry.
+                low = len(self._in_flight) <= self.policy.concurrency // 2
+                if leased and low:
                     continue
                 if self._in_flight:
                     await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                if self._settled_count != settled_before:
+                    # An entry was settled while we leased (PostgreSQL runs both at once):
+                    # the lease may not have seen its successor yet. Look again.
                     continue
                 if until_idle:
                     return
@@ -201,6 +209,7 @@ class Replayer:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._settled_count += 1
         self._wake.set()
 
     async def _idle(self) -> None:
@@ -266,9 +275,8 @@ class Replayer:
             await self._settle(entry, Delivery(Outcome.RETRY_LATER, reason="deadline passed"), 0)
             return
         try:
-            delivery = await asyncio.wait_for(
-                self.sender.send(entry.submission), self.policy.send_timeout
-            )
+            async with asyncio.timeout(self.policy.send_timeout):  # no extra task, unlike wait_for
+                delivery = await self.sender.send(entry.submission)
         except TimeoutError:
             delivery = Delivery(Outcome.RETRY_LATER, reason="no answer in time")
         except Exception as exc:  # the sender's bug or an unexpected failure: try again later

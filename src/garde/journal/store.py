@@ -20,11 +20,12 @@ from garde.journal.base import (
     Describe,
     EntryView,
     Leased,
+    Outcome,
     Receipt,
     State,
     Submission,
 )
-from garde.journal.records import Row, receipt_of, view_of
+from garde.journal.records import Row, clip, receipt_of, seal_answer, view_of
 from garde.journal.sealing import Keyring
 from garde.masking import mask
 
@@ -166,13 +167,39 @@ class StoreBase(ABC):
         self, leased: Leased, delivery: Delivery, retry_at: float | None = None
     ) -> Receipt | None:
         now = self.clock()
-        row = await self._write(
-            lambda tx: ops.settle(tx, leased, delivery, retry_at, now, self.keyring)
-        )
-        if row is None:
+        answer: tuple[int | None, str | None, bytes | None] = (None, None, None)
+        if delivery.answer is not None and delivery.outcome is not Outcome.RETRY_LATER:
+            answer = seal_answer(delivery.answer, leased.id, self.keyring)
+        if not await self._write(
+            lambda tx: ops.settle(tx, leased, delivery, answer, retry_at, now)
+        ):
             return None
-        self._tell([row])
-        return receipt_of(row, self.keyring)
+        # Built from what is known, not read back: settling is the replayer's hot path.
+        s = leased.submission
+        state = {
+            Outcome.DELIVERED: State.DELIVERED,
+            Outcome.CONFLICT: State.CONFLICT,
+            Outcome.RETRY_LATER: State.JOURNALED,
+        }[delivery.outcome]
+        failed = delivery.outcome is Outcome.RETRY_LATER
+        receipt = Receipt(
+            id=leased.id,
+            state=state,
+            service=s.service,
+            operation=s.operation,
+            created_at=leased.created_at,
+            updated_at=now,
+            deadline=s.deadline,
+            attempts=leased.attempts,
+            last_error=clip(delivery.reason or "the service could not take it") if failed else None,
+            answer=None if failed else delivery.answer,
+            reason=clip(delivery.reason or "the service refused it (no reason given)")
+            if state is State.CONFLICT
+            else None,
+            extra={"target_group": s.target_group} if s.target_group else {},
+        )
+        self._announce(receipt)
+        return receipt
 
     async def expire(self, describe: Describe) -> list[Receipt]:
         now = self.clock()

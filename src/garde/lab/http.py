@@ -198,37 +198,39 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class HttpServer:
-    """One listening socket serving ``handler``; ``port`` is known once started."""
+    """Serves ``handler`` on a TCP port (known once started) and optionally a Unix socket."""
 
     def __init__(self, handler: Handler, *, max_body: int = soap.MAX_MESSAGE_BYTES) -> None:
         self.handler = handler
         self.max_body = max_body
         self.connections: set[HttpProtocol] = set()
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.AbstractServer] = []
         self.host = ""
         self.port = 0
 
+    def _protocol(self) -> HttpProtocol:
+        return HttpProtocol(self.handler, self.max_body, self.connections)
+
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: HttpProtocol(self.handler, self.max_body, self.connections),
-            host,
-            port,
-            reuse_address=True,
-        )
-        sockname = self._server.sockets[0].getsockname()
+        server = await loop.create_server(self._protocol, host, port, reuse_address=True)
+        self._servers.append(server)
+        sockname = server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
 
+    async def start_unix(self, path: str) -> None:
+        """Also listen on a Unix socket: the fault proxy's cheap way in (no loopback TCP)."""
+        loop = asyncio.get_running_loop()
+        self._servers.append(await loop.create_unix_server(self._protocol, path))
+
     async def stop(self) -> None:
-        if self._server is None:
-            await self.sweep()
-            return
-        self._server.close()
+        for server in self._servers:
+            server.close()
         for connection in list(self.connections):
             connection.close()
-        await self._server.wait_closed()
-        self._server = None
-        # Connections accepted just before the close register a moment later: sweep again.
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
         await self.sweep()
 
     async def sweep(self) -> None:

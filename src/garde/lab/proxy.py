@@ -1,7 +1,8 @@
 """The fault proxy: one TCP listener per (service, data center), in front of the simulator.
 
 It listens at the catalog's endpoint and relays bytes to the simulated service's internal
-port, one upstream connection per client connection (keep-alive preserved). With no fault set
+listener (a Unix socket, or a TCP port), one upstream connection per client connection
+(keep-alive preserved). With no fault set
 the relay is a plain byte copy; requests are still delimited with httptools (a C parser, a few
 microseconds) so that a fault set at any time applies from the next request on. Assumes, like
 HTTP/1.1 clients in practice, that requests on one connection are not pipelined.
@@ -43,7 +44,14 @@ def _error_response(status: str) -> bytes:
 class Target:
     """The proxy of one (service, data center): its listener, faults and open connections."""
 
-    def __init__(self, service: str, dc: str, host: str, port: int, upstream: tuple[str, int]):
+    def __init__(
+        self,
+        service: str,
+        dc: str,
+        host: str,
+        port: int,
+        upstream: tuple[str, int] | str,
+    ):
         self.service = service
         self.dc = dc
         self.host = host
@@ -274,9 +282,15 @@ class ClientSide(asyncio.Protocol):
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
-        host, port = self.target.upstream
+        address = self.target.upstream
         try:
-            _, upstream = await loop.create_connection(lambda: UpstreamSide(self), host, port)
+            if isinstance(address, str):
+                # A Unix socket to the simulator: no loopback TCP stack on the way in.
+                _, upstream = await loop.create_unix_connection(lambda: UpstreamSide(self), address)
+            else:
+                _, upstream = await loop.create_connection(
+                    lambda: UpstreamSide(self), address[0], address[1]
+                )
         except OSError:
             log.warning(
                 "lab proxy %s/%s: simulator unreachable", self.target.service, self.target.dc

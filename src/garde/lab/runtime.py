@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import shutil
+import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -124,11 +128,15 @@ class Lab:
         self.simulators: dict[str, SimulatedService] = {}
         self.targets: dict[tuple[str, str], Target] = {}
         self._servers: list[HttpServer] = []
+        self._socket_dir: str | None = None
+        """Where the simulators' Unix sockets live (the proxies' way in), while running."""
         self._control: HttpServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self.faults = FaultControl(self.targets, self._on_loop)
         self.endpoints: dict[str, dict[str, str]] = {}
+        self.internal: dict[tuple[str, str], tuple[str, int]] = {}
+        """(service, dc) -> the simulator's own TCP address, behind the proxy (no faults)."""
         self.control_url = ""
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -143,6 +151,8 @@ class Lab:
 
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        if hasattr(socket, "AF_UNIX"):
+            self._socket_dir = tempfile.mkdtemp(prefix="garde-lab-")
         try:
             for sid, service in self.catalog.services.items():
                 simulator_class = SIMULATORS.get(sid)
@@ -169,9 +179,12 @@ class Lab:
             max_body=self.settings.max_body,
         )
         await self._bind(server, 0, f"{simulator.id}/{dc} simulator")
-        target = Target(
-            simulator.id, dc, self.host, self._port(parts.port or 80), (self.host, server.port)
-        )
+        self.internal[(simulator.id, dc)] = (self.host, server.port)
+        upstream: tuple[str, int] | str = (self.host, server.port)
+        if self._socket_dir is not None:
+            upstream = os.path.join(self._socket_dir, f"{simulator.id}-{dc}.sock")
+            await server.start_unix(upstream)
+        target = Target(simulator.id, dc, self.host, self._port(parts.port or 80), upstream)
         try:
             await target.start()
         except OSError as exc:
@@ -208,6 +221,9 @@ class Lab:
             await target.sweep()
         for server in servers:
             await server.sweep()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
     async def __aenter__(self) -> Lab:
         await self.start()
