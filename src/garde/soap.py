@@ -128,13 +128,13 @@ class Envelope:
         """The lab token in ``wsse:Security/wsse:BinarySecurityToken``, or None if absent."""
         if self.header is None:
             return None
-        security = self.header.find(_SECURITY)
-        if security is None:
-            return None
-        element = security.find(_BINARY_TOKEN)
-        if element is None or not element.text:
-            return None
-        return element.text.strip()
+        # Plain iteration: cheaper than find() with its path parsing, on every request.
+        for security in self.header:
+            if security.tag == _SECURITY:
+                for element in security:
+                    if element.tag == _BINARY_TOKEN and element.text:
+                        return element.text.strip()
+        return None
 
     def fault(self) -> Fault | None:
         """The SOAP Fault in the body, if this envelope carries one."""

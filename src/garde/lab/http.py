@@ -147,6 +147,9 @@ class HttpProtocol(asyncio.Protocol):
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             self._too_large = True
+        elif self._headers.get("expect", "").lower() == "100-continue" and self._transport:
+            # .NET and some Java stacks wait for this before sending a SOAP body.
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self._too_large:
@@ -198,7 +201,7 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class HttpServer:
-    """Serves ``handler`` on a TCP port (known once started) and optionally a Unix socket."""
+    """Serves ``handler`` on a TCP port, known once started."""
 
     def __init__(self, handler: Handler, *, max_body: int = soap.MAX_MESSAGE_BYTES) -> None:
         self.handler = handler
@@ -208,20 +211,16 @@ class HttpServer:
         self.host = ""
         self.port = 0
 
-    def _protocol(self) -> HttpProtocol:
+    def make_protocol(self) -> HttpProtocol:
+        """A protocol object for one connection (also used by the proxy's in-memory link)."""
         return HttpProtocol(self.handler, self.max_body, self.connections)
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(self._protocol, host, port, reuse_address=True)
+        server = await loop.create_server(self.make_protocol, host, port, reuse_address=True)
         self._servers.append(server)
         sockname = server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
-
-    async def start_unix(self, path: str) -> None:
-        """Also listen on a Unix socket: the fault proxy's cheap way in (no loopback TCP)."""
-        loop = asyncio.get_running_loop()
-        self._servers.append(await loop.create_unix_server(self._protocol, path))
 
     async def stop(self) -> None:
         for server in self._servers:

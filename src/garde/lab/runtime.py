@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
-import shutil
-import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,6 +99,7 @@ class Lab:
         settings: LabSettings | None = None,
         clock: Callable[[], float] = time.time,
         database: str | Path = ":memory:",
+        memory_link: bool = True,
     ) -> None:
         self.catalog = catalog
         self.host = host
@@ -119,6 +116,8 @@ class Lab:
             max_body=base.max_body,
         )
         self.clock = clock
+        self.memory_link = memory_link
+        """Proxies reach their simulator in memory (True) or over its TCP port (False)."""
         self.db = Database(database)
         self.ledger = Ledger(self.db, clock)
         self.tokens = TokenAuthority(validity, clock)
@@ -128,8 +127,6 @@ class Lab:
         self.simulators: dict[str, SimulatedService] = {}
         self.targets: dict[tuple[str, str], Target] = {}
         self._servers: list[HttpServer] = []
-        self._socket_dir: str | None = None
-        """Where the simulators' Unix sockets live (the proxies' way in), while running."""
         self._control: HttpServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -151,8 +148,6 @@ class Lab:
 
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        if hasattr(socket, "AF_UNIX"):
-            self._socket_dir = tempfile.mkdtemp(prefix="garde-lab-")
         try:
             for sid, service in self.catalog.services.items():
                 simulator_class = SIMULATORS.get(sid)
@@ -180,11 +175,14 @@ class Lab:
         )
         await self._bind(server, 0, f"{simulator.id}/{dc} simulator")
         self.internal[(simulator.id, dc)] = (self.host, server.port)
-        upstream: tuple[str, int] | str = (self.host, server.port)
-        if self._socket_dir is not None:
-            upstream = os.path.join(self._socket_dir, f"{simulator.id}-{dc}.sock")
-            await server.start_unix(upstream)
-        target = Target(simulator.id, dc, self.host, self._port(parts.port or 80), upstream)
+        target = Target(
+            simulator.id,
+            dc,
+            self.host,
+            self._port(parts.port or 80),
+            (self.host, server.port),
+            link=server.make_protocol if self.memory_link else None,
+        )
         try:
             await target.start()
         except OSError as exc:
@@ -221,9 +219,6 @@ class Lab:
             await target.sweep()
         for server in servers:
             await server.sweep()
-        if self._socket_dir is not None:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
-            self._socket_dir = None
 
     async def __aenter__(self) -> Lab:
         await self.start()
