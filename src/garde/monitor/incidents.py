@@ -174,7 +174,12 @@ class IncidentManager:
         self.store.add_update(incident.id, now, "auto", service.status.value, message)
         refreshed = self.store.incident(incident.id)
         self._open[service.service] = refreshed
+        title_changed = title != self._last.get(service.service)
         self._last[service.service] = title
+        if not title_changed:
+            # Only the list of impacted dependants grew or shrank (they go down one by one
+            # as their tokens expire): a timeline entry, not one more alert each time.
+            return []
         muted = self.calendar.in_maintenance(now, service.service)
         return [Event(EventKind.UPDATED, refreshed, message, now, muted=muted)]
 
