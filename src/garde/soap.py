@@ -96,8 +96,8 @@ def parse_xml(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> etree._Elem
         raise MalformedMessage(
             "a DTD (<!DOCTYPE ...>) is not allowed: send the envelope without a DOCTYPE"
         )
-    for _ in root.iter(etree.Entity):
-        raise MalformedMessage("entity references are not allowed in a message")
+    # No entity reference can remain: without a DTD, an undeclared entity is a syntax error
+    # (only the five predefined ones parse, and they are plain characters).
     return root
 
 
@@ -128,13 +128,13 @@ class Envelope:
         """The lab token in ``wsse:Security/wsse:BinarySecurityToken``, or None if absent."""
         if self.header is None:
             return None
-        security = self.header.find(_SECURITY)
-        if security is None:
-            return None
-        element = security.find(_BINARY_TOKEN)
-        if element is None or not element.text:
-            return None
-        return element.text.strip()
+        # Plain iteration: cheaper than find() with its path parsing, on every request.
+        for security in self.header:
+            if security.tag == _SECURITY:
+                for element in security:
+                    if element.tag == _BINARY_TOKEN and element.text:
+                        return element.text.strip()
+        return None
 
     def fault(self) -> Fault | None:
         """The SOAP Fault in the body, if this envelope carries one."""

@@ -197,3 +197,38 @@ def test_mode_changes_stream_as_server_sent_events(catalog: Catalog) -> None:
         writer.close()
 
     run(catalog, test)
+
+
+def test_an_answer_delimited_by_the_close_of_the_connection_is_whole() -> None:
+    """HTTP/1.0-style upstreams end the body by closing: that is an answer, not a failure."""
+    from garde.gateway.transport import Endpoint, HttpTransport
+
+    async def main() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nConnection: close\r\n\r\n")
+            writer.write(b"<answer>whole</answer>")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = HttpTransport()
+        try:
+            response = await transport.request(
+                Endpoint.parse(f"http://127.0.0.1:{port}/x"),
+                b"GET",
+                b"/x",
+                [],
+                b"",
+                connect_timeout=2,
+                timeout=5,
+            )
+        finally:
+            await transport.close()
+            server.close()
+            await server.wait_closed()
+        assert response.status == 200
+        assert response.body == b"<answer>whole</answer>"
+
+    asyncio.run(main())

@@ -18,7 +18,10 @@ def clock() -> Clock:
 
 @pytest.fixture
 def loop_kind() -> str:
-    """Which event loop runs the lab; the fault tests run on both (`garde lab up` uses uvloop)."""
+    """Which event loop runs the lab (``-tcp``: proxies reach simulators over TCP, not memory).
+
+    The fault tests run on each (`garde lab up` uses uvloop and the in-memory link).
+    """
     return "asyncio"
 
 
@@ -26,7 +29,12 @@ def loop_kind() -> str:
 def lab(belgium: Catalog, clock: Clock, loop_kind: str) -> Iterator[Lab]:
     settings = LabSettings(efact_ack_delay=60, chapter4_decision_delay=120)
     with lab_in_thread(
-        belgium, base_port=0, clock=clock, settings=settings, uvloop=loop_kind == "uvloop"
+        belgium,
+        base_port=0,
+        clock=clock,
+        settings=settings,
+        uvloop=loop_kind.startswith("uvloop"),
+        memory_link=not loop_kind.endswith("-tcp"),
     ) as running:
         yield running
 

@@ -15,7 +15,7 @@ from garde.lab import Lab, make_fault
 from tests.lab.labkit import PATIENT, Client
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
+@pytest.fixture(params=["asyncio", "uvloop", "asyncio-tcp"])
 def loop_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -147,7 +147,7 @@ def test_flap_alternates_down_and_up(lab: Lab) -> None:
 
 
 def test_a_timed_fault_heals_itself(lab: Lab) -> None:
-    lab.faults.set("insurability", "dc1", "down", for_="200ms")
+    lab.faults.set("insurability", "dc1", "down", for_="1s")
     assert _refused(lab)
     assert _poll(lambda: _serves(lab))
     assert lab.faults.active("insurability", "dc1") == []

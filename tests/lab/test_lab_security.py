@@ -207,3 +207,33 @@ def test_malformed_http_is_answered_not_crashed(lab: Lab) -> None:
         sock.sendall(b"GARBAGE / NOT-HTTP\r\n\r\n")
         data = sock.recv(65536)
     assert data.startswith(b"HTTP/1.1 400")
+
+
+def test_expect_100_continue_and_chunked_bodies_are_served(lab: Lab, client: Client) -> None:
+    """What .NET (Expect: 100-continue) and Java (chunked) SOAP stacks send."""
+    import socket
+
+    body = client.envelope("insurability", "getInsurability", {"Ssin": PATIENT}, client.token())
+    parts = urlsplit(lab.endpoints["insurability"]["dc1"])
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(
+            f"POST {parts.path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        data = sock.recv(65536)
+        assert data.startswith(b"HTTP/1.1 200"), data[:200]
+        half = len(body) // 2
+        chunks = b"".join(
+            f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for piece in (body[:half], body[half:])
+        )
+        sock.sendall(
+            f"POST {parts.path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + chunks
+            + b"0\r\n\r\n"
+        )
+        data = b""
+        while b"</soap:Envelope>" not in data:
+            data += sock.recv(65536)
+        assert data.startswith(b"HTTP/1.1 200"), data[:200]

@@ -167,6 +167,12 @@ def gateway(
         return
     if config.port == 0:
         raise UsageError("--workers needs a fixed --port: the workers must share one port")
+    if journal.url != "none" and not journal.url.startswith(("postgresql://", "postgres://")):
+        raise UsageError(
+            f"--workers {workers} with the journal {journal.url}: each worker would replay the"
+            " same SQLite file on its own; use one worker, or a PostgreSQL journal (workers"
+            " share it with leases), or --journal none"
+        )
     # Check the port is free before starting workers, so the error comes once and clearly.
     probe = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

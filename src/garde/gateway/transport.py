@@ -121,6 +121,7 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.idle_since = 0.0
         self.closed = False
+        self.until_close = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -137,11 +138,25 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.pool.forget(self)
         if self.waiter is not None and not self.waiter.done():
+            if self.until_close and exc is None:
+                # A body delimited by the end of the connection (no Content-Length, not
+                # chunked): the close is its end, not a failure.
+                waiter = self.waiter
+                response = Response(
+                    self.parser.get_status_code(), self.headers, b"".join(self.body)
+                )
+                self._reset()
+                waiter.settle(response)
+                return
             self._fail(SentFailed("reset", "the data center closed the connection"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        names = {name.lower() for name, _ in self.headers}
+        self.until_close = b"content-length" not in names and b"transfer-encoding" not in names
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -185,6 +200,7 @@ class _Connection(asyncio.Protocol):
         self.waiter = None
         self.headers = []
         self.body = []
+        self.until_close = False
 
     def close(self) -> None:
         self.closed = True

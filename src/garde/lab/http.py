@@ -147,6 +147,9 @@ class HttpProtocol(asyncio.Protocol):
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             self._too_large = True
+        elif self._headers.get("expect", "").lower() == "100-continue" and self._transport:
+            # .NET and some Java stacks wait for this before sending a SOAP body.
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self._too_large:
@@ -198,37 +201,35 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class HttpServer:
-    """One listening socket serving ``handler``; ``port`` is known once started."""
+    """Serves ``handler`` on a TCP port, known once started."""
 
     def __init__(self, handler: Handler, *, max_body: int = soap.MAX_MESSAGE_BYTES) -> None:
         self.handler = handler
         self.max_body = max_body
         self.connections: set[HttpProtocol] = set()
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.AbstractServer] = []
         self.host = ""
         self.port = 0
 
+    def make_protocol(self) -> HttpProtocol:
+        """A protocol object for one connection (also used by the proxy's in-memory link)."""
+        return HttpProtocol(self.handler, self.max_body, self.connections)
+
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: HttpProtocol(self.handler, self.max_body, self.connections),
-            host,
-            port,
-            reuse_address=True,
-        )
-        sockname = self._server.sockets[0].getsockname()
+        server = await loop.create_server(self.make_protocol, host, port, reuse_address=True)
+        self._servers.append(server)
+        sockname = server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
 
     async def stop(self) -> None:
-        if self._server is None:
-            await self.sweep()
-            return
-        self._server.close()
+        for server in self._servers:
+            server.close()
         for connection in list(self.connections):
             connection.close()
-        await self._server.wait_closed()
-        self._server = None
-        # Connections accepted just before the close register a moment later: sweep again.
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
         await self.sweep()
 
     async def sweep(self) -> None:

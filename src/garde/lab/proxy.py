@@ -1,7 +1,8 @@
 """The fault proxy: one TCP listener per (service, data center), in front of the simulator.
 
-It listens at the catalog's endpoint and relays bytes to the simulated service's internal
-port, one upstream connection per client connection (keep-alive preserved). With no fault set
+It listens at the catalog's endpoint and relays bytes to the simulated service, one upstream
+connection per client connection (keep-alive preserved): in memory when the simulator runs in
+the same process (``link.py``), else over the simulator's TCP port. With no fault set
 the relay is a plain byte copy; requests are still delimited with httptools (a C parser, a few
 microseconds) so that a fault set at any time applies from the next request on. Assumes, like
 HTTP/1.1 clients in practice, that requests on one connection are not pipelined.
@@ -22,6 +23,7 @@ import httptools
 
 from garde import soap
 from garde.lab.faults import Fault, FaultKind
+from garde.lab.link import MemoryLink
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +45,27 @@ def _error_response(status: str) -> bytes:
 class Target:
     """The proxy of one (service, data center): its listener, faults and open connections."""
 
-    def __init__(self, service: str, dc: str, host: str, port: int, upstream: tuple[str, int]):
+    def __init__(
+        self,
+        service: str,
+        dc: str,
+        host: str,
+        port: int,
+        upstream: tuple[str, int],
+        link: Callable[[], asyncio.Protocol] | None = None,
+    ):
         self.service = service
         self.dc = dc
         self.host = host
         self.port = port
         self.upstream = upstream
+        self.link = link
+        """Makes the simulator's protocol for an in-memory link; None: connect to upstream."""
         self.faults: dict[FaultKind, Fault] = {}
         self.clean = True
         """No fault at all: the fast path, a plain relay."""
         self.connections: set[ClientSide] = set()
-        self.upstreams: set[UpstreamSide] = set()
+        self.upstreams: set[UpstreamSide | MemoryLink] = set()
         self.accepting: set[asyncio.Task[None]] = set()
         self._server: _Listener | None = None
         self._timers: dict[FaultKind, asyncio.TimerHandle] = {}
@@ -252,7 +264,7 @@ class ClientSide(asyncio.Protocol):
     def __init__(self, target: Target) -> None:
         self.target = target
         self.transport: asyncio.Transport | None = None
-        self.upstream: UpstreamSide | None = None
+        self.upstream: UpstreamSide | MemoryLink | None = None
         self.pending: list[bytes] = []
         self.parser = httptools.HttpRequestParser(self)
         self.between = True
@@ -270,6 +282,9 @@ class ClientSide(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = cast(asyncio.Transport, transport)
         self.target.connections.add(self)
+        if self.target.link is not None:
+            self.upstream = MemoryLink(self, self.target.link, self.target.upstreams)
+            return
         asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
@@ -369,6 +384,14 @@ class ClientSide(asyncio.Protocol):
             return
         self._forward(data)
 
+    def from_upstream(self, data: bytes) -> None:
+        """An answer's bytes from the simulator: straight through unless a fault shapes them."""
+        if self.target.clean and self.cut_after is None and not self.slow_queue:
+            if self.transport is not None:
+                self.transport.write(data)
+            return
+        self.answer(data)
+
     def answer(self, data: bytes) -> None:
         """Relay ``data`` from the simulator, through the faults that shape answers."""
         transport = self.transport
@@ -452,12 +475,7 @@ class UpstreamSide(asyncio.Protocol):
         self.client.target.upstreams.add(self)
 
     def data_received(self, data: bytes) -> None:
-        client = self.client
-        if client.target.clean and client.cut_after is None and not client.slow_queue:
-            if client.transport is not None:
-                client.transport.write(data)
-            return
-        client.answer(data)
+        self.client.from_upstream(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

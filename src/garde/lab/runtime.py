@@ -99,6 +99,7 @@ class Lab:
         settings: LabSettings | None = None,
         clock: Callable[[], float] = time.time,
         database: str | Path = ":memory:",
+        memory_link: bool = True,
     ) -> None:
         self.catalog = catalog
         self.host = host
@@ -115,6 +116,8 @@ class Lab:
             max_body=base.max_body,
         )
         self.clock = clock
+        self.memory_link = memory_link
+        """Proxies reach their simulator in memory (True) or over its TCP port (False)."""
         self.db = Database(database)
         self.ledger = Ledger(self.db, clock)
         self.tokens = TokenAuthority(validity, clock)
@@ -129,6 +132,8 @@ class Lab:
         self._loop_thread: int | None = None
         self.faults = FaultControl(self.targets, self._on_loop)
         self.endpoints: dict[str, dict[str, str]] = {}
+        self.internal: dict[tuple[str, str], tuple[str, int]] = {}
+        """(service, dc) -> the simulator's own TCP address, behind the proxy (no faults)."""
         self.control_url = ""
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -169,8 +174,14 @@ class Lab:
             max_body=self.settings.max_body,
         )
         await self._bind(server, 0, f"{simulator.id}/{dc} simulator")
+        self.internal[(simulator.id, dc)] = (self.host, server.port)
         target = Target(
-            simulator.id, dc, self.host, self._port(parts.port or 80), (self.host, server.port)
+            simulator.id,
+            dc,
+            self.host,
+            self._port(parts.port or 80),
+            (self.host, server.port),
+            link=server.make_protocol if self.memory_link else None,
         )
         try:
             await target.start()

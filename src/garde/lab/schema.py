@@ -144,6 +144,59 @@ def render_fields(
                 child.text = _text(field, item)
 
 
+def _escape(text: str) -> str:
+    if "&" in text or "<" in text or ">" in text:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
+
+
+def _attribute(text: str) -> str:
+    return _escape(text).replace('"', "&quot;")
+
+
+def _render_text(out: list[str], fields: tuple[Field, ...], values: dict[str, Any]) -> None:
+    for field in fields:
+        value = values.get(field.name)
+        if value is None:
+            if not field.optional and not field.many:
+                raise KeyError(f"answer lacks required field {field.name}")
+            continue
+        for item in value if field.many else [value]:
+            if field.is_group:
+                out.append(f"<{field.name}>")
+                _render_text(out, field.children, item)
+                out.append(f"</{field.name}>")
+            elif field.attributes and isinstance(item, dict):
+                attributes = "".join(
+                    f' {a}="{_attribute(str(item[a]))}"'
+                    for a in field.attributes
+                    if item.get(a) is not None
+                )
+                text = _escape(_text(field, item["value"]))
+                out.append(f"<{field.name}{attributes}>{text}</{field.name}>")
+            else:
+                out.append(f"<{field.name}>{_escape(_text(field, item))}</{field.name}>")
+
+
+_ENVELOPE_HEAD = (
+    "<?xml version='1.0' encoding='UTF-8'?>\n"
+    '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+)
+
+
+def render_envelope(
+    element: str, namespace: str, fields: tuple[Field, ...], values: dict[str, Any]
+) -> bytes:
+    """A SOAP envelope whose body is ``<element xmlns=namespace>`` with ``values`` as children.
+
+    Text, not a tree: the same bytes lxml would write for these simple answers, faster.
+    """
+    out = [_ENVELOPE_HEAD, f'<{element} xmlns="{_attribute(namespace)}">']
+    _render_text(out, fields, values)
+    out.append(f"</{element}></soap:Body></soap:Envelope>")
+    return "".join(out).encode("utf-8")
+
+
 def example_fields(fields: tuple[Field, ...]) -> dict[str, Any]:
     """Placeholder values for documentation: every field, typed."""
     samples: dict[str, Any] = {
@@ -158,5 +211,7 @@ def example_fields(fields: tuple[Field, ...]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for field in fields:
         value = example_fields(field.children) if field.is_group else samples[field.type]
+        if field.attributes:
+            value = {"value": value, **dict.fromkeys(field.attributes, "...")}
         values[field.name] = [value] if field.many else value
     return values

@@ -9,6 +9,7 @@ transaction that also records the ledger effect and remembers the answer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from garde.catalog.model import Kind, Service
 from garde.errors import MalformedMessage, MessageTooLarge
 from garde.lab.http import Request, Response
 from garde.lab.ledger import Ledger
-from garde.lab.schema import Field, InvalidField, parse_fields, render_fields
+from garde.lab.schema import Field, InvalidField, parse_fields, render_envelope
 from garde.lab.store import Database, Idempotency, Records
 from garde.lab.tokens import TokenAuthority, TokenRejected
 from garde.lab.wsdl import render_wsdl
@@ -67,16 +68,21 @@ class LabContext:
     settings: LabSettings
 
     def tz(self) -> ZoneInfo:
-        try:
-            return ZoneInfo(self.settings.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo("UTC")
+        return _zone(self.settings.timezone)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), self.tz())
 
     def today(self) -> date:
         return self.now().date()
+
+
+@functools.lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 Handler = Callable[[Any, "Call"], dict[str, Any]]
@@ -290,12 +296,13 @@ class SimulatedService:
             return _business(fault)
 
     def _answer(self, contract: OperationContract, values: dict[str, Any]) -> Response:
-        element = etree.Element(
-            qn(contract.namespace, contract.response_element),
-            nsmap={None: contract.namespace},  # type: ignore[dict-item]
+        # Rendered as text, not as an lxml tree: answers are small and this is the hot path.
+        return Response(
+            200,
+            render_envelope(
+                contract.response_element, contract.namespace, contract.response, values
+            ),
         )
-        render_fields(element, contract.response, values, contract.namespace)
-        return Response(200, soap.build_envelope(element))
 
     def wsdl_response(self, request: Request) -> Response:
         host = request.headers.get("host", "127.0.0.1")

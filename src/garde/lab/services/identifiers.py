@@ -7,6 +7,7 @@ numbers are checked for format only (11 digits), since no published check-digit 
 
 from __future__ import annotations
 
+import functools
 import re
 
 from stdnum.be import bis, nn
@@ -19,20 +20,27 @@ _NIHII = re.compile(r"^\d{11}$")
 _RID = re.compile(r"^[A-Z0-9]{12}$")
 
 
+@functools.lru_cache(maxsize=65536)
+def _valid_niss(value: str) -> str | None:
+    # Cached: the same patients come back all day, and stdnum's checks are not free.
+    for module in (nn, bis):
+        try:
+            return str(module.validate(value))
+        except ValidationError:
+            continue
+    return None
+
+
 def check_niss(value: str, field: str = "patient") -> str:
     """The compact NISS (or BIS number); ``INVALID_NISS`` if it is neither."""
-    try:
-        return str(nn.validate(value))
-    except ValidationError:
-        pass
-    try:
-        return str(bis.validate(value))
-    except ValidationError:
+    valid = _valid_niss(value)
+    if valid is None:
         raise BusinessFault(
             "INVALID_NISS",
             f"the {field} identifier {mask(value)} is not a valid NISS or BIS number"
             " (11 digits, modulo-97 check)",
-        ) from None
+        )
+    return valid
 
 
 def check_nihii(value: str, field: str = "care provider") -> str:

@@ -1,0 +1,58 @@
+"""The test helpers' identifiers agree with python-stdnum, and the lab with both."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from stdnum.be import bis as stdnum_bis
+from stdnum.be import nn
+
+from garde.lab.services.base import BusinessFault
+from garde.lab.services.identifiers import check_nihii, check_niss, check_rid
+from tests.lab.labkit import bis, niss
+
+births = st.dates(min_value=date(1901, 1, 1), max_value=date(2025, 12, 31))
+serials = st.integers(min_value=1, max_value=997)
+
+
+@given(births, serials)
+def test_generated_niss_numbers_are_valid_for_stdnum_and_the_lab(born: date, serial: int) -> None:
+    number = niss(born, serial)
+    assert nn.is_valid(number)
+    assert check_niss(number) == number
+
+
+@given(births, serials)
+def test_generated_bis_numbers_are_valid(born: date, serial: int) -> None:
+    number = bis(born, serial)
+    assert stdnum_bis.is_valid(number)
+    assert check_niss(number) == number
+
+
+@given(births, serials, st.integers(min_value=1, max_value=96))
+def test_a_wrong_check_digit_is_refused(born: date, serial: int, shift: int) -> None:
+    number = niss(born, serial)
+    wrong = number[:9] + f"{(int(number[9:]) + shift) % 100:02d}"
+    if nn.is_valid(wrong) or stdnum_bis.is_valid(wrong):
+        return  # shifted onto the other century's check digits: still a valid number
+    with pytest.raises(BusinessFault) as refused:
+        check_niss(wrong)
+    assert refused.value.code == "INVALID_NISS"
+    assert wrong not in refused.value.reason  # masked
+
+
+@pytest.mark.parametrize("value", ["1234567890", "123456789012", "1234567890a"])
+def test_nihii_is_eleven_digits(value: str) -> None:
+    with pytest.raises(BusinessFault, match="11 digits"):
+        check_nihii(value)
+    assert check_nihii("10012345004") == "10012345004"
+
+
+def test_rid_is_twelve_upper_case_characters() -> None:
+    assert check_rid("BEP0AB12CD34") == "BEP0AB12CD34"
+    for bad in ("BEP0AB12CD3", "bep0ab12cd34", "BEP0AB12CD34X"):
+        with pytest.raises(BusinessFault):
+            check_rid(bad)
