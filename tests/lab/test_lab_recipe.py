@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
-from garde.lab import Lab, kmehr
+from garde.catalog import Catalog
+from garde.lab import Lab, kmehr, lab_in_thread
 from tests.lab.labkit import (
     OTHER_PHARMACIST,
     PATIENT,
@@ -268,3 +270,29 @@ def test_a_missing_field_is_named(client: Client) -> None:
     assert answer.business() == "INVALID_REQUEST"
     assert answer.fault is not None
     assert "ExecutorNihii" in answer.fault.string
+
+
+def test_the_executor_may_revoke_but_not_after_delivery(client: Client) -> None:
+    rid = prescription(client)
+    revoked = client.call("recipe-executor", "revokePrescription", {"Rid": rid, "Reason": "x"})
+    assert revoked.text("Status") == "revoked"
+    again = client.call("recipe-prescriber", "revokePrescription", {"Rid": rid})
+    assert again.business() == "RID_REVOKED"
+    delivered = prescription(client)
+    assert deliver(client, delivered).ok
+    late = client.call("recipe-prescriber", "revokePrescription", {"Rid": delivered})
+    assert late.business() == "ALREADY_DELIVERED"
+
+
+def test_state_survives_a_lab_restart_with_a_state_file(belgium: Catalog, tmp_path: Path) -> None:
+    """--state FILE: prescriptions and the ledger outlive the lab process."""
+    state = tmp_path / "lab.sqlite"
+    with lab_in_thread(belgium, database=state) as first:
+        rid = prescription(Client(first))
+    with lab_in_thread(belgium, database=state) as second:
+        client = Client(second)
+        got = client.call("recipe-executor", "getPrescriptionForExecutor", {"Rid": rid})
+        assert got.text("Status") == "open"
+        assert [e.detail["rid"] for e in second.ledger.effects(effect="prescription.created")] == [
+            rid
+        ]
