@@ -126,6 +126,25 @@ def test_sla_formats(tmp_path: Path) -> None:
     assert "YYYY-MM" in str(result.exception)
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keep-days", "never"], "--keep-days: expected"),
+        (["--location-token", "ghent"], "--location-token must be NAME=TOKEN"),
+        (["--quorum", "0"], "--quorum must be at least 1"),
+        (["--webhook", "http://127.0.0.1:9/x"], "--webhook needs --webhook-secret"),
+    ],
+)
+def test_monitor_rejects_bad_options_before_touching_the_database(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    db = tmp_path / "m.sqlite"
+    result = CliRunner().invoke(cli, ["monitor", "--db", f"sqlite:///{db}", "--port", "0", *args])
+    assert result.exit_code != 0
+    assert message in str(result.exception)
+    assert not db.exists()
+
+
 def test_unknown_db_url_is_a_clear_error() -> None:
     result = CliRunner().invoke(cli, ["incident", "list", "--db", "mysql://x"])
     assert "sqlite:///PATH or postgresql://" in str(result.exception)

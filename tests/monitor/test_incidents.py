@@ -195,3 +195,22 @@ def test_dependant_crossing_its_threshold_first_gets_no_incident(harness: Harnes
     for _ in range(5):
         harness.round(lambda t: t.startswith(("recipe-executor@", "sts@")))
     assert [k for k in harness.kinds() if k[0] == "incident.opened"] == [("incident.opened", "sts")]
+
+
+def test_the_whole_pipeline_on_every_store(belgium: Catalog, store: Store) -> None:
+    """Incidents, history and maintenance through the monitor, on SQLite and PostgreSQL."""
+    harness = Harness(belgium, store)
+    now = harness.clock.now()
+    store.add_maintenance("dc3 patching", ["*"], now + 86400, now + 90000, rrule="FREQ=WEEKLY")
+    harness.round()
+    for _ in range(4):
+        harness.round(lambda t: t.startswith("insurability@"))
+    for _ in range(3):
+        harness.round()
+    assert harness.kinds() == [
+        ("incident.opened", "insurability"),
+        ("incident.resolved", "insurability"),
+    ]
+    rows = store.aggregates(Resolution.DAY, 0, targets=["service:insurability"])
+    assert sum(r.n for r in rows) == 8
+    assert sum(r.up for r in rows) == 5

@@ -107,7 +107,12 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     "--keep-raw",
     default="3d",
     show_default=True,
-    help="How long raw probe results are kept (aggregates are kept for years).",
+    help="How long raw probe results are kept.",
+)
+@click.option("--keep-minutes", default="30d", show_default=True, help="Per-minute rows.")
+@click.option("--keep-hours", default="400d", show_default=True, help="Per-hour rows.")
+@click.option(
+    "--keep-days", default="forever", show_default=True, help="Per-day rows (or forever)."
 )
 def monitor(
     catalog_source: str,
@@ -123,6 +128,9 @@ def monitor(
     webhook_secret: str | None,
     alert: tuple[str, ...],
     keep_raw: str,
+    keep_minutes: str,
+    keep_hours: str,
+    keep_days: str,
 ) -> None:
     """Probe every service in every data center; serve the status page, API and feeds."""
     import uvicorn
@@ -137,6 +145,16 @@ def monitor(
     channels: list[Channel] = [WebhookChannel(url, str(webhook_secret)) for url in webhook]
     if alert:
         channels.append(AppriseChannel(list(alert)))
+    # Every option is checked before the database is opened: bad input changes nothing.
+    retention = Retention(
+        raw=_duration(keep_raw, "--keep-raw"),
+        minute=_duration(keep_minutes, "--keep-minutes"),
+        hour=_duration(keep_hours, "--keep-hours"),
+        day=None if keep_days == "forever" else _duration(keep_days, "--keep-days"),
+    )
+    tokens = _pairs(location_token, "--location-token")
+    if quorum is not None and quorum < 1:
+        raise UsageError("--quorum must be at least 1")
     catalog = load(catalog_source)
     store = _open(db_url)
     mon = Monitor(
@@ -144,9 +162,9 @@ def monitor(
         store,
         location=location,
         quorum=quorum,
-        retention=Retention(raw=_duration(keep_raw, "--keep-raw")),
+        retention=retention,
         notifier=Notifier(channels),
-        push_tokens=_pairs(location_token, "--location-token"),
+        push_tokens=tokens,
         probe_locally=not no_probes,
     )
     app = create_app(mon, admin_token=admin_token)
