@@ -250,3 +250,18 @@ def test_unsafe_writes_get_the_whole_deadline_on_one_data_center(
     asyncio.run(gateway.handle(soap_request(EXECUTOR, "markAsDelivered", RECIPE)))
     asyncio.run(gateway.handle(soap_request(EXECUTOR, "markAsDelivered", RECIPE)))
     assert transport.calls[-1].timeout == pytest.approx(10.0, abs=0.05)
+
+
+def test_a_trial_slot_is_given_back_when_the_budget_refuses_the_retry(catalog: Catalog) -> None:
+    transport = FakeTransport()
+    transport.set("dc1", refuse)
+    config = GatewayConfig(health_checks=False, retry_min_per_second=0.0, retry_ratio=0.0)
+    gateway = Gateway(catalog, transport, config, MemoryJournal())
+    upstreams = gateway.upstreams["recipe-executor"]
+    _, dc2, dc3 = upstreams.links
+    for link in (dc2, dc3):
+        link.probation = True  # half-open: one trial each
+    asyncio.run(gateway.handle(soap_request(EXECUTOR, "getPrescriptionForExecutor", RECIPE)))
+    assert [c.dc for c in transport.calls] == ["dc1"]
+    assert not dc2.trial_in_flight
+    assert dc2 in upstreams.plan()

@@ -93,16 +93,17 @@ class Forwarder:
             if remaining <= 0:
                 outcome.failure = outcome.failure or "deadline passed"
                 return outcome
+            if outcome.attempts and outcome.sent and not route.retry_safe:
+                return outcome
+            if not upstreams.claim(link):
+                continue  # a half-open data center whose one trial is already out
             if outcome.attempts:
-                if outcome.sent and not route.retry_safe:
-                    return outcome
                 if not self.budget.withdraw():
+                    upstreams.release(link)
                     self.metrics.budget_refusals += 1
                     outcome.failure = f"{outcome.failure}; retry budget spent"
                     return outcome
                 self.metrics.retries += 1
-            if not upstreams.claim(link):
-                continue
             outcome.attempts += 1
             timeout = min(route.timeout, remaining)
             if route.retry_safe and index < last and link.latency:

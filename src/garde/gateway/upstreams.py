@@ -187,6 +187,12 @@ class ServiceUpstreams:
             self._plan = None
         return True
 
+    def release(self, link: Link) -> None:
+        """Give back a claimed trial that was not used after all."""
+        if link.probation and link.trial_in_flight:
+            link.trial_in_flight = False
+            self._plan = None
+
     # -- outcomes ----------------------------------------------------------------------------
     def succeeded(self, link: Link) -> None:
         link.consecutive_failures = 0
