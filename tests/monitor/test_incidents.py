@@ -214,3 +214,17 @@ def test_the_whole_pipeline_on_every_store(belgium: Catalog, store: Store) -> No
     rows = store.aggregates(Resolution.DAY, 0, targets=["service:insurability"])
     assert sum(r.n for r in rows) == 8
     assert sum(r.up for r in rows) == 5
+
+
+def test_only_status_changes_alert_not_each_data_center(harness: Harness) -> None:
+    """dc1, then dc2 down (still reduced redundancy: one alert), then dc3 (outage: one more)."""
+    harness.round()
+    for _ in range(4):
+        harness.round(lambda t: t == "recipe-executor@dc1")
+    for _ in range(4):
+        harness.round(lambda t: t in ("recipe-executor@dc1", "recipe-executor@dc2"))
+    for _ in range(4):
+        harness.round(lambda t: t.startswith("recipe-executor@"))
+    assert [k for k, _ in harness.kinds()] == ["incident.opened", "incident.updated"]
+    (incident,) = harness.monitor.store.incidents(open_only=True)
+    assert len(incident.updates) == 3, "every change is in the timeline"

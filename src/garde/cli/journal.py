@@ -422,6 +422,12 @@ def keygen(key_file: str, key_id: str | None) -> None:
 @click.option(
     "--timeout", type=float, default=600.0, show_default=True, help="Give up after (seconds)."
 )
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    help="The gateway's settings file (identities and their credentials for the STS).",
+)
 def replay(
     location: str,
     journal_key_file: str | None,
@@ -432,11 +438,12 @@ def replay(
     concurrency: int,
     rate: float | None,
     timeout: float,
+    config_file: str | None,
 ) -> None:
     """Deliver what waits now, through the gateway's upstream side, with a progress bar."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from garde.gateway.config import GatewayConfig
+    from garde.gateway.config import load_config
     from garde.gateway.handler import Gateway
     from garde.gateway.sender import GatewaySender
     from garde.gateway.transport import HttpTransport
@@ -448,7 +455,8 @@ def replay(
         raise UsageError(f"--service {', '.join(unknown)}: not in catalog {catalog.name}")
 
     async def body(store: JournalStore) -> dict[str, int]:
-        gateway = Gateway(catalog, HttpTransport(), GatewayConfig(health_checks=False), None)
+        config = load_config(config_file)
+        gateway = Gateway(catalog, HttpTransport(), config, None)
         sender = GatewaySender(gateway)
         chosen = set(services) or set(catalog.services)
         total = sum([await store.depth(s) for s in chosen])
@@ -474,7 +482,9 @@ def replay(
             sender,
             lambda service: service in chosen,
             describer(catalog),
-            policy=ReplayPolicy(concurrency=concurrency, rate=rate, poll_interval=0.2),
+            policy=ReplayPolicy(
+                concurrency=concurrency, rate=rate, poll_interval=0.2, honour_backoff=False
+            ),
             on_settled=on_settled,
         )
         give_up = time.monotonic() + timeout

@@ -210,11 +210,17 @@ class JournalStore(Journal, Protocol):
         ...
 
     async def lease(
-        self, owner: str, services: Sequence[str], limit: int, lease_seconds: float
+        self,
+        owner: str,
+        services: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        backoff: bool = True,
     ) -> list[Leased]:
         """Take up to ``limit`` deliverable entries: the head of their ordering key, not
-        waiting out a back-off, not leased by a live replayer. A corrupted entry found on the
-        way is quarantined, never returned."""
+        waiting out a back-off (unless ``backoff=False``: an operator's "replay now"), not
+        leased by a live replayer. A corrupted entry found on the way is quarantined, never
+        returned."""
         ...
 
     async def settle(

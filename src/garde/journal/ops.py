@@ -87,15 +87,18 @@ def lease(
     now: float,
     keyring: Keyring,
     lock: str = "",
+    backoff: bool = True,
 ) -> tuple[list[Leased], list[Row]]:
-    """``(leased, quarantined)``: deliverable heads taken for ``owner``; damaged ones set aside."""
+    """``(leased, quarantined)``: deliverable heads taken for ``owner``; damaged ones set aside.
+    ``backoff=False`` also takes entries waiting out a back-off (an operator's replay now)."""
     if not services or limit <= 0:
         return [], []
     query = (
         f"SELECT {', '.join('e.' + c for c in SELECT.split(', '))} FROM entries e"
         f" WHERE {sql.deliverable(len(services))} ORDER BY e.seq LIMIT ?{lock}"
     )
-    found = [Row.of(r) for r in tx.rows(query, (*services, now, now, limit))]
+    not_after = now if backoff else float("inf")
+    found = [Row.of(r) for r in tx.rows(query, (*services, now, not_after, limit))]
     leased: list[Leased] = []
     quarantined: list[Row] = []
     until = now + lease_seconds

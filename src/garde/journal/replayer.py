@@ -54,6 +54,9 @@ class ReplayPolicy:
     backoff_max: float = 300.0
     poll_interval: float = 1.0
     batch: int = 256
+    honour_backoff: bool = True
+    """False for an operator's ``replay --now``: entries waiting out a back-off go too
+    (a ``Retry-After`` met during the run still pauses the service)."""
 
 
 class TokenBucket:
@@ -257,7 +260,11 @@ class Replayer:
                         self._paused_until[service] = self.clock() + bucket.wait_time()
                         continue
                 got = await self.journal.lease(
-                    self.owner, [service], wanted, self.policy.lease_seconds
+                    self.owner,
+                    [service],
+                    wanted,
+                    self.policy.lease_seconds,
+                    backoff=self.policy.honour_backoff,
                 )
                 if bucket is not None and len(got) < wanted:
                     bucket.tokens += wanted - len(got)  # unused tokens go back
@@ -291,6 +298,11 @@ class Replayer:
             else:
                 wait = min(self.policy.backoff_max, self.policy.backoff * 2 ** (entry.attempts - 1))
                 wait *= self.rng.uniform(0.5, 1.5)
+                if not self.policy.honour_backoff:
+                    # Replaying "now" ignores stored back-offs, so hold the service in memory
+                    # instead: a failing service is not hammered in a loop.
+                    until = now + wait
+                    self._paused_until[service] = max(self._paused_until.get(service, 0), until)
             retry_at = now + wait
         await self._settle(entry, delivery, retry_at)
 

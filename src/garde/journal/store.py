@@ -134,12 +134,17 @@ class StoreBase(ABC):
         return sorted(str(r[0]) for r in found)
 
     async def lease(
-        self, owner: str, services: Sequence[str], limit: int, lease_seconds: float
+        self,
+        owner: str,
+        services: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        backoff: bool = True,
     ) -> list[Leased]:
         now = self.clock()
         leased, quarantined = await self._write(
             lambda tx: ops.lease(
-                tx, owner, services, limit, lease_seconds, now, self.keyring, self._lock
+                tx, owner, services, limit, lease_seconds, now, self.keyring, self._lock, backoff
             )
         )
         self._tell(quarantined)

@@ -100,6 +100,9 @@ class IncidentManager:
         self._pending: dict[str, float] = {}
         self._open: dict[str, Incident] = {i.service: i for i in store.incidents(open_only=True)}
         self._last: dict[str, str] = {sid: i.title for sid, i in self._open.items()}
+        self._status: dict[str, str] = {
+            sid: i.updates[-1].status if i.updates else "" for sid, i in self._open.items()
+        }
 
     def open_incidents(self) -> dict[str, Incident]:
         return dict(self._open)
@@ -151,6 +154,7 @@ class IncidentManager:
         incident = self.store.incident(incident.id)
         self._open[service.service] = incident
         self._last[service.service] = title
+        self._status[service.service] = service.status.value
         return Event(EventKind.OPENED, incident, title, now, muted=muted)
 
     def _changed(
@@ -175,6 +179,12 @@ class IncidentManager:
         refreshed = self.store.incident(incident.id)
         self._open[service.service] = refreshed
         self._last[service.service] = title
+        status_changed = service.status.value != self._status.get(service.service)
+        self._status[service.service] = service.status.value
+        if not status_changed:
+            # Same status, other details: another data center down, dependants impacted one
+            # by one as their tokens expire. A timeline entry, not one more alert each time.
+            return []
         muted = self.calendar.in_maintenance(now, service.service)
         return [Event(EventKind.UPDATED, refreshed, message, now, muted=muted)]
 
@@ -185,6 +195,7 @@ class IncidentManager:
         self.store.resolve_incident(incident.id, now)
         del self._open[incident.service]
         self._last.pop(incident.service, None)
+        self._status.pop(incident.service, None)
         # Resolutions are never muted: whoever heard of the incident must hear it is over.
         return Event(EventKind.RESOLVED, self.store.incident(incident.id), message, now)
 
