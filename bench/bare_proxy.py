@@ -73,7 +73,7 @@ class _Client(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         loop = asyncio.get_running_loop()
-        loop.create_task(self._connect(loop))
+        self.connecting = loop.create_task(self._connect(loop))
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         _, protocol = await loop.create_connection(
@@ -113,7 +113,8 @@ class _Client(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.body = []
-        assert self.upstream is not None and self.upstream.transport is not None
+        assert self.upstream is not None
+        assert self.upstream.transport is not None
         self.upstream.transport.write(b"".join(out))
 
 

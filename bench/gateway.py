@@ -8,8 +8,9 @@
    alternate. A bare uvloop + httptools forwarder (``bench/bare_proxy.py``) runs alongside
    as the floor for a Python proxy. Each proxy's CPU time per request (its processes'
    utime + stime over the run, divided by the requests served) is reported too: unlike
-   req/s it barely moves when other work shares the machine. Then latency at half the gateway's saturating rate: p99 through each proxy
-   minus p99 straight to the upstream, at that same rate.
+   req/s it barely moves when other work shares the machine. Then latency at half the
+   gateway's saturating rate: p99 through each proxy minus p99 straight to the upstream,
+   at that same rate.
 2. Failover: three data centers (nginx) with a fault proxy in front of dc1; a paced client
    sends a fixed rate through HAProxy (same three servers, health checks) and through the
    gateway; dc1 is made to refuse connections, then (separately) blackholed. Counted:
