@@ -69,7 +69,7 @@ class ReplayPolicy:
             if raw is None or raw == "":
                 continue
             try:
-                value = kind(parse_duration(raw) if kind is float else raw)
+                value = kind(raw) if kind is int else _number(raw)
             except ValueError:
                 raise UsageError(f"{name}={raw!r}: expected {kind.__name__}") from None
             if value < 0 or (kind is int and value == 0):
@@ -82,6 +82,14 @@ class ReplayPolicy:
                 " run out while its entry is being sent"
             )
         return policy
+
+
+def _number(raw: str) -> float:
+    """``50``, ``2.5`` or a duration (``2m``, ``750ms``)."""
+    try:
+        return float(raw)
+    except ValueError:
+        return parse_duration(raw)
 
 
 ENV_SETTINGS: dict[str, tuple[str, type]] = {
