@@ -77,7 +77,9 @@ class FaultProxy:
                     dst.write(data)
             dst.transport.abort()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        # Swallowed, not re-raised: Python 3.11's stream server logs cancelled client tasks.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers.discard(writer)
         self._writers.discard(up_writer)
 

@@ -343,8 +343,9 @@ def status_page(targets: int, requests: int) -> dict[str, Any]:
     import uvicorn
 
     from garde.monitor.alerts import Notifier
+    from garde.monitor.history import SERVICE_PREFIX
     from garde.monitor.probes import ProbeResult
-    from garde.monitor.service import SERVICE_PREFIX, Monitor
+    from garde.monitor.service import Monitor
     from garde.monitor.store.sqlite import SqliteStore
     from garde.monitor.web.app import create_app
 

@@ -232,3 +232,17 @@ def test_an_answer_delimited_by_the_close_of_the_connection_is_whole() -> None:
         assert response.body == b"<answer>whole</answer>"
 
     asyncio.run(main())
+
+
+def test_the_general_path_alone_serves_the_same(catalog: Catalog) -> None:
+    """``fast_path: false`` sends everything through the general path: same answers."""
+
+    async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
+        answer = await raw(gw.port, soap_post(BODY))
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert b"Garde-Data-Center: dc1" in answer
+        await dc1.stop()
+        answer = await raw(gw.port, soap_post(BODY))
+        assert b"Garde-Data-Center: dc2" in answer
+
+    run(catalog, test, fast_path=False)

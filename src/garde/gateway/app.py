@@ -20,6 +20,7 @@ from typing import Any, cast
 import httptools
 
 from garde.errors import RequestRejected
+from garde.gateway.fastpath import FastPath
 from garde.gateway.handler import Gateway
 from garde.gateway.transport import Waiter
 from garde.gateway.wire import Reply, Request, serialize, stream_head
@@ -201,7 +202,13 @@ class _ClientConnection(asyncio.Protocol):
                 transport.close()
             return
         self.busy = True
-        _Drive(self.gateway.handle(item), partial(self._done, item)).step()
+        done = partial(self._done, item)
+        general = partial(self._general, item, done)
+        if not self.server.fast.try_serve(item, done, general):
+            general()
+
+    def _general(self, request: Request, done: Callable[[Reply | None], None]) -> None:
+        _Drive(self.gateway.handle(request), done).step()
 
     def _done(self, request: Request, reply: Reply | None) -> None:
         if reply is None:
@@ -287,6 +294,7 @@ class GatewayServer:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.allowed_hosts = gateway.config.hosts_allowed()
+        self.fast = FastPath(gateway)
         self.connections: set[_ClientConnection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -52,6 +52,9 @@ class GatewayConfig:
     retry_after: int = 30
     """Seconds suggested to callers refused while a service is offline."""
     cache_entries: int = 10_000
+    fast_path: bool = True
+    """Serve plain retry-safe pass-through without coroutines (``fastpath.py``); False sends
+    every request through the general path (for comparison: same behaviour, slower)."""
     xml_validation: str = "when_needed"
     """``when_needed``: SOAP bodies are parsed when the gateway needs them (operation by body
     element, keys, tokens, journal, cache) and checked for shape otherwise; ``full``: every

@@ -108,6 +108,26 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+def render(
+    endpoint: Endpoint, method: bytes, target: bytes, headers: Headers, body: bytes
+) -> bytes:
+    """One HTTP/1.1 request for ``endpoint``, with its own Host and Content-Length."""
+    head = [
+        method,
+        b" ",
+        target,
+        b" HTTP/1.1\r\nHost: ",
+        endpoint.host_header,
+        b"\r\nContent-Length: ",
+        str(len(body)).encode(),
+        b"\r\n",
+    ]
+    for name, value in headers:
+        head += (name, b": ", value, b"\r\n")
+    head += (b"\r\n", body)
+    return b"".join(head)
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection to an upstream; one request at a time."""
 
@@ -287,20 +307,13 @@ class HttpTransport:
         conn = pool.take()
         if conn is None:
             conn = await self._connect(pool, endpoint, connect_timeout)
-        head = [
-            method,
-            b" ",
-            target,
-            b" HTTP/1.1\r\nHost: ",
-            endpoint.host_header,
-            b"\r\nContent-Length: ",
-            str(len(body)).encode(),
-            b"\r\n",
-        ]
-        for name, value in headers:
-            head += (name, b": ", value, b"\r\n")
-        head += (b"\r\n", body)
-        return await conn.send(b"".join(head), timeout)
+        return await conn.send(render(endpoint, method, target, headers, body), timeout)
+
+    def send_now(self, endpoint: Endpoint, data: bytes, timeout: float) -> Waiter | None:
+        """Send on an idle keep-alive connection at once, or None if there is none."""
+        pool = self._pools.get((endpoint.scheme, endpoint.host, endpoint.port))
+        conn = pool.take() if pool is not None else None
+        return None if conn is None else conn.send(data, timeout)
 
     async def _connect(self, pool: _Pool, endpoint: Endpoint, timeout: float) -> _Connection:
         loop = pool.loop

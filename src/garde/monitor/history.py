@@ -12,6 +12,9 @@ from collections.abc import Iterable
 from garde.monitor.probes import ProbeResult
 from garde.monitor.store.base import Aggregate, Resolution
 
+SERVICE_PREFIX = "service:"
+"""History rows of a service's own state (outage or not, for SLA), next to its targets'."""
+
 GRACE = 5.0
 """Seconds after a minute ends before it is flushed, so results still in flight land in it."""
 

@@ -9,6 +9,7 @@ other alerts.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -98,6 +99,7 @@ class IncidentManager:
             for sid in catalog.services
         }
         self._pending: dict[str, float] = {}
+        self._lock = threading.Lock()
         self._open: dict[str, Incident] = {i.service: i for i in store.incidents(open_only=True)}
         self._last: dict[str, str] = {sid: i.title for sid, i in self._open.items()}
         self._status: dict[str, str] = {
@@ -109,6 +111,11 @@ class IncidentManager:
 
     def on_snapshot(self, snap: Snapshot) -> list[Event]:
         """Open, update and resolve incidents; the events to notify (muted ones included)."""
+        # The monitor's tick and the API's operator updates run in different threads.
+        with self._lock:
+            return self._on_snapshot(snap)
+
+    def _on_snapshot(self, snap: Snapshot) -> list[Event]:
         events: list[Event] = []
         now = snap.at
         for sid, service in snap.services.items():
@@ -201,6 +208,12 @@ class IncidentManager:
 
     def operator_update(
         self, incident_id: int, message: str, author: str, now: float, status: str = "update"
+    ) -> Event:
+        with self._lock:
+            return self._operator_update(incident_id, message, author, now, status)
+
+    def _operator_update(
+        self, incident_id: int, message: str, author: str, now: float, status: str
     ) -> Event:
         self.store.add_update(incident_id, now, "operator", status, message, author)
         incident = self.store.incident(incident_id)

@@ -12,7 +12,7 @@ from typing import Any
 from garde.catalog.model import Catalog
 from garde.monitor.alerts import Notifier
 from garde.monitor.clock import Clock, SystemClock
-from garde.monitor.history import Aggregator, expand
+from garde.monitor.history import SERVICE_PREFIX, Aggregator, expand
 from garde.monitor.incidents import Event, IncidentManager
 from garde.monitor.maintenance import Calendar
 from garde.monitor.probes import Prober, ProbeResult
@@ -22,9 +22,6 @@ from garde.monitor.store.base import Aggregate, Retention, Store
 from garde.monitor.targets import ProbeSettings, Target, targets_from_catalog
 
 log = logging.getLogger("garde.monitor")
-
-SERVICE_PREFIX = "service:"
-"""History rows of a service's own state (for SLA: outage or not), next to its targets'."""
 
 
 class Monitor:

@@ -10,10 +10,8 @@ from datetime import UTC, datetime
 
 from garde.catalog.model import Catalog
 from garde.errors import UsageError
-from garde.monitor.history import combine
-from garde.monitor.store.base import Resolution, Store
-
-SERVICE_PREFIX = "service:"
+from garde.monitor.history import SERVICE_PREFIX, combine
+from garde.monitor.store.base import Aggregate, Resolution, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +40,7 @@ def month_bounds(month: str) -> tuple[float, float]:
 def sla_report(catalog: Catalog, store: Store, month: str) -> list[SlaRow]:
     start, end = month_bounds(month)
     rows = store.aggregates(Resolution.DAY, start, end)
-    by_target: dict[str, list] = {}  # type: ignore[type-arg]
+    by_target: dict[str, list[Aggregate]] = {}
     for row in rows:
         by_target.setdefault(row.target, []).append(row)
     incidents = [i for i in store.incidents(since=start, limit=10_000) if i.started_at < end]

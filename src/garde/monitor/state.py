@@ -11,7 +11,7 @@ site losing its network is not an outage of the chain).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from garde.catalog.impact import Failure, Impact, ServiceState, impact, service_states
@@ -213,7 +213,6 @@ class Snapshot:
     services: dict[str, ServiceSnapshot]
     failures: tuple[Failure, ...]
     overall: ServiceStatus
-    extra: dict[str, object] = field(default_factory=dict)
 
     def impact(self, catalog: Catalog, language: str = "en") -> Impact:
         """Per target group: who is stopped and the procedure (the catalog's logic)."""

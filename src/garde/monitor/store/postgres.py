@@ -28,12 +28,16 @@ class PostgresStore(SqlStore):
                 connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
                 connection.execute(f"SET search_path TO {schema}")
                 connection.commit()
+            # Reads on their own connection, in autocommit: no transaction left open.
+            reader = psycopg.connect(url, connect_timeout=10, autocommit=True)
+            if schema is not None:
+                reader.execute(f"SET search_path TO {schema}")
         except psycopg.Error as exc:
             raise StoreUnavailable(
                 f"cannot connect to PostgreSQL ({_safe(url)}): {exc}; check the URL, that the"
                 " server runs and accepts this user"
             ) from exc
-        super().__init__(connection, POSTGRES, (psycopg.Error,), _safe(url))
+        super().__init__(connection, POSTGRES, (psycopg.Error,), _safe(url), reader)
 
     def drop_schema(self) -> None:
         """Remove this store's schema and everything in it (tests, decommissioning)."""

@@ -102,8 +102,13 @@ class SqlStore:
         dialect: Dialect,
         errors: tuple[type[Exception], ...],
         where: str,
+        reader: Any = None,
     ) -> None:
         self._conn = connection
+        # Reads (the status page, the API) go through their own connection when there is
+        # one, so a page never waits behind a minute of rows being written.
+        self._reader = reader
+        self._read_lock = threading.Lock()
         self._d = dialect
         self._errors = errors
         self._where = where
@@ -149,9 +154,22 @@ class SqlStore:
             self._conn.rollback()
 
     def _query(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._tx() as cur:
-            cur.execute(self._sql(text), tuple(params))
-            return list(cur.fetchall())
+        """A SELECT; on the reader connection when there is one."""
+        if self._reader is None:
+            with self._tx() as cur:
+                cur.execute(self._sql(text), tuple(params))
+                return list(cur.fetchall())
+        with self._read_lock:
+            cur = self._reader.cursor()
+            try:
+                cur.execute(self._sql(text), tuple(params))
+                return list(cur.fetchall())
+            except self._errors as exc:
+                raise StoreUnavailable(
+                    f"monitor database {self._where}: {type(exc).__name__}: {exc}"
+                ) from exc
+            finally:
+                cur.close()
 
     # -- results -------------------------------------------------------------------------
 
@@ -477,3 +495,6 @@ class SqlStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        if self._reader is not None:
+            with self._read_lock:
+                self._reader.close()

@@ -20,9 +20,16 @@ class SqliteStore(SqlStore):
             # monitoring history (a crash loses at most the last batch, never corrupts).
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            reader = None
+            if self.path != ":memory:":
+                # WAL lets this connection read while the other writes. Autocommit: each
+                # SELECT sees the latest committed rows and holds no snapshot open.
+                reader = sqlite3.connect(
+                    self.path, check_same_thread=False, timeout=10.0, isolation_level=None
+                )
         except sqlite3.Error as exc:
             raise StoreUnavailable(
                 f"cannot open SQLite database {self.path!r}: {exc}; check the path and its"
                 " permissions"
             ) from exc
-        super().__init__(connection, SQLITE, (sqlite3.Error,), repr(self.path))
+        super().__init__(connection, SQLITE, (sqlite3.Error,), repr(self.path), reader)

@@ -225,7 +225,6 @@ def status_page(
         "incidents": [_incident(i) for i in open_incidents],
         "register": [_incident(i) for i in register],
         "maintenance": upcoming,
-        "when": when,
     }
 
 
