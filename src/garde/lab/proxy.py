@@ -91,11 +91,14 @@ class Target:
     def _open(self) -> None:
         """Listen again, synchronously: a client connecting right after a heal is accepted."""
         assert self._loop is not None
-        sock, self._reserved = self._reserved, None
+        reserved, self._reserved = self._reserved, None
+        if reserved is not None:
+            sock = reserved
+        else:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            if sock is None:
-                family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-                sock = socket.socket(family, socket.SOCK_STREAM)
+            if reserved is None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((self.host, self.port))
             sock.listen(1024)
