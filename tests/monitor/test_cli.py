@@ -211,3 +211,51 @@ def test_monitor_and_remote_probe_processes(tmp_path: Path) -> None:
         monitor.wait(20)
         if monitor.stdout is not None:
             monitor.stdout.close()
+
+
+def test_probe_settings_file(tmp_path: Path) -> None:
+    from garde.catalog import load_catalog
+    from garde.monitor.targets import load_probe_settings, targets_from_catalog
+
+    good = tmp_path / "probes.yaml"
+    good.write_text(
+        "identity: ops-monitor\n"
+        "probe_niss: '00010100173'\n"
+        "latency_factor: 0.2\n"
+        "assertions:\n"
+        "  insurability:\n"
+        "    - {xpath: '//gi:Insurable', equals: 'true', namespaces: {gi: 'urn:x'}}\n"
+        "  hub@dc1:\n"
+        "    - {jsonpath: '$.status'}\n"
+    )
+    settings = load_probe_settings(str(good))
+    targets = {t.id: t for t in targets_from_catalog(load_catalog("belgium", env={}), settings)}
+    assert targets["insurability@dc2"].assertions[0].equals == "true"
+    assert targets["hub@dc1"].assertions[0].jsonpath == "$.status"
+    assert b"00010100173" in (targets["insurability@dc1"].body or b"")
+    assert targets["sts@dc1"].latency_threshold == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nonsense: 1\n", "unknown key(s) nonsense"),
+        ("latency_factor: fast\n", "latency_factor: expected a number"),
+        ("assertions: {hub: [{xpath: '//['}]}\n", "invalid XPath"),
+        ("assertions: {hub: [{jsonpath: '$..['}]}\n", "invalid JSONPath"),
+        ("assertions: {hub: [{equals: 'x'}]}\n", "needs xpath or jsonpath"),
+        ("credential: env:GARDE_TEST_UNSET_VARIABLE\n", "GARDE_TEST_UNSET_VARIABLE is unset"),
+    ],
+)
+def test_bad_probe_settings_are_explained_before_anything_starts(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    probes = tmp_path / "probes.yaml"
+    probes.write_text(text)
+    db = tmp_path / "m.sqlite"
+    result = CliRunner().invoke(
+        cli, ["monitor", "--db", f"sqlite:///{db}", "--port", "0", "--probes", str(probes)]
+    )
+    assert result.exit_code != 0
+    assert message in str(result.exception)
+    assert not db.exists()

@@ -104,6 +104,12 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     help="Alert channel as an apprise URL: mailto://, slack://... (repeatable).",
 )
 @click.option(
+    "--probes",
+    "probes_file",
+    default=None,
+    help="Probe settings (YAML): identity, test NISS, fields, assertions.",
+)
+@click.option(
     "--keep-raw",
     default="3d",
     show_default=True,
@@ -127,6 +133,7 @@ def monitor(
     webhook: tuple[str, ...],
     webhook_secret: str | None,
     alert: tuple[str, ...],
+    probes_file: str | None,
     keep_raw: str,
     keep_minutes: str,
     keep_hours: str,
@@ -153,6 +160,11 @@ def monitor(
         day=None if keep_days == "forever" else _duration(keep_days, "--keep-days"),
     )
     tokens = _pairs(location_token, "--location-token")
+    settings = None
+    if probes_file is not None:
+        from garde.monitor.targets import load_probe_settings
+
+        settings = load_probe_settings(probes_file)
     if quorum is not None and quorum < 1:
         raise UsageError("--quorum must be at least 1")
     catalog = load(catalog_source)
@@ -163,6 +175,7 @@ def monitor(
         location=location,
         quorum=quorum,
         retention=retention,
+        settings=settings,
         notifier=Notifier(channels),
         push_tokens=tokens,
         probe_locally=not no_probes,
@@ -204,18 +217,27 @@ def monitor(
     help="This location's token (env GARDE_PROBE_TOKEN).",
 )
 @click.option("--for", "run_for", default=None, help="Stop after this long (default: never).")
+@click.option(
+    "--probes", "probes_file", default=None, help="Probe settings (YAML), as for monitor."
+)
 def probe(
-    catalog_source: str, location: str, push_url: str, token: str, run_for: str | None
+    catalog_source: str,
+    location: str,
+    push_url: str,
+    token: str,
+    run_for: str | None,
+    probes_file: str | None,
 ) -> None:
     """Probe from this site and push the results to a monitor."""
     from garde.monitor.agent import ProbeAgent
-    from garde.monitor.targets import targets_from_catalog
+    from garde.monitor.targets import load_probe_settings, targets_from_catalog
 
     if not push_url.startswith(("http://", "https://")):
         raise UsageError(f"--push must be the monitor's http(s) URL, got {push_url!r}")
     limit = None if run_for is None else _duration(run_for, "--for")
+    settings = None if probes_file is None else load_probe_settings(probes_file)
     agent = ProbeAgent(
-        targets_from_catalog(load(catalog_source)),
+        targets_from_catalog(load(catalog_source), settings),
         location=location,
         push_url=push_url,
         token=token,
