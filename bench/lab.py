@@ -131,8 +131,9 @@ def load(url: str, body: bytes, connections: int, seconds: float, lab_pid: int) 
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     errors = re.search(r"Socket errors:.*", output)
     failed = int(non_2xx.group(1)) if non_2xx else 0
-    p50 = re.search(r"50%\s+(\S+)", output)
-    p99 = re.search(r"99%\s+(\S+)", output)
+    # The latency distribution lines ("     99%    3.21ms"), not the percentages of the stats.
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
     per_op = lab_cpu / max(1, total - failed)
     return {
         "ops_per_s": round(rate),

@@ -174,13 +174,17 @@ class HttpProtocol(asyncio.Protocol):
             transport.write(response.encode(keep_alive=False))
             transport.close()
             return
-        url = httptools.parse_url(self._url)
+        if self._url.startswith(b"/"):
+            raw_path, _, raw_query = self._url.partition(b"?")
+        else:  # absolute-form (http://host/path), as sent to proxies
+            url = httptools.parse_url(self._url)
+            raw_path, raw_query = url.path or b"/", url.query or b""
         request = Request(
             method=self._parser.get_method().decode("ascii"),
-            path=(url.path or b"/").decode("utf-8", "replace"),
-            query=(url.query or b"").decode("utf-8", "replace"),
+            path=raw_path.decode("utf-8", "replace"),
+            query=raw_query.decode("utf-8", "replace"),
             headers=self._headers,
-            body=b"".join(self._body),
+            body=self._body[0] if len(self._body) == 1 else b"".join(self._body),
         )
         try:
             response = self._handler(request)

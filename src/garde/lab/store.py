@@ -116,7 +116,7 @@ class Records:
         conn: sqlite3.Connection | None = None,
     ) -> None:
         sql = "INSERT OR REPLACE INTO records (service, kind, key, owner, value) VALUES (?,?,?,?,?)"
-        params = (self.backend, kind, key, owner, json.dumps(value, sort_keys=True))
+        params = (self.backend, kind, key, owner, json.dumps(value))
         if conn is not None:
             conn.execute(sql, params)
             return
