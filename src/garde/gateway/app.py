@@ -23,7 +23,7 @@ from garde.errors import RequestRejected
 from garde.gateway.fastpath import FastPath
 from garde.gateway.handler import Gateway
 from garde.gateway.transport import Waiter
-from garde.gateway.wire import Reply, Request, serialize, stream_head
+from garde.gateway.wire import HOP_BY_HOP, Reply, Request, serialize, stream_head
 
 log = logging.getLogger("garde.gateway")
 
@@ -48,6 +48,7 @@ class _ClientConnection(asyncio.Protocol):
         # Read on every header: plain attributes, not a walk through the config each time.
         self.max_headers = self.config.max_headers
         self.max_header_bytes = self.config.max_header_bytes
+        self.max_body = self.config.max_body
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.queue: deque[Request | Reply] = deque()
@@ -57,6 +58,7 @@ class _ClientConnection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.fields: dict[bytes, bytes] = {}
+        self.forward: list[bytes] = []
         self.repeated = False
         self.body: list[bytes] = []
         self.size = 0
@@ -92,6 +94,7 @@ class _ClientConnection(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.fields = {}
+        self.forward = []
         self.repeated = False
         self.body = []
         self.size = 0
@@ -117,6 +120,9 @@ class _ClientConnection(asyncio.Protocol):
                 self.repeated = True
         else:
             fields[lowered] = value
+        # Rendered now for the fast path, while the name is at hand lower-cased.
+        if lowered not in HOP_BY_HOP and not lowered.startswith(b"garde-"):
+            self.forward += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         method = self.parser.get_method()
@@ -154,8 +160,8 @@ class _ClientConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
-        if self.size > self.config.max_body:
-            raise _Fatal(413, f"body larger than {self.config.max_body} bytes")
+        if self.size > self.max_body:
+            raise _Fatal(413, f"body larger than {self.max_body} bytes")
         self.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -167,8 +173,12 @@ class _ClientConnection(asyncio.Protocol):
             body[0] if len(body) == 1 else b"".join(body),
             self.parser.should_keep_alive(),
             self.fields,
+            self.forward,
         )
-        self._enqueue(request)
+        if self.busy:
+            self._enqueue(request)
+        else:
+            self._serve(request)  # the common case: nothing queued before it
 
     # -- answering in order ------------------------------------------------------------------------
     def _fatal(self, status: int, message: str) -> None:
@@ -206,9 +216,12 @@ class _ClientConnection(asyncio.Protocol):
                 transport.write(serialize(item, keep_alive=False))
                 transport.close()
             return
+        self._serve(item)
+
+    def _serve(self, request: Request) -> None:
         self.busy = True
-        if not self.server.fast.try_serve(item, self):
-            self.general(item)
+        if not self.server.fast.try_serve(request, self):
+            self.general(request)
 
     def general(self, request: Request) -> None:
         """Serve ``request`` on the general path (every rule, as a coroutine)."""

@@ -20,9 +20,9 @@ from garde.gateway.forwarding import is_server_failure
 from garde.gateway.handler import Gateway
 from garde.gateway.routing import OperationRoute
 from garde.gateway.soapxml import check_envelope
-from garde.gateway.transport import HttpTransport, Response, render
+from garde.gateway.transport import HttpTransport, Response
 from garde.gateway.upstreams import Link, Mode, ServiceUpstreams
-from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP, Request, status_line
+from garde.gateway.wire import RESPONSE_SKIP, Request, status_line
 
 
 class Client(Protocol):
@@ -99,15 +99,22 @@ class FastPath:
             timeout = min(
                 timeout, max(config.min_try_timeout, config.try_timeout_factor * link.latency)
             )
-        headers = [
-            (name, value)
-            for name, value in request.headers
-            if name.lower() not in HOP_BY_HOP and name[:6].lower() != b"garde-"
-        ]
         endpoint = link.endpoint
-        target = endpoint.base_target + request.target[len(request.path) :]
+        body = request.body
+        data = b"".join(
+            (
+                b"POST ",
+                endpoint.base_target,
+                request.target[len(request.path) :],
+                b" HTTP/1.1\r\nHost: ",
+                endpoint.host_header,
+                b"\r\nContent-Length: %d\r\n" % len(body),
+                *request.forwarded(),
+                b"\r\n",
+                body,
+            )
+        )  # as ``transport.render`` writes it, from the headers rendered while parsing
         exchange = _Exchange(self, client, request, route, upstreams, link)
-        data = render(endpoint, b"POST", target, headers, request.body)
         if not transport.send_now(endpoint, data, timeout, exchange):
             return False
         gateway.budget.deposit()

@@ -200,9 +200,18 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         waiter = self.waiter
-        response = Response(self.parser.get_status_code(), self.headers, b"".join(self.body))
+        body = self.body
+        response = Response(
+            self.parser.get_status_code(),
+            self.headers,
+            body[0] if len(body) == 1 else b"".join(body),
+        )
         keep = self.parser.should_keep_alive()
-        self._reset()
+        # _reset, inlined: this runs once per request.
+        self.waiter = None
+        self.headers = []
+        self.body = []
+        self.head_done = False
         if keep and not self.closed:
             self.pool.release(self)
         else:
