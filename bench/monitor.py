@@ -196,7 +196,10 @@ async def _monitor_phase(
 
     count = len(targets)
     monitor = Monitor(
-        load_catalog("belgium", env={}), SqliteStore(db), targets=targets, notifier=Notifier()
+        load_catalog("belgium", env={}),
+        SqliteStore(db),
+        targets=targets,
+        notifier=Notifier(),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
