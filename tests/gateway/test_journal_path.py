@@ -78,7 +78,9 @@ def test_journaled_write_is_replayed_once_the_service_is_back(
                 await asyncio.sleep(0.02)
             assert state == "delivered"
         sent = [c for c in transport.calls if c.header(b"idempotency-key") == b"deliver-1"]
-        assert len(sent) == 4, "three refused live attempts (dc1-3), then one replay"
+        # Three refused live attempts (dc1-3), then the replay; a replay attempt may also
+        # have met the refusing data centers before they were marked down (it backs off).
+        assert len(sent) >= 4, "three refused live attempts (dc1-3), then the replay"
         assert b"BEP0ABCDEFGH" in sent[-1].body
 
     asyncio.run(main())

@@ -82,7 +82,14 @@ def message(lab: Lab, n: int) -> bytes:
 
 
 class GatewayProcess:
-    def __init__(self, catalog_file: Path, config_file: Path, journal: str) -> None:
+    def __init__(
+        self,
+        catalog_file: Path,
+        config_file: Path,
+        journal: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.env = env or {}
         self.args = [
             sys.executable, "-m", "garde", "gateway", "--catalog", str(catalog_file),
             "--config", str(config_file), "--journal", journal, "--journal-no-encryption",
@@ -96,7 +103,7 @@ class GatewayProcess:
             *self.args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "COLUMNS": "200"},
+            env={**os.environ, "COLUMNS": "200", **self.env},
         )
         assert self.process.stdout is not None
         seen = b""

@@ -71,7 +71,9 @@ class GatewaySender:
         )
         response = outcome.response or outcome.last_error_response
         if response is None:
-            return Delivery(Outcome.RETRY_LATER, reason=outcome.failure, retry_after=DEFAULT_RETRY)
+            # Nobody answered, so nobody asked for a pause: the replayer's own back-off per
+            # entry applies, and the health checks keep it from trying while all are down.
+            return Delivery(Outcome.RETRY_LATER, reason=outcome.failure)
         answer = Answer(
             response.status,
             response.body,

@@ -68,6 +68,7 @@ class Target:
         self.upstreams: set[UpstreamSide | MemoryLink] = set()
         self.accepting: set[asyncio.Task[None]] = set()
         self._server: _Listener | None = None
+        self._reserved: socket.socket | None = None
         self._timers: dict[FaultKind, asyncio.TimerHandle] = {}
         self._flap_down = False
         self._flap_timer: asyncio.TimerHandle | None = None
@@ -90,11 +91,16 @@ class Target:
     def _open(self) -> None:
         """Listen again, synchronously: a client connecting right after a heal is accepted."""
         assert self._loop is not None
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        reserved, self._reserved = self._reserved, None
+        if reserved is not None:
+            sock = reserved
+        else:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
+            if reserved is None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self.host, self.port))
             sock.listen(1024)
             sock.setblocking(False)
         except OSError:
@@ -107,6 +113,17 @@ class Target:
         if self._server is not None:
             self._server.close()
             self._server = None
+            # Keep the port: a socket bound but not listening refuses connections just the
+            # same, and no outgoing connection can take the port as its ephemeral port
+            # meanwhile (then the heal could not listen there again: EADDRINUSE).
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            reserved = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                reserved.bind((self.host, self.port))
+                self._reserved = reserved
+            except OSError:
+                reserved.close()
         for connection in list(self.connections):
             connection.abort()
 
@@ -119,6 +136,9 @@ class Target:
         self.faults.clear()
         server = self._server
         self._close()
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
         if server is not None:
             await server.wait_closed()
         for task in list(self.accepting):
