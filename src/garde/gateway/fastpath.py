@@ -16,7 +16,7 @@ import time
 from typing import Protocol
 
 from garde.errors import AttemptFailed, RequestRejected
-from garde.gateway.forwarding import is_server_failure
+from garde.gateway.forwarding import FAILING_STATUSES, is_server_failure
 from garde.gateway.handler import Gateway
 from garde.gateway.routing import OperationRoute
 from garde.gateway.soapxml import check_envelope
@@ -160,9 +160,10 @@ class _Exchange:
             upstreams.failed(link, reason)
             self.client.general(self.request)  # retry-safe: start over, with every rule
             return
-        if is_server_failure(response):
-            attempts[(service, link.dc, f"http_{response.status}")] += 1
-            upstreams.failed(link, f"HTTP {response.status}")
+        status = response.status
+        if (status >= 500 or status in FAILING_STATUSES) and is_server_failure(response):
+            attempts[(service, link.dc, f"http_{status}")] += 1
+            upstreams.failed(link, f"HTTP {status}")
             self.client.general(self.request)
             return
         elapsed = time.monotonic() - self.started
@@ -173,7 +174,7 @@ class _Exchange:
         gateway.metrics.observe(service, elapsed)
         # The reply written as one buffer, in the order ``wire.serialize`` uses.
         body = response.body
-        out = [status_line(response.status)]
+        out = [status_line(status)]
         for name, value in response.headers:
             if name.lower() not in RESPONSE_SKIP:
                 out += (name, b": ", value, b"\r\n")
