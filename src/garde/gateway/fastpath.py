@@ -45,8 +45,9 @@ class FastPath:
         self.services = {entry.prefix: entry for entry in gateway.router.services if entry.soap}
         self.routes: dict[tuple[str, bytes | None], OperationRoute | None] = {}
         """(path, SOAPAction as sent) -> route: one look-up instead of decoding the header."""
-        self.tails: dict[Link, tuple[Mode, bytes]] = {}
-        """The reply headers the gateway adds, per data center, rebuilt when the mode changes."""
+        self.tails: dict[Link, tuple[Mode, bytes, tuple[str, str, str]]] = {}
+        """Per data center: the reply headers the gateway adds (rebuilt when the mode changes)
+        and the metrics key of a good attempt, made once rather than per request."""
 
     def route(self, path: str, action: bytes | None) -> OperationRoute | None:
         key = (path, action)
@@ -60,13 +61,16 @@ class FastPath:
             self.routes[key] = route
         return route
 
-    def tail(self, upstreams: ServiceUpstreams, link: Link) -> bytes:
+    def tail(
+        self, upstreams: ServiceUpstreams, link: Link
+    ) -> tuple[Mode, bytes, tuple[str, str, str]]:
         mode = upstreams.mode
         cached = self.tails.get(link)
         if cached is None or cached[0] is not mode:
             text = f"Garde-Data-Center: {link.dc}\r\nGarde-Mode: {mode.value}\r\n"
-            cached = self.tails[link] = (mode, text.encode("latin-1"))
-        return cached[1]
+            ok = (upstreams.service.id, link.dc, "ok")
+            cached = self.tails[link] = (mode, text.encode("latin-1"), ok)
+        return cached
 
     def try_serve(self, request: Request, client: Client) -> bool:
         """Start serving ``request``; False if it must take the general path instead."""
@@ -168,7 +172,8 @@ class _Exchange:
             return
         elapsed = time.monotonic() - self.started
         link.latency = link.latency + 0.1 * (elapsed - link.latency) if link.latency else elapsed
-        attempts[(service, link.dc, "ok")] += 1
+        _, tail, ok = self.fast.tail(upstreams, link)
+        attempts[ok] += 1
         upstreams.succeeded(link)
         gateway.metrics.requests[(route.label, "forwarded")] += 1
         gateway.metrics.observe(service, elapsed)
@@ -178,7 +183,7 @@ class _Exchange:
         for name, value in response.headers:
             if name.lower() not in RESPONSE_SKIP:
                 out += (name, b": ", value, b"\r\n")
-        out += (self.fast.tail(upstreams, link), b"Content-Length: %d\r\n" % len(body))
+        out += (tail, b"Content-Length: %d\r\n" % len(body))
         if not self.request.keep_alive:
             out.append(b"Connection: close\r\n")
         out += (b"\r\n", body)
