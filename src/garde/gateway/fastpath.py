@@ -24,6 +24,9 @@ from garde.gateway.transport import HttpTransport, Response
 from garde.gateway.upstreams import Link, Mode, ServiceUpstreams
 from garde.gateway.wire import RESPONSE_SKIP, Request, status_line
 
+Servable = tuple[OperationRoute, ServiceUpstreams]
+"""An operation this path may serve, with its data centers."""
+
 
 class Client(Protocol):
     """The caller's connection, as the fast path answers it."""
@@ -43,13 +46,14 @@ class FastPath:
         if gateway.config.fast_path and isinstance(transport, HttpTransport):
             self.transport = transport
         self.services = {entry.prefix: entry for entry in gateway.router.services if entry.soap}
-        self.routes: dict[tuple[str, bytes | None], OperationRoute | None] = {}
-        """(path, SOAPAction as sent) -> route: one look-up instead of decoding the header."""
+        self.routes: dict[tuple[str, bytes | None], Servable | None] = {}
+        """(path, SOAPAction as sent) -> the route and its data centers, if this path may serve
+        it (retry-safe, body not needed): one look-up instead of decoding the header."""
         self.tails: dict[Link, tuple[Mode, bytes, tuple[str, str, str]]] = {}
         """Per data center: the reply headers the gateway adds (rebuilt when the mode changes)
         and the metrics key of a good attempt, made once rather than per request."""
 
-    def route(self, path: str, action: bytes | None) -> OperationRoute | None:
+    def route(self, path: str, action: bytes | None) -> Servable | None:
         key = (path, action)
         try:
             return self.routes[key]
@@ -57,9 +61,12 @@ class FastPath:
             pass
         entry = self.services.get(path)
         route = None if entry is None else self.gateway.router.by_action(entry, action)
+        found = None
+        if route is not None and route.retry_safe and not route.needs_envelope:
+            found = (route, self.gateway.upstreams[route.service.id])
         if len(self.routes) < 4096:  # bounded: callers choose what they send
-            self.routes[key] = route
-        return route
+            self.routes[key] = found
+        return found
 
     def tail(
         self, upstreams: ServiceUpstreams, link: Link
@@ -85,14 +92,14 @@ class FastPath:
             or b"garde-deadline" in fields
         ):
             return False
-        route = self.route(request.path, fields.get(b"soapaction"))
-        if route is None or not route.retry_safe or route.needs_envelope:
+        found = self.route(request.path, fields.get(b"soapaction"))
+        if found is None:
             return False
+        route, upstreams = found
         try:
             check_envelope(request.body)
         except RequestRejected:
             return False  # the general path refuses it, with the explanation
-        upstreams = gateway.upstreams[route.service.id]
         plan = upstreams.plan()
         if not plan or plan[0].probation:
             return False  # nothing to try, or a half-open trial: the general path decides
