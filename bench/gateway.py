@@ -5,8 +5,12 @@
 1. Throughput: wrk posts a small SOAP request (getPrescriptionForExecutor) through nginx
    ``proxy_pass`` (keep-alive upstream) and through the gateway (whole continuity path on),
    both in front of the same nginx serving a canned SOAP answer; same worker count; rounds
-   alternate. Then latency at half the gateway's saturating rate: p99 through each proxy
-   minus p99 straight to the upstream, at that same rate.
+   alternate. A bare uvloop + httptools forwarder (``bench/bare_proxy.py``) runs alongside
+   as the floor for a Python proxy. Each proxy's CPU time per request (its processes'
+   utime + stime over the run, divided by the requests served) is reported too: unlike
+   req/s it barely moves when other work shares the machine. Then latency at half the
+   gateway's saturating rate: p99 through each proxy minus p99 straight to the upstream,
+   at that same rate.
 2. Failover: three data centers (nginx) with a fault proxy in front of dc1; a paced client
    sends a fixed rate through HAProxy (same three servers, health checks) and through the
    gateway; dc1 is made to refuse connections, then (separately) blackholed. Counted:
@@ -229,6 +233,7 @@ def wrk(
         timeout=seconds + 30,
     ).stdout
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    result["requests"] = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     for pct, value, unit in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M):
         result[f"p{pct}"] = float(value) * _UNITS[unit]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -239,10 +244,43 @@ def wrk(
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its child processes (nginx's workers)."""
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[1]) == pid:
+            pids.append(int(stat.parent.name))
+    ticks = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measured(script: Path, port: int, pid: int, seconds: float) -> dict[str, float]:
+    """A saturating wrk run, plus the proxy's CPU time per request (in microseconds).
+
+    CPU per request is what the proxy costs whatever else the machine runs: on a quiet
+    machine the throughput ratio of two proxies is the inverse ratio of these.
+    """
+    before = cpu_seconds(pid)
+    result = wrk(script, port, seconds, 50)
+    result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["requests"], 1.0) * 1e6
+    return result
+
+
 def throughput(
     workdir: Path, procs: Processes, workers: int, duration: float, rounds: int
 ) -> dict[str, object]:
     upstream_port, nginx_port, gateway_port = free_port(), free_port(), free_port()
+    bare_port = free_port()
     conf = nginx_conf(workdir, "upstream", 1, upstream_server(upstream_port))
     procs.start([tool("nginx"), "-c", str(conf)], upstream_port, workdir / "upstream.log")
     proxy = (
@@ -251,21 +289,36 @@ def throughput(
     )
     upstreams = f"upstream dc {{ server 127.0.0.1:{upstream_port}; keepalive 256; }}"
     conf = nginx_conf(workdir, "proxy", workers, proxy, upstreams)
-    procs.start([tool("nginx"), "-c", str(conf)], nginx_port, workdir / "proxy.log")
+    nginx = procs.start([tool("nginx"), "-c", str(conf)], nginx_port, workdir / "proxy.log")
+    # The floor for a Python proxy (one process: compare it with one worker).
+    bare = procs.start(
+        [sys.executable, "-m", "bench.bare_proxy", str(bare_port), str(upstream_port)],
+        bare_port,
+        workdir / "bare.log",
+    )
     catalog = write_catalog(workdir, [upstream_port] * 3, "10s")
-    start_gateway(procs, workdir, catalog, gateway_port, workers, "5s")
+    gateway = start_gateway(procs, workdir, catalog, gateway_port, workers, "5s")
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT % (SOAP_REQUEST, ACTION))
-    for port in (nginx_port, gateway_port):  # warm up connections and code paths
+    for port in (nginx_port, bare_port, gateway_port):  # warm up connections and code paths
         wrk(script, port, 2, 50)
-    runs: dict[str, list[dict[str, float]]] = {"nginx": [], "gateway": []}
+    contenders = [
+        ("nginx", nginx_port, nginx.pid),
+        ("bare", bare_port, bare.pid),
+        ("gateway", gateway_port, gateway.pid),
+    ]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in contenders}
     for r in range(rounds):
-        order = [("nginx", nginx_port), ("gateway", gateway_port)]
-        for name, port in order if r % 2 == 0 else order[::-1]:
-            runs[name].append(wrk(script, port, duration, 50))
-            print(f"  round {r + 1} {name}: {runs[name][-1]['rps']:.0f} req/s", flush=True)
+        for name, port, pid in contenders if r % 2 == 0 else contenders[::-1]:
+            runs[name].append(measured(script, port, pid, duration))
+            print(
+                f"  round {r + 1} {name}: {runs[name][-1]['rps']:.0f} req/s,"
+                f" {runs[name][-1]['cpu_us']:.1f} us CPU/request",
+                flush=True,
+            )
     best = {name: max(x["rps"] for x in results) for name, results in runs.items()}
     mean = {name: sum(x["rps"] for x in results) / len(results) for name, results in runs.items()}
+    cpu = {name: min(x["cpu_us"] for x in results) for name, results in runs.items()}
     # Latency at half the gateway's saturating rate, for direct, nginx and gateway alike.
     rate = mean["gateway"] / 2
     connections = 20
@@ -279,7 +332,14 @@ def throughput(
             f" p99 {latency[name]['p99'] * 1e3:.3f} ms",
             flush=True,
         )
-    return {"runs": runs, "best": best, "mean": mean, "latency": latency, "rate": rate}
+    return {
+        "runs": runs,
+        "best": best,
+        "mean": mean,
+        "cpu": cpu,
+        "latency": latency,
+        "rate": rate,
+    }
 
 
 # -- failover ------------------------------------------------------------------------------------
@@ -390,13 +450,21 @@ def report(tp: dict[str, object], fo: dict[str, dict[str, float]] | None, worker
     mean = tp["mean"]  # type: ignore[index]
     best = tp["best"]  # type: ignore[index]
     lat = tp["latency"]  # type: ignore[index]
+    cpu = tp["cpu"]  # type: ignore[index]
     lines = [
         f"workers: {workers}; rounds per proxy: {len(tp['runs']['nginx'])}",  # type: ignore[index]
         f"throughput nginx proxy_pass: mean {mean['nginx']:.0f} req/s (best {best['nginx']:.0f})",
+        f"throughput bare forwarder:   mean {mean['bare']:.0f} req/s (best {best['bare']:.0f})",
         f"throughput garde gateway:    mean {mean['gateway']:.0f} req/s"
         f" (best {best['gateway']:.0f})",
         f"ratio gateway/nginx: {mean['gateway'] / mean['nginx']:.2f} (mean),"
-        f" {best['gateway'] / best['nginx']:.2f} (best)",
+        f" {best['gateway'] / best['nginx']:.2f} (best);"
+        f" bare/nginx {mean['bare'] / mean['nginx']:.2f} (mean)",
+        "CPU per request (lowest round; includes all worker processes):",
+        *(
+            f"  {name:8} {cpu[name]:6.1f} us   nginx/{name} = {cpu['nginx'] / cpu[name]:.2f}"
+            for name in ("nginx", "bare", "gateway")
+        ),
         f"paced at {tp['rate']:.0f} req/s (half the gateway's saturating rate):",
     ]
     for name in ("direct", "nginx", "gateway"):

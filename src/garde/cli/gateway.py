@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -47,6 +48,10 @@ async def _serve(
     store = await journal.open()
     running = RunningGateway(catalog, config, store, reuse_port=reuse_port)
     await running.start()
+    # Everything made so far (modules, catalog, configuration) lives as long as the process:
+    # out of the collector's sight, a full collection takes microseconds instead of the tens
+    # of milliseconds that showed up in the gateway's p99 under load.
+    gc.freeze()
     if not quiet:
         _banner(running, catalog, journal.url)
     stop = asyncio.Event()

@@ -23,7 +23,7 @@ from garde.errors import RequestRejected
 from garde.gateway.fastpath import FastPath
 from garde.gateway.handler import Gateway
 from garde.gateway.transport import Waiter
-from garde.gateway.wire import Reply, Request, serialize, stream_head
+from garde.gateway.wire import HOP_BY_HOP, Reply, Request, serialize, stream_head
 
 log = logging.getLogger("garde.gateway")
 
@@ -45,6 +45,10 @@ class _ClientConnection(asyncio.Protocol):
         self.server = server
         self.gateway = server.gateway
         self.config = server.gateway.config
+        # Read on every header: plain attributes, not a walk through the config each time.
+        self.max_headers = self.config.max_headers
+        self.max_header_bytes = self.config.max_header_bytes
+        self.max_body = self.config.max_body
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.queue: deque[Request | Reply] = deque()
@@ -54,6 +58,7 @@ class _ClientConnection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.fields: dict[bytes, bytes] = {}
+        self.forward: list[bytes] = []
         self.repeated = False
         self.body: list[bytes] = []
         self.size = 0
@@ -89,6 +94,7 @@ class _ClientConnection(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.fields = {}
+        self.forward = []
         self.repeated = False
         self.body = []
         self.size = 0
@@ -98,23 +104,25 @@ class _ClientConnection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self.headers
         self.header_bytes += len(name) + len(value)
-        if (
-            len(self.headers) >= self.config.max_headers
-            or self.header_bytes > self.config.max_header_bytes
-        ):
+        if len(headers) >= self.max_headers or self.header_bytes > self.max_header_bytes:
             raise _Fatal(
                 431,
-                f"request headers exceed {self.config.max_headers} fields or"
-                f" {self.config.max_header_bytes} bytes",
+                f"request headers exceed {self.max_headers} fields or"
+                f" {self.max_header_bytes} bytes",
             )
-        self.headers.append((name, value))
+        headers.append((name, value))
         lowered = name.lower()
-        if lowered in self.fields:
+        fields = self.fields
+        if lowered in fields:
             if lowered in _ONCE:
                 self.repeated = True
         else:
-            self.fields[lowered] = value
+            fields[lowered] = value
+        # Rendered now for the fast path, while the name is at hand lower-cased.
+        if lowered not in HOP_BY_HOP and not lowered.startswith(b"garde-"):
+            self.forward += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         method = self.parser.get_method()
@@ -136,9 +144,10 @@ class _ClientConnection(asyncio.Protocol):
                 "duplicate Content-Length or Host, or both Content-Length and"
                 " Transfer-Encoding: send each once",
             )
-        allowed = self.server.allowed_hosts
+        server = self.server
+        allowed = server.allowed_hosts
         host = fields.get(b"host")
-        if allowed is not None and host is not None:
+        if allowed is not None and host is not None and host not in server.hosts_seen:
             host_name = _host_name(host)
             if host_name not in allowed:
                 raise _Fatal(
@@ -146,11 +155,13 @@ class _ClientConnection(asyncio.Protocol):
                     f"unknown Host {host_name!r}: this gateway answers to"
                     f" {', '.join(sorted(allowed))} (set allowed_hosts in its configuration)",
                 )
+            if len(server.hosts_seen) < 64:  # bounded: Host values with any port are allowed
+                server.hosts_seen.add(host)
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
-        if self.size > self.config.max_body:
-            raise _Fatal(413, f"body larger than {self.config.max_body} bytes")
+        if self.size > self.max_body:
+            raise _Fatal(413, f"body larger than {self.max_body} bytes")
         self.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -162,8 +173,12 @@ class _ClientConnection(asyncio.Protocol):
             body[0] if len(body) == 1 else b"".join(body),
             self.parser.should_keep_alive(),
             self.fields,
+            self.forward,
         )
-        self._enqueue(request)
+        if self.busy:
+            self._enqueue(request)
+        else:
+            self._serve(request)  # the common case: nothing queued before it
 
     # -- answering in order ------------------------------------------------------------------------
     def _fatal(self, status: int, message: str) -> None:
@@ -201,14 +216,16 @@ class _ClientConnection(asyncio.Protocol):
                 transport.write(serialize(item, keep_alive=False))
                 transport.close()
             return
-        self.busy = True
-        done = partial(self._done, item)
-        general = partial(self._general, item, done)
-        if not self.server.fast.try_serve(item, done, general):
-            general()
+        self._serve(item)
 
-    def _general(self, request: Request, done: Callable[[Reply | None], None]) -> None:
-        _Drive(self.gateway.handle(request), done).step()
+    def _serve(self, request: Request) -> None:
+        self.busy = True
+        if not self.server.fast.try_serve(request, self):
+            self.general(request)
+
+    def general(self, request: Request) -> None:
+        """Serve ``request`` on the general path (every rule, as a coroutine)."""
+        _Drive(self.gateway.handle(request), partial(self._done, request)).step()
 
     def _done(self, request: Request, reply: Reply | None) -> None:
         if reply is None:
@@ -223,7 +240,15 @@ class _ClientConnection(asyncio.Protocol):
         if reply.stream is not None:
             self.server.track(asyncio.get_running_loop().create_task(self._stream(reply)))
             return
-        transport.write(serialize(reply, request.keep_alive))
+        self.answer(request, serialize(reply, request.keep_alive))
+
+    def answer(self, request: Request, data: bytes) -> None:
+        """Write the whole response to ``request``, then serve the next one queued."""
+        if self.closed:
+            return
+        transport = self.transport
+        assert transport is not None
+        transport.write(data)
         if not request.keep_alive:
             transport.close()
             return
@@ -294,6 +319,8 @@ class GatewayServer:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.allowed_hosts = gateway.config.hosts_allowed()
+        self.hosts_seen: set[bytes] = set()
+        """Host header values already found allowed: most clients send the same one."""
         self.fast = FastPath(gateway)
         self.connections: set[_ClientConnection] = set()
         self._server: asyncio.AbstractServer | None = None

@@ -13,19 +13,26 @@ may simply start over.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 from garde.errors import AttemptFailed, RequestRejected
 from garde.gateway.forwarding import is_server_failure
 from garde.gateway.handler import Gateway
 from garde.gateway.routing import OperationRoute
 from garde.gateway.soapxml import check_envelope
-from garde.gateway.transport import HttpTransport, Waiter, render
-from garde.gateway.upstreams import Link, ServiceUpstreams
-from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP, Reply, Request
+from garde.gateway.transport import HttpTransport, Response
+from garde.gateway.upstreams import Link, Mode, ServiceUpstreams
+from garde.gateway.wire import RESPONSE_SKIP, Request, status_line
 
-Done = Callable[[Reply | None], None]
-Fallback = Callable[[], None]
+
+class Client(Protocol):
+    """The caller's connection, as the fast path answers it."""
+
+    def answer(self, request: Request, data: bytes) -> None:
+        """Write ``data`` (a whole HTTP response) and go on with the next request."""
+
+    def general(self, request: Request) -> None:
+        """Serve ``request`` on the general path instead."""
 
 
 class FastPath:
@@ -36,8 +43,32 @@ class FastPath:
         if gateway.config.fast_path and isinstance(transport, HttpTransport):
             self.transport = transport
         self.services = {entry.prefix: entry for entry in gateway.router.services if entry.soap}
+        self.routes: dict[tuple[str, bytes | None], OperationRoute | None] = {}
+        """(path, SOAPAction as sent) -> route: one look-up instead of decoding the header."""
+        self.tails: dict[Link, tuple[Mode, bytes]] = {}
+        """The reply headers the gateway adds, per data center, rebuilt when the mode changes."""
 
-    def try_serve(self, request: Request, done: Done, fallback: Fallback) -> bool:
+    def route(self, path: str, action: bytes | None) -> OperationRoute | None:
+        key = (path, action)
+        try:
+            return self.routes[key]
+        except KeyError:
+            pass
+        entry = self.services.get(path)
+        route = None if entry is None else self.gateway.router.by_action(entry, action)
+        if len(self.routes) < 4096:  # bounded: callers choose what they send
+            self.routes[key] = route
+        return route
+
+    def tail(self, upstreams: ServiceUpstreams, link: Link) -> bytes:
+        mode = upstreams.mode
+        cached = self.tails.get(link)
+        if cached is None or cached[0] is not mode:
+            text = f"Garde-Data-Center: {link.dc}\r\nGarde-Mode: {mode.value}\r\n"
+            cached = self.tails[link] = (mode, text.encode("latin-1"))
+        return cached[1]
+
+    def try_serve(self, request: Request, client: Client) -> bool:
         """Start serving ``request``; False if it must take the general path instead."""
         gateway = self.gateway
         transport = self.transport
@@ -50,10 +81,7 @@ class FastPath:
             or b"garde-deadline" in fields
         ):
             return False
-        entry = self.services.get(request.path)
-        if entry is None:
-            return False
-        route = gateway.router.by_action(entry, fields.get(b"soapaction"))
+        route = self.route(request.path, fields.get(b"soapaction"))
         if route is None or not route.retry_safe or route.needs_envelope:
             return False
         try:
@@ -71,58 +99,86 @@ class FastPath:
             timeout = min(
                 timeout, max(config.min_try_timeout, config.try_timeout_factor * link.latency)
             )
-        headers = [
-            (name, value)
-            for name, value in request.headers
-            if name.lower() not in HOP_BY_HOP and name[:6].lower() != b"garde-"
-        ]
         endpoint = link.endpoint
-        target = endpoint.base_target + request.target[len(entry.prefix) :]
-        started = time.monotonic()
-        waiter = transport.send_now(
-            endpoint, render(endpoint, b"POST", target, headers, request.body), timeout
-        )
-        if waiter is None:
+        body = request.body
+        data = b"".join(
+            (
+                b"POST ",
+                endpoint.base_target,
+                request.target[len(request.path) :],
+                b" HTTP/1.1\r\nHost: ",
+                endpoint.host_header,
+                b"\r\nContent-Length: %d\r\n" % len(body),
+                *request.forwarded(),
+                b"\r\n",
+                body,
+            )
+        )  # as ``transport.render`` writes it, from the headers rendered while parsing
+        exchange = _Exchange(self, client, request, route, upstreams, link)
+        if not transport.send_now(endpoint, data, timeout, exchange):
             return False
         gateway.budget.deposit()
-        waiter.hook = lambda: self._answered(
-            waiter, route, upstreams, link, started, done, fallback
-        )
         return True
 
-    def _answered(
+
+class _Exchange:
+    """One fast-path request in flight, settled by the upstream connection's callback.
+
+    A plain object rather than a future and a closure: the answer arrives in the upstream's
+    read callback and is written back from there, with nothing scheduled in between.
+    """
+
+    __slots__ = ("client", "fast", "link", "request", "route", "started", "upstreams")
+
+    def __init__(
         self,
-        waiter: Waiter,
+        fast: FastPath,
+        client: Client,
+        request: Request,
         route: OperationRoute,
         upstreams: ServiceUpstreams,
         link: Link,
-        started: float,
-        done: Done,
-        fallback: Fallback,
     ) -> None:
-        gateway = self.gateway
+        self.fast = fast
+        self.client = client
+        self.request = request
+        self.route = route
+        self.upstreams = upstreams
+        self.link = link
+        self.started = time.monotonic()
+
+    def settle(self, response: Response | None, error: BaseException | None = None) -> None:
+        gateway = self.fast.gateway
         attempts = gateway.metrics.attempts
+        route = self.route
         service = route.service.id
-        error = waiter.exception()
-        if error is not None:
+        link = self.link
+        upstreams = self.upstreams
+        if response is None or error is not None:
             reason = error.reason if isinstance(error, AttemptFailed) else "error"
             attempts[(service, link.dc, reason)] += 1
             upstreams.failed(link, reason)
-            fallback()  # retry-safe: the general path starts over, with every rule
+            self.client.general(self.request)  # retry-safe: start over, with every rule
             return
-        response = waiter.result()
         if is_server_failure(response):
             attempts[(service, link.dc, f"http_{response.status}")] += 1
             upstreams.failed(link, f"HTTP {response.status}")
-            fallback()
+            self.client.general(self.request)
             return
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - self.started
         link.latency = link.latency + 0.1 * (elapsed - link.latency) if link.latency else elapsed
         attempts[(service, link.dc, "ok")] += 1
         upstreams.succeeded(link)
-        out = [(n, v) for n, v in response.headers if n.lower() not in RESPONSE_SKIP]
-        out.append((b"Garde-Data-Center", link.dc.encode()))
-        out.append((b"Garde-Mode", upstreams.mode.value.encode()))
         gateway.metrics.requests[(route.label, "forwarded")] += 1
         gateway.metrics.observe(service, elapsed)
-        done(Reply(response.status, out, response.body))
+        # The reply written as one buffer, in the order ``wire.serialize`` uses.
+        body = response.body
+        out = [status_line(response.status)]
+        for name, value in response.headers:
+            if name.lower() not in RESPONSE_SKIP:
+                out += (name, b": ", value, b"\r\n")
+        out += (self.fast.tail(upstreams, link), b"Content-Length: %d\r\n" % len(body))
+        if not self.request.keep_alive:
+            out.append(b"Connection: close\r\n")
+        out += (b"\r\n", body)
+        self.client.answer(self.request, b"".join(out))

@@ -90,6 +90,12 @@ class Waiter(asyncio.Future[Response]):
             hook()
 
 
+class Pending(Protocol):
+    """Whoever waits for one upstream answer: a ``Waiter``, or the fast path's exchange."""
+
+    def settle(self, response: Response | None, error: BaseException | None = None) -> None: ...
+
+
 class Transport(Protocol):
     """Sends one request to one endpoint; raises ``ConnectFailed`` or ``SentFailed``."""
 
@@ -135,13 +141,15 @@ class _Connection(asyncio.Protocol):
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.waiter: Waiter | None = None
+        self.waiter: Pending | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.deadline = 0.0
         self.headers: Headers = []
         self.body: list[bytes] = []
         self.idle_since = 0.0
         self.closed = False
-        self.until_close = False
+        self.head_done = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,8 +165,11 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
-        if self.waiter is not None and not self.waiter.done():
-            if self.until_close and exc is None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.waiter is not None:
+            if self.head_done and exc is None and not self._framed():
                 # A body delimited by the end of the connection (no Content-Length, not
                 # chunked): the close is its end, not a failure.
                 waiter = self.waiter
@@ -170,22 +181,37 @@ class _Connection(asyncio.Protocol):
                 return
             self._fail(SentFailed("reset", "the data center closed the connection"))
 
+    def _framed(self) -> bool:
+        """Whether the answer's length is in its headers (not delimited by the close)."""
+        names = {name.lower() for name, _ in self.headers}
+        return b"content-length" in names or b"transfer-encoding" in names
+
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        names = {name.lower() for name, _ in self.headers}
-        self.until_close = b"content-length" not in names and b"transfer-encoding" not in names
+        # Whether the body ends with the connection matters only if the connection ends
+        # mid-answer (``connection_lost``): the headers are searched then, not here.
+        self.head_done = True
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
         waiter = self.waiter
-        response = Response(self.parser.get_status_code(), self.headers, b"".join(self.body))
+        body = self.body
+        response = Response(
+            self.parser.get_status_code(),
+            self.headers,
+            body[0] if len(body) == 1 else b"".join(body),
+        )
         keep = self.parser.should_keep_alive()
-        self._reset()
+        # _reset, inlined: this runs once per request.
+        self.waiter = None
+        self.headers = []
+        self.body = []
+        self.head_done = False
         if keep and not self.closed:
             self.pool.release(self)
         else:
@@ -194,16 +220,31 @@ class _Connection(asyncio.Protocol):
             waiter.settle(response)
 
     # requests
-    def send(self, data: bytes, timeout: float) -> Waiter:
+    def send(self, data: bytes, timeout: float, waiter: Pending) -> None:
         assert self.transport is not None
         loop = self.pool.loop
-        self.waiter = Waiter(loop=loop)
-        self.timer = loop.call_later(timeout, self._timed_out)
+        self.waiter = waiter
+        deadline = self.deadline = loop.time() + timeout
+        # One timer per connection, not per request: creating and cancelling a timer for
+        # each request cost more than the rest of the upstream side. An armed timer that
+        # fires no later than this deadline is kept; on firing it re-arms for the request
+        # then in flight, if that one's deadline is still ahead.
+        if self.timer is None or self.timer_at > deadline:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = loop.call_at(deadline, self._check_deadline)
+            self.timer_at = deadline
         self.transport.write(data)
-        return self.waiter
 
-    def _timed_out(self) -> None:
+    def _check_deadline(self) -> None:
         self.timer = None
+        if self.waiter is None:
+            return  # answered in time; an idle connection needs no timer
+        loop = self.pool.loop
+        if self.deadline > loop.time():
+            self.timer = loop.call_at(self.deadline, self._check_deadline)
+            self.timer_at = self.deadline
+            return
         self._fail(SentFailed("timeout", "no answer within the response timeout"))
 
     def _fail(self, error: SentFailed) -> None:
@@ -214,17 +255,18 @@ class _Connection(asyncio.Protocol):
             waiter.settle(None, error)
 
     def _reset(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        # The timer stays armed (see ``send``): it finds no request, or a later deadline.
         self.waiter = None
         self.headers = []
         self.body = []
-        self.until_close = False
+        self.head_done = False
 
     def close(self) -> None:
         self.closed = True
         self.pool.forget(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.transport is not None:
             self.transport.abort()
 
@@ -307,13 +349,18 @@ class HttpTransport:
         conn = pool.take()
         if conn is None:
             conn = await self._connect(pool, endpoint, connect_timeout)
-        return await conn.send(render(endpoint, method, target, headers, body), timeout)
+        waiter = Waiter(loop=pool.loop)
+        conn.send(render(endpoint, method, target, headers, body), timeout, waiter)
+        return await waiter
 
-    def send_now(self, endpoint: Endpoint, data: bytes, timeout: float) -> Waiter | None:
-        """Send on an idle keep-alive connection at once, or None if there is none."""
+    def send_now(self, endpoint: Endpoint, data: bytes, timeout: float, waiter: Pending) -> bool:
+        """Send on an idle keep-alive connection at once; False if there is none."""
         pool = self._pools.get((endpoint.scheme, endpoint.host, endpoint.port))
         conn = pool.take() if pool is not None else None
-        return None if conn is None else conn.send(data, timeout)
+        if conn is None:
+            return False
+        conn.send(data, timeout, waiter)
+        return True
 
     async def _connect(self, pool: _Pool, endpoint: Endpoint, timeout: float) -> _Connection:
         loop = pool.loop

@@ -38,7 +38,7 @@ RESPONSE_SKIP = frozenset(
 class Request:
     """One request as the gateway's server parsed it."""
 
-    __slots__ = ("body", "fields", "headers", "keep_alive", "method", "path", "target")
+    __slots__ = ("body", "fields", "forward", "headers", "keep_alive", "method", "path", "target")
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class Request:
         body: bytes = b"",
         keep_alive: bool = True,
         fields: dict[bytes, bytes] | None = None,
+        forward: list[bytes] | None = None,
     ) -> None:
         self.method = method
         self.target = target
@@ -62,6 +63,20 @@ class Request:
         self.fields = fields
         self.body = body
         self.keep_alive = keep_alive
+        self.forward = forward
+        """The headers a pass-through sends upstream, rendered (``name: value\\r\\n`` parts);
+        built by the server while parsing, None when the request came from elsewhere."""
+
+    def forwarded(self) -> list[bytes]:
+        """``forward``, or the same computed from the headers."""
+        if self.forward is None:
+            parts: list[bytes] = []
+            for name, value in self.headers:
+                lowered = name.lower()
+                if lowered not in HOP_BY_HOP and not lowered.startswith(b"garde-"):
+                    parts += (name, b": ", value, b"\r\n")
+            self.forward = parts
+        return self.forward
 
     def header(self, name: bytes) -> bytes | None:
         return self.fields.get(name)
