@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--crash", type=int, default=0, help="kill -9 runs (e.g. 100)")
     args = parser.parse_args()
 
     print(
@@ -236,6 +237,28 @@ def main() -> None:
                 f" {args.concurrency}) to an in-process healthy upstream: {rate:,.0f}/s;"
                 f" every entry once, in order per key: {'yes' if in_order else 'NO'}"
             )
+        if args.crash:
+            crash(args.crash, Path(tmp))
+
+
+def crash(kills: int, directory: Path) -> None:
+    """A real gateway killed -9 ``kills`` times under load; the lab's ledger is the judge."""
+    from tests.journal.crashkit import crash_run
+
+    from garde.catalog import load_catalog
+    from garde.lab import lab_in_thread
+
+    catalog = load_catalog("belgium", env={})
+    with lab_in_thread(catalog) as lab:
+        start = time.perf_counter()
+        report = asyncio.run(crash_run(lab, catalog, directory, kills=kills))
+        elapsed = time.perf_counter() - start
+    print(
+        f"\nkill -9 under load: {report.kills} kills in {elapsed:.0f}s, {report.sent:,} writes"
+        f" sent, {len(report.acknowledged):,} acknowledged (202), {report.refused:,} not"
+        f" acknowledged (gateway restarting); after recovery: {len(report.missing)} acknowledged"
+        f" writes missing from the lab's ledger, {len(report.doubled)} applied twice"
+    )
 
 
 if __name__ == "__main__":

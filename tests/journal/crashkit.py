@@ -145,6 +145,7 @@ class GatewayProcess:
 
 async def post(port: int, body: bytes, key: str, action: str) -> int:
     """One write over a fresh connection; the HTTP status, or 0 if the connection failed."""
+    writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(10):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -156,10 +157,14 @@ async def post(port: int, body: bytes, key: str, action: str) -> int:
             ).encode()
             writer.write(head + body)
             status_line = await reader.readline()
-            writer.close()
             return int(status_line.split()[1])
     except (OSError, TimeoutError, IndexError, ValueError, asyncio.IncompleteReadError):
         return 0
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
 
 async def crash_run(

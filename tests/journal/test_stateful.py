@@ -197,7 +197,6 @@ class JournalMachine(RuleBasedStateMachine):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _drain_and_check(self) -> None:
-        print("STATS", len(self.accepted), self.upstream.sends, len(self.upstream.effects))
         # The service comes back for good; leases of the dead run out; a replayer drains.
         self.upstream.down = set()
         self.clock.advance(LEASE + 300)
