@@ -90,7 +90,8 @@ class _ClientConnection(asyncio.Protocol):
             self._fatal(400, f"malformed HTTP request: {exc}")
 
     # -- httptools callbacks ---------------------------------------------------------------------
-    def on_message_begin(self) -> None:
+    def _begin(self) -> None:
+        """Fresh state for the next request (not ``on_message_begin``: one callback less)."""
         self.url = b""
         self.headers = []
         self.fields = {}
@@ -175,6 +176,7 @@ class _ClientConnection(asyncio.Protocol):
             self.fields,
             self.forward,
         )
+        self._begin()
         if self.busy:
             self._enqueue(request)
         else:

@@ -16,13 +16,16 @@ import time
 from typing import Protocol
 
 from garde.errors import AttemptFailed, RequestRejected
-from garde.gateway.forwarding import is_server_failure
+from garde.gateway.forwarding import FAILING_STATUSES, is_server_failure
 from garde.gateway.handler import Gateway
 from garde.gateway.routing import OperationRoute
 from garde.gateway.soapxml import check_envelope
 from garde.gateway.transport import HttpTransport, Response
 from garde.gateway.upstreams import Link, Mode, ServiceUpstreams
 from garde.gateway.wire import RESPONSE_SKIP, Request, status_line
+
+Servable = tuple[OperationRoute, ServiceUpstreams]
+"""An operation this path may serve, with its data centers."""
 
 
 class Client(Protocol):
@@ -43,12 +46,14 @@ class FastPath:
         if gateway.config.fast_path and isinstance(transport, HttpTransport):
             self.transport = transport
         self.services = {entry.prefix: entry for entry in gateway.router.services if entry.soap}
-        self.routes: dict[tuple[str, bytes | None], OperationRoute | None] = {}
-        """(path, SOAPAction as sent) -> route: one look-up instead of decoding the header."""
-        self.tails: dict[Link, tuple[Mode, bytes]] = {}
-        """The reply headers the gateway adds, per data center, rebuilt when the mode changes."""
+        self.routes: dict[tuple[str, bytes | None], Servable | None] = {}
+        """(path, SOAPAction as sent) -> the route and its data centers, if this path may serve
+        it (retry-safe, body not needed): one look-up instead of decoding the header."""
+        self.tails: dict[Link, tuple[Mode, bytes, tuple[str, str, str]]] = {}
+        """Per data center: the reply headers the gateway adds (rebuilt when the mode changes)
+        and the metrics key of a good attempt, made once rather than per request."""
 
-    def route(self, path: str, action: bytes | None) -> OperationRoute | None:
+    def route(self, path: str, action: bytes | None) -> Servable | None:
         key = (path, action)
         try:
             return self.routes[key]
@@ -56,17 +61,23 @@ class FastPath:
             pass
         entry = self.services.get(path)
         route = None if entry is None else self.gateway.router.by_action(entry, action)
+        found = None
+        if route is not None and route.retry_safe and not route.needs_envelope:
+            found = (route, self.gateway.upstreams[route.service.id])
         if len(self.routes) < 4096:  # bounded: callers choose what they send
-            self.routes[key] = route
-        return route
+            self.routes[key] = found
+        return found
 
-    def tail(self, upstreams: ServiceUpstreams, link: Link) -> bytes:
+    def tail(
+        self, upstreams: ServiceUpstreams, link: Link
+    ) -> tuple[Mode, bytes, tuple[str, str, str]]:
         mode = upstreams.mode
         cached = self.tails.get(link)
         if cached is None or cached[0] is not mode:
             text = f"Garde-Data-Center: {link.dc}\r\nGarde-Mode: {mode.value}\r\n"
-            cached = self.tails[link] = (mode, text.encode("latin-1"))
-        return cached[1]
+            ok = (upstreams.service.id, link.dc, "ok")
+            cached = self.tails[link] = (mode, text.encode("latin-1"), ok)
+        return cached
 
     def try_serve(self, request: Request, client: Client) -> bool:
         """Start serving ``request``; False if it must take the general path instead."""
@@ -81,14 +92,14 @@ class FastPath:
             or b"garde-deadline" in fields
         ):
             return False
-        route = self.route(request.path, fields.get(b"soapaction"))
-        if route is None or not route.retry_safe or route.needs_envelope:
+        found = self.route(request.path, fields.get(b"soapaction"))
+        if found is None:
             return False
+        route, upstreams = found
         try:
             check_envelope(request.body)
         except RequestRejected:
             return False  # the general path refuses it, with the explanation
-        upstreams = gateway.upstreams[route.service.id]
         plan = upstreams.plan()
         if not plan or plan[0].probation:
             return False  # nothing to try, or a half-open trial: the general path decides
@@ -160,24 +171,26 @@ class _Exchange:
             upstreams.failed(link, reason)
             self.client.general(self.request)  # retry-safe: start over, with every rule
             return
-        if is_server_failure(response):
-            attempts[(service, link.dc, f"http_{response.status}")] += 1
-            upstreams.failed(link, f"HTTP {response.status}")
+        status = response.status
+        if (status >= 500 or status in FAILING_STATUSES) and is_server_failure(response):
+            attempts[(service, link.dc, f"http_{status}")] += 1
+            upstreams.failed(link, f"HTTP {status}")
             self.client.general(self.request)
             return
         elapsed = time.monotonic() - self.started
         link.latency = link.latency + 0.1 * (elapsed - link.latency) if link.latency else elapsed
-        attempts[(service, link.dc, "ok")] += 1
+        _, tail, ok = self.fast.tail(upstreams, link)
+        attempts[ok] += 1
         upstreams.succeeded(link)
         gateway.metrics.requests[(route.label, "forwarded")] += 1
         gateway.metrics.observe(service, elapsed)
         # The reply written as one buffer, in the order ``wire.serialize`` uses.
         body = response.body
-        out = [status_line(response.status)]
+        out = [status_line(status)]
         for name, value in response.headers:
             if name.lower() not in RESPONSE_SKIP:
                 out += (name, b": ", value, b"\r\n")
-        out += (self.fast.tail(upstreams, link), b"Content-Length: %d\r\n" % len(body))
+        out += (tail, b"Content-Length: %d\r\n" % len(body))
         if not self.request.keep_alive:
             out.append(b"Connection: close\r\n")
         out += (b"\r\n", body)
