@@ -5,7 +5,7 @@
 1. Throughput: wrk posts a small SOAP request (getPrescriptionForExecutor) through nginx
    ``proxy_pass`` (keep-alive upstream) and through the gateway (whole continuity path on),
    both in front of the same nginx serving a canned SOAP answer; same worker count; rounds
-   alternate. A bare uvloop + httptools forwarder (``bench/bare_proxy.py``) runs alongside
+   alternate. A bare uvloop + httptools forwarder (``bench/_bare_proxy.py``) runs alongside
    as the floor for a Python proxy. Each proxy's CPU time per request (its processes'
    utime + stime over the run, divided by the requests served) is reported too: unlike
    req/s it barely moves when other work shares the machine. Then latency at half the
@@ -292,7 +292,7 @@ def throughput(
     nginx = procs.start([tool("nginx"), "-c", str(conf)], nginx_port, workdir / "proxy.log")
     # The floor for a Python proxy (one process: compare it with one worker).
     bare = procs.start(
-        [sys.executable, "-m", "bench.bare_proxy", str(bare_port), str(upstream_port)],
+        [sys.executable, "-m", "bench._bare_proxy", str(bare_port), str(upstream_port)],
         bare_port,
         workdir / "bare.log",
     )

@@ -1,6 +1,6 @@
 """A bare HTTP/1.1 forwarder on uvloop + httptools: the floor a Python proxy can reach.
 
-    python -m bench.bare_proxy LISTEN_PORT UPSTREAM_PORT
+    python -m bench._bare_proxy LISTEN_PORT UPSTREAM_PORT
 
 Reference implementation for ``bench.gateway``, not part of garde: no routing, no policy,
 no health, no metrics. Each client connection gets one keep-alive upstream connection; a
