@@ -23,11 +23,15 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from garde.journal.base import Answer, Delivery, Outcome, Submission
 from garde.journal.replayer import Replayer, ReplayPolicy
 from garde.journal.sealing import Keyring
 from garde.journal.sqlite import SqliteJournal
+
+if TYPE_CHECKING:
+    import psycopg
 
 PAYLOAD = b"<MarkAsDeliveredRequest><Rid>BEP0ABCDEFGH</Rid></MarkAsDeliveredRequest>" * 3
 
@@ -138,6 +142,62 @@ def shared_file_accepts(path: Path, processes: int, count: int, clients: int) ->
     return processes * count / elapsed
 
 
+PG_URL = os.environ.get("GARDE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_schema(conn: psycopg.Connection[Any], name: str) -> None:
+    conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    conn.execute(f'CREATE SCHEMA "{name}"')
+    conn.execute(
+        f'CREATE TABLE "{name}".t (seq BIGSERIAL PRIMARY KEY, k TEXT UNIQUE, payload BYTEA)'
+    )
+
+
+def pg_raw(url: str, rows: int, batch: int) -> float:
+    """Raw psycopg on the same server: ``batch`` rows per transaction (1: one per row)."""
+    import psycopg
+
+    name = "garde_bench_raw"
+    with psycopg.connect(url, autocommit=True) as conn:
+        _pg_schema(conn, name)
+        insert = f'INSERT INTO "{name}".t (k, payload) VALUES (%s, %s)'
+        start = time.perf_counter()
+        for first in range(0, rows, batch):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    insert, [(f"k{n}", PAYLOAD) for n in range(first, min(rows, first + batch))]
+                )
+        elapsed = time.perf_counter() - start
+        conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+    return rows / elapsed
+
+
+async def pg_accepts(url: str, count: int, clients: int) -> float:
+    """The PostgreSQL journal: ``clients`` concurrent callers, each acknowledged after its
+    own commit (one transaction per accept on a pool of 8 connections)."""
+    from garde.journal.postgres import PostgresJournal
+
+    schema = "garde_bench_journal"
+    journal = await PostgresJournal.open(url, keyring(), schema=schema)
+    await journal.drop()
+    await journal.close()
+    journal = await PostgresJournal.open(url, keyring(), schema=schema)
+    work = submissions(count, keys=max(1, count // 10), prefix="pg-")
+
+    async def client(k: int) -> None:
+        for submission in work[k::clients]:
+            await journal.accept(submission)
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(k) for k in range(clients)))
+        elapsed = time.perf_counter() - start
+    finally:
+        await journal.drop()
+        await journal.close()
+    return count / elapsed
+
+
 async def _create(path: Path, key: bytes) -> None:
     journal = await SqliteJournal.open(path, Keyring({"bench": key}, "bench"))
     await journal.close()
@@ -190,6 +250,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--crash", type=int, default=0, help="kill -9 runs (e.g. 100)")
+    parser.add_argument(
+        "--postgres",
+        default=PG_URL,
+        help="PostgreSQL for the shared-journal rows ('' to skip; env GARDE_TEST_POSTGRES)",
+    )
+    parser.add_argument("--pg-accepts", type=int, default=10_000)
     args = parser.parse_args()
 
     print(
@@ -197,6 +263,7 @@ def main() -> None:
         f" {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
     )
     per_row, batched, journal, batches, shared = [], [], [], [], []
+    pg_row, pg_batched, pg_journal = [], [], []
     with tempfile.TemporaryDirectory(prefix="garde-bench-", dir=os.getcwd()) as tmp:
         for r in range(args.rounds):
             # Interleaved rounds: a noisy neighbour hits every contender alike.
@@ -214,6 +281,12 @@ def main() -> None:
                     directory / "shared.db", 2, args.accepts // 2, args.clients // 2
                 )
             )
+            if args.postgres:
+                pg_row.append(pg_raw(args.postgres, 500, 1))
+                pg_batched.append(pg_raw(args.postgres, args.pg_accepts, 1000))
+                pg_journal.append(
+                    asyncio.run(pg_accepts(args.postgres, args.pg_accepts, args.clients))
+                )
         print("\n| durable writes on SQLite (WAL, synchronous=FULL) | per second (median) |")
         print("|---|---:|")
         print(f"| raw SQLite, one transaction per row | {statistics.median(per_row):,.0f} |")
@@ -227,6 +300,20 @@ def main() -> None:
             f"| garde journal `accept`, 2 worker processes sharing the file (incl. process"
             f" start) | {statistics.median(shared):,.0f} |"
         )
+        if pg_journal:
+            print(
+                "\n| durable writes on PostgreSQL (same server, committed) | per second (median) |"
+            )
+            print("|---|---:|")
+            print(f"| raw psycopg, one transaction per row | {statistics.median(pg_row):,.0f} |")
+            print(
+                "| raw psycopg, 1,000 rows per transaction (executemany) |"
+                f" {statistics.median(pg_batched):,.0f} |"
+            )
+            print(
+                f"| garde journal `accept` on PostgreSQL, {args.clients} concurrent callers,"
+                f" encrypted, pool of 8 | {statistics.median(pg_journal):,.0f} |"
+            )
         print(f"\nCPU load average during the run: {os.getloadavg()}")
         if args.replay:
             rate, in_order = asyncio.run(

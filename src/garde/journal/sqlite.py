@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from garde.errors import GardeError, JournalUnavailable
 from garde.journal import ops, sql
-from garde.journal.records import Row
+from garde.journal.records import INSERT_COLUMNS, Row
 from garde.journal.sealing import Keyring
 from garde.journal.store import Clock, StoreBase
 
@@ -104,6 +104,29 @@ class _Job:
 
 
 _PLAIN_INSERT = sql.INSERT.split(" ON CONFLICT")[0]
+_ROW_MARKS = "(" + ", ".join("?" for _ in INSERT_COLUMNS) + ")"
+_CHUNKS = (256, 64, 16, 4, 1)
+"""Rows per multi-row ``INSERT``: a few fixed shapes, so the statement cache keeps them."""
+_CHUNK_STATEMENTS = [
+    (size, _PLAIN_INSERT.split(" VALUES ")[0] + " VALUES " + ", ".join([_ROW_MARKS] * size))
+    for size in _CHUNKS
+]
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` with as few statements as possible.
+
+    One statement of many rows is one ``sqlite3_step``: the sqlite3 module gives the GIL up
+    around each step, so ``executemany`` hands the GIL back and forth with the event loop
+    once per row (a 5 ms switch interval each time the loop is busy); a multi-row statement
+    does it once per chunk.
+    """
+    at = 0
+    for size, statement in _CHUNK_STATEMENTS:
+        while len(rows) - at >= size:
+            params = [value for row in rows[at : at + size] for value in row]
+            conn.execute(statement, params)
+            at += size
 
 
 def _unavailable(path: Path, exc: sqlite3.Error) -> JournalUnavailable:
@@ -173,6 +196,7 @@ class SqliteJournal(StoreBase):
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA cache_size = -65536")
         if self.max_pages is not None:
             conn.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
         return conn
@@ -291,7 +315,7 @@ class SqliteJournal(StoreBase):
         rows = [values for job in batch if (values := job.values) is not None]
         conn.execute("SAVEPOINT together")
         try:
-            conn.executemany(_PLAIN_INSERT, rows)
+            _insert_rows(conn, rows)
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK TO together")
             conn.execute("RELEASE together")
