@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import platform
+import re
 import sqlite3
 import statistics
 import tempfile
@@ -25,7 +27,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from garde.journal.base import Answer, Delivery, Outcome, Submission
+from garde.catalog import Catalog
+from garde.journal.base import Answer, Delivery, Outcome, Sender, Submission
 from garde.journal.replayer import Replayer, ReplayPolicy
 from garde.journal.sealing import Keyring
 from garde.journal.sqlite import SqliteJournal
@@ -239,6 +242,208 @@ async def replay(path: Path, count: int, keys: int, concurrency: int) -> tuple[f
         expected[s.ordering_key or ""].append(s.idempotency_key)
     in_order = stats.delivered == count and upstream.applied == expected
     return count / elapsed, in_order
+
+
+PRESCRIBER = "10012345004"
+PHARMACIST = "20012345001"
+
+
+def _niss(n: int) -> str:
+    """The ``n``-th of a run of valid NISS numbers (modulo-97 check), one per patient."""
+    base = f"{850101 + n // 900:06d}{n % 900 + 1:03d}"
+    return f"{base}{97 - int(base) % 97:02d}"
+
+
+def _soap(catalog: Catalog, service_id: str, operation_id: str, fields: dict[str, str]) -> bytes:
+    from lxml import etree
+
+    from garde import soap
+
+    service = catalog.services[service_id]
+    element = service.body_element_of(service.operations[operation_id])
+    assert element is not None
+    namespace = etree.QName(element).namespace or ""
+    root = etree.Element(element)
+    for name, value in fields.items():
+        etree.SubElement(root, soap.qn(namespace, name)).text = value
+    return soap.build_envelope(root)
+
+
+def _headers(catalog: Catalog, service_id: str, operation_id: str) -> tuple[tuple[str, str], ...]:
+    service = catalog.services[service_id]
+    action = service.soap_action_of(service.operations[operation_id]) or ""
+    return (("Content-Type", "text/xml; charset=utf-8"), ("SOAPAction", action))
+
+
+async def _prescriptions(catalog: Catalog, sender: Sender, count: int) -> list[str]:
+    """``count`` prescriptions created in the lab (through the same sender); their RIDs."""
+    from datetime import date
+
+    from garde.lab import kmehr
+
+    headers = _headers(catalog, "recipe-prescriber", "createPrescription")
+    rids: list[str] = [""] * count
+
+    async def create(n: int) -> None:
+        patient = _niss(n)
+        body = _soap(
+            catalog,
+            "recipe-prescriber",
+            "createPrescription",
+            {
+                "PrescriberNihii": PRESCRIBER,
+                "PatientId": patient,
+                "Prescription": base64.b64encode(
+                    kmehr.prescription(PRESCRIBER, patient, when=date.today())
+                ).decode(),
+            },
+        )
+        delivery = await sender.send(
+            Submission(
+                "recipe-prescriber", "createPrescription", PRESCRIBER, "gp", f"create-{n}",
+                None, body, headers,
+            )
+        )  # fmt: skip
+        found = re.search(rb"Rid>([A-Z0-9]{12})<", delivery.answer.body if delivery.answer else b"")
+        if delivery.outcome is not Outcome.DELIVERED or found is None:
+            raise RuntimeError(f"the lab did not create prescription {n}: {delivery.reason}")
+        rids[n] = found.group(1).decode()
+
+    for first in range(0, count, 64):
+        await asyncio.gather(*(create(n) for n in range(first, min(count, first + 64))))
+    return rids
+
+
+def _deliveries(
+    catalog: Catalog, rids: list[str], count: int
+) -> tuple[list[Submission], dict[str, list[str]]]:
+    """``count`` pharmacy writes, as the gateway journals them (the business payload without
+    a token, the catalog's ordering key: the RID): for each prescription in turn, delivered,
+    undelivered, delivered again... so the lab itself refuses any write out of order. Also
+    the expected order of idempotency keys per RID."""
+    from garde.gateway.soapxml import parse_envelope, without_security
+
+    work: list[Submission] = []
+    expected: dict[str, list[str]] = defaultdict(list)
+    bodies: dict[tuple[str, str], bytes] = {}
+    deadline = time.time() + 7 * 86400  # the catalog's deadline for both operations
+    for n in range(count):
+        rid = rids[n % len(rids)]
+        operation = "markAsDelivered" if (n // len(rids)) % 2 == 0 else "markAsUnDelivered"
+        body = bodies.get((rid, operation))
+        if body is None:
+            fields = {"Rid": rid, "ExecutorNihii": PHARMACIST}
+            envelope = parse_envelope(_soap(catalog, "recipe-executor", operation, fields))
+            body = bodies[rid, operation] = without_security(envelope)  # as the gateway does
+        key = f"lab-{n}"
+        work.append(
+            Submission(
+                service="recipe-executor",
+                operation=operation,
+                identity=PHARMACIST,
+                target_group="pharmacist",
+                idempotency_key=key,
+                ordering_key=rid,
+                payload=body,
+                headers=_headers(catalog, "recipe-executor", operation),
+                deadline=deadline,
+            )
+        )
+        expected[rid].append(key)
+    return work, expected
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def replay_to_lab(directory: Path, count: int, keys: int, concurrency: int) -> dict[str, Any]:
+    """Replay ``count`` journaled pharmacy writes to a healthy lab in its own process,
+    through the gateway's upstream side (``GatewaySender``: a fresh STS token per identity,
+    data-center choice, HTTP through the lab's fault proxies), as ``garde journal replay
+    --now`` does; then check the lab's ledger."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    import yaml
+
+    from garde.catalog import load_catalog
+    from garde.gateway.config import load_config
+    from garde.gateway.handler import Gateway
+    from garde.gateway.sender import GatewaySender
+    from garde.gateway.transport import HttpTransport
+    from garde.journal.replayer import describer
+
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "bench._journal_lab"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert lab.stdout is not None
+        started = json.loads(lab.stdout.readline())
+        endpoints, control = started["endpoints"], started["control"]
+        catalog = load_catalog("belgium", env={}).with_endpoints(endpoints)
+        config_file = directory / "gateway.yaml"
+        credentials = {"primary": {"type": "eid", "secret": "1234"}}
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "target_group": "pharmacist",
+                    "identities": {PRESCRIBER: credentials, PHARMACIST: credentials},
+                }
+            ),
+            encoding="utf-8",
+        )
+        gateway = Gateway(catalog, HttpTransport(), load_config(config_file), None)
+        sender = GatewaySender(gateway)
+        rids = await _prescriptions(catalog, sender, keys)
+        work, expected = _deliveries(catalog, rids, count)
+        journal = await SqliteJournal.open(directory / "lab-replay.db", keyring())
+        for first in range(0, count, 5000):
+            await asyncio.gather(*(journal.accept(s) for s in work[first : first + 5000]))
+        replayer = Replayer(
+            journal,
+            sender,
+            lambda service: True,
+            describer(catalog),
+            policy=ReplayPolicy(concurrency=concurrency, batch=concurrency, honour_backoff=False),
+        )
+        lab_cpu, own_cpu = _cpu(lab.pid), time.process_time()
+        start = time.perf_counter()
+        stats = await replayer.drain()
+        elapsed = time.perf_counter() - start
+        lab_cpu, own_cpu = _cpu(lab.pid) - lab_cpu, time.process_time() - own_cpu
+        await journal.close()
+        await gateway.close()
+        # The lab's ledger, in the order the effects were applied.
+        url = f"{control}/ledger?service=recipe-executor"
+        with urllib.request.urlopen(url, timeout=300) as answer:
+            effects = json.loads(answer.read())["effects"]
+    finally:
+        if lab.stdin is not None:
+            lab.stdin.close()
+        lab.wait(timeout=60)
+    applied: dict[str, list[str]] = defaultdict(list)
+    for effect in effects:
+        rid = str(effect["business_key"]).split("#")[0]
+        applied[rid].append(effect["idempotency_key"])
+    return {
+        "rate": count / elapsed,
+        "delivered": stats.delivered,
+        "conflicts": stats.conflicts,
+        "retried": stats.retried,
+        "effects": len(effects),
+        "in_order": applied == expected,
+        "lab_cpu_us": lab_cpu / count * 1e6,
+        "replayer_cpu_us": own_cpu / count * 1e6,
+    }
 
 
 def main() -> None:
