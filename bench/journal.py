@@ -408,6 +408,7 @@ async def replay_to_lab(directory: Path, count: int, keys: int, concurrency: int
         journal = await SqliteJournal.open(directory / "lab-replay.db", keyring())
         for first in range(0, count, 5000):
             await asyncio.gather(*(journal.accept(s) for s in work[first : first + 5000]))
+        del work  # a gateway does not keep what it journaled in memory; nor does the bench
         replayer = Replayer(
             journal,
             sender,

@@ -218,6 +218,48 @@ def test_a_lapsed_lease_is_taken_over_and_the_old_holder_cannot_settle(backend: 
     run(body())
 
 
+def test_many_settles_at_once_each_learn_whether_their_lease_held(backend: Backend) -> None:
+    """Settles that meet in one commit (one update per outcome on SQLite), two of them on
+    leases taken over meanwhile: those two change nothing and learn it, the others land."""
+
+    async def body() -> None:
+        clock = FakeClock()
+        async with backend.open(clock=clock) as journal:
+            for n in range(12):
+                await journal.accept(sub(n, f"K{n}"))
+            mine = await journal.lease("one", ["recipe-executor"], 12, 30)
+            assert len(mine) == 12
+            assert len({e.lease_token for e in mine}) == 12
+            clock.advance(31)
+            theirs = await journal.lease("two", ["recipe-executor"], 2, 30)
+            assert [e.id for e in theirs] == [e.id for e in mine[:2]]
+            conflict = Delivery(Outcome.CONFLICT, Answer(500, b"<f/>"), reason="revoked")
+            later = Delivery(Outcome.RETRY_LATER, reason="HTTP 503", retry_after=5)
+            outcomes = [OK] * 4 + [conflict] * 4 + [later] * 4
+            done = await asyncio.gather(
+                *(journal.settle(e, d, clock() + 5) for e, d in zip(mine, outcomes, strict=True))
+            )
+            assert done[:2] == [None, None]
+            states = [r.state if r else None for r in done]
+            assert (
+                states[2:] == [State.DELIVERED] * 2 + [State.CONFLICT] * 4 + [State.JOURNALED] * 4
+            )
+            stored = [await journal.receipt(e.id) for e in mine]
+            assert [r.state for r in stored] == [State.DELIVERING] * 2 + states[2:]
+            assert stored[2].answer == OK.answer
+            assert stored[4].reason == "revoked"
+            assert stored[4].answer is not None and stored[4].answer.body == b"<f/>"
+            assert stored[8].last_error == "HTTP 503"
+            assert stored[8].attempts == 1
+            assert [e.id for e in await journal.lease("one", ["recipe-executor"], 12, 30)] == []
+            clock.advance(5)
+            again = await journal.lease("one", ["recipe-executor"], 12, 30)
+            assert sorted(e.id for e in again) == sorted(e.id for e in mine[8:])
+            assert await journal.settle(theirs[0], OK) is not None
+
+    run(body())
+
+
 def test_concurrent_replayers_never_take_the_same_entry(backend: Backend) -> None:
     async def body() -> None:
         async with backend.open() as one, backend.open() as two:

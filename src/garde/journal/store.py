@@ -66,6 +66,11 @@ class StoreBase(ABC):
     async def _write_accept(self, values: tuple[Any, ...]) -> Row | None:
         return await self._write(lambda tx: ops.accept(tx, values))
 
+    async def _write_settle(self, outcome: Outcome, params: tuple[Any, ...]) -> bool:
+        """Run one ``ops.SETTLE_SQL`` update; whether the lease still held."""
+        query = ops.SETTLE_SQL[outcome]
+        return await self._write(lambda tx: bool(tx.run(query, params)))
+
     def _tell(self, rows: Sequence[Row]) -> None:
         for row in rows:
             if row.state is State.QUARANTINED:
@@ -175,9 +180,8 @@ class StoreBase(ABC):
         answer: tuple[int | None, str | None, bytes | None] = (None, None, None)
         if delivery.answer is not None and delivery.outcome is not Outcome.RETRY_LATER:
             answer = seal_answer(delivery.answer, leased.id, self.keyring)
-        if not await self._write(
-            lambda tx: ops.settle(tx, leased, delivery, answer, retry_at, now)
-        ):
+        params = ops.settle_params(leased, delivery, answer, retry_at, now)
+        if not await self._write_settle(delivery.outcome, params):
             return None
         # Built from what is known, not read back: settling is the replayer's hot path.
         s = leased.submission
