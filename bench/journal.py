@@ -3,12 +3,18 @@
     python -m bench.journal                 # accept + replay (100,000 entries)
     python -m bench.journal --replay 20000  # a shorter replay
     python -m bench.journal --crash 100     # plus the kill -9 run (needs the gateway)
+    python -m bench.journal --rounds 1 --replay 0 --lab-replay 100000   # the lab replay only
 
 Baselines measured in the same run, on the same disk, with the same settings (WAL,
 synchronous=FULL): raw SQLite with one transaction per row (what a naive journal gets: one
 fsync per acknowledged write) and raw SQLite batched (the ceiling: no encryption, no
-asyncio, no futures). The journal's figure is acknowledged writes per second: each one
-resolved only after the commit that holds it.
+asyncio, no futures); the same for PostgreSQL with raw psycopg. The journal's figure is
+acknowledged writes per second: each one resolved only after the commit that holds it.
+
+The replay runs twice: to an in-process upstream (the journal and replayer alone), and to a
+real lab in its own process (``bench/_journal_lab.py``) through the gateway's upstream
+sender: Recip-e deliveries and undeliveries alternating per RID, so the lab itself refuses
+any write out of order, and the lab's ledger is checked for every entry once, in order.
 """
 
 from __future__ import annotations
@@ -462,6 +468,9 @@ def main() -> None:
         help="PostgreSQL for the shared-journal rows ('' to skip; env GARDE_TEST_POSTGRES)",
     )
     parser.add_argument("--pg-accepts", type=int, default=10_000)
+    parser.add_argument(
+        "--lab-replay", type=int, default=100_000, help="entries replayed to a lab (0: skip)"
+    )
     args = parser.parse_args()
 
     print(
@@ -530,6 +539,22 @@ def main() -> None:
                 f" {args.concurrency}) to an in-process healthy upstream: {rate:,.0f}/s;"
                 f" every entry once, in order per key: {'yes' if in_order else 'NO'}"
             )
+        if args.lab_replay:
+            lab_dir = Path(tmp) / "lab"
+            lab_dir.mkdir()
+            found = asyncio.run(
+                replay_to_lab(lab_dir, args.lab_replay, args.keys, args.concurrency)
+            )
+            print(
+                f"\nreplay of {args.lab_replay:,} entries ({args.keys:,} RIDs, concurrency"
+                f" {args.concurrency}) to a healthy lab in its own process, through the"
+                f" gateway's sender: {found['rate']:,.0f}/s; delivered {found['delivered']:,},"
+                f" conflicts {found['conflicts']}, retried {found['retried']}; ledger effects"
+                f" {found['effects']:,}, in order per RID: {'yes' if found['in_order'] else 'NO'};"
+                f" CPU per entry: replayer {found['replayer_cpu_us']:.0f} µs, lab"
+                f" {found['lab_cpu_us']:.0f} µs"
+            )
+            print(f"CPU load average after the lab replay: {os.getloadavg()}")
         if args.crash:
             crash(args.crash, Path(tmp))
 
