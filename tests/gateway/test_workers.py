@@ -167,7 +167,9 @@ def test_two_workers_share_a_sqlite_journal_and_one_view(catalog: Catalog, tmp_p
                 # Both workers listening: the status names two of them.
                 while True:
                     try:
-                        raw = await call(port, b"GET /_garde/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                        raw = await call(
+                            port, b"GET /_garde/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                        )
                         if len(_status(raw)["gateway"]["workers"]) == 2:  # type: ignore[index]
                             break
                     except (OSError, EOFError):
