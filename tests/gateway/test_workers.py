@@ -215,3 +215,48 @@ def test_two_workers_share_a_sqlite_journal_and_one_view(catalog: Catalog, tmp_p
                 await upstream.stop()
 
     asyncio.run(main())
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.e2e
+def test_workers_stop_when_their_supervisor_is_killed(catalog: Catalog, tmp_path: Path) -> None:
+    async def main() -> None:
+        port = _free_port()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "garde", "gateway", "--workers", "2", "--port", str(port),
+            "--journal", "none",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(60):
+                while True:
+                    try:
+                        raw = await call(
+                            port, b"GET /_garde/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                        )
+                        workers = _status(raw)["gateway"]["workers"]  # type: ignore[index]
+                        if len(workers) == 2:
+                            break
+                    except (OSError, EOFError):
+                        pass
+                    await asyncio.sleep(0.2)
+            pids = [w["pid"] for w in workers]
+            process.kill()  # SIGKILL: the supervisor cannot stop its workers itself
+            await process.wait()
+            async with asyncio.timeout(20):
+                while any(_running(pid) for pid in pids):
+                    await asyncio.sleep(0.2)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+    asyncio.run(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -20,6 +21,8 @@ import click
 
 from garde.cli.common import catalog_option, console, load
 from garde.errors import UsageError
+
+log = logging.getLogger("garde.gateway")
 
 DEFAULT_JOURNAL = "sqlite:///garde-journal.db"
 
@@ -53,6 +56,8 @@ class WorkerRole:
     index: int
     board: str
     replays: bool
+    parent: int
+    """The supervising process: a worker whose parent is gone stops (no orphan serving)."""
 
 
 async def _serve(
@@ -82,10 +87,22 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watching = None if role is None else loop.create_task(_watch_parent(role.parent, stop))
     try:
         await stop.wait()
     finally:
+        if watching is not None:
+            watching.cancel()
         await running.stop()
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """Stop this worker if its supervisor is gone (killed with SIGKILL, say): otherwise the
+    worker would keep serving its share of the port, with nobody to restart or stop it."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("the supervising process %d is gone: this worker stops", parent)
+    stop.set()
 
 
 def _banner(running: Any, catalog: Any, journal_url: str | None) -> None:
@@ -215,7 +232,12 @@ def _supervise(catalog_source: str, config: Any, journal: JournalChoice, workers
     processes = [
         context.Process(
             target=_run,
-            args=(catalog_source, config, journal, WorkerRole(i, board, leased or i == 0)),
+            args=(
+                catalog_source,
+                config,
+                journal,
+                WorkerRole(i, board, leased or i == 0, os.getpid()),
+            ),
             daemon=True,
         )
         for i in range(workers)
