@@ -32,12 +32,13 @@ def request(port: int) -> bytes:
 
 async def call(port: int, data: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
-    body = await reader.readexactly(length)
-    writer.close()
-    return head + body
+    try:
+        writer.write(data)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+        return head + await reader.readexactly(length)
+    finally:
+        writer.close()
 
 
 def test_gateway_process_serves_fails_over_and_stops(catalog: Catalog, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ class Upstream:
     port: int = 0
 
     async def start(self) -> Upstream:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 

@@ -104,7 +104,7 @@ class Desk:
                 None,
                 "dc1",
             ):
-                outcome = "failed over"
+                outcome = f"failed over to {reply.headers['Garde-Data-Center']}"
             elif reply.status == 200:
                 outcome = "served"
             elif reply.status == 503:
@@ -262,6 +262,11 @@ async def run_story(catalog: Catalog, lab: Lab, out: Console, minute: float) -> 
             await work(pharmacist, gp, session, tally, rids, step)
             drained = await _drained(journal, 60.0)
             show(out, "4. The chain is back; garde drains its journal", tally)
+            out.print(
+                "  A data center that failed is not trusted at once: it returns to rotation"
+                " when its ejection ends and one trial request succeeds (half-open breaker), so"
+                " the first calls after an outage may still go to another data center.\n"
+            )
             states: Counter[str] = Counter()
             for receipt_id, _ in outage.journaled:
                 states[(await journal.receipt(receipt_id)).state.value] += 1

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +21,8 @@ import click
 
 from garde.cli.common import catalog_option, console, load
 from garde.errors import UsageError
+
+log = logging.getLogger("garde.gateway")
 
 DEFAULT_JOURNAL = "sqlite:///garde-journal.db"
 
@@ -39,29 +45,64 @@ class JournalChoice:
         return await open_journal(self.url, keyring)
 
 
+@dataclass(frozen=True)
+class WorkerRole:
+    """One worker of ``--workers N`` (picklable): its number and the folder the workers share.
+
+    Only worker 0 replays a SQLite journal (SQLite has no leases: two replayers could send the
+    same entry); every worker accepts into it. With PostgreSQL every worker replays, leased.
+    """
+
+    index: int
+    board: str
+    replays: bool
+    parent: int
+    """The supervising process: a worker whose parent is gone stops (no orphan serving)."""
+
+
 async def _serve(
-    catalog_source: str, config: Any, journal: JournalChoice, reuse_port: bool, quiet: bool
+    catalog_source: str, config: Any, journal: JournalChoice, role: WorkerRole | None
 ) -> None:
     from garde.gateway.runner import RunningGateway
+    from garde.gateway.workers import WorkerBoard
 
     catalog = load(catalog_source)
     store = await journal.open()
-    running = RunningGateway(catalog, config, store, reuse_port=reuse_port)
+    running = RunningGateway(
+        catalog,
+        config,
+        store,
+        reuse_port=role is not None,
+        replays=role is None or role.replays,
+        board=None if role is None else WorkerBoard(role.board, role.index),
+    )
     await running.start()
     # Everything made so far (modules, catalog, configuration) lives as long as the process:
     # out of the collector's sight, a full collection takes microseconds instead of the tens
     # of milliseconds that showed up in the gateway's p99 under load.
     gc.freeze()
-    if not quiet:
+    if role is None or role.index == 0:
         _banner(running, catalog, journal.url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watching = None if role is None else loop.create_task(_watch_parent(role.parent, stop))
     try:
         await stop.wait()
     finally:
+        if watching is not None:
+            watching.cancel()
         await running.stop()
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """Stop this worker if its supervisor is gone (killed with SIGKILL, say): otherwise the
+    worker would keep serving its share of the port, with nobody to restart or stop it."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("the supervising process %d is gone: this worker stops", parent)
+    stop.set()
 
 
 def _banner(running: Any, catalog: Any, journal_url: str | None) -> None:
@@ -84,13 +125,7 @@ def _banner(running: Any, catalog: Any, journal_url: str | None) -> None:
         out.print(f"  {service.path_prefix:<{width}} -> {service.id}: {dcs}", soft_wrap=True)
 
 
-def _worker(catalog_source: str, config: Any, journal: JournalChoice, quiet: bool) -> None:
-    _run(catalog_source, config, journal, reuse_port=True, quiet=quiet)
-
-
-def _run(
-    catalog_source: str, config: Any, journal: JournalChoice, *, reuse_port: bool, quiet: bool
-) -> None:
+def _run(catalog_source: str, config: Any, journal: JournalChoice, role: WorkerRole | None) -> None:
     try:
         import uvloop
 
@@ -98,7 +133,7 @@ def _run(
     except ImportError:  # pragma: no cover - uvloop is a dependency; the fallback still works
         runner = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(_serve(catalog_source, config, journal, reuse_port, quiet))
+        runner(_serve(catalog_source, config, journal, role))
 
 
 @click.command()
@@ -168,16 +203,10 @@ def gateway(
             " or --journal none to refuse deferrable writes instead of journaling them"
         )
     if workers == 1:
-        _run(catalog_source, config, journal, reuse_port=False, quiet=False)
+        _run(catalog_source, config, journal, None)
         return
     if config.port == 0:
         raise UsageError("--workers needs a fixed --port: the workers must share one port")
-    if journal.url != "none" and not journal.url.startswith(("postgresql://", "postgres://")):
-        raise UsageError(
-            f"--workers {workers} with the journal {journal.url}: each worker would replay the"
-            " same SQLite file on its own; use one worker, or a PostgreSQL journal (workers"
-            " share it with leases), or --journal none"
-        )
     # Check the port is free before starting workers, so the error comes once and clearly.
     probe = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -187,26 +216,63 @@ def gateway(
         raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc}") from None
     finally:
         probe.close()
+    sys.exit(_supervise(catalog_source, config, journal, workers))
+
+
+def _supervise(catalog_source: str, config: Any, journal: JournalChoice, workers: int) -> int:
+    """Run ``workers`` processes until told to stop, or until one of them ends.
+
+    A worker that dies takes the others down (exit status 1), so the service manager
+    restarts the gateway whole: a gateway with a worker missing would lose its share of
+    the connections, and worker 0's replaying of a SQLite journal.
+    """
+    leased = journal.url.startswith(("postgresql://", "postgres://"))
+    board = tempfile.mkdtemp(prefix="garde-gateway-")  # counters and modes only: no health data
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker, args=(catalog_source, config, journal, i > 0), daemon=True)
+        context.Process(
+            target=_run,
+            args=(
+                catalog_source,
+                config,
+                journal,
+                WorkerRole(i, board, leased or i == 0, os.getpid()),
+            ),
+            daemon=True,
+        )
         for i in range(workers)
     ]
     for process in processes:
         process.start()
     click.echo(f"garde gateway: {workers} workers share port {config.port}", err=True)
+    asked = False  # by SIGTERM or Ctrl-C: a clean stop
 
-    def stop(*_: object) -> None:
+    def terminate() -> None:
         for process in processes:
             if process.pid is not None and process.is_alive():
                 process.terminate()
 
-    signal.signal(signal.SIGTERM, stop)
+    def on_sigterm(*_: object) -> None:
+        nonlocal asked
+        asked = True
+        terminate()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        for process in processes:
-            process.join()
+        ready = multiprocessing.connection.wait([p.sentinel for p in processes])
+        if not asked:
+            ended = next(p for p in processes if p.sentinel in ready)
+            ended.join(5)  # reaped, so that its exit status is known
+            click.echo(
+                f"garde gateway: worker pid {ended.pid} ended (exit status {ended.exitcode});"
+                " stopping the others",
+                err=True,
+            )
     except KeyboardInterrupt:
-        stop()
+        asked = True
+    finally:
+        terminate()
         for process in processes:
-            process.join(5)
-    sys.exit(max((p.exitcode or 0) for p in processes))
+            process.join(10)
+        shutil.rmtree(board, ignore_errors=True)
+    return 0 if asked else 1

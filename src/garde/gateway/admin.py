@@ -10,12 +10,16 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
+import os
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from garde.errors import EntryNotFound, JournalError, RequestRejected
 from garde.gateway.events import mode_event
+from garde.gateway.metrics import Metrics
 from garde.gateway.wire import Reply, Request
+from garde.gateway.workers import MODES, Snapshot, worst_mode
 
 if TYPE_CHECKING:
     from garde.gateway.handler import Gateway
@@ -32,7 +36,6 @@ class Admin:
         self.gateway = gateway
         token = gateway.config.admin_token
         self.expected = f"Bearer {token}".encode() if token else None
-        gateway.metrics.gauges.append(self._gauges)
 
     async def handle(self, request: Request) -> Reply:
         gateway = self.gateway
@@ -51,7 +54,7 @@ class Admin:
             return gateway.reject(RequestRejected(405, "admin endpoints answer GET only"), request)
         path = request.path
         if path == "/metrics":
-            body = gateway.metrics.render().encode()
+            body = self.metrics().render().encode()
             return Reply(200, [(b"Content-Type", b"text/plain; version=0.0.4")], body)
         if path == "/_garde/status":
             return _json(200, await self.status())
@@ -70,12 +73,54 @@ class Admin:
             request,
         )
 
-    async def status(self) -> dict[str, object]:
+    def snapshot(self) -> Snapshot:
+        """What this worker shares with the others (see ``workers.py``)."""
         gateway = self.gateway
+        now = time.monotonic()
         services: dict[str, object] = {}
         for sid, upstreams in gateway.upstreams.items():
             upstreams.refresh()
+            services[sid] = {
+                "mode": upstreams.mode.value,
+                "data_center": upstreams.in_use,
+                "open": [link.dc for link in upstreams.links if link.ejected_until > now],
+            }
+        budget = gateway.budget
+        return {
+            "metrics": gateway.metrics.snapshot(),
+            "services": services,
+            "stale_cache_entries": len(gateway.cache),
+            "retry_budget": {
+                "requests_in_window": budget.requests,
+                "retries_in_window": budget.retries,
+                "refused": budget.refused,
+            },
+        }
+
+    def views(self) -> list[Snapshot]:
+        """This worker's snapshot, then those of the other live workers (if any)."""
+        own = self.snapshot()
+        board = self.gateway.board
+        return board.gather(own) if board is not None else [own]
+
+    def metrics(self) -> Metrics:
+        """The whole gateway's counters: every live worker's, summed."""
+        views = self.views()
+        total = Metrics()
+        for view in views:
+            total.add(view["metrics"])
+        total.gauges.append(partial(self._gauges, views))
+        return total
+
+    async def status(self) -> dict[str, object]:
+        gateway = self.gateway
+        views = self.views()
+        services: dict[str, object] = {}
+        for sid, upstreams in gateway.upstreams.items():
             entry = upstreams.as_json()
+            # With several workers, the service is in the worst mode any of them sees: some
+            # requests get that treatment. The data-center detail is this worker's view.
+            entry["mode"] = worst_mode([v["services"][sid]["mode"] for v in views])
             if gateway.journal is not None:
                 try:
                     entry["journal_depth"] = await gateway.journal.depth(sid)
@@ -91,11 +136,18 @@ class Admin:
                 "target_group": gateway.config.target_group,
                 "journal": gateway.journal is not None,
                 "retry_budget": {
-                    "requests_in_window": gateway.budget.requests,
-                    "retries_in_window": gateway.budget.retries,
-                    "refused": gateway.budget.refused,
+                    key: sum(v["retry_budget"][key] for v in views)
+                    for key in ("requests_in_window", "retries_in_window", "refused")
                 },
-                "stale_cache_entries": len(gateway.cache),
+                "stale_cache_entries": sum(v["stale_cache_entries"] for v in views),
+                "workers": [
+                    {
+                        "worker": v.get("worker", 0),
+                        "pid": v.get("pid", os.getpid()),
+                        "modes": {sid: e["mode"] for sid, e in v["services"].items()},
+                    }
+                    for v in views
+                ],
             },
             "services": services,
         }
@@ -122,35 +174,36 @@ class Admin:
             }
         return _json(200, data)
 
-    def _gauges(self) -> list[tuple[str, str, dict[str, str], float]]:
+    def _gauges(self, views: list[Snapshot]) -> list[tuple[str, str, dict[str, str], float]]:
         out: list[tuple[str, str, dict[str, str], float]] = []
-        modes = ("normal", "degraded", "offline")
-        now = time.monotonic()
         for sid, upstreams in self.gateway.upstreams.items():
-            for mode in modes:
+            mode = worst_mode([v["services"][sid]["mode"] for v in views])
+            for name in MODES:
                 out.append(
                     (
                         "garde_gateway_service_mode",
-                        "1 for the service's current mode.",
-                        {"service": sid, "mode": mode},
-                        1.0 if upstreams.mode.value == mode else 0.0,
+                        "1 for the service's current mode (the worst any worker sees).",
+                        {"service": sid, "mode": name},
+                        1.0 if mode == name else 0.0,
                     )
                 )
+            open_somewhere = {dc for v in views for dc in v["services"][sid]["open"]}
             for link in upstreams.links:
                 out.append(
                     (
                         "garde_gateway_breaker_open",
-                        "1 while the data center's circuit breaker is open (ejected).",
+                        "1 while the data center's circuit breaker is open (ejected) in a worker.",
                         {"service": sid, "data_center": link.dc},
-                        1.0 if link.ejected_until > now else 0.0,
+                        1.0 if link.dc in open_somewhere else 0.0,
                     )
                 )
         out.append(
             (
                 "garde_gateway_stale_cache_entries",
-                "Answers kept for stale reads.",
+                "Answers kept for stale reads (all workers).",
                 {},
-                float(len(self.gateway.cache)),
+                float(sum(v["stale_cache_entries"] for v in views)),
             )
         )
+        out.append(("garde_gateway_workers", "Worker processes answering.", {}, float(len(views))))
         return out

@@ -28,6 +28,20 @@ Servable = tuple[OperationRoute, ServiceUpstreams]
 """An operation this path may serve, with its data centers."""
 
 
+_CONTENT_LENGTHS: dict[int, bytes] = {}
+
+
+def content_length(size: int) -> bytes:
+    """The ``Content-Length`` header line for ``size``: formatting bytes costs more than a
+    look-up, and a service's requests and answers come in few sizes."""
+    line = _CONTENT_LENGTHS.get(size)
+    if line is None:
+        line = b"Content-Length: %d\r\n" % size
+        if len(_CONTENT_LENGTHS) < 4096:  # bounded: callers choose what they send
+            _CONTENT_LENGTHS[size] = line
+    return line
+
+
 class Client(Protocol):
     """The caller's connection, as the fast path answers it."""
 
@@ -119,7 +133,8 @@ class FastPath:
                 request.target[len(request.path) :],
                 b" HTTP/1.1\r\nHost: ",
                 endpoint.host_header,
-                b"\r\nContent-Length: %d\r\n" % len(body),
+                b"\r\n",
+                content_length(len(body)),
                 *request.forwarded(),
                 b"\r\n",
                 body,
@@ -190,7 +205,7 @@ class _Exchange:
         for name, value in response.headers:
             if name.lower() not in RESPONSE_SKIP:
                 out += (name, b": ", value, b"\r\n")
-        out += (tail, b"Content-Length: %d\r\n" % len(body))
+        out += (tail, content_length(len(body)))
         if not self.request.keep_alive:
             out.append(b"Connection: close\r\n")
         out += (b"\r\n", body)

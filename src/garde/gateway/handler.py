@@ -39,6 +39,7 @@ from garde.gateway.tokens import (
 from garde.gateway.transport import Headers, Transport
 from garde.gateway.upstreams import ServiceUpstreams
 from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP, Reply, Request
+from garde.gateway.workers import WorkerBoard
 from garde.journal.base import Journal
 
 log = logging.getLogger("garde.gateway")
@@ -120,6 +121,8 @@ class Gateway:
         self.started = time.time()
         self.full_validation = self.config.xml_validation == "full"
         self.admin: AdminLike | None = None
+        self.board: WorkerBoard | None = None
+        """Set when this is one of several workers: they share counters and modes there."""
 
     # -- the hot path --------------------------------------------------------------------------
     async def handle(self, request: Request) -> Reply:

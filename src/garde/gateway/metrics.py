@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from typing import Any
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -30,6 +31,35 @@ class Metrics:
     def observe(self, service: str, seconds: float) -> None:
         self.latency[service][bisect_left(BUCKETS, seconds)] += 1
         self.latency_sum[service] += seconds
+
+    def snapshot(self) -> dict[str, object]:
+        """The counters as JSON-ready data (``add`` takes it back), for other workers."""
+        return {
+            "requests": [[*key, n] for key, n in self.requests.items()],
+            "attempts": [[*key, n] for key, n in self.attempts.items()],
+            "rejected": [[status, n] for status, n in self.rejected.items()],
+            "latency": dict(self.latency),
+            "latency_sum": dict(self.latency_sum),
+            "retries": self.retries,
+            "budget_refusals": self.budget_refusals,
+        }
+
+    def add(self, snapshot: dict[str, Any]) -> None:
+        """Add another worker's counters (a ``snapshot``) to these."""
+        for label, outcome, n in snapshot["requests"]:
+            self.requests[(label, outcome)] += n
+        for service, dc, result, n in snapshot["attempts"]:
+            self.attempts[(service, dc, result)] += n
+        for status, n in snapshot["rejected"]:
+            self.rejected[int(status)] += n
+        for service, counts in snapshot["latency"].items():
+            mine = self.latency[service]
+            for i, n in enumerate(counts):
+                mine[i] += n
+        for service, seconds in snapshot["latency_sum"].items():
+            self.latency_sum[service] += seconds
+        self.retries += snapshot["retries"]
+        self.budget_refusals += snapshot["budget_refusals"]
 
     def render(self) -> str:
         out: list[str] = []
@@ -81,5 +111,5 @@ class Metrics:
                     family(name, "gauge", text)
                     seen.add(name)
                 rendered = ",".join(f'{k}="{v}"' for k, v in labels.items())
-                out.append(f"{name}{{{rendered}}} {value}")
+                out.append(f"{name}{{{rendered}}} {value}" if labels else f"{name} {value}")
         return "\n".join(out) + "\n"

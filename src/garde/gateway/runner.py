@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from types import TracebackType
 
 from garde.catalog.model import Catalog
@@ -20,8 +21,11 @@ from garde.gateway.modefeed import ModeFeedFollower
 from garde.gateway.sender import GatewaySender
 from garde.gateway.transport import HttpTransport, Transport
 from garde.gateway.upstreams import Mode, ServiceUpstreams
+from garde.gateway.workers import WorkerBoard
 from garde.journal.base import Journal, JournalStore
 from garde.journal.replayer import Replayer, ReplayPolicy, describer
+
+log = logging.getLogger("garde.gateway")
 
 
 class RunningGateway:
@@ -34,10 +38,14 @@ class RunningGateway:
         transport: Transport | None = None,
         reuse_port: bool = False,
         replay: ReplayPolicy | None = None,
+        replays: bool = True,
+        board: WorkerBoard | None = None,
     ) -> None:
         self.config = config or GatewayConfig()
         self.gateway = Gateway(catalog, transport or HttpTransport(), self.config, journal)
-        self.gateway.admin = Admin(self.gateway)
+        self.admin = self.gateway.admin = Admin(self.gateway)
+        self.gateway.board = board
+        self._publishing: asyncio.Task[None] | None = None
         self.server = GatewayServer(self.gateway)
         self.health = HealthChecker(
             self.gateway.upstreams,
@@ -57,7 +65,7 @@ class RunningGateway:
         self.sender = GatewaySender(self.gateway)
         self.replayer: Replayer | None = None
         self._replaying: asyncio.Task[None] | None = None
-        if isinstance(journal, JournalStore):
+        if isinstance(journal, JournalStore) and replays:
             # The journal is drained by this gateway's own upstream side: fresh tokens, the
             # same data-center choice and breakers as live traffic.
             self.replayer = Replayer(
@@ -83,13 +91,30 @@ class RunningGateway:
             self._replaying = asyncio.get_running_loop().create_task(self.replayer.run())
         if self.feed is not None:
             self.feed.start()
+        if self.gateway.board is not None:
+            self._publishing = asyncio.get_running_loop().create_task(self._publish())
         return self
+
+    async def _publish(self) -> None:
+        """Keep this worker's snapshot fresh on the board (see ``workers.py``)."""
+        board = self.gateway.board
+        assert board is not None
+        while True:
+            try:
+                board.publish(self.admin.snapshot())
+            except OSError as exc:  # the folder went away: the gateway is stopping
+                log.warning("cannot publish this worker's snapshot: %s", exc)
+            await asyncio.sleep(1.0)
 
     def _mode_changed(self, upstreams: ServiceUpstreams) -> None:
         if upstreams.mode is not Mode.OFFLINE and self.replayer is not None:
             self.replayer.poke()  # a service came back: its journaled writes may go now
 
     async def stop(self) -> None:
+        if self._publishing is not None:
+            self._publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publishing
         if self.replayer is not None and self._replaying is not None:
             self.replayer.stop()
             with contextlib.suppress(Exception):

@@ -86,8 +86,10 @@ def check_envelope(data: bytes) -> None:
     gateway has no other reason to read is then passed on; the service's own parser has the
     last word on the details (``xml_validation: full`` parses every body instead).
     """
-    # "<!" first: one scan in the common case where no declaration, comment or CDATA is there.
-    if b"<!" in data and (b"<!DOCTYPE" in data or b"<!ENTITY" in data):
+    # Each test looks where the answer is (bytes searches cost about a nanosecond per byte
+    # scanned, and this runs for every request on the fast path): "!" is searched first
+    # because a one-byte search is the fastest there is, and a declaration needs one.
+    if b"!" in data and (b"<!DOCTYPE" in data or b"<!ENTITY" in data):
         raise RequestRejected(
             400,
             "document type declarations are refused (XXE protection): send the envelope"
@@ -98,7 +100,9 @@ def check_envelope(data: bytes) -> None:
         head = head[3:]
     if not head.startswith(b"<") or b"Envelope" not in head:
         raise RequestRejected(400, "the body is not a SOAP Envelope: it must start with <Envelope")
-    if b"Body" not in data or not data.rstrip().endswith(b"Envelope>"):
+    # The Body's end tag comes right before the Envelope's: both are in the last bytes.
+    tail = data[-128:].rstrip()
+    if not tail.endswith(b"Envelope>") or b"Body" not in tail:
         raise RequestRejected(400, "malformed SOAP: no Body, or the Envelope is not closed")
 
 
