@@ -458,3 +458,38 @@ def test_close_drains_queued_writes(tmp_path: Any) -> None:
             await reopened.close()
 
     run(body())
+
+
+def test_rekey_seals_everything_with_the_current_key(backend: Backend) -> None:
+    """Entries sealed with an old key, or stored in clear, are sealed again with the current
+    key (answers too); then the old key can leave the ring. Unreadable ones are reported."""
+
+    async def body() -> None:
+        async with backend.open(keyring("k1")) as journal:
+            old = await journal.accept(sub(1, "A"))
+            (entry,) = await journal.lease("me", ["recipe-executor"], 1, 30)
+            await journal.settle(entry, OK)
+        async with backend.open(Keyring({}, None)) as journal:
+            clear = await journal.accept(sub(2, "B"))
+        async with backend.open(keyring("k0")) as journal:
+            lost = await journal.accept(sub(3, "C"))
+        async with backend.open(keyring("k1", "k2")) as journal:
+            report = await journal.rekey("ann")
+            assert (report.key_id, report.seen, report.resealed) == ("k2", 3, 2)
+            assert [i for i, _ in report.unreadable] == [lost.id]
+            assert "'k0'" in report.unreadable[0][1]
+            assert (await journal.rekey("ann")).resealed == 0
+            audit = await journal.audit_log()
+            assert [(a.action, a.who) for a in audit[:2]] == [("rekey", "ann")] * 2
+        async with backend.open(keyring("k2")) as journal:
+            for receipt in (old, clear):
+                view = await journal.entry(receipt.id)
+                assert view.problem is None
+                assert view.key_id == "k2"
+                assert view.submission is not None
+            assert (await journal.receipt(old.id)).answer == OK.answer
+            (again,) = await journal.lease("me", ["recipe-executor"], 5, 30)
+            assert again.id == clear.id
+            assert again.submission.payload == sub(2).payload
+
+    run(body())

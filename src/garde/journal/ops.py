@@ -225,6 +225,24 @@ def discard(tx: Tx, entry_id: str, reason: str, who: str, now: float) -> Row:
     return _one(tx, entry_id)
 
 
+def rekey(
+    tx: Tx,
+    payloads: Sequence[tuple[str | None, bytes, str, int, str]],
+    answers: Sequence[tuple[bytes, int, bytes]],
+) -> int:
+    """Store re-sealed payloads ``(key_id, sealed, checksum, seq, old checksum)`` and answers
+    ``(body, seq, old body)``, each only if unchanged since it was read; how many rows took
+    a new payload or answer."""
+    changed: set[int] = set()
+    for values in payloads:
+        if tx.run(sql.REKEY, values):
+            changed.add(values[3])
+    for body, seq, old in answers:
+        if tx.run(sql.REKEY_ANSWER, (body, seq, old)):
+            changed.add(seq)
+    return len(changed)
+
+
 def audit(tx: Tx, who: str, action: str, entry_id: str | None, detail: str, now: float) -> None:
     tx.run(sql.AUDIT, (now, who, action, entry_id, clip(detail)))
 

@@ -117,6 +117,8 @@ EXPIRE = (
     "UPDATE entries SET state = 'expired', updated_at = ?, reason = ?, lease_owner = NULL,"
     " lease_token = NULL, lease_until = NULL WHERE seq = ? AND state IN " + WAITING_SQL
 )
+REKEY = "UPDATE entries SET key_id = ?, sealed = ?, checksum = ? WHERE seq = ? AND checksum = ?"
+REKEY_ANSWER = "UPDATE entries SET answer_body = ? WHERE seq = ? AND answer_body = ?"
 AUDIT = "INSERT INTO audit (at, who, action, entry_id, detail) VALUES (?, ?, ?, ?, ?)"
 AUDIT_LOG = "SELECT at, who, action, entry_id, detail FROM audit ORDER BY at DESC LIMIT ?"
 DEPTH = f"SELECT count(*) FROM entries WHERE state IN {WAITING_SQL}"
