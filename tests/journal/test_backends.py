@@ -81,6 +81,29 @@ def test_same_idempotency_key_is_one_entry(backend: Backend) -> None:
     run(body())
 
 
+def test_many_concurrent_accepts_all_land_readable_in_order(backend: Backend) -> None:
+    """Hundreds of accepts at once (one group commit, inserted in multi-row chunks on
+    SQLite), one repeated key among them: each stored once and readable. (Concurrent
+    accepts have no order among themselves; the journal's order is the order listed.)"""
+
+    async def body() -> None:
+        async with backend.open() as journal:
+            subs = [sub(n, f"K{n % 7}") for n in range(347)]
+            receipts = await asyncio.gather(*(journal.accept(s) for s in [*subs, subs[100]]))
+            assert receipts[-1].id == receipts[100].id
+            assert len({r.id for r in receipts}) == 347
+            assert await journal.depth() == 347
+            listed = await journal.receipts(limit=1000)
+            assert sorted(r.id for r in listed) == sorted(r.id for r in receipts[:347])
+            views = [v async for v in journal.export()]
+            assert [v.receipt.id for v in views] == [r.id for r in listed]
+            assert sorted(v.submission.payload for v in views if v.submission) == sorted(
+                s.payload for s in subs
+            )
+
+    run(body())
+
+
 def test_only_the_head_of_each_key_is_leased(backend: Backend) -> None:
     """Order per key: the second entry of a key waits until the first is settled."""
 
@@ -191,6 +214,48 @@ def test_a_lapsed_lease_is_taken_over_and_the_old_holder_cannot_settle(backend: 
             assert done is not None
             assert done.state is State.DELIVERED
             assert done.attempts == 2
+
+    run(body())
+
+
+def test_many_settles_at_once_each_learn_whether_their_lease_held(backend: Backend) -> None:
+    """Settles that meet in one commit (one update per outcome on SQLite), two of them on
+    leases taken over meanwhile: those two change nothing and learn it, the others land."""
+
+    async def body() -> None:
+        clock = FakeClock()
+        async with backend.open(clock=clock) as journal:
+            for n in range(12):
+                await journal.accept(sub(n, f"K{n}"))
+            mine = await journal.lease("one", ["recipe-executor"], 12, 30)
+            assert len(mine) == 12
+            assert len({e.lease_token for e in mine}) == 12
+            clock.advance(31)
+            theirs = await journal.lease("two", ["recipe-executor"], 2, 30)
+            assert [e.id for e in theirs] == [e.id for e in mine[:2]]
+            conflict = Delivery(Outcome.CONFLICT, Answer(500, b"<f/>"), reason="revoked")
+            later = Delivery(Outcome.RETRY_LATER, reason="HTTP 503", retry_after=5)
+            outcomes = [OK] * 4 + [conflict] * 4 + [later] * 4
+            done = await asyncio.gather(
+                *(journal.settle(e, d, clock() + 5) for e, d in zip(mine, outcomes, strict=True))
+            )
+            assert done[:2] == [None, None]
+            states = [r.state if r else None for r in done]
+            assert (
+                states[2:] == [State.DELIVERED] * 2 + [State.CONFLICT] * 4 + [State.JOURNALED] * 4
+            )
+            stored = [await journal.receipt(e.id) for e in mine]
+            assert [r.state for r in stored] == [State.DELIVERING] * 2 + states[2:]
+            assert stored[2].answer == OK.answer
+            assert stored[4].reason == "revoked"
+            assert stored[4].answer is not None and stored[4].answer.body == b"<f/>"
+            assert stored[8].last_error == "HTTP 503"
+            assert stored[8].attempts == 1
+            assert [e.id for e in await journal.lease("one", ["recipe-executor"], 12, 30)] == []
+            clock.advance(5)
+            again = await journal.lease("one", ["recipe-executor"], 12, 30)
+            assert sorted(e.id for e in again) == sorted(e.id for e in mine[8:])
+            assert await journal.settle(theirs[0], OK) is not None
 
     run(body())
 
@@ -391,5 +456,40 @@ def test_close_drains_queued_writes(tmp_path: Any) -> None:
             assert await reopened.depth() == len(accepted) == 200
         finally:
             await reopened.close()
+
+    run(body())
+
+
+def test_rekey_seals_everything_with_the_current_key(backend: Backend) -> None:
+    """Entries sealed with an old key, or stored in clear, are sealed again with the current
+    key (answers too); then the old key can leave the ring. Unreadable ones are reported."""
+
+    async def body() -> None:
+        async with backend.open(keyring("k1")) as journal:
+            old = await journal.accept(sub(1, "A"))
+            (entry,) = await journal.lease("me", ["recipe-executor"], 1, 30)
+            await journal.settle(entry, OK)
+        async with backend.open(Keyring({}, None)) as journal:
+            clear = await journal.accept(sub(2, "B"))
+        async with backend.open(keyring("k0")) as journal:
+            lost = await journal.accept(sub(3, "C"))
+        async with backend.open(keyring("k1", "k2")) as journal:
+            report = await journal.rekey("ann")
+            assert (report.key_id, report.seen, report.resealed) == ("k2", 3, 2)
+            assert [i for i, _ in report.unreadable] == [lost.id]
+            assert "'k0'" in report.unreadable[0][1]
+            assert (await journal.rekey("ann")).resealed == 0
+            audit = await journal.audit_log()
+            assert [(a.action, a.who) for a in audit[:2]] == [("rekey", "ann")] * 2
+        async with backend.open(keyring("k2")) as journal:
+            for receipt in (old, clear):
+                view = await journal.entry(receipt.id)
+                assert view.problem is None
+                assert view.key_id == "k2"
+                assert view.submission is not None
+            assert (await journal.receipt(old.id)).answer == OK.answer
+            (again,) = await journal.lease("me", ["recipe-executor"], 5, 30)
+            assert again.id == clear.id
+            assert again.submission.payload == sub(2).payload
 
     run(body())

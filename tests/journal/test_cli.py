@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -206,3 +208,59 @@ def test_replay_needs_the_key(filled: tuple[str, list[str]]) -> None:
     result = CliRunner().invoke(cli, ["journal", "replay", "--now", "--journal", location])
     assert isinstance(result.exception, UsageError)
     assert "keys" in str(result.exception)
+
+
+def test_rekey_moves_everything_to_the_new_key_so_the_old_can_go(
+    filled: tuple[str, list[str]], keyfile: Path, tmp_path: Path
+) -> None:
+    """keygen a second key, rekey (audited), drop the first key: every entry still opens."""
+    location, ids = filled
+    added = _invoke("keygen", "--key-file", str(keyfile), "--id", "k2")
+    assert added.exit_code == 0, added.output
+    done = _invoke(
+        "rekey", "--journal", location, "--journal-key-file", str(keyfile), "--operator", "ann"
+    )
+    assert done.exit_code == 0, done.output
+    assert "3 of 3 entries sealed again with key k2" in done.output
+    again = _invoke("rekey", "--journal", location, "--journal-key-file", str(keyfile), "--json")
+    assert json.loads(again.output)["resealed"] == 0
+    only_new = tmp_path / "k2-only"
+    only_new.write_text(keyfile.read_text().splitlines()[-1] + "\n")
+    for entry_id in ids:
+        shown = _invoke(
+            "show", entry_id, "--journal", location, "--journal-key-file", str(only_new),
+            "--reveal", "--json",
+        )  # fmt: skip
+        data = json.loads(shown.output)
+        assert data["key_id"] == "k2"
+        assert data.get("problem") is None
+        assert NISS.encode() in base64.b64decode(data["payload_base64"])
+    first = json.loads(
+        _invoke(
+            "show", ids[0], "--journal", location, "--journal-key-file", str(only_new),
+            "--reveal", "--json",
+        ).output
+    )  # fmt: skip
+    assert first["answer"] == "<ok/>"
+    audit = _invoke("audit", "--journal", location, "--json")
+    assert any(r["action"] == "rekey" and r["who"] == "ann" for r in json.loads(audit.output))
+
+
+def test_rekey_needs_a_key_and_reports_what_it_cannot_open(
+    filled: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    location, ids = filled
+    clear = _invoke("rekey", "--journal", location, "--journal-no-encryption")
+    assert isinstance(clear.exception, UsageError)
+    assert "current key" in str(clear.exception)
+    other = tmp_path / "other"
+    assert _invoke("keygen", "--key-file", str(other), "--id", "x1").exit_code == 0
+    stuck = _invoke("rekey", "--journal", location, "--journal-key-file", str(other), "--json")
+    assert stuck.exit_code == 2
+    data = json.loads(stuck.output)
+    assert [u["id"] for u in data["unreadable"]] == ids
+    assert all("not in the keyring" in u["reason"] for u in data["unreadable"])
+
+
+def _invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, ["journal", *args])

@@ -84,10 +84,15 @@ def parse_catalog(text: str, file: str = "<catalog>", *, env: Any = None) -> Cat
     return catalog
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader when PyYAML has it (several times faster: every ``garde`` start reads the
+catalog), the pure-Python one otherwise; both give nodes with their line and column."""
+
+
 def _compose(text: str, file: str, reader: _NodeReader, depth: int) -> dict[str, Any]:
     """Plain data from YAML ``text``, with ``extends:`` resolved (the base, then overrides)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)

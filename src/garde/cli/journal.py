@@ -24,7 +24,7 @@ from rich.table import Table
 
 from garde.cli.common import catalog_option, console, json_option, load, print_json
 from garde.errors import UsageError
-from garde.journal.base import FINAL, EntryView, JournalStore, Receipt, State
+from garde.journal.base import FINAL, EntryView, JournalStore, Receipt, RekeyReport, State
 from garde.masking import mask, mask_text
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -361,7 +361,7 @@ def audit(
     limit: int,
     as_json: bool,
 ) -> None:
-    """Who revealed, retried or discarded what, newest first."""
+    """Who revealed, retried, discarded or re-keyed what, newest first."""
 
     async def body(store: JournalStore) -> list[Any]:
         return await store.audit_log(limit)
@@ -410,6 +410,52 @@ def keygen(key_file: str, key_id: str | None) -> None:
         f"key {key_id} added to {path}; it seals new entries once the gateway restarts."
         " Keep older keys until no waiting entry uses them."
     )
+
+
+@journal.command()
+@journal_options
+@operator_option
+@json_option
+def rekey(
+    location: str,
+    journal_key_file: str | None,
+    journal_no_encryption: bool,
+    operator: str | None,
+    as_json: bool,
+) -> None:
+    """Seal every entry again with the current key (the ring's last), so that older keys can
+    be removed (audited). Entries that cannot be opened are listed and left as they are."""
+    who = _who(operator)
+
+    async def body(store: JournalStore) -> RekeyReport:
+        return await store.rekey(who)
+
+    report = _run(location, journal_key_file, journal_no_encryption, body, need_key=True)
+    if as_json:
+        print_json(
+            {
+                "key_id": report.key_id,
+                "entries": report.seen,
+                "resealed": report.resealed,
+                "unreadable": [{"id": i, "reason": why} for i, why in report.unreadable],
+            }
+        )
+    else:
+        click.echo(
+            f"{report.resealed} of {report.seen} entries sealed again with key"
+            f" {report.key_id}; the others already were"
+            + (
+                f", except {len(report.unreadable)} that cannot be opened:"
+                if report.unreadable
+                else "."
+            )
+        )
+        for entry_id, why in report.unreadable:
+            click.echo(f"  {entry_id}: {why}")
+        if not report.unreadable:
+            click.echo("Keys other than the current one no longer seal anything here.")
+    if report.unreadable:
+        sys.exit(2)
 
 
 @journal.command()

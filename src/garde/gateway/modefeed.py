@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-import aiohttp
-
 from garde.gateway.upstreams import Link, ServiceUpstreams
 
 log = logging.getLogger("garde.gateway.modefeed")
@@ -107,6 +105,8 @@ class ModeFeedFollower:
     async def _get(self) -> dict[str, Any]:
         if self._fetch is not None:
             return await self._fetch()
+        import aiohttp  # here, not at the top: a gateway without a feed starts faster
+
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
@@ -120,6 +120,8 @@ class ModeFeedFollower:
             return data
 
     async def poll(self) -> None:
+        import aiohttp
+
         self.polls += 1
         try:
             self.apply(await self._get())

@@ -180,6 +180,19 @@ class AuditRecord:
     detail: str
 
 
+@dataclass(slots=True)
+class RekeyReport:
+    """What ``garde journal rekey`` did."""
+
+    key_id: str
+    """The current key: everything readable is sealed with it now."""
+    seen: int = 0
+    resealed: int = 0
+    """Entries whose payload or answer was sealed with another key (or stored in clear)."""
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    """``(entry id, why)``: damaged, or sealed with a key the ring no longer holds."""
+
+
 Describe = Callable[[str, str, "str | None"], str]
 """``(service, operation, target_group) -> text``: the fallback procedure of an expired entry."""
 
@@ -250,6 +263,10 @@ class JournalStore(Journal, Protocol):
         ...
 
     async def audit_log(self, limit: int = 100) -> list[AuditRecord]: ...
+
+    async def rekey(self, who: str) -> RekeyReport:
+        """Seal every readable entry again with the current key (audited)."""
+        ...
 
     async def record_audit(
         self, who: str, action: str, entry_id: str | None, detail: str

@@ -9,8 +9,8 @@ run (SQLite: one writer thread with group commit; PostgreSQL: a pool, leases loc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 from garde.errors import EntryNotFound, UsageError
 from garde.journal import sql
@@ -34,6 +34,8 @@ from garde.journal.records import (
     open_submission,
 )
 from garde.journal.sealing import Keyring, SealError, unique
+
+T = TypeVar("T")
 
 
 class Tx(Protocol):
@@ -102,7 +104,10 @@ def lease(
     leased: list[Leased] = []
     quarantined: list[Row] = []
     until = now + lease_seconds
-    marks = []
+    # One token per lease, told apart per entry by its seq: the entries are marked with one
+    # statement per chunk instead of one per entry.
+    base = unique.token(8) + "."
+    marks: list[int] = []
     for row in found:
         try:
             submission = open_submission(row, keyring)
@@ -110,13 +115,52 @@ def lease(
             tx.run(sql.QUARANTINE, (now, clip(str(exc)), row.seq))
             quarantined.append(_replace(row, state=State.QUARANTINED, reason=str(exc)))
             continue
-        token = unique.token(8)
-        marks.append((now, owner, token, until, row.seq))
+        token = base + str(row.seq)
+        marks.append(row.seq)
         leased.append(
             Leased(row.id, row.seq, submission, row.attempts + 1, row.created_at, token, until)
         )
-    tx.many(sql.MARK_LEASED, marks)
+    for size, chunk in chunks(marks):
+        tx.run(sql.mark_leased(size), (now, owner, base, until, *chunk))
     return leased, quarantined
+
+
+CHUNKS = (256, 64, 16, 4, 1)
+"""Sizes of multi-row statements: a few fixed shapes, so prepared statements are reused."""
+
+
+def chunks(items: Sequence[T]) -> Iterator[tuple[int, Sequence[T]]]:
+    """``items`` cut into runs of the sizes of ``CHUNKS``: ``(size, run)``."""
+    at = 0
+    for size in CHUNKS:
+        while len(items) - at >= size:
+            yield size, items[at : at + size]
+            at += size
+
+
+SETTLE_SQL = {
+    Outcome.DELIVERED: sql.SETTLE_DELIVERED,
+    Outcome.CONFLICT: sql.SETTLE_CONFLICT,
+    Outcome.RETRY_LATER: sql.SETTLE_RETRY,
+}
+
+
+def settle_params(
+    leased: Leased,
+    delivery: Delivery,
+    answer: tuple[int | None, str | None, bytes | None],
+    retry_at: float | None,
+    now: float,
+) -> tuple[Any, ...]:
+    """The parameters of ``SETTLE_SQL[delivery.outcome]`` for one attempt's outcome."""
+    key = (leased.id, leased.lease_token)
+    if delivery.outcome is Outcome.DELIVERED:
+        return (now, *answer, *key)
+    if delivery.outcome is Outcome.CONFLICT:
+        reason = clip(delivery.reason or "the service refused it (no reason given)")
+        return (now, reason, *answer, *key)
+    error = clip(delivery.reason or "the service could not take it")
+    return (now, error, retry_at or now, *key)
 
 
 def settle(
@@ -129,14 +173,8 @@ def settle(
 ) -> bool:
     """Record one attempt's outcome (``answer`` already sealed); False when the lease was
     lost meanwhile (another replayer owns the entry now)."""
-    key = (leased.id, leased.lease_token)
-    if delivery.outcome is Outcome.DELIVERED:
-        return bool(tx.run(sql.SETTLE_DELIVERED, (now, *answer, *key)))
-    if delivery.outcome is Outcome.CONFLICT:
-        reason = clip(delivery.reason or "the service refused it (no reason given)")
-        return bool(tx.run(sql.SETTLE_CONFLICT, (now, reason, *answer, *key)))
-    error = clip(delivery.reason or "the service could not take it")
-    return bool(tx.run(sql.SETTLE_RETRY, (now, error, retry_at or now, *key)))
+    params = settle_params(leased, delivery, answer, retry_at, now)
+    return bool(tx.run(SETTLE_SQL[delivery.outcome], params))
 
 
 def expire(tx: Tx, now: float, describe: Describe) -> list[Row]:
@@ -185,6 +223,24 @@ def discard(tx: Tx, entry_id: str, reason: str, who: str, now: float) -> Row:
     tx.run(sql.SET_STATE, (State.DISCARDED.value, now, text, row.last_error, 0.0, entry_id))
     tx.run(sql.AUDIT, (now, who, "discard", entry_id, clip(reason.strip())))
     return _one(tx, entry_id)
+
+
+def rekey(
+    tx: Tx,
+    payloads: Sequence[tuple[str | None, bytes, str, int, str]],
+    answers: Sequence[tuple[bytes, int, bytes]],
+) -> int:
+    """Store re-sealed payloads ``(key_id, sealed, checksum, seq, old checksum)`` and answers
+    ``(body, seq, old body)``, each only if unchanged since it was read; how many rows took
+    a new payload or answer."""
+    changed: set[int] = set()
+    for values in payloads:
+        if tx.run(sql.REKEY, values):
+            changed.add(values[3])
+    for body, seq, old in answers:
+        if tx.run(sql.REKEY_ANSWER, (body, seq, old)):
+            changed.add(seq)
+    return len(changed)
 
 
 def audit(tx: Tx, who: str, action: str, entry_id: str | None, detail: str, now: float) -> None:

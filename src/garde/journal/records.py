@@ -194,6 +194,44 @@ def open_submission(row: Row, keyring: Keyring) -> Submission:
         raise SealError(f"sealed content is not a journal entry ({exc})") from None
 
 
+def reseal(row: Row, keyring: Keyring) -> tuple[str | None, bytes, str]:
+    """``(key_id, sealed, checksum)``: the row's content sealed again with the current key;
+    ``SealError`` if it cannot be opened (damaged, or its key is not in the ring)."""
+    expected = _sum(
+        row.id,
+        row.service,
+        row.operation,
+        row.target_group,
+        row.order_key,
+        row.idem_key,
+        row.created_at,
+        row.deadline,
+        row.sealed,
+    )
+    if expected != row.checksum:
+        raise SealError("checksum mismatch: the stored entry was altered or damaged")
+    aad = _aad(row.id, row.service, row.operation, row.idem_key)
+    key_id, sealed = keyring.seal(keyring.open(row.sealed, aad), aad)
+    total = _sum(
+        row.id,
+        row.service,
+        row.operation,
+        row.target_group,
+        row.order_key,
+        row.idem_key,
+        row.created_at,
+        row.deadline,
+        sealed,
+    )
+    return key_id, sealed, total
+
+
+def reseal_answer(body: bytes, entry_id: str, keyring: Keyring) -> bytes:
+    """A stored answer sealed again with the current key (``SealError`` if unreadable)."""
+    aad = ("answer\x00" + entry_id).encode()
+    return keyring.seal(keyring.open(body, aad), aad)[1]
+
+
 def seal_answer(answer: Answer, entry_id: str, keyring: Keyring) -> tuple[int, str, bytes]:
     _, blob = keyring.seal(answer.body, ("answer\x00" + entry_id).encode())
     return answer.status, answer.content_type, blob

@@ -64,10 +64,47 @@ SETTLE_RETRY = (
     " lease_token = NULL, lease_until = NULL, last_error = ?, not_before = ?"
     " WHERE id = ? AND lease_token = ? AND state = 'delivering'"
 )
-MARK_LEASED = (
-    "UPDATE entries SET state = 'delivering', updated_at = ?, lease_owner = ?,"
-    " lease_token = ?, lease_until = ?, attempts = attempts + 1 WHERE seq = ?"
+
+
+def mark_leased(count: int) -> str:
+    """Mark ``count`` entries leased; params: now, owner, token prefix, until, the seqs.
+    Each entry's lease token is the prefix and its seq."""
+    marks = ", ".join("?" for _ in range(count))
+    return (
+        "UPDATE entries SET state = 'delivering', updated_at = ?, lease_owner = ?,"
+        " lease_token = ? || CAST(seq AS TEXT), lease_until = ?, attempts = attempts + 1"
+        f" WHERE seq IN ({marks})"
+    )
+
+
+def _settle_many(assignments: str, columns: int) -> str:
+    """The multi-row form of a ``SETTLE_*`` statement (SQLite's ``UPDATE ... FROM``): the
+    same assignments, fed by a ``VALUES`` list whose last two columns are id and lease token;
+    ``{rows}`` is replaced by the row placeholders."""
+    return (
+        f"UPDATE entries SET {assignments} FROM (VALUES {{rows}}) AS v"
+        f" WHERE entries.id = v.column{columns - 1} AND entries.lease_token = v.column{columns}"
+        " AND entries.state = 'delivering'"
+    )
+
+
+_CLEAR_LEASE = "lease_owner = NULL, lease_token = NULL, lease_until = NULL"
+SETTLE_DELIVERED_MANY = _settle_many(
+    f"state = 'delivered', updated_at = v.column1, {_CLEAR_LEASE}, last_error = NULL,"
+    " answer_status = v.column2, answer_type = v.column3, answer_body = v.column4",
+    6,
 )
+SETTLE_CONFLICT_MANY = _settle_many(
+    f"state = 'conflict', updated_at = v.column1, {_CLEAR_LEASE}, reason = v.column2,"
+    " answer_status = v.column3, answer_type = v.column4, answer_body = v.column5",
+    7,
+)
+SETTLE_RETRY_MANY = _settle_many(
+    f"state = 'journaled', updated_at = v.column1, {_CLEAR_LEASE}, last_error = v.column2,"
+    " not_before = v.column3",
+    5,
+)
+
 QUARANTINE = (
     "UPDATE entries SET state = 'quarantined', updated_at = ?, reason = ?, lease_owner = NULL,"
     " lease_token = NULL, lease_until = NULL WHERE seq = ?"
@@ -80,6 +117,8 @@ EXPIRE = (
     "UPDATE entries SET state = 'expired', updated_at = ?, reason = ?, lease_owner = NULL,"
     " lease_token = NULL, lease_until = NULL WHERE seq = ? AND state IN " + WAITING_SQL
 )
+REKEY = "UPDATE entries SET key_id = ?, sealed = ?, checksum = ? WHERE seq = ? AND checksum = ?"
+REKEY_ANSWER = "UPDATE entries SET answer_body = ? WHERE seq = ? AND answer_body = ?"
 AUDIT = "INSERT INTO audit (at, who, action, entry_id, detail) VALUES (?, ?, ?, ?, ?)"
 AUDIT_LOG = "SELECT at, who, action, entry_id, detail FROM audit ORDER BY at DESC LIMIT ?"
 DEPTH = f"SELECT count(*) FROM entries WHERE state IN {WAITING_SQL}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -25,7 +26,8 @@ from typing import Any, TypeVar
 
 from garde.errors import GardeError, JournalUnavailable
 from garde.journal import ops, sql
-from garde.journal.records import Row
+from garde.journal.base import Outcome
+from garde.journal.records import INSERT_COLUMNS, Row
 from garde.journal.sealing import Keyring
 from garde.journal.store import Clock, StoreBase
 
@@ -100,10 +102,29 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     values: tuple[Any, ...] | None = None
-    """Set for an accept: accepts of one batch are inserted together (``executemany``)."""
+    """Set for an accept: accepts of one batch are inserted together."""
+    settle: tuple[Outcome, tuple[Any, ...]] | None = None
+    """Set for a settle: settles of one batch with the same outcome run as one update."""
 
 
 _PLAIN_INSERT = sql.INSERT.split(" ON CONFLICT")[0]
+_ROW_MARKS = "(" + ", ".join("?" for _ in INSERT_COLUMNS) + ")"
+_INSERT_HEAD = _PLAIN_INSERT.split(" VALUES ")[0] + " VALUES "
+_SETTLE_MANY = {
+    Outcome.DELIVERED: (sql.SETTLE_DELIVERED_MANY, 6),
+    Outcome.CONFLICT: (sql.SETTLE_CONFLICT_MANY, 7),
+    Outcome.RETRY_LATER: (sql.SETTLE_RETRY_MANY, 5),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_of(count: int, width: int) -> str:
+    """``count`` row placeholders of ``width`` values: ``(?, ?), (?, ?)``."""
+    return ", ".join(["(" + ", ".join("?" * width) + ")"] * count)
+
+
+def _flat(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+    return [value for row in rows for value in row]
 
 
 def _unavailable(path: Path, exc: sqlite3.Error) -> JournalUnavailable:
@@ -173,6 +194,7 @@ class SqliteJournal(StoreBase):
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA cache_size = -65536")
         if self.max_pages is not None:
             conn.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
         return conn
@@ -208,16 +230,25 @@ class SqliteJournal(StoreBase):
 
     # -- writes: the single writer and its group commit ------------------------------------
 
-    async def _write(self, fn: Callable[[_Tx], T], values: tuple[Any, ...] | None = None) -> T:
+    async def _write(
+        self,
+        fn: Callable[[_Tx], T],
+        values: tuple[Any, ...] | None = None,
+        settle: tuple[Outcome, tuple[Any, ...]] | None = None,
+    ) -> T:
         if self._closed or self._thread is None:
             raise JournalUnavailable(f"journal {self.path} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, loop, future, values))
+        self._queue.put(_Job(fn, loop, future, values, settle))
         return await future
 
     async def _write_accept(self, values: tuple[Any, ...]) -> Row | None:
         return await self._write(lambda tx: ops.accept(tx, values), values)
+
+    async def _write_settle(self, outcome: Outcome, params: tuple[Any, ...]) -> bool:
+        query = ops.SETTLE_SQL[outcome]
+        return await self._write(lambda tx: bool(tx.run(query, params)), settle=(outcome, params))
 
     def _writer(self) -> None:
         conn: sqlite3.Connection | None = None
@@ -252,6 +283,7 @@ class SqliteJournal(StoreBase):
         try:
             conn.execute("BEGIN IMMEDIATE")
             done = self._insert_together(conn, batch, results)
+            done |= self._settle_together(conn, batch, results)
             for index, job in enumerate(batch):
                 if index in done:
                     continue
@@ -291,13 +323,50 @@ class SqliteJournal(StoreBase):
         rows = [values for job in batch if (values := job.values) is not None]
         conn.execute("SAVEPOINT together")
         try:
-            conn.executemany(_PLAIN_INSERT, rows)
+            for size, chunk in ops.chunks(rows):
+                # One statement of many rows is one ``sqlite3_step``: the sqlite3 module
+                # gives the GIL up around each step, so ``executemany`` would hand it back
+                # and forth with the event loop once per row.
+                conn.execute(_INSERT_HEAD + _rows_of(size, len(INSERT_COLUMNS)), _flat(chunk))
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK TO together")
             conn.execute("RELEASE together")
             return set()
         conn.execute("RELEASE together")
         return set(accepts)  # their results stay None: "inserted"
+
+    @staticmethod
+    def _settle_together(
+        conn: sqlite3.Connection,
+        batch: list[_Job],
+        results: list[tuple[Any, BaseException | None]],
+    ) -> set[int]:
+        """Settle the batch's entries with one update per outcome (and chunk) instead of one
+        each. If any of them lost its lease, that update is undone and each settle of the
+        outcome runs on its own, so each caller learns whether its own lease held."""
+        groups: dict[Outcome, list[int]] = {}
+        for index, job in enumerate(batch):
+            if job.settle is not None:
+                groups.setdefault(job.settle[0], []).append(index)
+        done: set[int] = set()
+        for outcome, indexes in groups.items():
+            if len(indexes) < 2:
+                continue
+            query, width = _SETTLE_MANY[outcome]
+            params = [p for i in indexes if (p := batch[i].settle) is not None]
+            conn.execute("SAVEPOINT settle")
+            before = conn.total_changes
+            for size, chunk in ops.chunks([p[1] for p in params]):
+                conn.execute(query.format(rows=_rows_of(size, width)), _flat(chunk))
+            if conn.total_changes - before != len(indexes):
+                conn.execute("ROLLBACK TO settle")
+                conn.execute("RELEASE settle")
+                continue
+            conn.execute("RELEASE settle")
+            for i in indexes:
+                results[i] = (True, None)
+            done.update(indexes)
+        return done
 
     @staticmethod
     def _finish(

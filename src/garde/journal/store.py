@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from garde.errors import UsageError
 from garde.journal import ops, sql
 from garde.journal.base import (
     AuditRecord,
@@ -22,11 +23,20 @@ from garde.journal.base import (
     Leased,
     Outcome,
     Receipt,
+    RekeyReport,
     State,
     Submission,
 )
-from garde.journal.records import Row, clip, receipt_of, seal_answer, view_of
-from garde.journal.sealing import Keyring
+from garde.journal.records import (
+    Row,
+    clip,
+    receipt_of,
+    reseal,
+    reseal_answer,
+    seal_answer,
+    view_of,
+)
+from garde.journal.sealing import Keyring, SealError
 from garde.masking import mask
 
 log = logging.getLogger("garde.journal")
@@ -65,6 +75,11 @@ class StoreBase(ABC):
 
     async def _write_accept(self, values: tuple[Any, ...]) -> Row | None:
         return await self._write(lambda tx: ops.accept(tx, values))
+
+    async def _write_settle(self, outcome: Outcome, params: tuple[Any, ...]) -> bool:
+        """Run one ``ops.SETTLE_SQL`` update; whether the lease still held."""
+        query = ops.SETTLE_SQL[outcome]
+        return await self._write(lambda tx: bool(tx.run(query, params)))
 
     def _tell(self, rows: Sequence[Row]) -> None:
         for row in rows:
@@ -175,9 +190,8 @@ class StoreBase(ABC):
         answer: tuple[int | None, str | None, bytes | None] = (None, None, None)
         if delivery.answer is not None and delivery.outcome is not Outcome.RETRY_LATER:
             answer = seal_answer(delivery.answer, leased.id, self.keyring)
-        if not await self._write(
-            lambda tx: ops.settle(tx, leased, delivery, answer, retry_at, now)
-        ):
+        params = ops.settle_params(leased, delivery, answer, retry_at, now)
+        if not await self._write_settle(delivery.outcome, params):
             return None
         # Built from what is known, not read back: settling is the replayer's hot path.
         s = leased.submission
@@ -242,12 +256,62 @@ class StoreBase(ABC):
                 yield view_of(row, self.keyring)
             after = page[-1].seq
 
+    async def rekey(self, who: str) -> RekeyReport:
+        """Seal every entry's payload and answer again with the current key (after a new key
+        was added), so older keys can leave the ring. Entries that cannot be opened are left
+        as they are and reported. Audited. Safe beside a running gateway: a row is only
+        rewritten if it did not change since it was read."""
+        current = self.keyring.current
+        if current is None:
+            raise UsageError(
+                "rekey seals entries with the current key, and there is none: give"
+                " --journal-key-file FILE (or GARDE_JOURNAL_KEYS) whose last key is the new one"
+            )
+        report = RekeyReport(key_id=current)
+        after = 0
+        while True:
+            page = await self._read(_page(after))
+            if not page:
+                break
+            after = page[-1].seq
+            payloads: list[tuple[str | None, bytes, str, int, str]] = []
+            answers: list[tuple[bytes, int, bytes]] = []
+            for row in page:
+                try:
+                    if Keyring.blob_key_id(row.sealed) != current:
+                        key_id, sealed, total = reseal(row, self.keyring)
+                        payloads.append((key_id, sealed, total, row.seq, row.checksum))
+                    body = row.answer_body
+                    if body and Keyring.blob_key_id(body) != current:
+                        answers.append((reseal_answer(body, row.id, self.keyring), row.seq, body))
+                except SealError as exc:
+                    report.unreadable.append((row.id, str(exc)))
+                    continue
+            if payloads or answers:
+                report.resealed += await self._write(_rekey(payloads, answers))
+            report.seen += len(page)
+        await self.record_audit(
+            who,
+            "rekey",
+            None,
+            f"{report.resealed} entries sealed again with key {current};"
+            f" {len(report.unreadable)} could not be opened",
+        )
+        return report
+
     async def audit_log(self, limit: int = 100) -> list[AuditRecord]:
         return await self._read(lambda tx: ops.audit_log(tx, limit))
 
     async def record_audit(self, who: str, action: str, entry_id: str | None, detail: str) -> None:
         now = self.clock()
         await self._write(lambda tx: ops.audit(tx, who, action, entry_id, detail, now))
+
+
+def _rekey(
+    payloads: list[tuple[str | None, bytes, str, int, str]],
+    answers: list[tuple[bytes, int, bytes]],
+) -> Callable[[ops.Tx], int]:
+    return lambda tx: ops.rekey(tx, payloads, answers)
 
 
 def _page(after: int) -> Callable[[ops.Tx], list[Row]]:
