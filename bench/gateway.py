@@ -301,8 +301,8 @@ def paced(
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its child processes (nginx's workers)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of ``pid`` and its child processes (nginx's workers)."""
     pids = [pid]
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -311,14 +311,16 @@ def cpu_seconds(pid: int) -> float:
             continue  # the process ended while we looked
         if int(fields[1]) == pid:
             pids.append(int(stat.parent.name))
-    ticks = 0
+    user = system = 0
     for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        user += int(fields[11])
+        system += int(fields[12])
+    ticks = os.sysconf("SC_CLK_TCK")
+    return user / ticks, system / ticks
 
 
 def measured(script: Path, port: int, pid: int, seconds: float) -> dict[str, float]:
@@ -327,9 +329,13 @@ def measured(script: Path, port: int, pid: int, seconds: float) -> dict[str, flo
     CPU per request is what the proxy costs whatever else the machine runs: on a quiet
     machine the throughput ratio of two proxies is the inverse ratio of these.
     """
-    before = cpu_seconds(pid)
+    user, system = cpu_seconds(pid)
     result = wrk(script, port, seconds, 50)
-    result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["requests"], 1.0) * 1e6
+    user_after, system_after = cpu_seconds(pid)
+    per_request = 1e6 / max(result["requests"], 1.0)
+    result["user_us"] = (user_after - user) * per_request
+    result["sys_us"] = (system_after - system) * per_request
+    result["cpu_us"] = result["user_us"] + result["sys_us"]
     return result
 
 
@@ -370,12 +376,15 @@ def throughput(
             runs[name].append(measured(script, port, pid, duration))
             print(
                 f"  round {r + 1} {name}: {runs[name][-1]['rps']:.0f} req/s,"
-                f" {runs[name][-1]['cpu_us']:.1f} us CPU/request",
+                f" {runs[name][-1]['cpu_us']:.1f} us CPU/request"
+                f" (user {runs[name][-1]['user_us']:.1f}, kernel {runs[name][-1]['sys_us']:.1f})",
                 flush=True,
             )
     best = {name: max(x["rps"] for x in results) for name, results in runs.items()}
     mean = {name: sum(x["rps"] for x in results) / len(results) for name, results in runs.items()}
-    cpu = {name: min(x["cpu_us"] for x in results) for name, results in runs.items()}
+    lowest = {name: min(results, key=lambda x: x["cpu_us"]) for name, results in runs.items()}
+    cpu = {name: run["cpu_us"] for name, run in lowest.items()}
+    split = {name: (run["user_us"], run["sys_us"]) for name, run in lowest.items()}
     # Latency at half the gateway's saturating rate, for direct, nginx and gateway alike:
     # the same fixed rate (h2load --rps, not wrk's closed loop), alternating, several rounds;
     # added latency is each round's p99 minus the direct p99 of the same round.
@@ -399,6 +408,7 @@ def throughput(
         "best": best,
         "mean": mean,
         "cpu": cpu,
+        "split": split,
         "latency": latency,
         "rate": rate,
     }
@@ -517,6 +527,7 @@ def report(tp: dict[str, object], fo: dict[str, dict[str, float]] | None, worker
     best = tp["best"]  # type: ignore[index]
     lat = tp["latency"]  # type: ignore[index]
     cpu = tp["cpu"]  # type: ignore[index]
+    split = tp["split"]  # type: ignore[index]
     lines = [
         f"workers: {workers}; rounds per proxy: {len(tp['runs']['nginx'])}",  # type: ignore[index]
         f"throughput nginx proxy_pass: mean {mean['nginx']:.0f} req/s (best {best['nginx']:.0f})",
@@ -528,7 +539,8 @@ def report(tp: dict[str, object], fo: dict[str, dict[str, float]] | None, worker
         f" bare/nginx {mean['bare'] / mean['nginx']:.2f} (mean)",
         "CPU per request (lowest round; includes all worker processes):",
         *(
-            f"  {name:8} {cpu[name]:6.1f} us   nginx/{name} = {cpu['nginx'] / cpu[name]:.2f}"
+            f"  {name:8} {cpu[name]:6.1f} us (user {split[name][0]:.1f}, kernel"
+            f" {split[name][1]:.1f})   nginx/{name} = {cpu['nginx'] / cpu[name]:.2f}"
             for name in ("nginx", "bare", "gateway")
         ),
         f"paced at {tp['rate']:.0f} req/s (half the gateway's saturating rate),"
