@@ -104,6 +104,26 @@ def test_many_concurrent_accepts_all_land_readable_in_order(backend: Backend) ->
     run(body())
 
 
+def test_two_instances_accepting_the_same_keys_at_once_make_one_entry_each(
+    backend: Backend,
+) -> None:
+    """Two gateways on one journal (group commits racing): one entry per idempotency key,
+    and both are told the same receipt."""
+
+    async def body() -> None:
+        async with backend.open() as one, backend.open() as two:
+            for round_ in range(5):
+                subs = [sub(n, f"K{n % 5}", idempotency_key=f"{round_}-{n}") for n in range(300)]
+                mine, theirs = await asyncio.gather(
+                    asyncio.gather(*(one.accept(s) for s in subs)),
+                    asyncio.gather(*(two.accept(s) for s in reversed(subs))),
+                )
+                assert [r.id for r in mine] == [r.id for r in reversed(theirs)]
+            assert await one.depth() == 1500
+
+    run(body())
+
+
 def test_only_the_head_of_each_key_is_leased(backend: Backend) -> None:
     """Order per key: the second entry of a key waits until the first is settled."""
 

@@ -11,6 +11,7 @@ in worker threads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import time
@@ -18,6 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from garde.errors import GardeError, JournalUnavailable, UsageError
+from garde.journal import ops
+from garde.journal.records import INSERT_COLUMNS, Row
 from garde.journal.sealing import Keyring
 from garde.journal.store import Clock, StoreBase
 
@@ -100,6 +103,38 @@ class _Tx:
         return int(found[0][0]) if found else None
 
 
+_ROW = "(" + ", ".join("%s" for _ in INSERT_COLUMNS) + ")"
+_INSERT_HEAD = f"INSERT INTO entries ({', '.join(INSERT_COLUMNS)}) VALUES "
+_MAX_ROWS = 500
+"""Accepts per insert statement (PostgreSQL takes at most 65,535 parameters)."""
+
+
+def _insert_many(rows: list[tuple[Any, ...]], tx: _Tx) -> list[Row | None]:
+    """Insert ``rows`` (``INSERT_COLUMNS`` values) in as few statements as possible; for
+    each, None if inserted, or the row already journaled under its idempotency key."""
+    inserted: set[str] = set()
+    # In idempotency-key order: two instances inserting the same keys at once then wait for
+    # each other in the same order, never in a cycle (a deadlock PostgreSQL would break by
+    # failing one of the batches).
+    ordered = sorted(rows, key=lambda v: (v[1], v[2], v[5]))
+    for first in range(0, len(ordered), _MAX_ROWS):
+        chunk = ordered[first : first + _MAX_ROWS]
+        query = (
+            _INSERT_HEAD
+            + ", ".join([_ROW] * len(chunk))
+            + " ON CONFLICT (service, operation, idem_key) DO NOTHING RETURNING id"
+        )
+        found = tx.conn.execute(query, [v for row in chunk for v in row]).fetchall()
+        inserted.update(str(r[0]) for r in found)
+    results: list[Row | None] = []
+    for values in rows:
+        if values[0] in inserted:
+            results.append(None)
+        else:  # the key was journaled before, or twice in this batch: the entry that holds it
+            results.append(ops.accept(tx, values))
+    return results
+
+
 def _unavailable(exc: Exception) -> JournalUnavailable:
     return JournalUnavailable(
         f"the PostgreSQL journal cannot persist writes ({str(exc).strip() or type(exc).__name__});"
@@ -135,6 +170,10 @@ class PostgresJournal(StoreBase):
         self.max_size = max_size
         self.connect_timeout = connect_timeout
         self._pool: ConnectionPool[Any] | None = None
+        self._accepts: dict[
+            asyncio.AbstractEventLoop, list[tuple[tuple[Any, ...], asyncio.Future[Row | None]]]
+        ] = {}
+        self._flushers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     @classmethod
     async def open(cls, conninfo: str, keyring: Keyring, **options: Any) -> PostgresJournal:
@@ -204,11 +243,56 @@ class PostgresJournal(StoreBase):
     async def _read(self, fn: Callable[[_Tx], T]) -> T:
         return await asyncio.to_thread(self._run, fn)
 
+    # -- accepts: group commit ------------------------------------------------------------
+
+    async def _write_accept(self, values: tuple[Any, ...]) -> Row | None:
+        """Accepts that arrive while a commit is running wait for the next one and share it
+        (one multi-row insert, one commit); each caller is answered after the commit that
+        holds its entry."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Row | None] = loop.create_future()
+        self._accepts.setdefault(loop, []).append((values, future))
+        if loop not in self._flushers:
+            self._flushers[loop] = loop.create_task(self._flush_accepts(loop))
+        return await future
+
+    async def _flush_accepts(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while batch := self._accepts.pop(loop, []):
+                rows = [values for values, _ in batch]
+                try:
+                    found = await asyncio.to_thread(
+                        self._run, functools.partial(_insert_many, rows)
+                    )
+                except BaseException as exc:  # nothing of this batch is acknowledged
+                    failure = (
+                        exc
+                        if isinstance(exc, Exception)
+                        else JournalUnavailable(
+                            "the journal stopped before this write was committed"
+                        )
+                    )
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(failure)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), existing in zip(batch, found, strict=True):
+                    if not future.done():
+                        future.set_result(existing)
+        finally:
+            del self._flushers[loop]
+
     async def _write(self, fn: Callable[[_Tx], T]) -> T:
         return await asyncio.to_thread(self._run, fn)
 
     async def close(self) -> None:
         await self._before_close()
+        loop = asyncio.get_running_loop()
+        flushing = self._flushers.get(loop)
+        if flushing is not None:  # accepts already handed over are committed (or refused)
+            await asyncio.wait([flushing])
         pool, self._pool = self._pool, None
         if pool is not None:
             await asyncio.to_thread(pool.close)
