@@ -40,6 +40,10 @@ _ONCE = frozenset((b"content-length", b"host", b"transfer-encoding"))
 """Headers whose repetition is how request smuggling starts: refused."""
 
 
+_NO_PARSER = httptools.HttpRequestParser(object())
+"""Stands for the parser of a closed connection: it is never fed."""
+
+
 class _ClientConnection(asyncio.Protocol):
     def __init__(self, server: GatewayServer) -> None:
         self.server = server
@@ -73,6 +77,9 @@ class _ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        # The parser holds this protocol's callbacks: dropping it breaks the cycle now,
+        # rather than leaving it for the garbage collector to find.
+        self.parser = _NO_PARSER
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -134,12 +134,19 @@ def render(
     return b"".join(head)
 
 
+_NO_PARSER = httptools.HttpResponseParser(object())
+"""Stands for the parser of a connection not (or no longer) open: it is never fed."""
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection to an upstream; one request at a time."""
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
-        self.parser = httptools.HttpResponseParser(self)
+        # The parser holds this protocol's callbacks, and this protocol the parser: a cycle
+        # the garbage collector would have to find. It is made when connected (a failed
+        # connect leaves none) and dropped when the connection ends.
+        self.parser = _NO_PARSER
         self.transport: asyncio.Transport | None = None
         self.waiter: Pending | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -155,6 +162,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as such.
         self.transport = cast(asyncio.Transport, transport)
+        self.parser = httptools.HttpResponseParser(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -177,9 +185,11 @@ class _Connection(asyncio.Protocol):
                     self.parser.get_status_code(), self.headers, b"".join(self.body)
                 )
                 self._reset()
+                self.parser = _NO_PARSER
                 waiter.settle(response)
                 return
             self._fail(SentFailed("reset", "the data center closed the connection"))
+        self.parser = _NO_PARSER
 
     def _framed(self) -> bool:
         """Whether the answer's length is in its headers (not delimited by the close)."""
@@ -310,6 +320,19 @@ class _Pool:
             self.idle.pop().close()
 
 
+def _forget(error: BaseException) -> None:
+    """Drop the traceback of a connection failure we translated.
+
+    Its frames hold the task ``wait_for`` made, which holds the error: a reference cycle
+    per failed attempt, left for the garbage collector. While a data center is down, its
+    health checks fail every interval, and those collections (milliseconds each, under load)
+    showed in the latency of the requests the other data centers were serving.
+    """
+    while error is not None:
+        error.__traceback__ = None
+        error = error.__context__  # type: ignore[assignment]
+
+
 class HttpTransport:
     """HTTP/1.1 to the data centers with keep-alive pools; http and https."""
 
@@ -367,6 +390,7 @@ class HttpTransport:
         context = None
         if endpoint.scheme == "https":
             context = self._ssl or ssl.create_default_context()
+        failure: ConnectFailed | None = None
         try:
             # wait_for, not asyncio.timeout: the request driver is not an asyncio Task.
             _, protocol = await asyncio.wait_for(
@@ -375,14 +399,22 @@ class HttpTransport:
                 ),
                 timeout,
             )
-        except TimeoutError:
-            raise ConnectFailed("connect_timeout", f"{endpoint.host}:{endpoint.port}") from None
-        except ConnectionRefusedError:
-            raise ConnectFailed("refused", f"{endpoint.host}:{endpoint.port}") from None
+        except TimeoutError as exc:
+            failure = ConnectFailed("connect_timeout", f"{endpoint.host}:{endpoint.port}")
+            _forget(exc)
+        except ConnectionRefusedError as exc:
+            failure = ConnectFailed("refused", f"{endpoint.host}:{endpoint.port}")
+            _forget(exc)
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(
-                "connect_error", f"{endpoint.host}:{endpoint.port}: {exc}"
-            ) from None
+            failure = ConnectFailed("connect_error", f"{endpoint.host}:{endpoint.port}: {exc}")
+            _forget(exc)
+        if failure is not None:
+            # Raised outside the handler: no __context__ linking back to the forgotten error;
+            # and not left in this frame's locals, which its traceback keeps (a cycle).
+            try:
+                raise failure
+            finally:
+                failure = None
         return protocol
 
     async def close(self) -> None:
