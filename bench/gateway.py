@@ -18,8 +18,8 @@
    gateway; dc1 is made to refuse connections, then (separately) blackholed. Counted:
    client-visible errors and slow requests.
 
-Installs nginx, haproxy, wrk and h2load (nghttp2-client) with apt-get if missing; everything on 127.0.0.1; every
-process it starts is stopped at the end.
+Installs nginx, haproxy, wrk and h2load (nghttp2-client) with apt-get if missing; everything
+on 127.0.0.1; every process it starts is stopped at the end.
 """
 
 from __future__ import annotations
