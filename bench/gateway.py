@@ -8,15 +8,17 @@
    alternate. A bare uvloop + httptools forwarder (``bench/_bare_proxy.py``) runs alongside
    as the floor for a Python proxy. Each proxy's CPU time per request (its processes'
    utime + stime over the run, divided by the requests served) is reported too: unlike
-   req/s it barely moves when other work shares the machine. Then latency at half the
-   gateway's saturating rate: p99 through each proxy minus p99 straight to the upstream,
-   at that same rate.
+   req/s it barely moves when other work shares the machine, and it is split into user and
+   kernel time. Then latency at half the gateway's saturating rate, with h2load at a fixed
+   rate (20 connections): p99 through each proxy minus p99 straight to the upstream, same
+   rate, same round; twice, once with the connections sending out of step (one h2load
+   each: independent callers) and once in step (one h2load for all: bursts of 20).
 2. Failover: three data centers (nginx) with a fault proxy in front of dc1; a paced client
    sends a fixed rate through HAProxy (same three servers, health checks) and through the
    gateway; dc1 is made to refuse connections, then (separately) blackholed. Counted:
    client-visible errors and slow requests.
 
-Installs nginx, haproxy and wrk with apt-get if missing; everything on 127.0.0.1; every
+Installs nginx, haproxy, wrk and h2load (nghttp2-client) with apt-get if missing; everything on 127.0.0.1; every
 process it starts is stopped at the end.
 """
 
@@ -248,47 +250,70 @@ def wrk(script: Path, port: int, seconds: float, connections: int) -> dict[str, 
     return result
 
 
+PATTERNS = {"independent": True, "in-step": False}
+"""How the paced connections send: out of step (each its own h2load) or in step (one h2load)."""
+
+
 def paced(
-    workdir: Path, body: Path, port: int, rate: float, seconds: float, connections: int = 20
+    workdir: Path,
+    body: Path,
+    port: int,
+    rate: float,
+    seconds: float,
+    connections: int = 20,
+    *,
+    independent: bool = False,
 ) -> dict[str, float]:
     """Latency at a fixed offered rate: h2load (HTTP/1.1) with ``--rps`` per connection.
 
-    Every request's time is read from h2load's per-request log, so the percentiles are
-    computed here from all samples (no histogram buckets). A request that failed counts as
-    an error, not as a latency.
+    One h2load process drives its connections from one timer each, all started together:
+    the connections send in step, so requests arrive in bursts of ``connections``, and the
+    last of a burst waits for the proxy to handle all before it. ``independent`` runs one
+    h2load process per connection instead, each started on its own, so the connections'
+    sending is out of step, as independent callers are. Every request's time is read from
+    h2load's per-request log, so the percentiles are computed from all samples. A request
+    that failed counts as an error, not as a latency.
     """
-    log = workdir / "h2load.log"
-    subprocess.run(
-        [
-            tool("h2load"),
-            "--h1",
-            "-t1",
-            f"-c{connections}",
-            f"--rps={rate / connections:.2f}",
-            f"-D{int(seconds)}",
-            "--warm-up-time=1",
-            "-d",
-            str(body),
-            "-H",
-            "Content-Type: text/xml; charset=utf-8",
-            "-H",
-            f"SOAPAction: {ACTION}",
-            f"--log-file={log}",
-            f"http://127.0.0.1:{port}{PATH}",
-        ],
-        capture_output=True,
-        check=True,
-        timeout=seconds + 30,
-    )
+    callers = connections if independent else 1
+    per_process = 1 if independent else connections
+    logs = [workdir / f"h2load-{i}.log" for i in range(callers)]
+    command = [
+        tool("h2load"),
+        "--h1",
+        "-t1",
+        f"-c{per_process}",
+        f"--rps={rate / connections:.2f}",
+        f"-D{int(seconds)}",
+        "--warm-up-time=1",
+        "-d",
+        str(body),
+        "-H",
+        "Content-Type: text/xml; charset=utf-8",
+        "-H",
+        f"SOAPAction: {ACTION}",
+    ]
+    target = f"http://127.0.0.1:{port}{PATH}"
+    running = [
+        subprocess.Popen(
+            [*command, f"--log-file={log}", target],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for log in logs
+    ]
+    for process in running:
+        if process.wait(timeout=seconds + 30) != 0:
+            raise RuntimeError(f"h2load failed against 127.0.0.1:{port}")
     durations: list[float] = []
     errors = 0
-    for line in log.read_text().splitlines():
-        _, status, micros = line.split("\t")[:3]
-        if status.strip() == "200":
-            durations.append(int(micros) / 1e6)
-        else:
-            errors += 1
-    log.unlink()
+    for log in logs:
+        for line in log.read_text().splitlines():
+            _, status, micros = line.split("\t")[:3]
+            if status.strip() == "200":
+                durations.append(int(micros) / 1e6)
+            else:
+                errors += 1
+        log.unlink()
     if not durations:
         raise RuntimeError(f"h2load got no answer from 127.0.0.1:{port}")
     durations.sort()
@@ -397,17 +422,20 @@ def throughput(
     body = workdir / "request.xml"
     body.write_text(SOAP_REQUEST)
     targets = (("direct", upstream_port), ("nginx", nginx_port), ("gateway", gateway_port))
-    latency: dict[str, list[dict[str, float]]] = {name: [] for name, _ in targets}
+    latency: dict[str, dict[str, list[dict[str, float]]]] = {
+        pattern: {name: [] for name, _ in targets} for pattern in PATTERNS
+    }
     for r in range(max(rounds, 3)):
-        for name, port in targets if r % 2 == 0 else targets[::-1]:
-            latency[name].append(paced(workdir, body, port, rate, duration))
-            last = latency[name][-1]
-            print(
-                f"  paced round {r + 1} {name}: {last['rps']:.0f} req/s"
-                f" p50 {last['p50'] * 1e3:.3f} ms p99 {last['p99'] * 1e3:.3f} ms"
-                f" ({last['errors']:.0f} errors)",
-                flush=True,
-            )
+        for pattern, independent in PATTERNS.items():
+            for name, port in targets if r % 2 == 0 else targets[::-1]:
+                result = paced(workdir, body, port, rate, duration, independent=independent)
+                latency[pattern][name].append(result)
+                print(
+                    f"  paced round {r + 1}, {pattern} callers, {name}: {result['rps']:.0f} req/s"
+                    f" p50 {result['p50'] * 1e3:.3f} ms p99 {result['p99'] * 1e3:.3f} ms"
+                    f" ({result['errors']:.0f} errors)",
+                    flush=True,
+                )
     return {
         "runs": runs,
         "best": best,
@@ -548,19 +576,22 @@ def report(tp: dict[str, object], fo: dict[str, dict[str, float]] | None, worker
             f" {split[name][1]:.1f})   nginx/{name} = {cpu['nginx'] / cpu[name]:.2f}"
             for name in ("nginx", "bare", "gateway")
         ),
-        f"paced at {tp['rate']:.0f} req/s (half the gateway's saturating rate),"
-        f" h2load, {len(lat['direct'])} rounds; medians of the rounds:",
+        f"paced at {tp['rate']:.0f} req/s (half the gateway's saturating rate), h2load,"
+        f" 20 connections, {len(lat['in-step']['direct'])} rounds; medians of the rounds:",
     ]
-    for name in ("direct", "nginx", "gateway"):
-        rounds = lat[name]
-        added = [(r["p99"] - d["p99"]) * 1e3 for r, d in zip(rounds, lat["direct"], strict=True)]
-        lines.append(
-            f"  {name:8} achieved {median(r['rps'] for r in rounds):.0f} req/s,"
-            f" p50 {median(r['p50'] for r in rounds) * 1e3:.3f} ms,"
-            f" p99 {median(r['p99'] for r in rounds) * 1e3:.3f} ms,"
-            f" p99.9 {median(r['p999'] for r in rounds) * 1e3:.3f} ms,"
-            f" added p99 {median(added):+.3f} ms (rounds {', '.join(f'{a:+.2f}' for a in added)})"
-        )
+    for pattern in PATTERNS:
+        lines.append(f" {pattern} callers:")
+        for name in ("direct", "nginx", "gateway"):
+            rounds = lat[pattern][name]
+            direct = lat[pattern]["direct"]
+            added = [(r["p99"] - d["p99"]) * 1e3 for r, d in zip(rounds, direct, strict=True)]
+            lines.append(
+                f"  {name:8} achieved {median(r['rps'] for r in rounds):.0f} req/s,"
+                f" p50 {median(r['p50'] for r in rounds) * 1e3:.3f} ms,"
+                f" p99 {median(r['p99'] for r in rounds) * 1e3:.3f} ms,"
+                f" p99.9 {median(r['p999'] for r in rounds) * 1e3:.3f} ms, added p99"
+                f" {median(added):+.3f} ms (rounds {', '.join(f'{a:+.2f}' for a in added)})"
+            )
     if fo:
         lines.append("failover (dc1 faulted a third of the way in; paced client):")
         for case, r in fo.items():
