@@ -8,6 +8,7 @@ service refused it for a business reason: replaying again cannot help), or retry
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from xml.sax.saxutils import escape
@@ -45,6 +46,23 @@ _SECURITY = (
 )
 
 
+@functools.lru_cache(maxsize=256)
+def _declared(attributes: bytes) -> dict[bytes | None, bytes]:
+    """Namespace prefixes declared by an Envelope start tag (few distinct ones: cached)."""
+    return {m.group(1): m.group(2) for m in _XMLNS.finditer(attributes)}
+
+
+@functools.lru_cache(maxsize=256)
+def _wire_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """A journaled entry's headers as sent, without any idempotency key of its own (the
+    entry's is added); few distinct sets (one per operation): cached."""
+    return tuple(
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers
+        if name.lower() != "idempotency-key"
+    )
+
+
 def add_token(payload: bytes, token: str) -> bytes:
     """``payload`` with a WS-Security header carrying ``token``.
 
@@ -56,11 +74,10 @@ def add_token(payload: bytes, token: str) -> bytes:
     found = _HEADLESS.match(payload)
     if found is not None:
         prefix = found["p"]
-        declared = {m.group(1): m.group(2) for m in _XMLNS.finditer(found["attrs"])}
         if (
             found["bp"] == prefix
             and (found["header"] is None or found["hp"] == prefix)
-            and declared.get(prefix) in _SOAP
+            and _declared(found["attrs"]).get(prefix) in _SOAP
         ):
             tag = prefix + b":Header" if prefix else b"Header"
             security = _SECURITY % escape(token).encode()
@@ -72,6 +89,7 @@ def add_token(payload: bytes, token: str) -> bytes:
 class GatewaySender:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._routes: dict[tuple[str, str], OperationRoute] = {}
 
     def ready(self, service: str) -> bool:
         """``ServiceReady`` for the replayer: some data center of ``service`` may serve."""
@@ -79,6 +97,13 @@ class GatewaySender:
         return upstreams is not None and bool(upstreams.plan())
 
     def _route(self, submission: Submission) -> OperationRoute:
+        key = (submission.service, submission.operation)
+        found = self._routes.get(key)
+        if found is None:
+            found = self._routes[key] = self._find_route(submission)
+        return found
+
+    def _find_route(self, submission: Submission) -> OperationRoute:
         for entry in self.gateway.router.services:
             if entry.service.id == submission.service:
                 for route in entry.by_element.values():
@@ -104,11 +129,9 @@ class GatewaySender:
             except RequestRejected as exc:
                 return Delivery(Outcome.CONFLICT, reason=str(exc))
         headers: Headers = [
-            (name.encode("latin-1"), value.encode("latin-1"))
-            for name, value in submission.headers
-            if name.lower() != "idempotency-key"
+            *_wire_headers(submission.headers),
+            (b"Idempotency-Key", submission.idempotency_key.encode()),
         ]
-        headers.append((b"Idempotency-Key", submission.idempotency_key.encode()))
         timeout = route.timeout
         if submission.deadline is not None:
             timeout = min(timeout, submission.deadline - time.time())

@@ -176,6 +176,8 @@ class Replayer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._freed = asyncio.Event()
+        """Set when an entry in flight is settled: a slot is free."""
         self._next_sweep = 0.0
         self._settled_count = 0
         self._pending: list[str] = []
@@ -219,6 +221,7 @@ class Replayer:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._freed.set()
 
     def poke(self) -> None:
         """Something changed (a service came back, an entry was accepted): look now."""
@@ -242,7 +245,10 @@ class Replayer:
                 if leased and low:
                     continue
                 if self._in_flight:
-                    await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
+                    # Woken by ``_done`` (or a poke): cheaper than ``asyncio.wait`` on every
+                    # task in flight, which adds and removes a callback on each of them.
+                    self._freed.clear()
+                    await self._freed.wait()
                     continue
                 if self._settled_count != settled_before:
                     # An entry was settled while we leased (PostgreSQL runs both at once):
@@ -259,6 +265,7 @@ class Replayer:
         self._in_flight.discard(task)
         self._settled_count += 1
         self._wake.set()
+        self._freed.set()
 
     async def _idle(self) -> None:
         self._wake.clear()
