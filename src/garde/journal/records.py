@@ -160,9 +160,9 @@ def new_row(
     )
 
 
-def open_submission(row: Row, keyring: Keyring) -> Submission:
-    """The submission stored in ``row``; ``SealError`` if the row is damaged or unreadable."""
-    expected = _sum(
+def _row_sum(row: Row, sealed: bytes) -> str:
+    """The checksum of ``row`` holding ``sealed`` as its sealed content."""
+    return _sum(
         row.id,
         row.service,
         row.operation,
@@ -171,10 +171,18 @@ def open_submission(row: Row, keyring: Keyring) -> Submission:
         row.idem_key,
         row.created_at,
         row.deadline,
-        row.sealed,
+        sealed,
     )
-    if expected != row.checksum:
+
+
+def _check(row: Row) -> None:
+    if _row_sum(row, row.sealed) != row.checksum:
         raise SealError("checksum mismatch: the stored entry was altered or damaged")
+
+
+def open_submission(row: Row, keyring: Keyring) -> Submission:
+    """The submission stored in ``row``; ``SealError`` if the row is damaged or unreadable."""
+    _check(row)
     inner = keyring.open(row.sealed, _aad(row.id, row.service, row.operation, row.idem_key))
     try:
         head, _, payload = inner.partition(b"\n")
@@ -197,33 +205,10 @@ def open_submission(row: Row, keyring: Keyring) -> Submission:
 def reseal(row: Row, keyring: Keyring) -> tuple[str | None, bytes, str]:
     """``(key_id, sealed, checksum)``: the row's content sealed again with the current key;
     ``SealError`` if it cannot be opened (damaged, or its key is not in the ring)."""
-    expected = _sum(
-        row.id,
-        row.service,
-        row.operation,
-        row.target_group,
-        row.order_key,
-        row.idem_key,
-        row.created_at,
-        row.deadline,
-        row.sealed,
-    )
-    if expected != row.checksum:
-        raise SealError("checksum mismatch: the stored entry was altered or damaged")
+    _check(row)
     aad = _aad(row.id, row.service, row.operation, row.idem_key)
     key_id, sealed = keyring.seal(keyring.open(row.sealed, aad), aad)
-    total = _sum(
-        row.id,
-        row.service,
-        row.operation,
-        row.target_group,
-        row.order_key,
-        row.idem_key,
-        row.created_at,
-        row.deadline,
-        sealed,
-    )
-    return key_id, sealed, total
+    return key_id, sealed, _row_sum(row, sealed)
 
 
 def reseal_answer(body: bytes, entry_id: str, keyring: Keyring) -> bytes:
