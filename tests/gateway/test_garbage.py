@@ -101,3 +101,38 @@ def test_connections_opened_and_closed_leave_no_cycle(catalog: Catalog) -> None:
     # The test's own upstream and client (asyncio streams) may leave theirs: not counted.
     ours = {name: n for name, n in found.items() if "garde." in name}
     assert ours == {}, found
+
+
+def test_a_request_abandoned_mid_exchange_closes_its_connection() -> None:
+    """A stopping gateway cancels its health checks and requests in flight: their
+    connections still owe an answer, so they are closed, not left open (nor in the pool)."""
+
+    async def main() -> bytes:
+        accepted: asyncio.Queue[asyncio.StreamReader] = asyncio.Queue()
+        writers: list[asyncio.StreamWriter] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            await accepted.put(reader)  # and never answers
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = HttpTransport()
+        endpoint = Endpoint.parse(f"http://127.0.0.1:{port}/Recipe/v4/Executor")
+        asking = asyncio.ensure_future(
+            transport.request(endpoint, b"GET", b"/", [], b"", connect_timeout=1.0, timeout=30.0)
+        )
+        reader = await asyncio.wait_for(accepted.get(), 5)
+        await reader.readuntil(b"\r\n\r\n")  # the request arrived
+        asking.cancel()
+        with suppress(asyncio.CancelledError):
+            await asking
+        rest = await asyncio.wait_for(reader.read(), 5)  # b"" once the gateway has closed it
+        await transport.close()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        return rest
+
+    assert asyncio.run(main()) == b""

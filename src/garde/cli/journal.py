@@ -123,19 +123,11 @@ def _when(stamp: float | None) -> str:
 
 
 def receipt_json(receipt: Receipt) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": receipt.id,
-        "state": receipt.state.value,
-        "service": receipt.service,
-        "operation": receipt.operation,
-        "created_at": receipt.created_at,
-        "updated_at": receipt.updated_at,
-        "deadline": receipt.deadline,
-        "attempts": receipt.attempts,
-        "last_error": mask_text(receipt.last_error) if receipt.last_error else None,
-        "reason": mask_text(receipt.reason) if receipt.reason else None,
-        **receipt.extra,
-    }
+    data = receipt.fields()
+    # An operator's terminal: business reasons may quote identifiers (masked unless revealed).
+    data["last_error"] = mask_text(receipt.last_error) if receipt.last_error else None
+    data["reason"] = mask_text(receipt.reason) if receipt.reason else None
+    data.update(receipt.extra)
     if receipt.answer is not None:
         data["answer_status"] = receipt.answer.status
     return data

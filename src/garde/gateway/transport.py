@@ -374,7 +374,13 @@ class HttpTransport:
             conn = await self._connect(pool, endpoint, connect_timeout)
         waiter = Waiter(loop=pool.loop)
         conn.send(render(endpoint, method, target, headers, body), timeout, waiter)
-        return await waiter
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # Abandoned mid-exchange (a stopping gateway, a caller gone): the connection
+            # still owes this answer, so it can serve nobody else. Closed, not leaked.
+            conn.close()
+            raise
 
     def send_now(self, endpoint: Endpoint, data: bytes, timeout: float, waiter: Pending) -> bool:
         """Send on an idle keep-alive connection at once; False if there is none."""

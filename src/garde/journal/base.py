@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class State(StrEnum):
@@ -81,6 +81,21 @@ class Receipt:
     reason: str | None = None
     """Why it ended in conflict, expired or discarded (and by whom, for discarded)."""
     extra: dict[str, str] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        """The receipt's own fields as JSON values (callers add the answer their way)."""
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "service": self.service,
+            "operation": self.operation,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "deadline": self.deadline,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "reason": self.reason,
+        }
 
 
 class Outcome(StrEnum):

@@ -45,18 +45,7 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
 
 def receipt_document(receipt: Receipt) -> dict[str, Any]:
     """The JSON of a receipt as the care software sees it (its own data: not masked)."""
-    data: dict[str, Any] = {
-        "id": receipt.id,
-        "state": receipt.state.value,
-        "service": receipt.service,
-        "operation": receipt.operation,
-        "created_at": receipt.created_at,
-        "updated_at": receipt.updated_at,
-        "deadline": receipt.deadline,
-        "attempts": receipt.attempts,
-        "last_error": receipt.last_error,
-        "reason": receipt.reason,
-    }
+    data = receipt.fields()
     if receipt.answer is not None:
         data["answer"] = {
             "status": receipt.answer.status,
