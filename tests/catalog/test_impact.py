@@ -128,3 +128,13 @@ def test_coverage_reports_rto_the_topology_cannot_meet() -> None:
         "create: {kind: write, retry_safe: false}",
     )
     assert [g.kind for g in coverage(parse_catalog(undecided, env={}))] == ["no_continuity"]
+
+
+def test_dependencies_and_dependants_mirror_each_other() -> None:
+    """``a`` needs ``b`` (transitively) exactly when ``b`` has ``a`` among its dependants."""
+    ids = list(BELGIUM.services)
+    for a in ids:
+        for b in ids:
+            assert (b in BELGIUM.dependencies(a)) == (a in BELGIUM.dependants(b)), (a, b)
+    assert "sts" in BELGIUM.dependencies("recipe-executor")
+    assert BELGIUM.dependencies("sts") == set()

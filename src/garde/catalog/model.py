@@ -327,6 +327,17 @@ class Catalog(_Model):
                     frontier.append(sid)
         return found
 
+    def dependencies(self, service_id: str) -> set[str]:
+        """Every service ``service_id`` needs, directly or transitively."""
+        found: set[str] = set()
+        frontier = [service_id]
+        while frontier:
+            for dep in self.services[frontier.pop()].depends_on:
+                if dep not in found:
+                    found.add(dep)
+                    frontier.append(dep)
+        return found
+
     def with_endpoints(self, endpoints: dict[str, dict[str, str]]) -> Catalog:
         """A copy whose services point at other URLs (``{service: {dc: url}}``), e.g. a lab's."""
         services = {

@@ -165,19 +165,7 @@ class StoreBase(ABC):
         self._tell(quarantined)
         if self.listeners:
             for entry in leased:
-                s = entry.submission
-                self._announce(
-                    Receipt(
-                        id=entry.id,
-                        state=State.DELIVERING,
-                        service=s.service,
-                        operation=s.operation,
-                        created_at=entry.created_at,
-                        updated_at=now,
-                        deadline=s.deadline,
-                        attempts=entry.attempts,
-                    )
-                )
+                self._announce(_receipt(entry, State.DELIVERING, now))
         return leased
 
     _lock = ""
@@ -193,7 +181,6 @@ class StoreBase(ABC):
         params = ops.settle_params(leased, delivery, answer, retry_at, now)
         if not await self._write_settle(delivery.outcome, params):
             return None
-        # Built from what is known, not read back: settling is the replayer's hot path.
         s = leased.submission
         state = {
             Outcome.DELIVERED: State.DELIVERED,
@@ -201,15 +188,10 @@ class StoreBase(ABC):
             Outcome.RETRY_LATER: State.JOURNALED,
         }[delivery.outcome]
         failed = delivery.outcome is Outcome.RETRY_LATER
-        receipt = Receipt(
-            id=leased.id,
-            state=state,
-            service=s.service,
-            operation=s.operation,
-            created_at=leased.created_at,
-            updated_at=now,
-            deadline=s.deadline,
-            attempts=leased.attempts,
+        receipt = _receipt(
+            leased,
+            state,
+            now,
             last_error=clip(delivery.reason or "the service could not take it") if failed else None,
             answer=None if failed else delivery.answer,
             reason=clip(delivery.reason or "the service refused it (no reason given)")
@@ -323,3 +305,20 @@ def _page(after: int) -> Callable[[ops.Tx], list[Row]]:
 
 def masked_identity(view: EntryView) -> str:
     return mask(view.submission.identity) if view.submission else "?"
+
+
+def _receipt(leased: Leased, state: State, now: float, **detail: Any) -> Receipt:
+    """The receipt of a leased entry in ``state``, built from what the lease holds (not read
+    back: leasing and settling are the replayer's hot path)."""
+    s = leased.submission
+    return Receipt(
+        id=leased.id,
+        state=state,
+        service=s.service,
+        operation=s.operation,
+        created_at=leased.created_at,
+        updated_at=now,
+        deadline=s.deadline,
+        attempts=leased.attempts,
+        **detail,
+    )

@@ -95,7 +95,7 @@ class IncidentManager:
         # STS outage stays one incident and one alert (Alertmanager calls this group_wait).
         self.settle = {
             sid: settle_factor
-            * max((self.intervals.get(d, 0.0) for d in _needs(catalog, sid)), default=0.0)
+            * max((self.intervals.get(d, 0.0) for d in catalog.dependencies(sid)), default=0.0)
             for sid in catalog.services
         }
         self._pending: dict[str, float] = {}
@@ -220,15 +220,3 @@ class IncidentManager:
         if incident.service in self._open and incident.state.value == "open":
             self._open[incident.service] = incident
         return Event(EventKind.OPERATOR_UPDATE, incident, message, now)
-
-
-def _needs(catalog: Catalog, service_id: str) -> set[str]:
-    """Every service ``service_id`` depends on, directly or transitively."""
-    found: set[str] = set()
-    frontier = [service_id]
-    while frontier:
-        for dep in catalog.services[frontier.pop()].depends_on:
-            if dep not in found:
-                found.add(dep)
-                frontier.append(dep)
-    return found

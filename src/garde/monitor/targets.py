@@ -203,7 +203,7 @@ def _service_target(
         )
         body = f'<op:{local} xmlns:op="{namespace}">{fields}</op:{local}>'
         token = None
-        if sts is not None and sts.service in _needs(catalog, service.id):
+        if sts is not None and sts.service in catalog.dependencies(service.id):
             sts_urls = catalog.services[sts.service].endpoints
             # Same data center first: a probe of dc2 must not fail because dc1's STS is down.
             sts_url = sts_urls.get(dc) or next(iter(sts_urls.values()))
@@ -218,17 +218,6 @@ def _service_target(
         headers=(("Content-Type", "text/xml; charset=utf-8"), ("SOAPAction", f'"{action}"')),
         token=token,
     )
-
-
-def _needs(catalog: Catalog, service_id: str) -> set[str]:
-    found: set[str] = set()
-    frontier = [service_id]
-    while frontier:
-        for dep in catalog.services[frontier.pop()].depends_on:
-            if dep not in found:
-                found.add(dep)
-                frontier.append(dep)
-    return found
 
 
 _SETTING_KEYS = {
