@@ -195,6 +195,10 @@ class SqliteJournal(StoreBase):
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA cache_size = -65536")
+        # Statement journals (a multi-row statement inside the group's transaction keeps the
+        # pages it changes, to undo it alone) stay in memory: on disk they were written and
+        # thrown away again, as many page writes as the WAL itself.
+        conn.execute("PRAGMA temp_store = MEMORY")
         if self.max_pages is not None:
             conn.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
         return conn
@@ -342,8 +346,8 @@ class SqliteJournal(StoreBase):
         results: list[tuple[Any, BaseException | None]],
     ) -> set[int]:
         """Settle the batch's entries with one update per outcome (and chunk) instead of one
-        each. If any of them lost its lease, that update is undone and each settle of the
-        outcome runs on its own, so each caller learns whether its own lease held."""
+        each. The update returns the ids it settled, so each caller learns whether its own
+        lease held, without a savepoint (which would copy every page it touches aside)."""
         groups: dict[Outcome, list[int]] = {}
         for index, job in enumerate(batch):
             if job.settle is not None:
@@ -353,18 +357,15 @@ class SqliteJournal(StoreBase):
             if len(indexes) < 2:
                 continue
             query, width = _SETTLE_MANY[outcome]
-            params = [p for i in indexes if (p := batch[i].settle) is not None]
-            conn.execute("SAVEPOINT settle")
-            before = conn.total_changes
-            for size, chunk in ops.chunks([p[1] for p in params]):
-                conn.execute(query.format(rows=_rows_of(size, width)), _flat(chunk))
-            if conn.total_changes - before != len(indexes):
-                conn.execute("ROLLBACK TO settle")
-                conn.execute("RELEASE settle")
-                continue
-            conn.execute("RELEASE settle")
-            for i in indexes:
-                results[i] = (True, None)
+            params = [p[1] for i in indexes if (p := batch[i].settle) is not None]
+            if len({values[width - 2] for values in params}) != len(params):
+                continue  # an entry settled twice: one at a time, so only one of them holds
+            settled: set[str] = set()
+            for size, chunk in ops.chunks(params):
+                rows = conn.execute(query.format(rows=_rows_of(size, width)), _flat(chunk))
+                settled.update(row[0] for row in rows)
+            for i, values in zip(indexes, params, strict=True):
+                results[i] = (values[width - 2] in settled, None)
             done.update(indexes)
         return done
 
