@@ -11,10 +11,11 @@ fsync per acknowledged write) and raw SQLite batched (the ceiling: no encryption
 asyncio, no futures); the same for PostgreSQL with raw psycopg. The journal's figure is
 acknowledged writes per second: each one resolved only after the commit that holds it.
 
-The replay runs twice: to an in-process upstream (the journal and replayer alone), and to a
-real lab in its own process (``bench/_journal_lab.py``) through the gateway's upstream
-sender: Recip-e deliveries and undeliveries alternating per RID, so the lab itself refuses
-any write out of order, and the lab's ledger is checked for every entry once, in order.
+Everything runs on uvloop, as the gateway and ``garde journal`` do. The replay runs twice:
+to an in-process upstream (the journal and replayer alone), and to a real lab in its own
+process (``bench/_journal_lab.py``) through the gateway's upstream sender: Recip-e
+deliveries and undeliveries alternating per RID, so the lab itself refuses any write out of
+order, and the lab's ledger is checked for every entry once, in order.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from garde.catalog import Catalog
+from garde.cli.common import run_loop
 from garde.journal.base import Answer, Delivery, Outcome, Sender, Submission
 from garde.journal.replayer import Replayer, ReplayPolicy
 from garde.journal.sealing import Keyring
@@ -128,7 +130,7 @@ def _process_accepts(path: str, worker: int, count: int, clients: int, key: byte
         await asyncio.gather(*(client(k) for k in range(clients)))
         await journal.close()
 
-    asyncio.run(main())
+    run_loop(main())
 
 
 def shared_file_accepts(path: Path, processes: int, count: int, clients: int) -> float:
@@ -136,7 +138,7 @@ def shared_file_accepts(path: Path, processes: int, count: int, clients: int) ->
     import multiprocessing
 
     key = os.urandom(32)
-    asyncio.run(_create(path, key))
+    run_loop(_create(path, key))
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_process_accepts, args=(str(path), w, count, clients, key))
@@ -486,7 +488,7 @@ def main() -> None:
             directory.mkdir()
             per_row.append(raw_per_row(directory, 300))
             batched.append(raw_batched(directory, args.accepts))
-            rate, count = asyncio.run(
+            rate, count = run_loop(
                 journal_accepts(directory / "journal.db", args.accepts, args.clients)
             )
             journal.append(rate)
@@ -500,7 +502,7 @@ def main() -> None:
                 pg_row.append(pg_raw(args.postgres, 500, 1))
                 pg_batched.append(pg_raw(args.postgres, args.pg_accepts, 1000))
                 pg_journal.append(
-                    asyncio.run(pg_accepts(args.postgres, args.pg_accepts, args.clients))
+                    run_loop(pg_accepts(args.postgres, args.pg_accepts, args.clients))
                 )
         print("\n| durable writes on SQLite (WAL, synchronous=FULL) | per second (median) |")
         print("|---|---:|")
@@ -531,7 +533,7 @@ def main() -> None:
             )
         print(f"\nCPU load average during the run: {os.getloadavg()}")
         if args.replay:
-            rate, in_order = asyncio.run(
+            rate, in_order = run_loop(
                 replay(Path(tmp) / "replay.db", args.replay, args.keys, args.concurrency)
             )
             print(
@@ -542,9 +544,7 @@ def main() -> None:
         if args.lab_replay:
             lab_dir = Path(tmp) / "lab"
             lab_dir.mkdir()
-            found = asyncio.run(
-                replay_to_lab(lab_dir, args.lab_replay, args.keys, args.concurrency)
-            )
+            found = run_loop(replay_to_lab(lab_dir, args.lab_replay, args.keys, args.concurrency))
             print(
                 f"\nreplay of {args.lab_replay:,} entries ({args.keys:,} RIDs, concurrency"
                 f" {args.concurrency}) to a healthy lab in its own process, through the"

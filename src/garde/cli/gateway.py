@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from garde.cli.common import catalog_option, console, load
+from garde.cli.common import catalog_option, console, load, run_loop
 from garde.errors import UsageError
 
 log = logging.getLogger("garde.gateway")
@@ -126,14 +126,8 @@ def _banner(running: Any, catalog: Any, journal_url: str | None) -> None:
 
 
 def _run(catalog_source: str, config: Any, journal: JournalChoice, role: WorkerRole | None) -> None:
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency; the fallback still works
-        runner = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(_serve(catalog_source, config, journal, role))
+        run_loop(_serve(catalog_source, config, journal, role))
 
 
 @click.command()

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import click
 from rich.table import Table
 
-from garde.cli.common import catalog_option, console, json_option, load, print_json
+from garde.cli.common import catalog_option, console, json_option, load, print_json, run_loop
 from garde.errors import UsageError
 from garde.journal.base import FINAL, EntryView, JournalStore, Receipt, RekeyReport, State
 from garde.masking import mask, mask_text
@@ -113,7 +113,7 @@ def _run(
         finally:
             await store.close()
 
-    return asyncio.run(main())
+    return run_loop(main())
 
 
 def _when(stamp: float | None) -> str:

@@ -21,7 +21,7 @@ import click
 from rich.table import Table
 
 from garde.catalog.durations import parse_duration
-from garde.cli.common import catalog_option, console, json_option, load, print_json
+from garde.cli.common import catalog_option, console, json_option, load, print_json, run_loop
 from garde.errors import LabError, UsageError
 from garde.masking import mask_text
 
@@ -113,12 +113,7 @@ def up(
             await stop.wait()
         console().print("lab stopped")
 
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        asyncio.run(main())
+    run_loop(main())
 
 
 def _print_endpoints(entries: list[dict[str, Any]], control_url: str) -> None:

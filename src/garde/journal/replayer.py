@@ -231,24 +231,29 @@ class Replayer:
 
     async def _pump(self, until_idle: bool) -> None:
         try:
+            half = self.policy.concurrency // 2
             while not self._stop.is_set():
                 await self._expire()
                 settled_before = self._settled_count
+                free = self.policy.concurrency - len(self._in_flight)
                 leased = await self._lease_some()
                 for entry in leased:
                     task = asyncio.create_task(self._deliver(entry))
                     self._in_flight.add(task)
                     task.add_done_callback(self._done)
-                # Lease again once half the slots are free: leasing one entry per completed
-                # send would cost a transaction per entry.
-                low = len(self._in_flight) <= self.policy.concurrency // 2
-                if leased and low:
+                if leased and len(self._in_flight) <= half:
                     continue
-                if self._in_flight:
+                # A lease that filled every free slot: the next one waits until half the
+                # slots are free, so each lease (a transaction) takes many entries and the
+                # settles in between commit together. A lease that found less than it
+                # wanted: any settle may free the next entry of its key, so look again then.
+                refill = half if leased and len(leased) >= free else self.policy.concurrency - 1
+                while len(self._in_flight) > refill and not self._stop.is_set():
                     # Woken by ``_done`` (or a poke): cheaper than ``asyncio.wait`` on every
                     # task in flight, which adds and removes a callback on each of them.
                     self._freed.clear()
                     await self._freed.wait()
+                if self._in_flight or leased:
                     continue
                 if self._settled_count != settled_before:
                     # An entry was settled while we leased (PostgreSQL runs both at once):

@@ -52,17 +52,21 @@ class _Unique:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reseed()
+        # A forked child must not repeat its parent (one instance per process: the hook is
+        # registered once). Asking getpid() on every token cost a system call each.
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._reseed()
 
     def _reseed(self) -> None:
         self._seed = os.urandom(32)
         self._field = os.urandom(8)
         self._count = itertools.count()
-        self._pid = os.getpid()
 
     def _next(self) -> int:
         with self._lock:
-            if self._pid != os.getpid():  # a forked child must not repeat its parent
-                self._reseed()
             n = next(self._count)
             if n >= 0xFFFFFFFF:
                 self._reseed()

@@ -80,11 +80,12 @@ def mark_leased(count: int) -> str:
 def _settle_many(assignments: str, columns: int) -> str:
     """The multi-row form of a ``SETTLE_*`` statement (SQLite's ``UPDATE ... FROM``): the
     same assignments, fed by a ``VALUES`` list whose last two columns are id and lease token;
-    ``{rows}`` is replaced by the row placeholders."""
+    ``{rows}`` is replaced by the row placeholders. It returns the ids it settled: an entry
+    missing there had lost its lease."""
     return (
         f"UPDATE entries SET {assignments} FROM (VALUES {{rows}}) AS v"
         f" WHERE entries.id = v.column{columns - 1} AND entries.lease_token = v.column{columns}"
-        " AND entries.state = 'delivering'"
+        " AND entries.state = 'delivering' RETURNING entries.id"
     )
 
 

@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 
+SETTLES_BUSY = 8
+"""Settles in one commit from which the replayer counts as busy: its next settles wait a
+moment for more (``settle_wait``), so that one commit writes each page once for many
+entries instead of once per few. A lone replay (one ordering key) never waits."""
+
+
 class _Tx:
     """``ops.Tx`` over a sqlite3 connection."""
 
@@ -162,12 +168,15 @@ class SqliteJournal(StoreBase):
         max_batch: int = 2000,
         busy_timeout: float = 5.0,
         max_pages: int | None = None,
+        settle_wait: float = 0.002,
     ) -> None:
         super().__init__(keyring, clock)
         self.path = path
         self.max_batch = max_batch
         self.busy_timeout = busy_timeout
         self.max_pages = max_pages
+        self.settle_wait = settle_wait
+        """Seconds a busy replayer's settles wait for company before their commit."""
         """A size cap in pages (tests use it to make the disk 'full')."""
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -195,6 +204,10 @@ class SqliteJournal(StoreBase):
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA cache_size = -65536")
+        # Statement journals (a multi-row statement inside the group's transaction keeps the
+        # pages it changes, to undo it alone) stay in memory: on disk they were written and
+        # thrown away again, as many page writes as the WAL itself.
+        conn.execute("PRAGMA temp_store = MEMORY")
         if self.max_pages is not None:
             conn.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
         return conn
@@ -253,20 +266,16 @@ class SqliteJournal(StoreBase):
     def _writer(self) -> None:
         conn: sqlite3.Connection | None = None
         stopping = False
+        busy = False
         while not stopping:
             first = self._queue.get()
             if first is None:
                 break
             batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:  # the sentinel: finish what was queued before it, then stop
-                    stopping = True
-                    break
-                batch.append(job)
+            stopping = self._take(batch, None)
+            if busy and not stopping and all(job.settle is not None for job in batch):
+                stopping = self._take(batch, time.monotonic() + self.settle_wait)
+            busy = sum(job.settle is not None for job in batch) >= SETTLES_BUSY
             if conn is None:
                 try:
                     conn = self._connect()
@@ -276,6 +285,28 @@ class SqliteJournal(StoreBase):
             conn = self._commit(conn, batch)
         if conn is not None:
             conn.close()
+
+    def _take(self, batch: list[_Job], until: float | None) -> bool:
+        """Add queued jobs to ``batch``: what is there now (``until`` None), or settles
+        arriving until ``until``, stopping at the first job that is not a settle. True when
+        the stop sentinel was met (the batch is still committed)."""
+        while len(batch) < self.max_batch:
+            try:
+                if until is None:
+                    job = self._queue.get_nowait()
+                else:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        return False
+                    job = self._queue.get(timeout=left)
+            except queue.Empty:
+                return False
+            if job is None:  # the sentinel: finish what was queued before it, then stop
+                return True
+            batch.append(job)
+            if until is not None and job.settle is None:
+                return False  # an accept or a lease waits for nobody
+        return False
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> sqlite3.Connection | None:
         tx = _Tx(conn)
@@ -342,8 +373,8 @@ class SqliteJournal(StoreBase):
         results: list[tuple[Any, BaseException | None]],
     ) -> set[int]:
         """Settle the batch's entries with one update per outcome (and chunk) instead of one
-        each. If any of them lost its lease, that update is undone and each settle of the
-        outcome runs on its own, so each caller learns whether its own lease held."""
+        each. The update returns the ids it settled, so each caller learns whether its own
+        lease held, without a savepoint (which would copy every page it touches aside)."""
         groups: dict[Outcome, list[int]] = {}
         for index, job in enumerate(batch):
             if job.settle is not None:
@@ -353,18 +384,15 @@ class SqliteJournal(StoreBase):
             if len(indexes) < 2:
                 continue
             query, width = _SETTLE_MANY[outcome]
-            params = [p for i in indexes if (p := batch[i].settle) is not None]
-            conn.execute("SAVEPOINT settle")
-            before = conn.total_changes
-            for size, chunk in ops.chunks([p[1] for p in params]):
-                conn.execute(query.format(rows=_rows_of(size, width)), _flat(chunk))
-            if conn.total_changes - before != len(indexes):
-                conn.execute("ROLLBACK TO settle")
-                conn.execute("RELEASE settle")
-                continue
-            conn.execute("RELEASE settle")
-            for i in indexes:
-                results[i] = (True, None)
+            params = [p[1] for i in indexes if (p := batch[i].settle) is not None]
+            if len({values[width - 2] for values in params}) != len(params):
+                continue  # an entry settled twice: one at a time, so only one of them holds
+            settled: set[str] = set()
+            for size, chunk in ops.chunks(params):
+                rows = conn.execute(query.format(rows=_rows_of(size, width)), _flat(chunk))
+                settled.update(row[0] for row in rows)
+            for i, values in zip(indexes, params, strict=True):
+                results[i] = (values[width - 2] in settled, None)
             done.update(indexes)
         return done
 
