@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import socket
 import time
@@ -215,3 +216,72 @@ def test_no_fault_is_a_transparent_relay(lab: Lab) -> None:
         while chunk := sock.recv(65536):
             data += chunk
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_a_fault_set_on_an_open_connection_applies_from_its_next_request(lab: Lab) -> None:
+    """Set and healed between the requests of one keep-alive connection, a fault hits exactly
+    the requests sent while it is set."""
+    parts = urlsplit(lab.endpoints["insurability"]["dc1"])
+    request = f"GET {parts.path}?wsdl HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+    def status(sock: socket.socket) -> int:
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        response.read()
+        return response.status
+
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(request)
+        assert status(sock) == 200
+        lab.faults.set("insurability", "dc1", "errors", rate=1, status="503")
+        sock.sendall(request)
+        assert status(sock) == 503
+        sock.sendall(request)
+        assert status(sock) == 503
+        lab.faults.heal()
+        sock.sendall(request)
+        assert status(sock) == 200
+
+
+class _Sink:
+    """The client side of a proxied connection, as a transport that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+
+def test_a_request_begun_before_a_fault_is_set_is_served() -> None:
+    """A fault set while a request is half received applies from the next request on, also
+    when the proxy leaves delimiting requests to its in-memory simulator."""
+    from garde.lab.http import HttpServer, Response
+    from garde.lab.proxy import ClientSide, Target
+
+    async def scenario() -> list[bytes]:
+        server = HttpServer(lambda request: Response(200, b"served"))
+        target = Target("s", "dc1", "127.0.0.1", 0, ("127.0.0.1", 9), link=server.make_protocol)
+        await target.start()
+        sink = _Sink()
+        client = ClientSide(target)
+        client.connection_made(sink)  # type: ignore[arg-type]
+        request = b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n"
+        client.data_received(request)
+        client.data_received(request[:-2])
+        target.set(make_fault("errors", {"rate": 1, "status": "503"}))
+        client.data_received(request[-2:])
+        client.data_received(request)
+        target.heal()
+        client.data_received(request)
+        client.connection_lost(None)
+        await target.stop()
+        return [answer.split(b" ", 2)[1] for answer in sink.sent]
+
+    assert asyncio.run(scenario()) == [b"200", b"200", b"503", b"200"]

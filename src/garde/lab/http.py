@@ -93,6 +93,7 @@ class HttpProtocol(asyncio.Protocol):
         "_too_large",
         "_transport",
         "_url",
+        "idle",
     )
 
     def __init__(self, handler: Handler, max_body: int, registry: set[HttpProtocol]) -> None:
@@ -106,6 +107,8 @@ class HttpProtocol(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._too_large = False
+        self.idle = True
+        """Between two requests (none begun, or the last one answered)."""
 
     # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,6 +134,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- httptools callbacks --
     def on_message_begin(self) -> None:
+        self.idle = False
         self._url = b""
         self._headers = {}
         self._body = []
@@ -161,6 +165,7 @@ class HttpProtocol(asyncio.Protocol):
             self._body = []
 
     def on_message_complete(self) -> None:
+        self.idle = True
         transport = self._transport
         if transport is None:
             return

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic_core import to_json
+
 from garde.lab.store import Database
 
 
@@ -65,8 +67,6 @@ _RECORD = (
     "INSERT INTO effects (at, service, operation, effect, business_key,"
     " idempotency_key, dc, identity, detail) VALUES (?,?,?,?,?,?,?,?,?)"
 )
-# One encoder, made once: json.dumps(..., sort_keys=True) builds a new one on every call.
-_detail_json = json.JSONEncoder(sort_keys=True).encode
 
 _COLUMNS = (
     "seq, at, service, operation, effect, business_key, idempotency_key, dc, identity, detail"
@@ -120,7 +120,8 @@ class Ledger:
                 idempotency_key,
                 dc,
                 identity,
-                _detail_json(detail) if detail else "{}",
+                # Sorted, as exports are; pydantic's encoder: one per effect, on the write path.
+                to_json(dict(sorted(detail.items()))).decode() if detail else "{}",
             ),
         )
 

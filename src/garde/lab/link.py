@@ -3,8 +3,8 @@
 The proxy relays the same bytes it would send over a socket, and the simulator parses them
 with the same HTTP protocol object; only the two loopback hops (a send and a receive each
 way, and their event-loop wake-ups) are saved. That is most of a proxied request's cost, and
-the proxy must stay cheap when no fault is set. The simulator's own port still serves
-direct clients.
+the proxy must stay cheap when no fault is set: then it leaves delimiting requests to the
+simulator's parser (``idle``). The simulator's own port still serves direct clients.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from garde.lab.http import HttpProtocol
 
 
 class Downstream(Protocol):
@@ -61,7 +63,7 @@ class MemoryLink:
     def __init__(
         self,
         downstream: Downstream,
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: Callable[[], HttpProtocol],
         registry: set[Any],
     ) -> None:
         self.downstream = downstream
@@ -71,6 +73,11 @@ class MemoryLink:
         self._open = True
         registry.add(self)
         self.protocol.connection_made(self.transport)
+
+    @property
+    def idle(self) -> bool:
+        """The simulator is between two requests: the next bytes begin a new one."""
+        return self.protocol.idle
 
     def write(self, data: bytes) -> None:
         if self._open:

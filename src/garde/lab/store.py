@@ -195,9 +195,17 @@ class Idempotency:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Hashes of the keys remembered: nearly every write brings a new key, and a key whose
+        # hash is not here is surely new, so its lookup needs no SELECT. A hash collision or
+        # a rolled-back transaction only costs a SELECT, never a wrong answer.
+        with db.lock:
+            rows = db.conn.execute("SELECT service, operation, key FROM idempotency")
+            self._seen = {hash(tuple(row)) for row in rows}
 
     def lookup(self, service: str, operation: str, key: str) -> tuple[str, int, bytes] | None:
         """``(fingerprint, status, body)`` of the first answer to this key, if any."""
+        if hash((service, operation, key)) not in self._seen:
+            return None
         db = self.db
         with db.lock:
             row = db.conn.execute(_LOOKUP, (service, operation, key)).fetchone()
@@ -214,3 +222,4 @@ class Idempotency:
         body: bytes,
     ) -> None:
         conn.execute(_REMEMBER, (service, operation, key, fingerprint, status, body))
+        self._seen.add(hash((service, operation, key)))
