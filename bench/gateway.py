@@ -397,20 +397,20 @@ def throughput(
     )
     catalog = write_catalog(workdir, [upstream_port] * 3, "10s")
     gateway = start_gateway(procs, workdir, catalog, gateway_port, workers, "5s")
-    # The same gateway with ``xml_validation: when_needed``: what parsing every body costs.
-    shape_port = free_port()
-    shape = start_gateway(
-        procs, workdir, catalog, shape_port, workers, "5s", "xml_validation: when_needed\n"
+    # The same gateway with ``xml_validation: full``: what parsing every body costs.
+    full_port = free_port()
+    full = start_gateway(
+        procs, workdir, catalog, full_port, workers, "5s", "xml_validation: full\n"
     )
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT % (SOAP_REQUEST, ACTION))
-    for port in (nginx_port, bare_port, gateway_port, shape_port):  # warm up
+    for port in (nginx_port, bare_port, gateway_port, full_port):  # warm up
         wrk(script, port, 2, 50)
     contenders = [
         ("nginx", nginx_port, nginx.pid),
         ("bare", bare_port, bare.pid),
         ("gateway", gateway_port, gateway.pid),
-        ("shape", shape_port, shape.pid),
+        ("full", full_port, full.pid),
     ]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in contenders}
     for r in range(rounds):
@@ -579,18 +579,18 @@ def report(tp: dict[str, object], fo: dict[str, dict[str, float]] | None, worker
         f"throughput bare forwarder:   mean {mean['bare']:.0f} req/s (best {best['bare']:.0f})",
         f"throughput garde gateway:    mean {mean['gateway']:.0f} req/s"
         f" (best {best['gateway']:.0f})",
-        f"throughput gateway, xml_validation when_needed: mean {mean['shape']:.0f} req/s"
-        f" (best {best['shape']:.0f})",
+        f"throughput gateway, xml_validation full: mean {mean['full']:.0f} req/s"
+        f" (best {best['full']:.0f})",
         f"ratio gateway/nginx: {mean['gateway'] / mean['nginx']:.2f} (mean),"
-        f" {best['gateway'] / best['nginx']:.2f} (best); when_needed/nginx"
-        f" {mean['shape'] / mean['nginx']:.2f} (mean); bare/nginx"
+        f" {best['gateway'] / best['nginx']:.2f} (best); full/nginx"
+        f" {mean['full'] / mean['nginx']:.2f} (mean); bare/nginx"
         f" {mean['bare'] / mean['nginx']:.2f} (mean)",
-        "CPU per request (lowest round; includes all worker processes; shape = the gateway"
-        " with xml_validation: when_needed):",
+        "CPU per request (lowest round; includes all worker processes; full = the gateway"
+        " with xml_validation: full):",
         *(
             f"  {name:8} {cpu[name]:6.1f} us (user {split[name][0]:.1f}, kernel"
             f" {split[name][1]:.1f})   nginx/{name} = {cpu['nginx'] / cpu[name]:.2f}"
-            for name in ("nginx", "bare", "gateway", "shape")
+            for name in ("nginx", "bare", "gateway", "full")
         ),
         f"paced at {tp['rate']:.0f} req/s (half the gateway's saturating rate), h2load,"
         f" 20 connections, {len(lat['in-step']['direct'])} rounds; medians of the rounds:",

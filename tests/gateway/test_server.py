@@ -149,9 +149,10 @@ def test_header_abuse_and_oversize_bodies_are_refused(catalog: Catalog) -> None:
     run(catalog, test, max_body=1000)
 
 
-def test_malformed_xml_inside_an_envelope_never_reaches_a_data_center(catalog: Catalog) -> None:
-    """The fast path too (a retry-safe read identified by SOAPAction, which it serves without
-    needing the body) refuses XML that is well shaped outside and malformed inside."""
+def test_full_validation_keeps_malformed_xml_from_every_data_center(catalog: Catalog) -> None:
+    """With ``xml_validation: full``, the fast path too (a retry-safe read identified by
+    SOAPAction, which it serves without needing the body) refuses XML that is well shaped
+    outside and malformed inside, and still serves good requests."""
     inside = envelope("GetPrescriptionForExecutorRequest", RECIPE, "<x:Rid>BEP0</Rid></x:Rid>")
 
     async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
@@ -162,7 +163,7 @@ def test_malformed_xml_inside_an_envelope_never_reaches_a_data_center(catalog: C
         assert len(dc1.requests) == 1
         assert dc2.requests == []
 
-    run(catalog, test)
+    run(catalog, test, xml_validation="full")
 
 
 def test_admin_endpoints_need_the_bearer_token(catalog: Catalog) -> None:
