@@ -61,6 +61,13 @@ class Duplicate:
         }
 
 
+_RECORD = (
+    "INSERT INTO effects (at, service, operation, effect, business_key,"
+    " idempotency_key, dc, identity, detail) VALUES (?,?,?,?,?,?,?,?,?)"
+)
+# One encoder, made once: json.dumps(..., sort_keys=True) builds a new one on every call.
+_detail_json = json.JSONEncoder(sort_keys=True).encode
+
 _COLUMNS = (
     "seq, at, service, operation, effect, business_key, idempotency_key, dc, identity, detail"
 )
@@ -103,8 +110,7 @@ class Ledger:
     ) -> None:
         """Record an effect; ``conn`` is the transaction that applies the effect itself."""
         conn.execute(
-            "INSERT INTO effects (at, service, operation, effect, business_key,"
-            " idempotency_key, dc, identity, detail) VALUES (?,?,?,?,?,?,?,?,?)",
+            _RECORD,
             (
                 self.clock(),
                 service,
@@ -114,7 +120,7 @@ class Ledger:
                 idempotency_key,
                 dc,
                 identity,
-                json.dumps(detail or {}, sort_keys=True),
+                _detail_json(detail) if detail else "{}",
             ),
         )
 

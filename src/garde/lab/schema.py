@@ -85,9 +85,13 @@ def _convert(field: Field, text: str) -> Any:
 
 def parse_fields(element: etree._Element, fields: tuple[Field, ...], ns: str) -> dict[str, Any]:
     """The values of ``element``'s children per ``fields``; ``InvalidField`` names a bad one."""
+    # One pass over the children, not a findall() per field: this runs on every request.
+    children: dict[object, list[etree._Element]] = {}
+    for child in element:
+        children.setdefault(child.tag, []).append(child)
     values: dict[str, Any] = {}
     for field in fields:
-        found = element.findall(qn(ns, field.name))
+        found = children.get(qn(ns, field.name), ())
         if not found and not field.optional and not field.many:
             raise InvalidField(f"<{field.name}> is required in <{etree.QName(element).localname}>")
         parsed = []
