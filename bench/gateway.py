@@ -184,12 +184,18 @@ def write_catalog(workdir: Path, dc_ports: list[int], timeout: str) -> Path:
 
 
 def start_gateway(
-    procs: Processes, workdir: Path, catalog: Path, port: int, workers: int, health: str
+    procs: Processes,
+    workdir: Path,
+    catalog: Path,
+    port: int,
+    workers: int,
+    health: str,
+    extra: str = "",
 ) -> subprocess.Popen[bytes]:
-    config = workdir / "gateway.yaml"
+    config = workdir / f"gateway-{port}.yaml"
     config.write_text(
         f"health_interval: {health}\nhealth_timeout: 1s\nconnect_timeout: 1s\n"
-        "outlier: {consecutive_failures: 5, base_ejection: 10s}\n"
+        "outlier: {consecutive_failures: 5, base_ejection: 10s}\n" + extra
     )
     args = [
         sys.executable,
@@ -391,14 +397,20 @@ def throughput(
     )
     catalog = write_catalog(workdir, [upstream_port] * 3, "10s")
     gateway = start_gateway(procs, workdir, catalog, gateway_port, workers, "5s")
+    # The same gateway with ``xml_validation: full``: what parsing every body costs.
+    full_port = free_port()
+    full = start_gateway(
+        procs, workdir, catalog, full_port, workers, "5s", "xml_validation: full\n"
+    )
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT % (SOAP_REQUEST, ACTION))
-    for port in (nginx_port, bare_port, gateway_port):  # warm up connections and code paths
+    for port in (nginx_port, bare_port, gateway_port, full_port):  # warm up
         wrk(script, port, 2, 50)
     contenders = [
         ("nginx", nginx_port, nginx.pid),
         ("bare", bare_port, bare.pid),
         ("gateway", gateway_port, gateway.pid),
+        ("full", full_port, full.pid),
     ]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in contenders}
     for r in range(rounds):
@@ -567,14 +579,18 @@ def report(tp: dict[str, object], fo: dict[str, dict[str, float]] | None, worker
         f"throughput bare forwarder:   mean {mean['bare']:.0f} req/s (best {best['bare']:.0f})",
         f"throughput garde gateway:    mean {mean['gateway']:.0f} req/s"
         f" (best {best['gateway']:.0f})",
+        f"throughput gateway, xml_validation full: mean {mean['full']:.0f} req/s"
+        f" (best {best['full']:.0f})",
         f"ratio gateway/nginx: {mean['gateway'] / mean['nginx']:.2f} (mean),"
-        f" {best['gateway'] / best['nginx']:.2f} (best);"
-        f" bare/nginx {mean['bare'] / mean['nginx']:.2f} (mean)",
-        "CPU per request (lowest round; includes all worker processes):",
+        f" {best['gateway'] / best['nginx']:.2f} (best); full/nginx"
+        f" {mean['full'] / mean['nginx']:.2f} (mean); bare/nginx"
+        f" {mean['bare'] / mean['nginx']:.2f} (mean)",
+        "CPU per request (lowest round; includes all worker processes; full = the gateway"
+        " with xml_validation: full):",
         *(
             f"  {name:8} {cpu[name]:6.1f} us (user {split[name][0]:.1f}, kernel"
             f" {split[name][1]:.1f})   nginx/{name} = {cpu['nginx'] / cpu[name]:.2f}"
-            for name in ("nginx", "bare", "gateway")
+            for name in ("nginx", "bare", "gateway", "full")
         ),
         f"paced at {tp['rate']:.0f} req/s (half the gateway's saturating rate), h2load,"
         f" 20 connections, {len(lat['in-step']['direct'])} rounds; medians of the rounds:",

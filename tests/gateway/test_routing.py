@@ -104,14 +104,15 @@ ONLY_FULL = [
 
 @pytest.mark.parametrize(
     ("validation", "body", "expected"),
-    [("when_needed", b, e) for b, e in BAD_BODIES]
+    [(v, b, e) for v in ("when_needed", None) for b, e in BAD_BODIES]
     + [("full", b, e) for b, e in BAD_BODIES + ONLY_FULL],
 )
 def test_bad_soap_gets_a_clear_400_and_nothing_reaches_an_upstream(
-    catalog: Catalog, validation: str, body: bytes, expected: bytes
+    catalog: Catalog, validation: str | None, body: bytes, expected: bytes
 ) -> None:
+    """``None``: the default configuration."""
     transport = FakeTransport()
-    config = GatewayConfig(health_checks=False, xml_validation=validation)
+    config = GatewayConfig(health_checks=False).with_overrides(xml_validation=validation)
     gateway = Gateway(catalog, transport, config, MemoryJournal())
     headers = [
         (b"Content-Type", b"text/xml"),

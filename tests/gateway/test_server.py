@@ -149,6 +149,23 @@ def test_header_abuse_and_oversize_bodies_are_refused(catalog: Catalog) -> None:
     run(catalog, test, max_body=1000)
 
 
+def test_full_validation_keeps_malformed_xml_from_every_data_center(catalog: Catalog) -> None:
+    """With ``xml_validation: full``, the fast path too (a retry-safe read identified by
+    SOAPAction, which it serves without needing the body) refuses XML that is well shaped
+    outside and malformed inside, and still serves good requests."""
+    inside = envelope("GetPrescriptionForExecutorRequest", RECIPE, "<x:Rid>BEP0</Rid></x:Rid>")
+
+    async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
+        answer = await raw(gw.port, soap_post(inside))
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert b"malformed XML" in answer
+        assert (await raw(gw.port, soap_post(BODY))).startswith(b"HTTP/1.1 200")
+        assert len(dc1.requests) == 1
+        assert dc2.requests == []
+
+    run(catalog, test, xml_validation="full")
+
+
 def test_admin_endpoints_need_the_bearer_token(catalog: Catalog) -> None:
     async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
         denied = await raw(gw.port, b"GET /_garde/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

@@ -19,7 +19,7 @@ from garde.errors import AttemptFailed, RequestRejected
 from garde.gateway.forwarding import FAILING_STATUSES, is_server_failure
 from garde.gateway.handler import Gateway
 from garde.gateway.routing import OperationRoute
-from garde.gateway.soapxml import check_envelope
+from garde.gateway.soapxml import check_envelope, parse_envelope
 from garde.gateway.transport import HttpTransport, Response
 from garde.gateway.upstreams import Link, Mode, ServiceUpstreams
 from garde.gateway.wire import RESPONSE_SKIP, Request, status_line
@@ -101,7 +101,6 @@ class FastPath:
         if (
             transport is None
             or request.method != b"POST"
-            or gateway.full_validation
             or b"garde-identity" in fields
             or b"garde-deadline" in fields
         ):
@@ -111,7 +110,10 @@ class FastPath:
             return False
         route, upstreams = found
         try:
-            check_envelope(request.body)
+            if gateway.full_validation:
+                parse_envelope(request.body)  # well-formed, or refused (the tree is dropped)
+            else:
+                check_envelope(request.body)
         except RequestRejected:
             return False  # the general path refuses it, with the explanation
         plan = upstreams.plan()
