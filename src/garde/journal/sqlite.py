@@ -175,9 +175,9 @@ class SqliteJournal(StoreBase):
         self.max_batch = max_batch
         self.busy_timeout = busy_timeout
         self.max_pages = max_pages
+        """A size cap in pages (tests use it to make the disk 'full')."""
         self.settle_wait = settle_wait
         """Seconds a busy replayer's settles wait for company before their commit."""
-        """A size cap in pages (tests use it to make the disk 'full')."""
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
