@@ -504,33 +504,36 @@ def main() -> None:
                 pg_journal.append(
                     run_loop(pg_accepts(args.postgres, args.pg_accepts, args.clients))
                 )
-        print("\n| durable writes on SQLite (WAL, synchronous=FULL) | per second (median) |")
-        print("|---|---:|")
-        print(f"| raw SQLite, one transaction per row | {statistics.median(per_row):,.0f} |")
-        print(f"| raw SQLite, 1,000 rows per transaction | {statistics.median(batched):,.0f} |")
-        print(
-            f"| garde journal `accept`, {args.clients} concurrent callers, encrypted,"
-            f" group commit ({statistics.median(batches):.0f} commits for"
-            f" {args.accepts:,} writes) | {statistics.median(journal):,.0f} |"
-        )
-        print(
-            f"| garde journal `accept`, 2 worker processes sharing the file (incl. process"
-            f" start) | {statistics.median(shared):,.0f} |"
-        )
-        if pg_journal:
-            print(
-                "\n| durable writes on PostgreSQL (same server, committed) | per second (median) |"
-            )
+        if per_row:  # --rounds 0: only the replays
+            print("\n| durable writes on SQLite (WAL, synchronous=FULL) | per second (median) |")
             print("|---|---:|")
-            print(f"| raw psycopg, one transaction per row | {statistics.median(pg_row):,.0f} |")
+            print(f"| raw SQLite, one transaction per row | {statistics.median(per_row):,.0f} |")
+            print(f"| raw SQLite, 1,000 rows per transaction | {statistics.median(batched):,.0f} |")
             print(
-                "| raw psycopg, 1,000 rows per transaction (executemany) |"
-                f" {statistics.median(pg_batched):,.0f} |"
+                f"| garde journal `accept`, {args.clients} concurrent callers, encrypted,"
+                f" group commit ({statistics.median(batches):.0f} commits for"
+                f" {args.accepts:,} writes) | {statistics.median(journal):,.0f} |"
             )
             print(
-                f"| garde journal `accept` on PostgreSQL, {args.clients} concurrent callers,"
-                f" encrypted, group commit | {statistics.median(pg_journal):,.0f} |"
+                f"| garde journal `accept`, 2 worker processes sharing the file (incl. process"
+                f" start) | {statistics.median(shared):,.0f} |"
             )
+            if pg_journal:
+                print(
+                    "\n| durable writes on PostgreSQL (same server, committed) | per second (median) |"
+                )
+                print("|---|---:|")
+                print(
+                    f"| raw psycopg, one transaction per row | {statistics.median(pg_row):,.0f} |"
+                )
+                print(
+                    "| raw psycopg, 1,000 rows per transaction (executemany) |"
+                    f" {statistics.median(pg_batched):,.0f} |"
+                )
+                print(
+                    f"| garde journal `accept` on PostgreSQL, {args.clients} concurrent callers,"
+                    f" encrypted, group commit | {statistics.median(pg_journal):,.0f} |"
+                )
         print(f"\nCPU load average during the run: {os.getloadavg()}")
         if args.replay:
             rate, in_order = run_loop(

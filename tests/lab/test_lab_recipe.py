@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -296,3 +297,38 @@ def test_state_survives_a_lab_restart_with_a_state_file(belgium: Catalog, tmp_pa
         assert [e.detail["rid"] for e in second.ledger.effects(effect="prescription.created")] == [
             rid
         ]
+
+
+def test_two_labs_in_one_process_keep_separate_in_memory_state(belgium: Catalog) -> None:
+    with lab_in_thread(belgium) as first, lab_in_thread(belgium) as second:
+        rid = prescription(Client(first))
+        got = Client(second).call("recipe-executor", "getPrescriptionForExecutor", {"Rid": rid})
+        assert got.business() == "RID_UNKNOWN"
+        assert second.ledger.count() == 0
+
+
+def test_a_full_in_memory_state_answers_a_write_with_what_to_do(client: Client, lab: Lab) -> None:
+    rid = prescription(client)
+    with lab.db.cursor() as conn:
+        # As if the memory database had reached its cap: no page more, and every table's last
+        # page filled, so that the next write needs a page it cannot have.
+        conn.execute(f"PRAGMA max_page_count={conn.execute('PRAGMA page_count').fetchone()[0]}")
+        fillers = {
+            "effects": "INSERT INTO effects (at, service, operation, effect, business_key, dc,"
+            " detail) VALUES (0, 'x', 'x', 'x', ?, 'x', '{}')",
+            "idempotency": "INSERT INTO idempotency VALUES ('x', 'x', ?, 'x', 200, x'00')",
+            "records": "INSERT INTO records (service, kind, key, value) VALUES ('x', 'x', ?, '')",
+        }
+        for table, filler in fillers.items():
+            with pytest.raises(sqlite3.OperationalError, match="full"):
+                for n in range(100_000):
+                    conn.execute(filler, (f"{table}-{n}",))
+    before = lab.ledger.count()
+    answer = client.call(
+        "recipe-executor", "markAsDelivered", {"Rid": rid, "ExecutorNihii": PHARMACIST}, key="k1"
+    )
+    assert answer.status == 500
+    assert answer.fault is not None
+    assert "full" in answer.fault.string
+    assert "--state FILE" in answer.fault.string
+    assert lab.ledger.count() == before  # nothing half-applied

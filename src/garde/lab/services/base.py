@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from garde.lab.store import Database, Idempotency, Records
 from garde.lab.tokens import TokenAuthority, TokenRejected
 from garde.lab.wsdl import render_wsdl
 from garde.soap import qn
+
+log = logging.getLogger(__name__)
 
 DC_HEADER = "Garde-Lab-Data-Center"
 """Tells a test or a vendor which data center answered (the gateway sets its own header)."""
@@ -294,6 +297,12 @@ class SimulatedService:
                 return response
         except BusinessFault as fault:
             return _business(fault)
+        except sqlite3.OperationalError as exc:
+            message = self.ctx.db.full(exc)
+            if message is None:
+                raise
+            log.error("%s: %s", self.id, message)
+            return _fault(500, "soap:Server", message)
 
     def _answer(self, contract: OperationContract, values: dict[str, Any]) -> Response:
         # Rendered as text, not as an lxml tree: answers are small and this is the hot path.
