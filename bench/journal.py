@@ -520,7 +520,8 @@ def main() -> None:
             )
             if pg_journal:
                 print(
-                    "\n| durable writes on PostgreSQL (same server, committed) | per second (median) |"
+                    "\n| durable writes on PostgreSQL (same server, committed) |"
+                    " per second (median) |"
                 )
                 print("|---|---:|")
                 print(

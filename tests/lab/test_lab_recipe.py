@@ -307,6 +307,11 @@ def test_two_labs_in_one_process_keep_separate_in_memory_state(belgium: Catalog)
         assert second.ledger.count() == 0
 
 
+def _fill_until_full(conn: sqlite3.Connection, statement: str, name: str) -> None:
+    for n in range(100_000):
+        conn.execute(statement, (f"{name}-{n}",))
+
+
 def test_a_full_in_memory_state_answers_a_write_with_what_to_do(client: Client, lab: Lab) -> None:
     rid = prescription(client)
     with lab.db.cursor() as conn:
@@ -321,8 +326,7 @@ def test_a_full_in_memory_state_answers_a_write_with_what_to_do(client: Client, 
         }
         for table, filler in fillers.items():
             with pytest.raises(sqlite3.OperationalError, match="full"):
-                for n in range(100_000):
-                    conn.execute(filler, (f"{table}-{n}",))
+                _fill_until_full(conn, filler, table)
     before = lab.ledger.count()
     answer = client.call(
         "recipe-executor", "markAsDelivered", {"Rid": rid, "ExecutorNihii": PHARMACIST}, key="k1"
