@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from garde.journal.sealing import unique
+from garde.journal.sealing import order_digest, unique
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX")
@@ -28,3 +28,12 @@ def test_a_forked_child_does_not_repeat_its_parents_tokens_or_nonces() -> None:
     assert len(child) == len(parent) == 16 + 24
     assert child[:16] != parent[:16]  # the token
     assert child[16:32] != parent[16:32]  # the nonce's random field, drawn again
+
+
+def test_stored_ordering_keys_keep_their_form() -> None:
+    """Journals on disk hold these digests: a change would split a key's entries in two."""
+    salt = b"\x01" * 32
+    assert order_digest(salt, "recipe-executor", "BEP0ABCDEFGH") == (
+        "51715164ab3e02ce3d857bf09f32457d"
+    )
+    assert order_digest(salt, "recipe-executor", None) is None

@@ -92,6 +92,10 @@ _STATE, _SEALED, _ANSWER = (COLUMNS.index(c) for c in ("state", "sealed", "answe
 _STATES = {state.value: state for state in State}
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""``json.dumps`` with separators builds an encoder per call; one accept in three of its cost."""
+
+
 def new_id() -> str:
     """A receipt id: random (the receipt endpoint must not be enumerable), URL-safe."""
     return "r" + unique.token(12)
@@ -132,9 +136,7 @@ def new_row(
     """The values of ``INSERT_COLUMNS`` for a new entry."""
     s = submission
     # A small JSON head, a newline, then the payload's raw bytes (no base64: it is the bulk).
-    head = json.dumps(
-        [s.identity, s.ordering_key, [list(h) for h in s.headers]], separators=(",", ":")
-    ).encode()
+    head = _COMPACT.encode([s.identity, s.ordering_key, [list(h) for h in s.headers]]).encode()
     inner = head + b"\n" + s.payload
     key_id, sealed = keyring.seal(inner, _aad(entry_id, s.service, s.operation, s.idempotency_key))
     order_key = order_digest(salt, s.service, s.ordering_key)

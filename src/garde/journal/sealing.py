@@ -230,4 +230,4 @@ def order_digest(salt: bytes, service: str, ordering_key: str | None) -> str | N
     if ordering_key is None:
         return None
     message = service.encode() + b"\x00" + ordering_key.encode()
-    return hmac.new(salt, message, hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(salt, message, "sha256").hex()[:32]  # one-shot: a third of hmac.new's cost
