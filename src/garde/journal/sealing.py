@@ -229,5 +229,13 @@ def order_digest(salt: bytes, service: str, ordering_key: str | None) -> str | N
     """
     if ordering_key is None:
         return None
-    message = service.encode() + b"\x00" + ordering_key.encode()
-    return hmac.digest(salt, message, "sha256").hex()[:32]  # one-shot: a third of hmac.new's cost
+    keyed = _KEYED.get(salt)
+    if keyed is None:
+        keyed = _KEYED[salt] = hmac.new(salt, digestmod=hashlib.sha256)
+    mac = keyed.copy()  # the key schedule and digest look-up done once per salt
+    mac.update(service.encode() + b"\x00" + ordering_key.encode())
+    return mac.hexdigest()[:32]
+
+
+_KEYED: dict[bytes, hmac.HMAC] = {}
+"""One keyed HMAC per journal salt (a process opens few journals), copied for each key."""
