@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from garde.catalog import Catalog
-from garde.journal.base import State, Submission
+from garde.journal.base import Delivery, State, Submission
 from garde.journal.replayer import Replayer, ReplayPolicy, TokenBucket, describer
 
 from .conftest import Backend, FakeClock, run
@@ -211,6 +211,53 @@ def test_a_sender_that_hangs_does_not_hold_the_lease_forever(tmp_path: Path) -> 
             receipt = await journal.receipt(entry.id)
             assert receipt.state is State.JOURNALED
             assert receipt.last_error == "no answer in time"
+
+    run(body(Backend("sqlite", str(tmp_path / "j.db"))))
+
+
+class _Stubborn(FakeUpstream):
+    """A sender that ignores being cancelled and answers anyway, a little later."""
+
+    async def send(self, submission: Submission) -> Delivery:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)
+        return self._apply(submission)
+
+
+def test_a_sender_that_ignores_the_guard_is_recorded_as_it_answered(tmp_path: Path) -> None:
+    async def body(backend: Backend) -> None:
+        upstream = _Stubborn()
+        async with backend.open() as journal:
+            entry = await journal.accept(sub(1, "A"))
+            policy = ReplayPolicy(send_timeout=0.05)
+            stats = await Replayer(journal, upstream, lambda s: True, quiet, policy=policy).drain()
+            # Its answer stands, and the settle after it is not cancelled in turn.
+            assert (stats.delivered, stats.retried) == (1, 0)
+            assert (await journal.receipt(entry.id)).state is State.DELIVERED
+
+    run(body(Backend("sqlite", str(tmp_path / "j.db"))))
+
+
+def test_a_delivery_cancelled_from_outside_is_not_taken_for_a_slow_send(tmp_path: Path) -> None:
+    async def body(backend: Backend) -> None:
+        upstream = FakeUpstream(gate=asyncio.Event())
+        async with backend.open() as journal:
+            entry = await journal.accept(sub(1, "A"))
+            replayer = Replayer(
+                journal, upstream, lambda s: True, quiet, policy=ReplayPolicy(send_timeout=30)
+            )
+            drain = asyncio.create_task(replayer.drain())
+            while not upstream.in_flight:
+                await asyncio.sleep(0.001)
+            (delivery,) = replayer._in_flight
+            delivery.cancel()  # as a stopping gateway's cancellation reaches it
+            stats = await drain
+            assert delivery.cancelled()
+            assert (stats.delivered, stats.retried) == (0, 0)
+            # Not settled: the lease runs out and the entry is sent again, same key.
+            assert (await journal.receipt(entry.id)).state is State.DELIVERING
 
     run(body(Backend("sqlite", str(tmp_path / "j.db"))))
 
