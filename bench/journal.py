@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import os
 import platform
 import re
@@ -424,11 +425,13 @@ async def replay_to_lab(directory: Path, count: int, keys: int, concurrency: int
             describer(catalog),
             policy=ReplayPolicy(concurrency=concurrency, batch=concurrency, honour_backoff=False),
         )
+        gc.freeze()  # as `garde journal replay` does before it drains
         lab_cpu, own_cpu = _cpu(lab.pid), time.process_time()
         start = time.perf_counter()
         stats = await replayer.drain()
         elapsed = time.perf_counter() - start
         lab_cpu, own_cpu = _cpu(lab.pid) - lab_cpu, time.process_time() - own_cpu
+        gc.unfreeze()
         await journal.close()
         await gateway.close()
         # The lab's ledger, in the order the effects were applied.
