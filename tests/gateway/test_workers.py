@@ -203,14 +203,21 @@ def test_two_workers_share_a_sqlite_journal_and_one_view(catalog: Catalog, tmp_p
             pids = [w["pid"] for w in _status(raw)["gateway"]["workers"]]  # type: ignore[index]
             assert len(pids) == 2, raw
             os.kill(pids[1], signal.SIGKILL)
-            code = await asyncio.wait_for(process.wait(), 30)
+            try:
+                code = await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                pytest.fail(f"the gateway did not stop after a worker died:\n{output.decode()}")
             assert code == 1
             await asyncio.wait_for(draining, 10)
             assert b"ended" in output and b"stopping the others" in output, output.decode()
         finally:
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(process.wait(), 15)
+                try:
+                    await asyncio.wait_for(process.wait(), 25)
+                except TimeoutError:
+                    process.kill()  # its workers follow within a second (_watch_parent)
+                    await process.wait()
             if upstream.server is not None:
                 await upstream.stop()
 

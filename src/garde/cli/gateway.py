@@ -268,5 +268,15 @@ def _supervise(catalog_source: str, config: Any, journal: JournalChoice, workers
         terminate()
         for process in processes:
             process.join(10)
+        for process in processes:
+            if process.is_alive():
+                # Stuck in its own shutdown: killed, so that the gateway does stop and its
+                # service manager can restart it (the journal is safe against a kill -9).
+                click.echo(
+                    f"garde gateway: worker pid {process.pid} did not stop within 10 s; killing it",
+                    err=True,
+                )
+                process.kill()
+                process.join(5)
         shutil.rmtree(board, ignore_errors=True)
     return 0 if asked else 1
