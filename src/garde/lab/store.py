@@ -82,18 +82,16 @@ _REMEMBER = (
 
 IN_MEMORY = ":memory:"
 
-MEMDB_CAP = 1 << 30
-"""SQLite's memdb VFS holds at most 1 GiB by default (SQLITE_MEMDB_DEFAULT_MAXSIZE)."""
-
 
 def _open_in_memory() -> tuple[sqlite3.Connection, bool]:
     """An in-memory database, on SQLite's ``memdb`` VFS where it has one.
 
-    A plain ``:memory:`` database's commit costs grow with its size: on 3.40, after 100,000
-    writes a commit took 50 µs against 10 µs on ``memdb``, whose cost stays flat
-    (docs/benchmarks.md, the lab). ``memdb`` caps the database at 1 GiB, about 700,000
-    writes of the lab; a lab meant to run longer takes ``--state FILE``. The name has no
-    leading slash, so the database is private to this connection, as ``:memory:`` is.
+    A plain ``:memory:`` database's commit costs grow with its size: on SQLite 3.40, in a
+    model of the lab's writes, from 6 to 51 µs over 130,000 transactions, against 7–12 µs
+    throughout on ``memdb`` (docs/benchmarks.md, the lab). ``memdb`` caps a database at
+    1 GiB (SQLITE_MEMDB_DEFAULT_MAXSIZE), about 700,000 writes of the lab; a lab meant to
+    run longer takes ``--state FILE``. The name has no leading slash, so the database is
+    private to this connection, as ``:memory:`` is.
     """
     try:
         conn = sqlite3.connect(
@@ -109,7 +107,7 @@ class Database:
 
     def __init__(self, path: str | Path = IN_MEMORY) -> None:
         self.memdb = False
-        """Whether the data lives in SQLite's memdb VFS (capped, see ``MEMDB_CAP``)."""
+        """Whether the data lives in SQLite's memdb VFS (capped at 1 GiB)."""
         try:
             if str(path) == IN_MEMORY:
                 self.conn, self.memdb = _open_in_memory()
