@@ -60,7 +60,8 @@ class EventHub:
                 yield _sse(event)
             while queue in self._subscribers or not queue.empty():
                 try:
-                    event = await asyncio.wait_for(queue.get(), keepalive)
+                    async with asyncio.timeout(keepalive):
+                        event = await queue.get()
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue

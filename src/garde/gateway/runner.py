@@ -118,7 +118,8 @@ class RunningGateway:
         if self.replayer is not None and self._replaying is not None:
             self.replayer.stop()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._replaying, 10)
+                async with asyncio.timeout(10):
+                    await self._replaying
         if self.feed is not None:
             await self.feed.close()
         await self.health.close()

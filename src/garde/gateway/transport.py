@@ -9,6 +9,7 @@ client costs several times the whole proxy's budget per request (see docs/benchm
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections import deque
@@ -320,10 +321,31 @@ class _Pool:
             self.idle.pop().close()
 
 
+def _settle_once(settled: asyncio.Future[None], _: object = None) -> None:
+    if not settled.done():
+        settled.set_result(None)
+
+
+def _abandon(attempt: asyncio.Task[tuple[asyncio.BaseTransport, asyncio.BaseProtocol]]) -> None:
+    """Stop a connection attempt nobody waits for any more; close what it made, if anything."""
+    attempt.cancel()
+    attempt.add_done_callback(_close_made)
+
+
+def _close_made(attempt: asyncio.Task[tuple[asyncio.BaseTransport, asyncio.BaseProtocol]]) -> None:
+    if attempt.cancelled():
+        return
+    error = attempt.exception()  # retrieved, so asyncio does not log it as never retrieved
+    if error is None:
+        attempt.result()[0].close()
+    else:
+        _forget(error)
+
+
 def _forget(error: BaseException) -> None:
     """Drop the traceback of a connection failure we translated.
 
-    Its frames hold the task ``wait_for`` made, which holds the error: a reference cycle
+    Its frames hold the connection attempt's task, which holds the error: a reference cycle
     per failed attempt, left for the garbage collector. While a data center is down, its
     health checks fail every interval, and those collections (milliseconds each, under load)
     showed in the latency of the requests the other data centers were serving.
@@ -396,32 +418,37 @@ class HttpTransport:
         context = None
         if endpoint.scheme == "https":
             context = self._ssl or ssl.create_default_context()
-        failure: ConnectFailed | None = None
-        try:
-            # wait_for, not asyncio.timeout: the request driver is not an asyncio Task.
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Connection(pool), endpoint.host, endpoint.port, ssl=context
-                ),
-                timeout,
+        attempt = loop.create_task(
+            loop.create_connection(
+                lambda: _Connection(pool), endpoint.host, endpoint.port, ssl=context
             )
-        except TimeoutError as exc:
-            failure = ConnectFailed("connect_timeout", f"{endpoint.host}:{endpoint.port}")
-            _forget(exc)
-        except ConnectionRefusedError as exc:
-            failure = ConnectFailed("refused", f"{endpoint.host}:{endpoint.port}")
-            _forget(exc)
-        except (OSError, ssl.SSLError) as exc:
-            failure = ConnectFailed("connect_error", f"{endpoint.host}:{endpoint.port}: {exc}")
-            _forget(exc)
-        if failure is not None:
-            # Raised outside the handler: no __context__ linking back to the forgotten error;
-            # and not left in this frame's locals, which its traceback keeps (a cycle).
-            try:
-                raise failure
-            finally:
-                failure = None
-        return protocol
+        )
+        # Not asyncio.wait_for: on Python 3.11 it loses the caller's cancellation when the
+        # attempt ends in the same loop iteration (it returns the attempt's outcome instead),
+        # and a health check cancelled that way kept probing forever, so the gateway never
+        # stopped. Not asyncio.timeout either: the request driver is not an asyncio Task.
+        settled = loop.create_future()
+        attempt.add_done_callback(functools.partial(_settle_once, settled))
+        timer = loop.call_later(timeout, _settle_once, settled)
+        try:
+            await settled
+        except asyncio.CancelledError:
+            _abandon(attempt)  # the caller is cancelled, whatever the attempt did meanwhile
+            raise
+        finally:
+            timer.cancel()
+        if not attempt.done():
+            _abandon(attempt)
+            raise ConnectFailed("connect_timeout", f"{endpoint.host}:{endpoint.port}")
+        error = attempt.exception()
+        if error is None:
+            return cast(_Connection, attempt.result()[1])
+        _forget(error)
+        if isinstance(error, ConnectionRefusedError):
+            raise ConnectFailed("refused", f"{endpoint.host}:{endpoint.port}")
+        if isinstance(error, (OSError, ssl.SSLError)):
+            raise ConnectFailed("connect_error", f"{endpoint.host}:{endpoint.port}: {error}")
+        raise error
 
     async def close(self) -> None:
         for pool in self._pools.values():

@@ -313,7 +313,8 @@ class Replayer:
         now = self.clock()
         waits += [until - now for until in self._paused_until.values() if until > now]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), max(0.01, min(waits)))
+            async with asyncio.timeout(max(0.01, min(waits))):
+                await self._wake.wait()
 
     async def _expire(self) -> None:
         now = time.monotonic()

@@ -145,7 +145,8 @@ class ReceiptWebhooks:
         """Wait until every queued callback was posted or given up (bounded)."""
         if self.queue is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.queue.join(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.queue.join()
 
     async def close(self, timeout: float = 5.0) -> None:
         await self.flush(timeout)

@@ -125,7 +125,8 @@ class Prober:
         start = time.perf_counter()
         try:
             if target.kind is Kind.TLS:
-                days = await asyncio.wait_for(self._tls_days_left(target), target.timeout)
+                async with asyncio.timeout(target.timeout):
+                    days = await self._tls_days_left(target)
                 latency = time.perf_counter() - start
                 if days < target.tls_min_days:
                     raise ProbeFailed(f"certificate expires in {days:.1f} days")
@@ -140,7 +141,8 @@ class Prober:
                     else None,
                     location=self.location,
                 )
-            return await asyncio.wait_for(self._http(target, at), target.timeout)
+            async with asyncio.timeout(target.timeout):
+                return await self._http(target, at)
         except ProbeFailed as exc:
             return self._failed(target, at, start, str(exc))
         except TimeoutError:
