@@ -442,7 +442,7 @@ class HttpTransport:
             raise ConnectFailed("connect_timeout", f"{endpoint.host}:{endpoint.port}")
         error = attempt.exception()
         if error is None:
-            return cast(_Connection, attempt.result()[1])
+            return attempt.result()[1]
         _forget(error)
         if isinstance(error, ConnectionRefusedError):
             raise ConnectFailed("refused", f"{endpoint.host}:{endpoint.port}")
