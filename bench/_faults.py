@@ -63,7 +63,7 @@ class FaultProxy:
         self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
+        except (OSError, asyncio.CancelledError):  # cancelled: closed while connecting (below)
             writer.transport.abort()
             self._writers.discard(writer)
             return
@@ -77,7 +77,8 @@ class FaultProxy:
                     dst.write(data)
             dst.transport.abort()
 
-        # Swallowed, not re-raised: Python 3.11's stream server logs cancelled client tasks.
+        # Cancellation swallowed, not re-raised, here and above: Python 3.11's stream server
+        # logs a client task that ends cancelled as an error.
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers.discard(writer)
