@@ -513,3 +513,21 @@ def test_rekey_seals_everything_with_the_current_key(backend: Backend) -> None:
             assert again.submission.payload == sub(2).payload
 
     run(body())
+
+
+def test_workers_opening_a_new_journal_at_once_all_start(tmp_path: Any) -> None:
+    """SQLite may refuse the switch to WAL at once ("database is locked", no busy wait) when
+    several connections make it together on a new file: a gateway worker died at start-up.
+    Four opens race on each of many new files; every one must succeed."""
+    from garde.journal.sqlite import SqliteJournal
+
+    async def body() -> None:
+        for n in range(60):
+            path = tmp_path / f"race-{n}.db"
+            journals = await asyncio.gather(
+                *(SqliteJournal.open(path, keyring("k1")) for _ in range(4))
+            )
+            for journal in journals:
+                await journal.close()
+
+    run(body())
