@@ -30,6 +30,7 @@ from garde.journal.base import Outcome
 from garde.journal.records import INSERT_COLUMNS, Row
 from garde.journal.sealing import Keyring
 from garde.journal.store import Clock, StoreBase
+from garde.walmode import enter_wal
 
 log = logging.getLogger("garde.journal")
 T = TypeVar("T")
@@ -133,25 +134,6 @@ def _flat(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
     return [value for row in rows for value in row]
 
 
-def _enter_wal(conn: sqlite3.Connection, timeout: float) -> str:
-    """``PRAGMA journal_mode = WAL``, tried again while another connection holds the file.
-
-    When several processes open a new journal at once (the workers of ``garde gateway
-    --workers N`` start together), SQLite may answer this one statement with "database is
-    locked" at once, without waiting in its busy handler: a worker then died at start-up
-    (seen in CI; 2 in 200 four-thread races on a fresh file). Waits at most ``timeout``.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-        except sqlite3.OperationalError as exc:
-            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-            if not busy or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.01)
-
-
 def _unavailable(path: Path, exc: sqlite3.Error) -> JournalUnavailable:
     text = str(exc)
     if "full" in text:
@@ -237,7 +219,7 @@ class SqliteJournal(StoreBase):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connect()
             try:
-                mode = _enter_wal(conn, self.busy_timeout)
+                mode = enter_wal(conn, self.busy_timeout)
                 if str(mode).lower() != "wal":
                     raise JournalUnavailable(
                         f"journal {self.path}: SQLite refused WAL mode ({mode}); use a local disk"

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic_core import from_json, to_json
 
 from garde.errors import LabError
+from garde.walmode import enter_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -117,7 +118,7 @@ class Database:
                 )
             # WAL without fsync on each commit: the lab is a simulator, its speed matters and
             # a crash of the lab itself is not what drills measure.
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            enter_wal(self.conn, 10.0)
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:

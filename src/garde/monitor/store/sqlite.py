@@ -7,6 +7,7 @@ from pathlib import Path
 
 from garde.errors import StoreUnavailable
 from garde.monitor.store.sql import SQLITE, SqlStore
+from garde.walmode import enter_wal
 
 
 class SqliteStore(SqlStore):
@@ -18,7 +19,7 @@ class SqliteStore(SqlStore):
             connection = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0)
             # WAL: the status page reads while the writer writes. NORMAL sync is enough for
             # monitoring history (a crash loses at most the last batch, never corrupts).
-            connection.execute("PRAGMA journal_mode=WAL")
+            enter_wal(connection, 10.0)
             connection.execute("PRAGMA synchronous=NORMAL")
             reader = None
             if self.path != ":memory:":
