@@ -76,6 +76,8 @@ class Admin:
     def snapshot(self) -> Snapshot:
         """What this worker shares with the others (see ``workers.py``)."""
         gateway = self.gateway
+        for sync in gateway.syncs:
+            sync()
         now = time.monotonic()
         services: dict[str, object] = {}
         for sid, upstreams in gateway.upstreams.items():

@@ -19,9 +19,10 @@ from typing import Any, cast
 
 import httptools
 
-from garde.errors import RequestRejected
+from garde.errors import RequestRejected, UsageError
 from garde.gateway.fastpath import FastPath
 from garde.gateway.handler import Gateway
+from garde.gateway.native import NativePlane, unavailable_reason
 from garde.gateway.transport import Waiter
 from garde.gateway.wire import HOP_BY_HOP, Reply, Request, serialize, stream_head
 
@@ -45,8 +46,13 @@ _NO_PARSER = httptools.HttpRequestParser(object())
 
 
 class _ClientConnection(asyncio.Protocol):
-    def __init__(self, server: GatewayServer) -> None:
+    def __init__(self, server: GatewayServer, read: bytes = b"", general: bool = False) -> None:
+        """``read``: bytes already read from the connection (by the native data plane, which
+        handed it over); ``general``: its first request failed there, so it goes to the
+        general path at once (retry-safe: starting over is safe)."""
         self.server = server
+        self.read = read
+        self.general_first = general
         self.gateway = server.gateway
         self.config = server.gateway.config
         # Read on every header: plain attributes, not a walk through the config each time.
@@ -73,6 +79,9 @@ class _ClientConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but behave as such.
         self.transport = cast(asyncio.Transport, transport)
         self.server.connections.add(self)
+        if self.read:
+            read, self.read = self.read, b""
+            self.data_received(read)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -229,7 +238,10 @@ class _ClientConnection(asyncio.Protocol):
 
     def _serve(self, request: Request) -> None:
         self.busy = True
-        if not self.server.fast.try_serve(request, self):
+        if self.general_first:
+            self.general_first = False
+            self.general(request)
+        elif not self.server.fast.try_serve(request, self):
             self.general(request)
 
     def general(self, request: Request) -> None:
@@ -315,6 +327,13 @@ class _Drive:
             asyncio.get_running_loop().call_soon(self.step)
 
 
+def _adopted(sock: socket.socket, task: asyncio.Task[Any]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        if not task.cancelled():
+            log.warning("could not adopt a connection from the native data plane: %s", task.exception())
+        sock.close()
+
+
 def _host_name(host: bytes) -> str:
     text = host.decode("latin-1").strip().lower()
     if text.startswith("["):
@@ -334,6 +353,9 @@ class GatewayServer:
         self.connections: set[_ClientConnection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.native: NativePlane | None = None
+        """The native data plane serving the listening socket, when it does."""
+        self._sock: socket.socket | None = None
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -343,6 +365,17 @@ class GatewayServer:
         self, host: str, port: int, *, reuse_port: bool = False, sock: socket.socket | None = None
     ) -> int:
         loop = asyncio.get_running_loop()
+        if self._native_wanted():
+            if sock is None:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                sock = socket.create_server(
+                    (host, port), family=family, backlog=1024, reuse_port=reuse_port
+                )
+            sock.setblocking(False)
+            self._sock = sock
+            self.native = NativePlane(self, sock)
+            self.native.start()
+            return int(sock.getsockname()[1])
         if sock is not None:
             self._server = await loop.create_server(lambda: _ClientConnection(self), sock=sock)
         else:
@@ -352,7 +385,34 @@ class GatewayServer:
         sockets = self._server.sockets
         return int(sockets[0].getsockname()[1])
 
+    def _native_wanted(self) -> bool:
+        mode = self.gateway.config.fast_path_mode()
+        if mode not in ("auto", "native"):
+            return False
+        reason = unavailable_reason(self)
+        if reason is None:
+            return True
+        if mode == "native":
+            raise UsageError(f"fast_path: native cannot serve here: {reason}")
+        log.debug("native data plane not used: %s", reason)
+        return False
+
+    def adopt(self, sock: socket.socket, read: bytes, general: bool) -> None:
+        """Serve a connection the native data plane handed over, from where it left it."""
+        loop = asyncio.get_running_loop()
+        made = loop.connect_accepted_socket(
+            lambda: _ClientConnection(self, read, general), sock
+        )
+        task = loop.create_task(made)  # type: ignore[arg-type]
+        task.add_done_callback(partial(_adopted, sock))
+        self._tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
+
     async def close(self) -> None:
+        if self.native is not None:
+            self.native.close()
+        if self._sock is not None:
+            self._sock.close()
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):

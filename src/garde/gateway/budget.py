@@ -45,11 +45,11 @@ class RetryBudget:
             self._second = second
         return second % self.window
 
-    def deposit(self) -> None:
-        """One original request (not a retry)."""
+    def deposit(self, count: int = 1) -> None:
+        """``count`` original requests (not retries)."""
         slot = self._advance()
-        self._requests[slot] += 1
-        self.requests += 1
+        self._requests[slot] += count
+        self.requests += count
 
     def withdraw(self) -> bool:
         """Take one retry from the budget; False (and counted) when it is spent."""

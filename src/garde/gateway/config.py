@@ -20,6 +20,7 @@ from garde.gateway.tokens import Credential, IdentityConfig
 from garde.gateway.upstreams import OutlierSettings
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+FAST_PATHS = ("auto", "native", "python", "off")
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,13 @@ class GatewayConfig:
     retry_after: int = 30
     """Seconds suggested to callers refused while a service is offline."""
     cache_entries: int = 10_000
-    fast_path: bool = True
-    """Serve plain retry-safe pass-through without coroutines (``fastpath.py``); False sends
-    every request through the general path (for comparison: same behaviour, slower)."""
+    fast_path: bool | str = "auto"
+    """How plain retry-safe pass-through is served: ``native`` by the native data plane
+    (``_plane.c``, docs/gateway-data-plane.md), ``python`` without coroutines
+    (``fastpath.py``), ``off`` through the general path like everything else (same
+    behaviour, slower); ``auto`` (the default) is ``native`` where it was built and can serve
+    (HTTP transport, ``xml_validation: when_needed``), else ``python``. ``true`` means
+    ``auto`` and ``false`` means ``off``, as before there were several."""
     xml_validation: str = "when_needed"
     """``when_needed`` (the default): a SOAP body is parsed when the gateway needs it
     (operation by body element, keys, tokens, journal, cache) and otherwise checked for
@@ -75,7 +80,26 @@ class GatewayConfig:
             return frozenset(("127.0.0.1", "localhost", "[::1]", "::1"))
         return None
 
+    def fast_path_mode(self) -> str:
+        """``fast_path`` as one of auto, native, python, off."""
+        if self.fast_path is True:
+            return "auto"
+        if self.fast_path is False:
+            return "off"
+        return str(self.fast_path)
+
     def check(self) -> None:
+        if self.fast_path_mode() not in FAST_PATHS:
+            raise UsageError(
+                f"fast_path: expected one of {', '.join(FAST_PATHS)} (or true/false),"
+                f" got {self.fast_path!r}"
+            )
+        if self.fast_path_mode() == "native" and self.xml_validation == "full":
+            raise UsageError(
+                "fast_path: native cannot serve with xml_validation: full (the native plane"
+                " checks an envelope's shape, it does not parse it): choose fast_path: auto"
+                " or python, or xml_validation: when_needed"
+            )
         if self.xml_validation not in ("when_needed", "full"):
             raise UsageError(
                 f"xml_validation: expected when_needed or full, got {self.xml_validation!r}"

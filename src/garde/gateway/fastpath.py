@@ -57,7 +57,7 @@ class FastPath:
         self.gateway = gateway
         transport = gateway.transport
         self.transport: HttpTransport | None = None
-        if gateway.config.fast_path and isinstance(transport, HttpTransport):
+        if gateway.config.fast_path_mode() != "off" and isinstance(transport, HttpTransport):
             self.transport = transport
         self.services = {entry.prefix: entry for entry in gateway.router.services if entry.soap}
         self.routes: dict[tuple[str, bytes | None], Servable | None] = {}

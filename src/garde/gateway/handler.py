@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol as Interface
 
@@ -119,6 +120,9 @@ class Gateway:
         )
         self.tokens = TokenManager(self.config.identities, self._fetch_token)
         self.started = time.time()
+        self.syncs: list[Callable[[], None]] = []
+        """Called before a report (status, metrics): the native data plane drains into the
+        counters here, so that a report sees every request answered before it."""
         self.full_validation = self.config.xml_validation == "full"
         self.admin: AdminLike | None = None
         self.board: WorkerBoard | None = None

@@ -370,6 +370,16 @@ class HttpTransport:
         self._idle_timeout = idle_timeout
         self._ssl = ssl_context
 
+    @property
+    def max_idle(self) -> int:
+        """Idle keep-alive connections kept per data center."""
+        return self._max_idle
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds an idle connection is trusted to still be open."""
+        return self._idle_timeout
+
     def _pool(self, endpoint: Endpoint) -> _Pool:
         key = (endpoint.scheme, endpoint.host, endpoint.port)
         pool = self._pools.get(key)

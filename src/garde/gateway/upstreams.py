@@ -146,6 +146,8 @@ class ServiceUpstreams:
         self.mode = Mode.NORMAL
         self.mode_since = wall()
         self.in_use: str | None = self.links[0].dc
+        self.plan_listeners: list[Callable[[ServiceUpstreams], None]] = []
+        """Called whenever the plan may have changed (the native data plane republishes)."""
 
     # -- choosing --------------------------------------------------------------------------
     def plan(self) -> list[Link]:
@@ -194,9 +196,17 @@ class ServiceUpstreams:
             self._plan = None
 
     # -- outcomes ----------------------------------------------------------------------------
-    def succeeded(self, link: Link) -> None:
+    @property
+    def plan_until(self) -> float:
+        """When the current ``plan()`` ends by the clock (an ejection running out)."""
+        self.plan()
+        return self._plan_until
+
+    def succeeded(self, link: Link, count: int = 1) -> None:
+        """``count`` successful attempts on ``link`` (the native data plane reports several
+        at a time)."""
         link.consecutive_failures = 0
-        self._count(link, failed=False)
+        self._count(link, failed=False, count=count)
         if link.probation:
             link.probation = False
             link.trial_in_flight = False
@@ -225,13 +235,13 @@ class ServiceUpstreams:
                 self._eject(link, now)
             # else: the last data center that might answer stays in rotation.
 
-    def _count(self, link: Link, *, failed: bool) -> None:
+    def _count(self, link: Link, *, failed: bool, count: int = 1) -> None:
         now = self.clock()
         if now - link.window_start > self.settings.window:
             link.window_start = now
             link.window_requests = 0
             link.window_failures = 0
-        link.window_requests += 1
+        link.window_requests += count
         if failed:
             link.window_failures += 1
 
@@ -286,6 +296,8 @@ class ServiceUpstreams:
 
     def _changed(self) -> None:
         self._plan = None
+        for listener in self.plan_listeners:
+            listener(self)
         mode, in_use = self.current()
         if mode is not self.mode or in_use != self.in_use:
             if mode is not self.mode:

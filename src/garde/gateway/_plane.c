@@ -1,0 +1,1751 @@
+/*
+ * garde's native data plane: the gateway's common case served without Python.
+ *
+ * One event loop (epoll) in its own thread owns a worker's listening socket. It serves what
+ * the Python fast path serves (fastpath.py): a retry-safe SOAP call, found in the routing
+ * table Python publishes, passed through to the data center that table names, the answer
+ * returned with garde's headers. It never decides health: it counts outcomes, and Python
+ * reads them (drain) to run metrics, outlier detection and breakers, and publishes a new
+ * table whenever a data center's place changes.
+ *
+ * Anything else is handed over whole: the connection's file descriptor and the bytes read
+ * from it go to Python, which serves that connection from then on with every rule. So the
+ * parser below only has to *recognise* the common case, strictly; whatever it does not
+ * recognise (another method, HTTP/1.0, chunked bodies, odd headers, oversize input, a bad
+ * envelope, an unknown route) is Python's to answer or refuse, as before. An attempt that
+ * fails is handed over too, with its request unanswered: the operation is retry-safe, so
+ * Python's general path may start over, on another data center if it must.
+ *
+ * The thread never touches a Python object; Python's calls (publish, drain, stop) meet it
+ * under one mutex. See docs/gateway-data-plane.md.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 256
+#define READ_CHUNK 65536
+#define MAX_RESPONSE_HEAD 65536
+#define MAX_RESPONSE_HEADERS 128
+#define MAX_REQUEST_HEADERS_HARD 256
+#define TIMER_GRANULARITY 0.005 /* seconds between deadline scans while work is in flight */
+#define MAX_STATUS 600
+#define MAX_BUCKETS 32
+#define MAX_ALLOWED_HOSTS 16
+#define MAX_LINK_ID 65536
+#define MAX_ROUTE_ID 1048576
+
+/* ------------------------------------------------------------------------------------ */
+/* Byte buffers                                                                         */
+
+typedef struct {
+    char *data;
+    size_t len; /* bytes held, from data[off] */
+    size_t off; /* consumed prefix */
+    size_t cap;
+} Buf;
+
+static int buf_reserve(Buf *b, size_t extra) {
+    if (b->off && b->off + b->len + extra > b->cap) {
+        memmove(b->data, b->data + b->off, b->len);
+        b->off = 0;
+    }
+    if (b->len + extra <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra) cap *= 2;
+    char *data = realloc(b->data, cap);
+    if (!data) return -1;
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_add(Buf *b, const void *src, size_t n) {
+    if (buf_reserve(b, n)) return -1;
+    memcpy(b->data + b->off + b->len, src, n);
+    b->len += n;
+    return 0;
+}
+
+static inline char *buf_start(Buf *b) { return b->data + b->off; }
+
+static void buf_consume(Buf *b, size_t n) {
+    b->off += n;
+    b->len -= n;
+    if (!b->len) b->off = 0;
+}
+
+static void buf_free(Buf *b) {
+    free(b->data);
+    b->data = NULL;
+    b->len = b->off = b->cap = 0;
+}
+
+/* Keep a connection's buffers small once a large message has gone through. */
+static void buf_trim(Buf *b) {
+    if (!b->len && b->cap > 262144) buf_free(b);
+}
+
+static double now_monotonic(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* Python's time.monotonic() reads the same clock */
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+
+static int name_is(const char *name, size_t n, const char *lowered) {
+    size_t m = strlen(lowered);
+    if (n != m) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (lower((unsigned char)name[i]) != lowered[i]) return 0;
+    return 1;
+}
+
+static int starts_with_ci(const char *s, size_t n, const char *lowered) {
+    size_t m = strlen(lowered);
+    if (n < m) return 0;
+    for (size_t i = 0; i < m; i++)
+        if (lower((unsigned char)s[i]) != lowered[i]) return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The routing table Python publishes                                                    */
+
+typedef struct {
+    int id;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char *head; /* " HTTP/1.1\r\nHost: <host>\r\n", written after the target */
+    size_t head_len;
+    char *base; /* the data center's base path, replacing the service prefix */
+    size_t base_len;
+    char *tail; /* "Garde-Data-Center: ...\r\nGarde-Mode: ...\r\n" */
+    size_t tail_len;
+} Link;
+
+typedef struct {
+    int id;
+    char *path;
+    size_t path_len;
+    char *action; /* NULL: no SOAPAction header */
+    size_t action_len;
+    int link; /* index into the table's links */
+    double timeout, min_try, factor, valid_until;
+    int alternatives; /* another data center could answer: the per-try timeout may shrink */
+} Route;
+
+typedef struct Table {
+    int refs;
+    Link *links;
+    int nlinks;
+    Route *routes;
+    int nroutes;
+    int *slots; /* open addressing: route index + 1, 0 = empty */
+    size_t nslots;
+} Table;
+
+static uint64_t route_hash(const char *path, size_t pn, const char *action, size_t an,
+                           int has_action) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < pn; i++) h = (h ^ (unsigned char)path[i]) * 1099511628211ULL;
+    h = (h ^ (has_action ? 0x1ff : 0x2ff)) * 1099511628211ULL;
+    for (size_t i = 0; i < an; i++) h = (h ^ (unsigned char)action[i]) * 1099511628211ULL;
+    return h;
+}
+
+static void table_free(Table *t) {
+    if (!t) return;
+    for (int i = 0; i < t->nlinks; i++) {
+        free(t->links[i].head);
+        free(t->links[i].base);
+        free(t->links[i].tail);
+    }
+    for (int i = 0; i < t->nroutes; i++) {
+        free(t->routes[i].path);
+        free(t->routes[i].action);
+    }
+    free(t->links);
+    free(t->routes);
+    free(t->slots);
+    free(t);
+}
+
+static Route *table_find(Table *t, const char *path, size_t pn, const char *action, size_t an,
+                         int has_action) {
+    if (!t || !t->nslots) return NULL;
+    uint64_t h = route_hash(path, pn, action, an, has_action);
+    size_t mask = t->nslots - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        int slot = t->slots[i];
+        if (!slot) return NULL;
+        Route *r = &t->routes[slot - 1];
+        if (r->path_len == pn && memcmp(r->path, path, pn) == 0 &&
+            (r->action != NULL) == (has_action != 0) &&
+            (!has_action || (r->action_len == an && memcmp(r->action, action, an) == 0)))
+            return r;
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Outcomes Python reads                                                                 */
+
+typedef struct {
+    int fd;
+    char *data;
+    size_t len;
+    int general; /* the first request failed here: Python serves it on the general path */
+} Handover;
+
+typedef struct {
+    int link;
+    uint64_t ok_before; /* successes on this link since its previous event */
+    char key[24];       /* the attempts counter's result label: "timeout", "http_503" */
+    char reason[24];    /* the reason the breaker records: "timeout", "HTTP 503" */
+} Event;
+
+typedef struct {
+    uint64_t ok_pending; /* successes not yet reported */
+    double latency;      /* moving average of answer time, 0 until one answer */
+    int dirty;
+} LinkState;
+
+typedef struct {
+    uint64_t forwarded;
+    uint64_t hist[MAX_BUCKETS + 1];
+    double sum;
+    int dirty;
+} RouteStats;
+
+/* ------------------------------------------------------------------------------------ */
+/* Connections                                                                           */
+
+enum { KIND_LISTEN = 1, KIND_WAKE, KIND_CLIENT, KIND_UPSTREAM };
+
+typedef struct Conn Conn;
+
+struct Conn {
+    int kind;
+    int fd;
+    Buf in, out;
+    uint32_t events; /* what epoll watches now */
+    /* client side */
+    Conn *upstream;    /* the attempt in flight for this client, if any */
+    size_t req_len;    /* bytes of in that the request in flight occupies */
+    int keep_alive;    /* of the request in flight */
+    int closing;       /* close once out is written */
+    /* upstream side */
+    Conn *client;      /* NULL when idle, or when its client went away */
+    Table *table;      /* holds the link and route for the attempt in flight */
+    Link *link;
+    Route *route;
+    int link_id;
+    int connecting;
+    int sent;          /* the request's first byte went out */
+    double started, deadline, timeout, idle_since;
+    /* Clients: every one the plane holds. Upstreams: those with an attempt in flight
+     * (scanned for deadlines). */
+    Conn *prev, *next;
+};
+
+/* Idle keep-alive connections to one data center (the thread's own, no lock). They stay
+ * watched: a data center closing one is seen at once, not when a request is written. */
+typedef struct {
+    Conn **idle; /* newest last */
+    int n;
+    double latency; /* moving average of answer time, 0 until one answer */
+} Pool;
+
+typedef struct {
+    PyObject_HEAD
+    int listen_fd;
+    int epoll_fd;
+    int wake_fd;   /* Python -> thread: a new table, or stop */
+    int notify_fd; /* thread -> Python: hand-overs or failures to read */
+    pthread_t thread;
+    int started;
+    atomic_int stop;
+    atomic_int table_ready;
+    pthread_mutex_t lock;
+    /* settings */
+    size_t max_body, max_headers, max_header_bytes;
+    double connect_timeout, idle_timeout;
+    int max_idle;
+    char *allowed[MAX_ALLOWED_HOSTS];
+    size_t allowed_len[MAX_ALLOWED_HOSTS];
+    int nallowed; /* -1: any Host */
+    char *status_lines[MAX_STATUS];
+    size_t status_len[MAX_STATUS];
+    double buckets[MAX_BUCKETS];
+    int nbuckets;
+    /* the thread's own */
+    Table *table;
+    Conn busy;    /* list head of upstreams in flight */
+    Conn clients; /* list head of client connections */
+    Pool *pools;  /* by link id */
+    int npools;
+    double next_scan;
+    size_t nclients;
+    /* shared, under lock */
+    Table *pending;
+    LinkState *links;
+    int nlinks_state;
+    RouteStats *routes;
+    int nroutes_state;
+    Handover *handovers;
+    size_t nhandovers, cap_handovers;
+    Event *events_q;
+    size_t nevents, cap_events;
+    uint64_t handed_over, served, accepted;
+    int notified;
+} Plane;
+
+static Conn listen_marker = {.kind = KIND_LISTEN};
+static Conn wake_marker = {.kind = KIND_WAKE};
+
+#define CLIENT_EVENTS (EPOLLIN | EPOLLRDHUP)
+#define UPSTREAM_EVENTS (EPOLLIN | EPOLLRDHUP)
+
+static void watch(Plane *p, Conn *c, uint32_t events) {
+    if (c->events == events) return; /* the common case: no system call */
+    if (events == 0) {
+        epoll_ctl(p->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    } else {
+        struct epoll_event ev = {.events = events, .data.ptr = c};
+        epoll_ctl(p->epoll_fd, c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev);
+    }
+    c->events = events;
+}
+
+static void notify_python(Plane *p) {
+    /* under lock: one wake-up until Python drains */
+    if (!p->notified) {
+        uint64_t one = 1;
+        ssize_t n = write(p->notify_fd, &one, sizeof one);
+        (void)n;
+        p->notified = 1;
+    }
+}
+
+static void *grow(void *array, int *n, int id, size_t size, int first) {
+    /* array indexed by id, zero-filled, doubled until id fits */
+    if (id < *n) return array;
+    int m = *n ? *n : first;
+    while (m <= id) m *= 2;
+    char *grown = realloc(array, (size_t)m * size);
+    if (!grown) return NULL;
+    memset(grown + (size_t)*n * size, 0, (size_t)(m - *n) * size);
+    *n = m;
+    return grown;
+}
+
+static LinkState *link_state(Plane *p, int id) {
+    /* under lock */
+    if (id < 0 || id >= MAX_LINK_ID) return NULL;
+    int n = p->nlinks_state;
+    LinkState *links = grow(p->links, &n, id, sizeof *links, 16);
+    if (!links) return NULL;
+    p->links = links;
+    p->nlinks_state = n;
+    return &p->links[id];
+}
+
+static RouteStats *route_stats(Plane *p, int id) {
+    /* under lock */
+    if (id < 0 || id >= MAX_ROUTE_ID) return NULL;
+    int n = p->nroutes_state;
+    RouteStats *routes = grow(p->routes, &n, id, sizeof *routes, 64);
+    if (!routes) return NULL;
+    p->routes = routes;
+    p->nroutes_state = n;
+    return &p->routes[id];
+}
+
+static Pool *pool_of(Plane *p, int id) {
+    if (id < 0 || id >= MAX_LINK_ID) return NULL;
+    int n = p->npools;
+    Pool *pools = grow(p->pools, &n, id, sizeof *pools, 16);
+    if (!pools) return NULL;
+    p->pools = pools;
+    p->npools = n;
+    return &p->pools[id];
+}
+
+static void release_table(Table *t) {
+    if (t && --t->refs == 0) table_free(t);
+}
+
+static void conn_free(Conn *c) {
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c);
+}
+
+static void unlink_conn(Conn *c) {
+    if (c->prev) {
+        c->prev->next = c->next;
+        if (c->next) c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+    }
+}
+
+static void link_after(Conn *head, Conn *c) {
+    c->prev = head;
+    c->next = head->next;
+    if (c->next) c->next->prev = c;
+    head->next = c;
+}
+
+static void pool_remove(Plane *p, Conn *u) {
+    Pool *pool = pool_of(p, u->link_id);
+    for (int i = 0; pool && i < pool->n; i++) {
+        if (pool->idle[i] == u) {
+            memmove(pool->idle + i, pool->idle + i + 1, (size_t)(pool->n - i - 1) * sizeof u);
+            pool->n--;
+            return;
+        }
+    }
+}
+
+static void upstream_close(Plane *p, Conn *u) {
+    unlink_conn(u);
+    if (!u->route && !u->client) pool_remove(p, u);
+    watch(p, u, 0);
+    close(u->fd);
+    if (u->table) release_table(u->table);
+    conn_free(u);
+}
+
+static void client_close(Plane *p, Conn *c) {
+    if (c->upstream) c->upstream->client = NULL; /* its answer is counted, then dropped */
+    unlink_conn(c);
+    watch(p, c, 0);
+    close(c->fd);
+    conn_free(c);
+    p->nclients--;
+}
+
+/* Give the client's connection, and what was read from it, to Python. */
+static void hand_over(Plane *p, Conn *c, int general) {
+    char *copy = NULL;
+    if (c->in.len) {
+        copy = malloc(c->in.len);
+        if (!copy) {
+            client_close(p, c);
+            return;
+        }
+        memcpy(copy, buf_start(&c->in), c->in.len);
+    }
+    pthread_mutex_lock(&p->lock);
+    if (p->nhandovers == p->cap_handovers) {
+        size_t cap = p->cap_handovers ? p->cap_handovers * 2 : 64;
+        Handover *grown = realloc(p->handovers, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&p->lock);
+            free(copy);
+            client_close(p, c);
+            return;
+        }
+        p->handovers = grown;
+        p->cap_handovers = cap;
+    }
+    watch(p, c, 0);
+    unlink_conn(c);
+    p->handovers[p->nhandovers++] = (Handover){c->fd, copy, c->in.len, general};
+    p->handed_over++;
+    notify_python(p);
+    pthread_mutex_unlock(&p->lock);
+    conn_free(c);
+    p->nclients--;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Reading a request: the common case, recognised strictly                              */
+
+enum { PARSE_MORE = 0, PARSE_OK = 1, PARSE_PYTHON = -1 };
+
+typedef struct {
+    const char *target;
+    size_t target_len;
+    size_t path_len;
+    const char *action;
+    size_t action_len;
+    int has_action;
+    size_t head_len;  /* request line and headers, with the blank line */
+    size_t body_len;
+    int keep_alive;
+    /* header lines to forward: offsets into the head */
+    struct {
+        const char *name;
+        size_t name_len;
+        const char *value;
+        size_t value_len;
+    } fwd[MAX_REQUEST_HEADERS_HARD];
+    size_t nfwd;
+} Request;
+
+static int is_tchar(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static const char *const HOP_BY_HOP[] = {
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+    "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host",
+    "content-length", "expect", NULL};
+
+static int hop_by_hop(const char *name, size_t n) {
+    for (const char *const *h = HOP_BY_HOP; *h; h++)
+        if (name_is(name, n, *h)) return 1;
+    return 0;
+}
+
+static int host_allowed(Plane *p, const char *host, size_t n) {
+    if (p->nallowed < 0) return 1;
+    /* As app.py's _host_name: lower-cased; "[v6]:port" -> "[v6]"; "name:port" -> "name". */
+    while (n && (host[0] == ' ' || host[0] == '\t')) host++, n--;
+    while (n && (host[n - 1] == ' ' || host[n - 1] == '\t')) n--;
+    size_t len = n;
+    if (n && host[0] == '[') {
+        const char *end = memchr(host, ']', n);
+        if (!end) return 0;
+        len = (size_t)(end - host) + 1;
+    } else {
+        const char *colon = memchr(host, ':', n);
+        if (colon && !memchr(colon + 1, ':', n - (size_t)(colon - host) - 1))
+            len = (size_t)(colon - host);
+    }
+    for (int i = 0; i < p->nallowed; i++) {
+        if (p->allowed_len[i] != len) continue;
+        size_t j = 0;
+        while (j < len && lower((unsigned char)host[j]) == p->allowed[i][j]) j++;
+        if (j == len) return 1;
+    }
+    return 0;
+}
+
+static int parse_request(Plane *p, const char *s, size_t n, Request *r) {
+    const char *end = NULL;
+    /* The head ends at the first blank line; a bare LF anywhere is Python's to judge. */
+    for (size_t i = 0; i + 3 < n; i++) {
+        if (s[i] == '\r' && s[i + 1] == '\n' && s[i + 2] == '\r' && s[i + 3] == '\n') {
+            end = s + i;
+            break;
+        }
+    }
+    if (!end) return n > p->max_header_bytes + 8192 ? PARSE_PYTHON : PARSE_MORE;
+    r->head_len = (size_t)(end - s) + 4;
+    /* Request line: exactly "POST <origin-form target> HTTP/1.1". */
+    if (r->head_len < 6 || memcmp(s, "POST /", 6) != 0) return PARSE_PYTHON;
+    const char *t = s + 5, *line_end = memchr(s, '\r', (size_t)(end - s) + 1);
+    if (line_end[1] != '\n') return PARSE_PYTHON;
+    const char *sp = t;
+    while (sp < line_end && *sp != ' ') {
+        unsigned char c = (unsigned char)*sp;
+        if (c < 0x21 || c > 0x7e || c == '#') return PARSE_PYTHON;
+        sp++;
+    }
+    if ((size_t)(line_end - sp) != 9 || memcmp(sp, " HTTP/1.1", 9) != 0) return PARSE_PYTHON;
+    r->target = t;
+    r->target_len = (size_t)(sp - t);
+    const char *q = memchr(t, '?', r->target_len);
+    r->path_len = q ? (size_t)(q - t) : r->target_len;
+    r->has_action = 0;
+    r->action = NULL;
+    r->action_len = 0;
+    r->keep_alive = 1;
+    r->nfwd = 0;
+    int content_length = 0, host_seen = 0;
+    size_t body = 0, count = 0, bytes = 0;
+    const char *line = line_end + 2;
+    while (line < end + 2) {
+        const char *eol = line;
+        while (*eol != '\r') eol++; /* the head is CRLF-terminated */
+        if (eol[1] != '\n') return PARSE_PYTHON;
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        if (!colon || colon == line) return PARSE_PYTHON;
+        for (const char *c = line; c < colon; c++)
+            if (!is_tchar((unsigned char)*c)) return PARSE_PYTHON;
+        const char *v = colon + 1, *ve = eol;
+        while (v < ve && (*v == ' ' || *v == '\t')) v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        for (const char *c = v; c < ve; c++) {
+            unsigned char ch = (unsigned char)*c;
+            if ((ch < 0x20 && ch != '\t') || ch >= 0x7f) return PARSE_PYTHON;
+        }
+        size_t nl = (size_t)(colon - line), vl = (size_t)(ve - v);
+        count++;
+        bytes += nl + vl;
+        if (count > p->max_headers || bytes > p->max_header_bytes ||
+            count > MAX_REQUEST_HEADERS_HARD)
+            return PARSE_PYTHON; /* Python answers 431 */
+        if (name_is(line, nl, "content-length")) {
+            if (content_length++ || vl == 0 || vl > 12) return PARSE_PYTHON;
+            body = 0;
+            for (size_t i = 0; i < vl; i++) {
+                if (v[i] < '0' || v[i] > '9') return PARSE_PYTHON;
+                body = body * 10 + (size_t)(v[i] - '0');
+            }
+            if (body > p->max_body) return PARSE_PYTHON; /* 413 */
+        } else if (name_is(line, nl, "host")) {
+            if (host_seen++ || !host_allowed(p, v, vl)) return PARSE_PYTHON; /* 400, 421 */
+        } else if (name_is(line, nl, "connection")) {
+            if (vl == 5 && starts_with_ci(v, vl, "close"))
+                r->keep_alive = 0;
+            else if (!(vl == 10 && starts_with_ci(v, vl, "keep-alive")))
+                return PARSE_PYTHON;
+        } else if (name_is(line, nl, "transfer-encoding") || name_is(line, nl, "expect") ||
+                   name_is(line, nl, "upgrade") || name_is(line, nl, "garde-identity") ||
+                   name_is(line, nl, "garde-deadline")) {
+            return PARSE_PYTHON; /* chunked bodies, 100-continue, tokens, deadlines */
+        } else if (name_is(line, nl, "soapaction")) {
+            if (!r->has_action) { /* the first one counts, as in Python */
+                r->has_action = 1;
+                r->action = v;
+                r->action_len = vl;
+            }
+        }
+        if (!hop_by_hop(line, nl) && !starts_with_ci(line, nl, "garde-")) {
+            r->fwd[r->nfwd].name = line;
+            r->fwd[r->nfwd].name_len = nl;
+            r->fwd[r->nfwd].value = v;
+            r->fwd[r->nfwd].value_len = vl;
+            r->nfwd++;
+        }
+        line = eol + 2;
+    }
+    if (!content_length) return PARSE_PYTHON; /* an empty body is not an envelope */
+    r->body_len = body;
+    if (n - r->head_len < body) return PARSE_MORE;
+    return PARSE_OK;
+}
+
+static int is_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static const char *find(const char *s, size_t n, const char *needle) {
+    return memmem(s, n, needle, strlen(needle));
+}
+
+/* soapxml.check_envelope, the same tests on the same bytes: 0 if it passes. */
+static int envelope_refused(const char *b, size_t n) {
+    if (memchr(b, '!', n) && (find(b, n, "<!DOCTYPE") || find(b, n, "<!ENTITY"))) return 1;
+    size_t hn = n < 1024 ? n : 1024, i = 0;
+    while (i < hn && is_space((unsigned char)b[i])) i++;
+    if (hn - i >= 3 && memcmp(b + i, "\xef\xbb\xbf", 3) == 0) i += 3;
+    if (i >= hn || b[i] != '<' || !find(b + i, hn - i, "Envelope")) return 1;
+    size_t ts = n > 128 ? n - 128 : 0, te = n;
+    while (te > ts && is_space((unsigned char)b[te - 1])) te--;
+    if (te - ts < 9 || memcmp(b + te - 9, "Envelope>", 9) != 0) return 1;
+    if (!find(b + ts, te - ts, "Body")) return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Upstream attempts                                                                     */
+
+static void record_failure(Plane *p, Conn *u, const char *key, const char *reason) {
+    pthread_mutex_lock(&p->lock);
+    LinkState *ls = link_state(p, u->link_id);
+    if (p->nevents == p->cap_events) {
+        size_t cap = p->cap_events ? p->cap_events * 2 : 64;
+        Event *grown = realloc(p->events_q, cap * sizeof *grown);
+        if (grown) {
+            p->events_q = grown;
+            p->cap_events = cap;
+        }
+    }
+    if (p->nevents < p->cap_events && ls) {
+        Event *e = &p->events_q[p->nevents++];
+        e->link = u->link_id;
+        e->ok_before = ls->ok_pending; /* keeps successes and failures in their order */
+        ls->ok_pending = 0;
+        snprintf(e->key, sizeof e->key, "%s", key);
+        snprintf(e->reason, sizeof e->reason, "%s", reason);
+        notify_python(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* The attempt ended without an answer the caller may see. ``key`` (when not NULL) counts it
+ * against the data center. The request is still at the head of the client's input: Python
+ * starts over with every rule (the operation is retry-safe). */
+static void attempt_failed(Plane *p, Conn *u, const char *key, const char *reason) {
+    Conn *c = u->client;
+    if (key) record_failure(p, u, key, reason);
+    u->client = NULL;
+    u->route = NULL;
+    if (c) {
+        c->upstream = NULL;
+        hand_over(p, c, 1);
+    }
+    upstream_close(p, u);
+}
+
+static const char *connect_reason(int err) {
+    return err == ECONNREFUSED ? "refused" : "connect_error";
+}
+
+/* An idle connection to ``link``, or a new one being made. */
+static Conn *upstream_for(Plane *p, Link *link, double now) {
+    Pool *pool = pool_of(p, link->id);
+    while (pool && pool->n) {
+        Conn *u = pool->idle[--pool->n];
+        if (now - u->idle_since <= p->idle_timeout) return u;
+        /* The data center may close it any moment: a request written into that race
+         * would fail after sending. */
+        upstream_close(p, u);
+    }
+    Conn *u = calloc(1, sizeof *u);
+    if (!u) return NULL;
+    u->kind = KIND_UPSTREAM;
+    u->link_id = link->id;
+    int fd = socket(link->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        free(u);
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    u->fd = fd;
+    if (connect(fd, (struct sockaddr *)&link->addr, link->addrlen) && errno != EINPROGRESS)
+        u->connecting = -errno;
+    else
+        u->connecting = 1;
+    return u;
+}
+
+static void upstream_flush(Plane *p, Conn *u) {
+    while (u->out.len) {
+        ssize_t n = send(u->fd, buf_start(&u->out), u->out.len, MSG_NOSIGNAL);
+        if (n > 0) {
+            u->sent = 1;
+            buf_consume(&u->out, (size_t)n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            watch(p, u, UPSTREAM_EVENTS | EPOLLOUT);
+            return;
+        } else {
+            attempt_failed(p, u, "reset", "reset");
+            return;
+        }
+    }
+    buf_trim(&u->out);
+    watch(p, u, UPSTREAM_EVENTS);
+}
+
+static void start_attempt(Plane *p, Conn *c, Request *r, Route *route, double now) {
+    Table *t = p->table;
+    Link *link = &t->links[route->link];
+    Conn *u = upstream_for(p, link, now);
+    if (!u) {
+        hand_over(p, c, 0);
+        return;
+    }
+    Buf *o = &u->out;
+    char length[48];
+    int ln = snprintf(length, sizeof length, "Content-Length: %zu\r\n", r->body_len);
+    const char *body = buf_start(&c->in) + r->head_len;
+    size_t need = 5 + link->base_len + (r->target_len - r->path_len) + link->head_len +
+                  (size_t)ln + r->head_len + r->body_len;
+    if (buf_reserve(o, need)) {
+        if (u->connecting) {
+            close(u->fd);
+            conn_free(u);
+        } else {
+            upstream_close(p, u);
+        }
+        hand_over(p, c, 0);
+        return;
+    }
+    /* As fastpath.py writes it: the data center's path and the query, its Host, the
+     * length, the caller's end-to-end headers in their order, the body. */
+    buf_add(o, "POST ", 5);
+    buf_add(o, link->base, link->base_len);
+    buf_add(o, r->target + r->path_len, r->target_len - r->path_len);
+    buf_add(o, link->head, link->head_len);
+    buf_add(o, length, (size_t)ln);
+    for (size_t i = 0; i < r->nfwd; i++) {
+        buf_add(o, r->fwd[i].name, r->fwd[i].name_len);
+        buf_add(o, ": ", 2);
+        buf_add(o, r->fwd[i].value, r->fwd[i].value_len);
+        buf_add(o, "\r\n", 2);
+    }
+    buf_add(o, "\r\n", 2);
+    buf_add(o, body, r->body_len);
+    t->refs++;
+    u->table = t;
+    u->link = link;
+    u->route = route;
+    u->client = c;
+    u->started = now;
+    u->sent = 0;
+    double timeout = route->timeout;
+    Pool *pool = pool_of(p, link->id);
+    if (route->alternatives && pool && pool->latency > 0) {
+        /* As fastpath.py: another data center could answer, so a slow one is left sooner. */
+        double shrunk = route->factor * pool->latency;
+        if (shrunk < route->min_try) shrunk = route->min_try;
+        if (shrunk < timeout) timeout = shrunk;
+    }
+    u->timeout = timeout;
+    u->deadline = now + timeout;
+    c->upstream = u;
+    c->req_len = r->head_len + r->body_len;
+    c->keep_alive = r->keep_alive;
+    link_after(&p->busy, u);
+    if (u->connecting < 0) {
+        int err = -u->connecting;
+        u->connecting = 0;
+        attempt_failed(p, u, connect_reason(err), connect_reason(err));
+        return;
+    }
+    if (u->connecting) {
+        u->deadline = now + p->connect_timeout;
+        watch(p, u, EPOLLOUT);
+        return;
+    }
+    upstream_flush(p, u);
+}
+
+/* Serve the client's next request if its bytes are all here. */
+static void client_serve(Plane *p, Conn *c) {
+    if (c->upstream || c->out.len) return;
+    watch(p, c, CLIENT_EVENTS);
+    if (!c->in.len) {
+        buf_trim(&c->in);
+        return;
+    }
+    Request r;
+    int parsed = parse_request(p, buf_start(&c->in), c->in.len, &r);
+    if (parsed == PARSE_MORE) return;
+    if (parsed == PARSE_PYTHON) {
+        hand_over(p, c, 0);
+        return;
+    }
+    Route *route =
+        table_find(p->table, r.target, r.path_len, r.action, r.action_len, r.has_action);
+    double now = now_monotonic();
+    if (!route || route->link < 0 || now >= route->valid_until ||
+        envelope_refused(buf_start(&c->in) + r.head_len, r.body_len)) {
+        hand_over(p, c, 0); /* another operation, a data center to choose, or a refusal */
+        return;
+    }
+    start_attempt(p, c, &r, route, now);
+}
+
+/* Write what is pending; 0 when all is written, 1 when waiting for the socket, -1 when
+ * the connection is gone. */
+static int client_flush(Plane *p, Conn *c) {
+    while (c->out.len) {
+        ssize_t n = send(c->fd, buf_start(&c->out), c->out.len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consume(&c->out, (size_t)n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            watch(p, c, CLIENT_EVENTS | EPOLLOUT);
+            return 1;
+        } else {
+            client_close(p, c);
+            return -1;
+        }
+    }
+    buf_trim(&c->out);
+    if (c->closing) {
+        client_close(p, c);
+        return -1;
+    }
+    return 0;
+}
+
+static void client_readable(Plane *p, Conn *c) {
+    size_t limit = p->max_body + p->max_header_bytes + 2 * READ_CHUNK;
+    for (;;) {
+        if (c->in.len >= limit) {
+            /* A pipelining caller waits for us: read on when this request is answered. */
+            watch(p, c, c->out.len ? EPOLLOUT : 0);
+            if (!c->upstream && !c->out.len) hand_over(p, c, 0);
+            return;
+        }
+        if (buf_reserve(&c->in, READ_CHUNK)) {
+            client_close(p, c);
+            return;
+        }
+        ssize_t n = recv(c->fd, buf_start(&c->in) + c->in.len, READ_CHUNK, 0);
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            if ((size_t)n < READ_CHUNK) break;
+        } else if (n == 0) {
+            client_close(p, c); /* the caller hung up */
+            return;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            break;
+        } else {
+            client_close(p, c);
+            return;
+        }
+    }
+    client_serve(p, c);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Reading an answer                                                                     */
+
+typedef struct {
+    int status;
+    size_t head_len, body_len;
+    int keep_alive;
+    struct {
+        const char *name;
+        size_t name_len;
+        const char *value;
+        size_t value_len;
+    } h[MAX_RESPONSE_HEADERS];
+    size_t nh;
+} Response;
+
+static const char *const RESPONSE_SKIP[] = {"connection", "keep-alive", "transfer-encoding",
+                                            "content-length", "date", "server", NULL};
+
+/* PARSE_OK, PARSE_MORE, or PARSE_PYTHON when the answer is not one relayed natively. */
+static int parse_response(const char *s, size_t n, Response *r) {
+    const char *end = NULL;
+    for (size_t i = 0; i + 3 < n; i++) {
+        if (s[i] == '\r' && s[i + 1] == '\n' && s[i + 2] == '\r' && s[i + 3] == '\n') {
+            end = s + i;
+            break;
+        }
+    }
+    if (!end) return n > MAX_RESPONSE_HEAD ? PARSE_PYTHON : PARSE_MORE;
+    r->head_len = (size_t)(end - s) + 4;
+    if (r->head_len < 16 || memcmp(s, "HTTP/1.1 ", 9) != 0) return PARSE_PYTHON;
+    if (s[9] < '1' || s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9' ||
+        (s[12] != ' ' && s[12] != '\r'))
+        return PARSE_PYTHON;
+    r->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
+    if (r->status < 200 || r->status == 204 || r->status == 304) return PARSE_PYTHON;
+    const char *line = memchr(s, '\r', r->head_len);
+    if (line[1] != '\n') return PARSE_PYTHON;
+    line += 2;
+    int has_length = 0;
+    r->keep_alive = 1;
+    r->nh = 0;
+    r->body_len = 0;
+    while (line < end + 2) {
+        const char *eol = line;
+        while (*eol != '\r') eol++; /* stops at ``end`` at the latest */
+        if (eol[1] != '\n') return PARSE_PYTHON;
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        if (!colon || colon == line || r->nh == MAX_RESPONSE_HEADERS) return PARSE_PYTHON;
+        for (const char *c = line; c < colon; c++)
+            if (!is_tchar((unsigned char)*c)) return PARSE_PYTHON;
+        const char *v = colon + 1, *ve = eol;
+        while (v < ve && (*v == ' ' || *v == '\t')) v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        for (const char *c = v; c < ve; c++) {
+            unsigned char ch = (unsigned char)*c;
+            if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return PARSE_PYTHON;
+        }
+        size_t nl = (size_t)(colon - line), vl = (size_t)(ve - v);
+        if (name_is(line, nl, "content-length")) {
+            if (has_length++ || vl == 0 || vl > 12) return PARSE_PYTHON;
+            for (size_t i = 0; i < vl; i++) {
+                if (v[i] < '0' || v[i] > '9') return PARSE_PYTHON;
+                r->body_len = r->body_len * 10 + (size_t)(v[i] - '0');
+            }
+        } else if (name_is(line, nl, "transfer-encoding")) {
+            return PARSE_PYTHON; /* chunked answers: the Python transport decodes them */
+        } else if (name_is(line, nl, "connection")) {
+            if (vl == 5 && starts_with_ci(v, vl, "close"))
+                r->keep_alive = 0;
+            else if (!(vl == 10 && starts_with_ci(v, vl, "keep-alive")))
+                return PARSE_PYTHON;
+        }
+        int skip = 0;
+        for (const char *const *k = RESPONSE_SKIP; *k && !skip; k++) skip = name_is(line, nl, *k);
+        if (!skip) {
+            r->h[r->nh].name = line;
+            r->h[r->nh].name_len = nl;
+            r->h[r->nh].value = v;
+            r->h[r->nh].value_len = vl;
+            r->nh++;
+        }
+        line = eol + 2;
+    }
+    if (!has_length) return PARSE_PYTHON; /* delimited by the close: Python's transport */
+    if (n - r->head_len < r->body_len) return PARSE_MORE;
+    return PARSE_OK;
+}
+
+/* forwarding.is_server_failure: a SOAP Fault (HTTP 500) is the service answering. */
+static int server_failure(int status, const char *body, size_t n) {
+    if (status == 502 || status == 503 || status == 504) return 1;
+    if (status >= 500) return !find(body, n, "Fault>") && !find(body, n, "Fault ");
+    return 0;
+}
+
+static void pool_upstream(Plane *p, Conn *u, double now) {
+    unlink_conn(u);
+    if (u->table) release_table(u->table);
+    u->table = NULL;
+    u->link = NULL;
+    Pool *pool = pool_of(p, u->link_id);
+    if (pool && !pool->idle) pool->idle = calloc((size_t)p->max_idle, sizeof *pool->idle);
+    if (!pool || !pool->idle || pool->n >= p->max_idle) {
+        upstream_close(p, u);
+        return;
+    }
+    u->idle_since = now;
+    pool->idle[pool->n++] = u;
+}
+
+static void record_success(Plane *p, Conn *u, double elapsed) {
+    Pool *pool = pool_of(p, u->link_id);
+    double latency = elapsed;
+    if (pool) {
+        latency = pool->latency > 0 ? pool->latency + 0.1 * (elapsed - pool->latency) : elapsed;
+        pool->latency = latency;
+    }
+    int bucket = 0;
+    while (bucket < p->nbuckets && elapsed > p->buckets[bucket]) bucket++;
+    pthread_mutex_lock(&p->lock);
+    LinkState *ls = link_state(p, u->link_id);
+    if (ls) {
+        ls->ok_pending++;
+        ls->latency = latency;
+        ls->dirty = 1;
+    }
+    RouteStats *rs = route_stats(p, u->route->id);
+    if (rs) {
+        rs->forwarded++;
+        rs->hist[bucket]++;
+        rs->sum += elapsed;
+        rs->dirty = 1;
+    }
+    p->served++;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void answer_client(Plane *p, Conn *c, Link *link, Response *r, const char *body) {
+    Buf *o = &c->out;
+    int status = r->status;
+    char length[48];
+    int ln = snprintf(length, sizeof length, "Content-Length: %zu\r\n", r->body_len);
+    size_t need = p->status_len[status] + link->tail_len + (size_t)ln + r->head_len + 24 +
+                  r->body_len;
+    c->upstream = NULL;
+    if (buf_reserve(o, need)) {
+        client_close(p, c);
+        return;
+    }
+    /* As fastpath.py writes it: garde's status line, the answer's headers but those the
+     * server writes, garde's headers, the length, the body. */
+    buf_add(o, p->status_lines[status], p->status_len[status]);
+    for (size_t i = 0; i < r->nh; i++) {
+        buf_add(o, r->h[i].name, r->h[i].name_len);
+        buf_add(o, ": ", 2);
+        buf_add(o, r->h[i].value, r->h[i].value_len);
+        buf_add(o, "\r\n", 2);
+    }
+    buf_add(o, link->tail, link->tail_len);
+    buf_add(o, length, (size_t)ln);
+    if (!c->keep_alive) {
+        buf_add(o, "Connection: close\r\n", 19);
+        c->closing = 1;
+    }
+    buf_add(o, "\r\n", 2);
+    buf_add(o, body, r->body_len);
+    buf_consume(&c->in, c->req_len);
+    c->req_len = 0;
+    if (client_flush(p, c) == 0) client_serve(p, c);
+}
+
+static void upstream_readable(Plane *p, Conn *u) {
+    for (;;) {
+        if (buf_reserve(&u->in, READ_CHUNK)) {
+            attempt_failed(p, u, "protocol", "protocol");
+            return;
+        }
+        ssize_t n = recv(u->fd, buf_start(&u->in) + u->in.len, READ_CHUNK, 0);
+        if (n > 0) {
+            u->in.len += (size_t)n;
+            if ((size_t)n < READ_CHUNK) break;
+        } else if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            if (!u->route)
+                upstream_close(p, u); /* an idle connection the data center closed */
+            else
+                attempt_failed(p, u, "reset", "reset");
+            return;
+        } else if (errno != EINTR) {
+            break;
+        }
+    }
+    if (!u->route) { /* bytes on a connection nothing was asked on: not to be trusted */
+        upstream_close(p, u);
+        return;
+    }
+    Response r;
+    int parsed = parse_response(buf_start(&u->in), u->in.len, &r);
+    if (parsed == PARSE_MORE) {
+        if (u->in.len > MAX_RESPONSE_HEAD + 4 * p->max_body) /* bounded */
+            attempt_failed(p, u, "protocol", "protocol");
+        return;
+    }
+    if (parsed == PARSE_PYTHON) {
+        /* Not an answer relayed natively (chunked, no length, 1xx...): Python asks again
+         * through its own transport. Not the data center's fault: nothing is counted. */
+        attempt_failed(p, u, NULL, NULL);
+        return;
+    }
+    const char *body = buf_start(&u->in) + r.head_len;
+    if (server_failure(r.status, body, r.body_len)) {
+        char key[24], reason[24];
+        snprintf(key, sizeof key, "http_%d", r.status);
+        snprintf(reason, sizeof reason, "HTTP %d", r.status);
+        attempt_failed(p, u, key, reason);
+        return;
+    }
+    double now = now_monotonic();
+    record_success(p, u, now - u->started);
+    Conn *c = u->client;
+    Link *link = u->link;
+    u->client = NULL;
+    u->route = NULL;
+    int reusable = r.keep_alive && u->in.len == r.head_len + r.body_len;
+    /* Pooled (or closed) first: the client's next request may want this connection. The
+     * body is copied out before the buffer is reused, and the table (holding ``link``)
+     * stays alive until then. */
+    Table *held = u->table;
+    u->table = NULL;
+    Buf answer = u->in;
+    u->in = (Buf){0};
+    if (reusable)
+        pool_upstream(p, u, now);
+    else
+        upstream_close(p, u);
+    if (c) answer_client(p, c, link, &r, body);
+    buf_free(&answer);
+    release_table(held);
+}
+
+static void upstream_event(Plane *p, Conn *u, uint32_t events) {
+    if (u->connecting) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err || (events & (EPOLLERR | EPOLLHUP))) {
+            const char *reason = connect_reason(err ? err : ECONNREFUSED);
+            u->connecting = 0;
+            attempt_failed(p, u, reason, reason);
+            return;
+        }
+        if (!(events & EPOLLOUT)) return;
+        u->connecting = 0;
+        u->deadline = now_monotonic() + u->timeout; /* connected: the answer's time runs */
+        upstream_flush(p, u);
+        return;
+    }
+    if ((events & EPOLLOUT) && u->out.len) {
+        upstream_flush(p, u);
+        if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
+        /* upstream_flush may have ended the attempt: only read if it is still ours */
+        if (!(u->events & EPOLLIN)) return;
+    }
+    upstream_readable(p, u);
+}
+
+static void scan_deadlines(Plane *p, double now) {
+    Conn *u = p->busy.next;
+    while (u) {
+        Conn *next = u->next;
+        if (now >= u->deadline) {
+            if (u->connecting) {
+                u->connecting = 0;
+                attempt_failed(p, u, "connect_timeout", "connect_timeout");
+            } else {
+                attempt_failed(p, u, "timeout", "timeout");
+            }
+        }
+        u = next;
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The loop                                                                              */
+
+static void accept_clients(Plane *p) {
+    for (;;) {
+        int fd = accept4(p->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            return; /* EAGAIN, or out of descriptors: the next wake-up tries again */
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        Conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->kind = KIND_CLIENT;
+        c->fd = fd;
+        link_after(&p->clients, c);
+        p->nclients++;
+        pthread_mutex_lock(&p->lock);
+        p->accepted++;
+        pthread_mutex_unlock(&p->lock);
+        watch(p, c, CLIENT_EVENTS);
+    }
+}
+
+static void take_table(Plane *p) {
+    pthread_mutex_lock(&p->lock);
+    Table *t = p->pending;
+    p->pending = NULL;
+    atomic_store(&p->table_ready, 0);
+    pthread_mutex_unlock(&p->lock);
+    if (t) {
+        release_table(p->table);
+        p->table = t; /* the plane holds one reference; attempts in flight their own */
+    }
+}
+
+static void *run(void *arg) {
+    Plane *p = arg;
+    struct epoll_event events[MAX_EVENTS];
+    while (!atomic_load(&p->stop)) {
+        if (atomic_load(&p->table_ready)) take_table(p);
+        int timeout = p->busy.next ? (int)(TIMER_GRANULARITY * 1000) : -1;
+        int n = epoll_wait(p->epoll_fd, events, MAX_EVENTS, timeout);
+        if (n < 0 && errno != EINTR) break;
+        for (int i = 0; i < n; i++) {
+            Conn *c = events[i].data.ptr;
+            uint32_t ev = events[i].events;
+            if (c == &listen_marker) {
+                accept_clients(p);
+            } else if (c == &wake_marker) {
+                uint64_t v;
+                ssize_t r = read(p->wake_fd, &v, sizeof v);
+                (void)r;
+            } else if (c->kind == KIND_CLIENT) {
+                if (ev & EPOLLOUT) {
+                    if (client_flush(p, c) == 0) client_serve(p, c);
+                } else {
+                    client_readable(p, c);
+                }
+            } else {
+                upstream_event(p, c, ev);
+            }
+        }
+        if (p->busy.next) {
+            double now = now_monotonic();
+            if (now >= p->next_scan) {
+                scan_deadlines(p, now);
+                p->next_scan = now + TIMER_GRANULARITY;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Python's side                                                                         */
+
+static int plane_init(Plane *p, PyObject *args, PyObject *kw) {
+    static char *names[] = {"listen_fd", "max_body", "max_headers", "max_header_bytes",
+                            "connect_timeout", "idle_timeout", "max_idle", "allowed_hosts",
+                            "status_lines", "buckets", NULL};
+    int listen_fd, max_idle;
+    Py_ssize_t max_body, max_headers, max_header_bytes;
+    double connect_timeout, idle_timeout;
+    PyObject *allowed, *statuses, *buckets;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "innnddiOOO", names, &listen_fd, &max_body,
+                                     &max_headers, &max_header_bytes, &connect_timeout,
+                                     &idle_timeout, &max_idle, &allowed, &statuses, &buckets))
+        return -1;
+    if (p->epoll_fd) {
+        PyErr_SetString(PyExc_RuntimeError, "a Plane is initialised once");
+        return -1;
+    }
+    if (max_body < 0 || max_headers < 1 || max_header_bytes < 1 || max_idle < 1 ||
+        connect_timeout <= 0 || idle_timeout <= 0) {
+        PyErr_SetString(PyExc_ValueError, "limits and timeouts must be positive");
+        return -1;
+    }
+    p->listen_fd = listen_fd;
+    p->max_body = (size_t)max_body;
+    p->max_headers = (size_t)max_headers;
+    p->max_header_bytes = (size_t)max_header_bytes;
+    p->connect_timeout = connect_timeout;
+    p->idle_timeout = idle_timeout;
+    p->max_idle = max_idle;
+    p->nallowed = -1;
+    if (allowed != Py_None) {
+        PyObject *seq = PySequence_Fast(allowed, "allowed_hosts: a sequence of bytes or None");
+        if (!seq) return -1;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        if (n > MAX_ALLOWED_HOSTS) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "too many allowed hosts for the native plane");
+            return -1;
+        }
+        p->nallowed = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            char *s;
+            Py_ssize_t len;
+            if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, i), &s, &len)) {
+                Py_DECREF(seq);
+                return -1;
+            }
+            p->allowed[i] = strndup(s, (size_t)len);
+            p->allowed_len[i] = (size_t)len;
+            p->nallowed++;
+        }
+        Py_DECREF(seq);
+    }
+    for (int status = 0; status < MAX_STATUS; status++) {
+        PyObject *key = PyLong_FromLong(status);
+        PyObject *line = key ? PyObject_GetItem(statuses, key) : NULL;
+        Py_XDECREF(key);
+        char *s;
+        Py_ssize_t len;
+        if (!line || PyBytes_AsStringAndSize(line, &s, &len)) {
+            Py_XDECREF(line);
+            return -1;
+        }
+        p->status_lines[status] = strndup(s, (size_t)len);
+        p->status_len[status] = (size_t)len;
+        Py_DECREF(line);
+    }
+    PyObject *seq = PySequence_Fast(buckets, "buckets: a sequence of floats");
+    if (!seq) return -1;
+    Py_ssize_t nb = PySequence_Fast_GET_SIZE(seq);
+    if (nb > MAX_BUCKETS) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "too many histogram buckets");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) p->buckets[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+    p->nbuckets = (int)nb;
+    Py_DECREF(seq);
+    if (PyErr_Occurred()) return -1;
+    pthread_mutex_init(&p->lock, NULL);
+    p->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    p->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (p->epoll_fd < 0 || p->wake_fd < 0 || p->notify_fd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &listen_marker};
+    if (epoll_ctl(p->epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev)) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    ev.data.ptr = &wake_marker;
+    epoll_ctl(p->epoll_fd, EPOLL_CTL_ADD, p->wake_fd, &ev);
+    return 0;
+}
+
+static void wake(Plane *p) {
+    uint64_t one = 1;
+    ssize_t n = write(p->wake_fd, &one, sizeof one);
+    (void)n;
+}
+
+static char *copy_bytes(PyObject *o, size_t *len) {
+    char *s;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(o, &s, &n)) return NULL;
+    char *out = malloc((size_t)n + 1);
+    if (!out) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(out, s, (size_t)n);
+    out[n] = 0;
+    *len = (size_t)n;
+    return out;
+}
+
+/* publish(links, routes): links are (id, family, address, port, base, head, tail); routes are
+ * (id, path, action | None, link id | -1, timeout, min_try, factor, alternatives,
+ * valid_until). The table replaces the previous one as a whole. */
+static PyObject *plane_publish(Plane *p, PyObject *args) {
+    PyObject *links, *routes;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &links, &PyList_Type, &routes)) return NULL;
+    Table *t = calloc(1, sizeof *t);
+    if (!t) return PyErr_NoMemory();
+    t->refs = 1;
+    Py_ssize_t nl = PyList_GET_SIZE(links), nr = PyList_GET_SIZE(routes);
+    t->links = calloc((size_t)nl + 1, sizeof *t->links);
+    t->routes = calloc((size_t)nr + 1, sizeof *t->routes);
+    size_t slots = 16;
+    while (slots < (size_t)nr * 2) slots *= 2;
+    t->slots = calloc(slots, sizeof *t->slots);
+    t->nslots = slots;
+    if (!t->links || !t->routes || !t->slots) {
+        table_free(t);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < nl; i++) {
+        Link *l = &t->links[i];
+        int family, port;
+        const char *address;
+        PyObject *base, *head, *tail;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(links, i), "iisiSSS", &l->id, &family, &address,
+                              &port, &base, &head, &tail))
+            goto fail;
+        t->nlinks = (int)i + 1;
+        if (l->id < 0 || l->id >= MAX_LINK_ID) {
+            PyErr_SetString(PyExc_ValueError, "link id out of range");
+            goto fail;
+        }
+        if (family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&l->addr;
+            a->sin_family = AF_INET;
+            a->sin_port = htons((uint16_t)port);
+            if (inet_pton(AF_INET, address, &a->sin_addr) != 1) goto bad_address;
+            l->addrlen = sizeof *a;
+        } else if (family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&l->addr;
+            a->sin6_family = AF_INET6;
+            a->sin6_port = htons((uint16_t)port);
+            if (inet_pton(AF_INET6, address, &a->sin6_addr) != 1) goto bad_address;
+            l->addrlen = sizeof *a;
+        } else {
+            goto bad_address;
+        }
+        if (!(l->base = copy_bytes(base, &l->base_len)) ||
+            !(l->head = copy_bytes(head, &l->head_len)) ||
+            !(l->tail = copy_bytes(tail, &l->tail_len)))
+            goto fail;
+        if (l->head_len < 2) {
+            PyErr_SetString(PyExc_ValueError, "a link's head ends with CRLF");
+            goto fail;
+        }
+    }
+    for (Py_ssize_t i = 0; i < nr; i++) {
+        Route *r = &t->routes[i];
+        PyObject *path, *action;
+        int link_id;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(routes, i), "iSOiddddp", &r->id, &path, &action,
+                              &link_id, &r->timeout, &r->min_try, &r->factor, &r->valid_until,
+                              &r->alternatives))
+            goto fail;
+        t->nroutes = (int)i + 1;
+        if (r->id < 0 || r->id >= MAX_ROUTE_ID) {
+            PyErr_SetString(PyExc_ValueError, "route id out of range");
+            goto fail;
+        }
+        if (!(r->path = copy_bytes(path, &r->path_len))) goto fail;
+        if (action != Py_None && !(r->action = copy_bytes(action, &r->action_len))) goto fail;
+        r->link = -1;
+        for (int j = 0; j < t->nlinks; j++)
+            if (t->links[j].id == link_id) r->link = j;
+        if (link_id >= 0 && r->link < 0) {
+            PyErr_SetString(PyExc_ValueError, "a route names a link the table lacks");
+            goto fail;
+        }
+        uint64_t h = route_hash(r->path, r->path_len, r->action, r->action_len, r->action != NULL);
+        size_t mask = slots - 1, k = h & mask;
+        while (t->slots[k]) {
+            Route *other = &t->routes[t->slots[k] - 1];
+            if (other->path_len == r->path_len && !memcmp(other->path, r->path, r->path_len) &&
+                (other->action != NULL) == (r->action != NULL) &&
+                (!r->action ||
+                 (other->action_len == r->action_len &&
+                  !memcmp(other->action, r->action, r->action_len)))) {
+                PyErr_SetString(PyExc_ValueError, "two routes with the same path and action");
+                goto fail;
+            }
+            k = (k + 1) & mask;
+        }
+        t->slots[k] = (int)i + 1;
+    }
+    pthread_mutex_lock(&p->lock);
+    Table *old = p->pending;
+    p->pending = t;
+    atomic_store(&p->table_ready, 1);
+    pthread_mutex_unlock(&p->lock);
+    if (old) table_free(old); /* never taken by the thread: nothing refers to it */
+    wake(p);
+    Py_RETURN_NONE;
+bad_address:
+    PyErr_SetString(PyExc_ValueError, "a link's address is not a numeric IPv4 or IPv6 address");
+fail:
+    table_free(t);
+    return NULL;
+}
+
+static PyObject *plane_start(Plane *p, PyObject *unused) {
+    if (!p->epoll_fd) {
+        PyErr_SetString(PyExc_RuntimeError, "the Plane is not initialised");
+        return NULL;
+    }
+    if (p->started) Py_RETURN_NONE;
+    if (atomic_load(&p->stop)) {
+        PyErr_SetString(PyExc_RuntimeError, "a stopped Plane does not start again");
+        return NULL;
+    }
+    int err = pthread_create(&p->thread, NULL, run, p);
+    if (err) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    p->started = 1;
+    Py_RETURN_NONE;
+}
+
+/* drain() -> (hand-overs, events, links, routes), everything since the previous drain:
+ * hand-overs (fd, bytes read, general), events (link, successes before, key, reason),
+ * links (id, successes, latency), routes (id, forwarded, buckets, seconds).
+ * What is shared is copied out under the lock, and Python objects made after it: making
+ * them may run the garbage collector, and with it any Python code. */
+typedef struct {
+    int id;
+    LinkState state;
+} LinkCopy;
+
+typedef struct {
+    int id;
+    RouteStats stats;
+} RouteCopy;
+
+static PyObject *plane_drain(Plane *p, PyObject *unused) {
+    uint64_t v;
+    ssize_t got = read(p->notify_fd, &v, sizeof v);
+    (void)got;
+    pthread_mutex_lock(&p->lock);
+    p->notified = 0;
+    Handover *handovers = p->handovers;
+    size_t nhandovers = p->nhandovers;
+    p->handovers = NULL;
+    p->nhandovers = p->cap_handovers = 0;
+    Event *events = p->events_q;
+    size_t nevents = p->nevents;
+    p->events_q = NULL;
+    p->nevents = p->cap_events = 0;
+    size_t nlinks = 0, nroutes = 0;
+    for (int i = 0; i < p->nlinks_state; i++) nlinks += p->links[i].dirty != 0;
+    for (int i = 0; i < p->nroutes_state; i++) nroutes += p->routes[i].dirty != 0;
+    LinkCopy *links = calloc(nlinks + 1, sizeof *links);
+    RouteCopy *routes = calloc(nroutes + 1, sizeof *routes);
+    if (links && routes) {
+        size_t k = 0;
+        for (int i = 0; i < p->nlinks_state; i++) {
+            if (!p->links[i].dirty) continue;
+            links[k].id = i;
+            links[k++].state = p->links[i];
+            p->links[i].ok_pending = 0;
+            p->links[i].dirty = 0;
+        }
+        k = 0;
+        for (int i = 0; i < p->nroutes_state; i++) {
+            if (!p->routes[i].dirty) continue;
+            routes[k].id = i;
+            routes[k++].stats = p->routes[i];
+            memset(&p->routes[i], 0, sizeof p->routes[i]);
+        }
+    } else {
+        nlinks = nroutes = 0; /* left for the next drain */
+    }
+    int nbuckets = p->nbuckets;
+    pthread_mutex_unlock(&p->lock);
+
+    PyObject *out_h = PyList_New(0), *out_e = PyList_New(0), *out_l = PyList_New(0),
+             *out_r = PyList_New(0);
+    int failed = !out_h || !out_e || !out_l || !out_r || !links || !routes;
+    for (size_t i = 0; i < nhandovers; i++) {
+        Handover *h = &handovers[i];
+        PyObject *item = failed ? NULL
+                                : Py_BuildValue("(iy#O)", h->fd, h->data ? h->data : "",
+                                                (Py_ssize_t)h->len,
+                                                h->general ? Py_True : Py_False);
+        if (!item || PyList_Append(out_h, item)) {
+            failed = 1;
+            close(h->fd); /* nobody will serve it */
+        }
+        Py_XDECREF(item);
+        free(h->data);
+    }
+    for (size_t i = 0; i < nevents && !failed; i++) {
+        Event *e = &events[i];
+        PyObject *item = Py_BuildValue("(iKss)", e->link, (unsigned long long)e->ok_before,
+                                       e->key, e->reason);
+        failed = !item || PyList_Append(out_e, item);
+        Py_XDECREF(item);
+    }
+    for (size_t i = 0; i < nlinks && !failed; i++) {
+        PyObject *item = Py_BuildValue("(iKd)", links[i].id,
+                                       (unsigned long long)links[i].state.ok_pending,
+                                       links[i].state.latency);
+        failed = !item || PyList_Append(out_l, item);
+        Py_XDECREF(item);
+    }
+    for (size_t i = 0; i < nroutes && !failed; i++) {
+        RouteStats *rs = &routes[i].stats;
+        PyObject *hist = PyTuple_New(nbuckets + 1);
+        for (int b = 0; hist && b <= nbuckets; b++) {
+            PyObject *count = PyLong_FromUnsignedLongLong(rs->hist[b]);
+            if (!count) {
+                Py_CLEAR(hist);
+                break;
+            }
+            PyTuple_SET_ITEM(hist, b, count);
+        }
+        PyObject *item = hist ? Py_BuildValue("(iKNd)", routes[i].id,
+                                              (unsigned long long)rs->forwarded, hist, rs->sum)
+                              : NULL;
+        failed = !item || PyList_Append(out_r, item);
+        Py_XDECREF(item);
+    }
+    free(handovers);
+    free(events);
+    free(links);
+    free(routes);
+    if (!failed) return Py_BuildValue("(NNNN)", out_h, out_e, out_l, out_r);
+    Py_XDECREF(out_h);
+    Py_XDECREF(out_e);
+    Py_XDECREF(out_l);
+    Py_XDECREF(out_r);
+    if (!PyErr_Occurred()) PyErr_NoMemory();
+    return NULL;
+}
+
+static PyObject *plane_counters(Plane *p, PyObject *unused) {
+    pthread_mutex_lock(&p->lock);
+    unsigned long long accepted = p->accepted, served = p->served, handed = p->handed_over;
+    pthread_mutex_unlock(&p->lock);
+    return Py_BuildValue("{sKsKsK}", "accepted", accepted, "served", served, "handed_over",
+                         handed);
+}
+
+static void close_everything(Plane *p) {
+    /* After the thread ended: every connection it held (not the listening socket). */
+    while (p->busy.next) attempt_failed(p, p->busy.next, NULL, NULL);
+    for (int i = 0; i < p->npools; i++) {
+        Pool *pool = &p->pools[i];
+        while (pool->n) upstream_close(p, pool->idle[pool->n - 1]);
+        free(pool->idle);
+        pool->idle = NULL;
+    }
+    while (p->clients.next) client_close(p, p->clients.next);
+    /* Hand-overs Python never took: their connections are closed. */
+    for (size_t i = 0; i < p->nhandovers; i++) {
+        close(p->handovers[i].fd);
+        free(p->handovers[i].data);
+    }
+    p->nhandovers = 0;
+}
+
+static PyObject *plane_stop(Plane *p, PyObject *unused) {
+    if (p->started) {
+        atomic_store(&p->stop, 1);
+        wake(p);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(p->thread, NULL);
+        Py_END_ALLOW_THREADS
+        p->started = 0;
+        close_everything(p);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *plane_get_notify_fd(Plane *p, void *closure) { return PyLong_FromLong(p->notify_fd); }
+
+static PyObject *plane_get_clients(Plane *p, void *closure) {
+    return PyLong_FromSize_t(p->nclients);
+}
+
+static void plane_dealloc(Plane *p) {
+    if (p->started) {
+        atomic_store(&p->stop, 1);
+        wake(p);
+        pthread_join(p->thread, NULL);
+        p->started = 0;
+    }
+    if (p->epoll_fd > 0) close_everything(p);
+    if (p->epoll_fd > 0) close(p->epoll_fd);
+    if (p->wake_fd > 0) close(p->wake_fd);
+    if (p->notify_fd > 0) close(p->notify_fd);
+    release_table(p->table);
+    table_free(p->pending);
+    free(p->handovers);
+    free(p->events_q);
+    free(p->pools);
+    free(p->links);
+    free(p->routes);
+    for (int i = 0; i < MAX_STATUS; i++) free(p->status_lines[i]);
+    for (int i = 0; i < MAX_ALLOWED_HOSTS; i++) free(p->allowed[i]);
+    if (p->epoll_fd > 0) pthread_mutex_destroy(&p->lock);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyMethodDef plane_methods[] = {
+    {"publish", (PyCFunction)plane_publish, METH_VARARGS,
+     "publish(links, routes): replace the routing table as a whole."},
+    {"start", (PyCFunction)plane_start, METH_NOARGS, "Start the plane's thread."},
+    {"drain", (PyCFunction)plane_drain, METH_NOARGS,
+     "drain() -> (handovers, events, links, routes) since the previous drain."},
+    {"counters", (PyCFunction)plane_counters, METH_NOARGS, "Totals since the start."},
+    {"stop", (PyCFunction)plane_stop, METH_NOARGS,
+     "Stop the thread and close every connection it holds (not the listening socket)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef plane_getset[] = {
+    {"notify_fd", (getter)plane_get_notify_fd, NULL,
+     "Readable when hand-overs or failures wait in drain().", NULL},
+    {"clients", (getter)plane_get_clients, NULL, "Client connections served natively.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject PlaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "garde.gateway._plane.Plane",
+    .tp_basicsize = sizeof(Plane),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The gateway's native data plane for one listening socket.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)plane_init,
+    .tp_dealloc = (destructor)plane_dealloc,
+    .tp_methods = plane_methods,
+    .tp_getset = plane_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_plane", "garde's native data plane (see docs/gateway-data-plane.md).",
+    -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__plane(void) {
+    if (PyType_Ready(&PlaneType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&PlaneType);
+    if (PyModule_AddObject(m, "Plane", (PyObject *)&PlaneType) < 0) {
+        Py_DECREF(&PlaneType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,279 @@
+"""The Python half of the native data plane (``_plane.c``, docs/gateway-data-plane.md).
+
+The native plane owns the listening socket and serves, in its own thread, exactly the
+requests the Python fast path would serve (``fastpath.py``). This module is everything it
+does not decide:
+
+- it **publishes** the routing table: per retry-safe SOAP operation (path and SOAPAction as
+  sent), the data center the Python fast path would use right now, with the headers garde
+  adds; again whenever a service's plan may have changed, and when a plan ends by the clock;
+- it **drains** what the plane counted into the gateway's own state: attempts, successes and
+  failures (in their order, per data center) into outlier detection and the breakers,
+  latencies into the metrics, requests into the retry budget;
+- it **adopts** the connections the plane hands over, with the bytes already read from them,
+  into the gateway's Python server, which serves them from then on with every rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from garde.gateway.metrics import BUCKETS
+from garde.gateway.routing import OperationRoute
+from garde.gateway.transport import HttpTransport
+from garde.gateway.upstreams import Link, ServiceUpstreams
+from garde.gateway.wire import status_line
+
+if TYPE_CHECKING:
+    from garde.gateway.app import GatewayServer
+
+log = logging.getLogger("garde.gateway")
+
+try:
+    from garde.gateway import _plane  # type: ignore[attr-defined]
+except ImportError:  # not built here (no C compiler, not Linux): the Python fast path serves
+    _plane = None
+
+DRAIN_INTERVAL = 0.05
+"""Seconds between drains when nothing urgent happened: successes reach the metrics and the
+breakers this late at most (failures and hand-overs wake Python at once)."""
+
+
+def available() -> bool:
+    """Whether the native data plane was built for this interpreter."""
+    return _plane is not None
+
+
+def unavailable_reason(server: GatewayServer) -> str | None:
+    """Why the native plane cannot serve this gateway, or None if it can."""
+    config = server.gateway.config
+    if _plane is None:
+        return "the native data plane was not built here (it needs Linux and a C compiler)"
+    if not isinstance(server.gateway.transport, HttpTransport):
+        return "the gateway uses another transport than HTTP"
+    if config.xml_validation == "full":
+        return "xml_validation: full parses every body, which only Python does"
+    return None
+
+
+def _variants(action: str) -> tuple[bytes, ...]:
+    """The SOAPAction values as callers send them for ``action``: bare and quoted."""
+    raw = action.encode("latin-1")
+    return (raw, b'"' + raw + b'"')
+
+
+class NativePlane:
+    """One worker's native data plane, serving ``sock`` for ``server``."""
+
+    def __init__(self, server: GatewayServer, sock: socket.socket) -> None:
+        assert _plane is not None
+        gateway = server.gateway
+        config = gateway.config
+        self.server = server
+        self.gateway = gateway
+        self.sock = sock
+        allowed = server.allowed_hosts
+        transport = gateway.transport
+        assert isinstance(transport, HttpTransport)
+        self.plane: Any = _plane.Plane(
+            sock.fileno(),
+            config.max_body,
+            config.max_headers,
+            config.max_header_bytes,
+            config.connect_timeout,
+            transport.idle_timeout,
+            transport.max_idle,
+            None if allowed is None else tuple(sorted(h.encode("latin-1") for h in allowed)),
+            [status_line(status) for status in range(600)],
+            BUCKETS,
+        )
+        self._link_ids: dict[Link, int] = {}
+        self._links: list[tuple[ServiceUpstreams, Link]] = []
+        self._route_ids: dict[int, int] = {}
+        """id(route) -> the plane's number for it (routes compare by value, not identity)."""
+        self._routes: list[OperationRoute] = []
+        self._addresses: dict[tuple[str, int], tuple[int, str] | None] = {}
+        self._publish_scheduled = False
+        self._valid_until = float("inf")
+        self._tick: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.adopted = 0
+
+    # -- life ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+        for upstreams in self.gateway.upstreams.values():
+            upstreams.plan_listeners.append(self._plan_changed)
+        self.gateway.syncs.append(self.drain)
+        self.publish()
+        loop.add_reader(self.plane.notify_fd, self.drain)
+        self.plane.start()
+        self._tick = loop.call_later(DRAIN_INTERVAL, self._on_tick)
+
+    def close(self) -> None:
+        """Stop the plane: its connections are closed; adopted ones stay with Python."""
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        if self._loop is not None:
+            self._loop.remove_reader(self.plane.notify_fd)
+        self.plane.stop()
+        self.drain(adopt=False)  # the last counts; hand-overs left are closed by stop()
+        for upstreams in self.gateway.upstreams.values():
+            if self._plan_changed in upstreams.plan_listeners:
+                upstreams.plan_listeners.remove(self._plan_changed)
+        if self.drain in self.gateway.syncs:
+            self.gateway.syncs.remove(self.drain)
+
+    def counters(self) -> dict[str, int]:
+        counters: dict[str, int] = self.plane.counters()
+        counters["adopted"] = self.adopted
+        return counters
+
+    def _on_tick(self) -> None:
+        self.drain()
+        if time.monotonic() >= self._valid_until:
+            self.publish()  # an ejection ran out: the plan changes by the clock
+        assert self._loop is not None
+        self._tick = self._loop.call_later(DRAIN_INTERVAL, self._on_tick)
+
+    # -- the routing table -------------------------------------------------------------------
+    def _plan_changed(self, _: ServiceUpstreams) -> None:
+        if not self._publish_scheduled and self._loop is not None:
+            self._publish_scheduled = True
+            self._loop.call_soon(self.publish)
+
+    def _link_id(self, upstreams: ServiceUpstreams, link: Link) -> int:
+        found = self._link_ids.get(link)
+        if found is None:
+            found = self._link_ids[link] = len(self._links)
+            self._links.append((upstreams, link))
+        return found
+
+    def _route_id(self, route: OperationRoute) -> int:
+        found = self._route_ids.get(id(route))
+        if found is None:
+            found = self._route_ids[id(route)] = len(self._routes)
+            self._routes.append(route)
+        return found
+
+    def _address(self, host: str, port: int) -> tuple[int, str] | None:
+        """(family, numeric address) of a data center, resolved once; None if it cannot be."""
+        key = (host, port)
+        if key not in self._addresses:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                log.warning("native data plane: cannot resolve %s (%s): Python serves it", host, exc)
+                infos = []
+            self._addresses[key] = (int(infos[0][0]), str(infos[0][4][0])) if infos else None
+        return self._addresses[key]
+
+    def publish(self) -> None:
+        """Give the plane a whole new table: what the Python fast path would do now."""
+        self._publish_scheduled = False
+        gateway = self.gateway
+        config = gateway.config
+        fast = self.server.fast
+        links: list[tuple[int, int, str, int, bytes, bytes, bytes]] = []
+        routes: list[tuple[int, bytes, bytes | None, int, float, float, float, float, bool]] = []
+        valid_until = float("inf")
+        for entry in gateway.router.services:
+            if not entry.soap:
+                continue
+            upstreams = gateway.upstreams[entry.service.id]
+            plan = upstreams.plan()
+            if not plan or plan[0].probation or plan[0].endpoint.scheme != "http":
+                continue  # nothing to try, a half-open trial, or TLS: Python decides
+            link = plan[0]
+            endpoint = link.endpoint
+            address = self._address(endpoint.host, endpoint.port)
+            if address is None:
+                continue
+            until = upstreams.plan_until
+            valid_until = min(valid_until, until)
+            link_id = self._link_id(upstreams, link)
+            _, tail, _ = fast.tail(upstreams, link)
+            links.append(
+                (
+                    link_id,
+                    address[0],
+                    address[1],
+                    endpoint.port,
+                    endpoint.base_target,
+                    b" HTTP/1.1\r\nHost: " + endpoint.host_header + b"\r\n",
+                    tail,
+                )
+            )
+            prefix = entry.prefix.encode("latin-1")
+            for action, route in entry.by_action.items():
+                if not route.retry_safe or route.needs_envelope:
+                    continue
+                for raw in _variants(action):
+                    if gateway.router.by_action(entry, raw) is not route:
+                        continue
+                    routes.append(
+                        (
+                            self._route_id(route),
+                            prefix,
+                            raw,
+                            link_id,
+                            route.timeout,
+                            config.min_try_timeout,
+                            config.try_timeout_factor,
+                            until,
+                            len(plan) > 1,
+                        )
+                    )
+        self._valid_until = valid_until
+        self.plane.publish(links, routes)
+
+    # -- outcomes ----------------------------------------------------------------------------
+    def drain(self, adopt: bool = True) -> None:
+        """Bring what the plane counted into the gateway's state; adopt hand-overs."""
+        handovers, events, link_counts, route_counts = self.plane.drain()
+        gateway = self.gateway
+        attempts = gateway.metrics.attempts
+        for link_id, ok_before, key, reason in events:
+            upstreams, link = self._links[link_id]
+            service = upstreams.service.id
+            if ok_before:
+                attempts[(service, link.dc, "ok")] += ok_before
+                upstreams.succeeded(link, ok_before)
+            attempts[(service, link.dc, key)] += 1
+            upstreams.failed(link, reason)
+        for link_id, ok, latency in link_counts:
+            upstreams, link = self._links[link_id]
+            if latency > 0:
+                link.latency = latency
+            if ok:
+                attempts[(upstreams.service.id, link.dc, "ok")] += ok
+                upstreams.succeeded(link, ok)
+        metrics = gateway.metrics
+        forwarded = 0
+        for route_id, count, buckets, seconds in route_counts:
+            route = self._routes[route_id]
+            service = route.service.id
+            metrics.requests[(route.label, "forwarded")] += count
+            mine = metrics.latency[service]
+            for i, n in enumerate(buckets):
+                mine[i] += n
+            metrics.latency_sum[service] += seconds
+            forwarded += count
+        if forwarded:
+            gateway.budget.deposit(forwarded)
+        for fd, data, general in handovers:
+            if adopt:
+                self._adopt(fd, data, general)
+            else:
+                socket.socket(fileno=fd).close()
+
+    def _adopt(self, fd: int, data: bytes, general: bool) -> None:
+        sock = socket.socket(fileno=fd)
+        self.adopted += 1
+        self.server.adopt(sock, data, general)
+
