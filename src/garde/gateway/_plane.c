@@ -123,6 +123,14 @@ static int starts_with_ci(const char *s, size_t n, const char *lowered) {
     return 1;
 }
 
+/* What a request may be and still be served natively (beyond them, Python answers). */
+typedef struct {
+    size_t max_body, max_headers, max_header_bytes;
+    char *allowed[MAX_ALLOWED_HOSTS];
+    size_t allowed_len[MAX_ALLOWED_HOSTS];
+    int nallowed; /* -1: any Host */
+} Limits;
+
 /* ------------------------------------------------------------------------------------ */
 /* The routing table Python publishes                                                    */
 
@@ -282,12 +290,9 @@ typedef struct {
     atomic_int table_ready;
     pthread_mutex_t lock;
     /* settings */
-    size_t max_body, max_headers, max_header_bytes;
+    Limits limits;
     double connect_timeout, idle_timeout;
     int max_idle;
-    char *allowed[MAX_ALLOWED_HOSTS];
-    size_t allowed_len[MAX_ALLOWED_HOSTS];
-    int nallowed; /* -1: any Host */
     char *status_lines[MAX_STATUS];
     size_t status_len[MAX_STATUS];
     double buckets[MAX_BUCKETS];
@@ -514,7 +519,7 @@ static int hop_by_hop(const char *name, size_t n) {
     return 0;
 }
 
-static int host_allowed(Plane *p, const char *host, size_t n) {
+static int host_allowed(const Limits *p, const char *host, size_t n) {
     if (p->nallowed < 0) return 1;
     /* As app.py's _host_name: lower-cased; "[v6]:port" -> "[v6]"; "name:port" -> "name". */
     while (n && (host[0] == ' ' || host[0] == '\t')) host++, n--;
@@ -538,7 +543,7 @@ static int host_allowed(Plane *p, const char *host, size_t n) {
     return 0;
 }
 
-static int parse_request(Plane *p, const char *s, size_t n, Request *r) {
+static int parse_request(const Limits *p, const char *s, size_t n, Request *r) {
     const char *end = NULL;
     /* The head ends at the first blank line; a bare LF anywhere is Python's to judge. */
     for (size_t i = 0; i + 3 < n; i++) {
@@ -580,13 +585,16 @@ static int parse_request(Plane *p, const char *s, size_t n, Request *r) {
         if (!colon || colon == line) return PARSE_PYTHON;
         for (const char *c = line; c < colon; c++)
             if (!is_tchar((unsigned char)*c)) return PARSE_PYTHON;
+        /* The value as httptools gives it (leading whitespace dropped, trailing kept) is
+         * what is forwarded; its meaning is read without the trailing whitespace. */
         const char *v = colon + 1, *ve = eol;
         while (v < ve && (*v == ' ' || *v == '\t')) v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
         for (const char *c = v; c < ve; c++) {
             unsigned char ch = (unsigned char)*c;
             if ((ch < 0x20 && ch != '\t') || ch >= 0x7f) return PARSE_PYTHON;
         }
+        size_t raw = (size_t)(ve - v);
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
         size_t nl = (size_t)(colon - line), vl = (size_t)(ve - v);
         count++;
         bytes += nl + vl;
@@ -616,14 +624,14 @@ static int parse_request(Plane *p, const char *s, size_t n, Request *r) {
             if (!r->has_action) { /* the first one counts, as in Python */
                 r->has_action = 1;
                 r->action = v;
-                r->action_len = vl;
+                r->action_len = raw;
             }
         }
         if (!hop_by_hop(line, nl) && !starts_with_ci(line, nl, "garde-")) {
             r->fwd[r->nfwd].name = line;
             r->fwd[r->nfwd].name_len = nl;
             r->fwd[r->nfwd].value = v;
-            r->fwd[r->nfwd].value_len = vl;
+            r->fwd[r->nfwd].value_len = raw;
             r->nfwd++;
         }
         line = eol + 2;
@@ -833,7 +841,7 @@ static void client_serve(Plane *p, Conn *c) {
         return;
     }
     Request r;
-    int parsed = parse_request(p, buf_start(&c->in), c->in.len, &r);
+    int parsed = parse_request(&p->limits, buf_start(&c->in), c->in.len, &r);
     if (parsed == PARSE_MORE) return;
     if (parsed == PARSE_PYTHON) {
         hand_over(p, c, 0);
@@ -876,7 +884,7 @@ static int client_flush(Plane *p, Conn *c) {
 }
 
 static void client_readable(Plane *p, Conn *c) {
-    size_t limit = p->max_body + p->max_header_bytes + 2 * READ_CHUNK;
+    size_t limit = p->limits.max_body + p->limits.max_header_bytes + 2 * READ_CHUNK;
     for (;;) {
         if (c->in.len >= limit) {
             /* A pipelining caller waits for us: read on when this request is answered. */
@@ -960,11 +968,12 @@ static int parse_response(const char *s, size_t n, Response *r) {
             if (!is_tchar((unsigned char)*c)) return PARSE_PYTHON;
         const char *v = colon + 1, *ve = eol;
         while (v < ve && (*v == ' ' || *v == '\t')) v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
         for (const char *c = v; c < ve; c++) {
             unsigned char ch = (unsigned char)*c;
             if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return PARSE_PYTHON;
         }
+        size_t raw = (size_t)(ve - v); /* relayed as httptools reads it, see parse_request */
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
         size_t nl = (size_t)(colon - line), vl = (size_t)(ve - v);
         if (name_is(line, nl, "content-length")) {
             if (has_length++ || vl == 0 || vl > 12) return PARSE_PYTHON;
@@ -986,7 +995,7 @@ static int parse_response(const char *s, size_t n, Response *r) {
             r->h[r->nh].name = line;
             r->h[r->nh].name_len = nl;
             r->h[r->nh].value = v;
-            r->h[r->nh].value_len = vl;
+            r->h[r->nh].value_len = raw;
             r->nh++;
         }
         line = eol + 2;
@@ -1106,7 +1115,7 @@ static void upstream_readable(Plane *p, Conn *u) {
     Response r;
     int parsed = parse_response(buf_start(&u->in), u->in.len, &r);
     if (parsed == PARSE_MORE) {
-        if (u->in.len > MAX_RESPONSE_HEAD + 4 * p->max_body) /* bounded */
+        if (u->in.len > MAX_RESPONSE_HEAD + 4 * p->limits.max_body) /* bounded */
             attempt_failed(p, u, "protocol", "protocol");
         return;
     }
@@ -1270,6 +1279,55 @@ static void *run(void *arg) {
 /* ------------------------------------------------------------------------------------ */
 /* Python's side                                                                         */
 
+static void limits_free(Limits *l) {
+    for (int i = 0; i < MAX_ALLOWED_HOSTS; i++) {
+        free(l->allowed[i]);
+        l->allowed[i] = NULL;
+    }
+}
+
+static int limits_set(Limits *l, Py_ssize_t max_body, Py_ssize_t max_headers,
+                      Py_ssize_t max_header_bytes, PyObject *allowed) {
+    if (max_body < 0 || max_headers < 1 || max_header_bytes < 1) {
+        PyErr_SetString(PyExc_ValueError, "max_body, max_headers, max_header_bytes: positive");
+        return -1;
+    }
+    l->max_body = (size_t)max_body;
+    l->max_headers = (size_t)max_headers;
+    l->max_header_bytes = (size_t)max_header_bytes;
+    l->nallowed = -1;
+    if (allowed == Py_None) return 0;
+    PyObject *seq = PySequence_Fast(allowed, "allowed_hosts: a sequence of bytes, or None");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > MAX_ALLOWED_HOSTS) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "too many allowed hosts for the native plane");
+        return -1;
+    }
+    l->nallowed = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char *s;
+        Py_ssize_t len;
+        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, i), &s, &len)) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        l->allowed[i] = malloc((size_t)len + 1);
+        if (!l->allowed[i]) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < len; j++) l->allowed[i][j] = (char)lower((unsigned char)s[j]);
+        l->allowed[i][len] = 0;
+        l->allowed_len[i] = (size_t)len;
+        l->nallowed++;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
 static int plane_init(Plane *p, PyObject *args, PyObject *kw) {
     static char *names[] = {"listen_fd", "max_body", "max_headers", "max_header_bytes",
                             "connect_timeout", "idle_timeout", "max_idle", "allowed_hosts",
@@ -1286,42 +1344,15 @@ static int plane_init(Plane *p, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_RuntimeError, "a Plane is initialised once");
         return -1;
     }
-    if (max_body < 0 || max_headers < 1 || max_header_bytes < 1 || max_idle < 1 ||
-        connect_timeout <= 0 || idle_timeout <= 0) {
-        PyErr_SetString(PyExc_ValueError, "limits and timeouts must be positive");
+    if (max_idle < 1 || connect_timeout <= 0 || idle_timeout <= 0) {
+        PyErr_SetString(PyExc_ValueError, "max_idle and the timeouts must be positive");
         return -1;
     }
+    if (limits_set(&p->limits, max_body, max_headers, max_header_bytes, allowed)) return -1;
     p->listen_fd = listen_fd;
-    p->max_body = (size_t)max_body;
-    p->max_headers = (size_t)max_headers;
-    p->max_header_bytes = (size_t)max_header_bytes;
     p->connect_timeout = connect_timeout;
     p->idle_timeout = idle_timeout;
     p->max_idle = max_idle;
-    p->nallowed = -1;
-    if (allowed != Py_None) {
-        PyObject *seq = PySequence_Fast(allowed, "allowed_hosts: a sequence of bytes or None");
-        if (!seq) return -1;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-        if (n > MAX_ALLOWED_HOSTS) {
-            Py_DECREF(seq);
-            PyErr_SetString(PyExc_ValueError, "too many allowed hosts for the native plane");
-            return -1;
-        }
-        p->nallowed = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            char *s;
-            Py_ssize_t len;
-            if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, i), &s, &len)) {
-                Py_DECREF(seq);
-                return -1;
-            }
-            p->allowed[i] = strndup(s, (size_t)len);
-            p->allowed_len[i] = (size_t)len;
-            p->nallowed++;
-        }
-        Py_DECREF(seq);
-    }
     for (int status = 0; status < MAX_STATUS; status++) {
         PyObject *key = PyLong_FromLong(status);
         PyObject *line = key ? PyObject_GetItem(statuses, key) : NULL;
@@ -1332,7 +1363,14 @@ static int plane_init(Plane *p, PyObject *args, PyObject *kw) {
             Py_XDECREF(line);
             return -1;
         }
-        p->status_lines[status] = strndup(s, (size_t)len);
+        free(p->status_lines[status]);
+        p->status_lines[status] = malloc((size_t)len + 1);
+        if (!p->status_lines[status]) {
+            Py_DECREF(line);
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(p->status_lines[status], s, (size_t)len);
         p->status_len[status] = (size_t)len;
         Py_DECREF(line);
     }
@@ -1344,7 +1382,8 @@ static int plane_init(Plane *p, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "too many histogram buckets");
         return -1;
     }
-    for (Py_ssize_t i = 0; i < nb; i++) p->buckets[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+    for (Py_ssize_t i = 0; i < nb; i++)
+        p->buckets[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
     p->nbuckets = (int)nb;
     Py_DECREF(seq);
     if (PyErr_Occurred()) return -1;
@@ -1696,10 +1735,126 @@ static void plane_dealloc(Plane *p) {
     free(p->links);
     free(p->routes);
     for (int i = 0; i < MAX_STATUS; i++) free(p->status_lines[i]);
-    for (int i = 0; i < MAX_ALLOWED_HOSTS; i++) free(p->allowed[i]);
+    limits_free(&p->limits);
     if (p->epoll_fd > 0) pthread_mutex_destroy(&p->lock);
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* The parsers alone, for tests: the same code the plane runs, on bytes Python gives.      */
+
+static PyObject *py_read_request(PyObject *m, PyObject *args, PyObject *kw) {
+    static char *names[] = {"data", "max_body", "max_headers", "max_header_bytes",
+                            "allowed_hosts", NULL};
+    Py_buffer data;
+    Py_ssize_t max_body = 4 << 20, max_headers = 100, max_header_bytes = 16384;
+    PyObject *allowed = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|nnnO", names, &data, &max_body,
+                                     &max_headers, &max_header_bytes, &allowed))
+        return NULL;
+    Limits limits = {0};
+    if (limits_set(&limits, max_body, max_headers, max_header_bytes, allowed)) {
+        limits_free(&limits);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    Request *r = malloc(sizeof *r);
+    PyObject *out = NULL;
+    if (!r) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int parsed = parse_request(&limits, data.buf, (size_t)data.len, r);
+    if (parsed == PARSE_MORE) {
+        out = Py_NewRef(Py_None);
+    } else if (parsed == PARSE_PYTHON) {
+        out = Py_NewRef(Py_False);
+    } else {
+        PyObject *fwd = PyList_New(0);
+        for (size_t i = 0; fwd && i < r->nfwd; i++) {
+            PyObject *h = Py_BuildValue("(y#y#)", r->fwd[i].name, (Py_ssize_t)r->fwd[i].name_len,
+                                        r->fwd[i].value, (Py_ssize_t)r->fwd[i].value_len);
+            if (!h || PyList_Append(fwd, h)) Py_CLEAR(fwd);
+            Py_XDECREF(h);
+        }
+        const char *body = (const char *)data.buf + r->head_len;
+        if (fwd) {
+            PyObject *action = r->has_action
+                                   ? PyBytes_FromStringAndSize(r->action, (Py_ssize_t)r->action_len)
+                                   : Py_NewRef(Py_None);
+            out = action ? Py_BuildValue("{sy#sy#sNsOsNsy#sn}", "target", r->target,
+                                         (Py_ssize_t)r->target_len, "path", r->target,
+                                         (Py_ssize_t)r->path_len, "action", action,
+                                         "keep_alive", r->keep_alive ? Py_True : Py_False,
+                                         "forward", fwd, "body", body,
+                                         (Py_ssize_t)r->body_len, "length",
+                                         (Py_ssize_t)(r->head_len + r->body_len))
+                         : NULL;
+            if (!out) Py_DECREF(fwd);
+        }
+    }
+done:
+    free(r);
+    limits_free(&limits);
+    PyBuffer_Release(&data);
+    return out;
+}
+
+static PyObject *py_read_response(PyObject *m, PyObject *arg) {
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE)) return NULL;
+    Response *r = malloc(sizeof *r);
+    PyObject *out = NULL;
+    if (!r) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int parsed = parse_response(data.buf, (size_t)data.len, r);
+    if (parsed == PARSE_MORE) {
+        out = Py_NewRef(Py_None);
+    } else if (parsed == PARSE_PYTHON) {
+        out = Py_NewRef(Py_False);
+    } else {
+        PyObject *headers = PyList_New(0);
+        for (size_t i = 0; headers && i < r->nh; i++) {
+            PyObject *h = Py_BuildValue("(y#y#)", r->h[i].name, (Py_ssize_t)r->h[i].name_len,
+                                        r->h[i].value, (Py_ssize_t)r->h[i].value_len);
+            if (!h || PyList_Append(headers, h)) Py_CLEAR(headers);
+            Py_XDECREF(h);
+        }
+        const char *body = (const char *)data.buf + r->head_len;
+        out = headers ? Py_BuildValue("{sisNsy#sOsO}", "status", r->status, "headers", headers,
+                                      "body", body, (Py_ssize_t)r->body_len, "keep_alive",
+                                      r->keep_alive ? Py_True : Py_False, "server_failure",
+                                      server_failure(r->status, body, r->body_len) ? Py_True
+                                                                                   : Py_False)
+                      : NULL;
+    }
+done:
+    free(r);
+    PyBuffer_Release(&data);
+    return out;
+}
+
+static PyObject *py_envelope_refused(PyObject *m, PyObject *arg) {
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE)) return NULL;
+    int refused = envelope_refused(data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(refused);
+}
+
+static PyMethodDef module_methods[] = {
+    {"read_request", (PyCFunction)(void (*)(void))py_read_request, METH_VARARGS | METH_KEYWORDS,
+     "read_request(data, ...) -> None (more bytes needed), False (Python's to serve) or what"
+     " the plane read: target, path, action, keep_alive, forward, body, length."},
+    {"read_response", (PyCFunction)py_read_response, METH_O,
+     "read_response(data) -> None, False, or status, headers kept, body, keep_alive,"
+     " server_failure."},
+    {"envelope_refused", (PyCFunction)py_envelope_refused, METH_O,
+     "envelope_refused(body) -> whether soapxml.check_envelope would refuse it."},
+    {NULL, NULL, 0, NULL},
+};
 
 static PyMethodDef plane_methods[] = {
     {"publish", (PyCFunction)plane_publish, METH_VARARGS,
@@ -1734,7 +1889,7 @@ static PyTypeObject PlaneType = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_plane", "garde's native data plane (see docs/gateway-data-plane.md).",
-    -1, NULL,
+    -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__plane(void) {

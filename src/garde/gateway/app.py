@@ -327,13 +327,6 @@ class _Drive:
             asyncio.get_running_loop().call_soon(self.step)
 
 
-def _adopted(sock: socket.socket, task: asyncio.Task[Any]) -> None:
-    if task.cancelled() or task.exception() is not None:
-        if not task.cancelled():
-            log.warning("could not adopt a connection from the native data plane: %s", task.exception())
-        sock.close()
-
-
 def _host_name(host: bytes) -> str:
     text = host.decode("latin-1").strip().lower()
     if text.startswith("["):
@@ -399,14 +392,18 @@ class GatewayServer:
 
     def adopt(self, sock: socket.socket, read: bytes, general: bool) -> None:
         """Serve a connection the native data plane handed over, from where it left it."""
+        self.track(asyncio.get_running_loop().create_task(self._adopt(sock, read, general)))
+
+    async def _adopt(self, sock: socket.socket, read: bytes, general: bool) -> None:
         loop = asyncio.get_running_loop()
-        made = loop.connect_accepted_socket(
-            lambda: _ClientConnection(self, read, general), sock
-        )
-        task = loop.create_task(made)  # type: ignore[arg-type]
-        task.add_done_callback(partial(_adopted, sock))
-        self._tasks.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
+        try:
+            await loop.connect_accepted_socket(lambda: _ClientConnection(self, read, general), sock)
+        except asyncio.CancelledError:
+            sock.close()
+            raise
+        except (OSError, RuntimeError) as exc:
+            log.warning("could not adopt a connection from the native data plane: %s", exc)
+            sock.close()
 
     async def close(self) -> None:
         if self.native is not None:

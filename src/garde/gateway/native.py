@@ -20,6 +20,7 @@ import asyncio
 import logging
 import socket
 import time
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from garde.gateway.metrics import BUCKETS
@@ -33,8 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("garde.gateway")
 
+_plane: ModuleType | None
 try:
-    from garde.gateway import _plane  # type: ignore[attr-defined]
+    from garde.gateway import _plane
 except ImportError:  # not built here (no C compiler, not Linux): the Python fast path serves
     _plane = None
 
@@ -168,7 +170,9 @@ class NativePlane:
             try:
                 infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except OSError as exc:
-                log.warning("native data plane: cannot resolve %s (%s): Python serves it", host, exc)
+                log.warning(
+                    "native data plane: cannot resolve %s (%s): Python serves it", host, exc
+                )
                 infos = []
             self._addresses[key] = (int(infos[0][0]), str(infos[0][4][0])) if infos else None
         return self._addresses[key]
@@ -276,4 +280,3 @@ class NativePlane:
         sock = socket.socket(fileno=fd)
         self.adopted += 1
         self.server.adopt(sock, data, general)
-

@@ -1,0 +1,50 @@
+"""Types of the native data plane (``_plane.c``); see docs/gateway-data-plane.md."""
+
+from collections.abc import Sequence
+
+Handover = tuple[int, bytes, bool]
+"""(file descriptor, bytes read from it, whether its first request goes to the general path)."""
+Event = tuple[int, int, str, str]
+"""(link id, successes on that link before this failure, attempts label, breaker reason)."""
+LinkCounts = tuple[int, int, float]
+"""(link id, successes since the last drain, moving average of answer time in seconds)."""
+RouteCounts = tuple[int, int, tuple[int, ...], float]
+"""(route id, requests forwarded, latency histogram counts, seconds summed)."""
+
+class Plane:
+    notify_fd: int
+    clients: int
+    def __init__(
+        self,
+        listen_fd: int,
+        max_body: int,
+        max_headers: int,
+        max_header_bytes: int,
+        connect_timeout: float,
+        idle_timeout: float,
+        max_idle: int,
+        allowed_hosts: Sequence[bytes] | None,
+        status_lines: Sequence[bytes],
+        buckets: Sequence[float],
+    ) -> None: ...
+    def publish(
+        self,
+        links: list[tuple[int, int, str, int, bytes, bytes, bytes]],
+        routes: list[tuple[int, bytes, bytes | None, int, float, float, float, float, bool]],
+    ) -> None: ...
+    def start(self) -> None: ...
+    def drain(
+        self,
+    ) -> tuple[list[Handover], list[Event], list[LinkCounts], list[RouteCounts]]: ...
+    def counters(self) -> dict[str, int]: ...
+    def stop(self) -> None: ...
+
+def read_request(
+    data: bytes,
+    max_body: int = ...,
+    max_headers: int = ...,
+    max_header_bytes: int = ...,
+    allowed_hosts: Sequence[bytes] | None = ...,
+) -> dict[str, object] | bool | None: ...
+def read_response(data: bytes) -> dict[str, object] | bool | None: ...
+def envelope_refused(data: bytes) -> bool: ...
