@@ -3,9 +3,10 @@
     python -m bench.gateway [--workers N] [--duration S] [--skip-failover]
 
 1. Throughput: wrk posts a small SOAP request (getPrescriptionForExecutor) through nginx
-   ``proxy_pass`` (keep-alive upstream) and through the gateway (whole continuity path on),
-   both in front of the same nginx serving a canned SOAP answer; same worker count; rounds
-   alternate. A bare uvloop + httptools forwarder (``bench/_bare_proxy.py``) runs alongside
+   ``proxy_pass`` (keep-alive upstream) and through the gateway (whole continuity path on;
+   the default, served by the native data plane, and the same gateway with ``fast_path:
+   python``), all in front of the same nginx serving a canned SOAP answer; same worker
+   count; rounds alternate. A bare uvloop + httptools forwarder (``bench/_bare_proxy.py``) runs alongside
    as the floor for a Python proxy. Each proxy's CPU time per request (its processes'
    utime + stime over the run, divided by the requests served) is reported too: unlike
    req/s it barely moves when other work shares the machine, and it is split into user and
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -402,14 +405,20 @@ def throughput(
     full = start_gateway(
         procs, workdir, catalog, full_port, workers, "5s", "xml_validation: full\n"
     )
+    # The same gateway with the Python fast path instead of the native data plane.
+    python_port = free_port()
+    python = start_gateway(
+        procs, workdir, catalog, python_port, workers, "5s", "fast_path: python\n"
+    )
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT % (SOAP_REQUEST, ACTION))
-    for port in (nginx_port, bare_port, gateway_port, full_port):  # warm up
+    for port in (nginx_port, bare_port, gateway_port, python_port, full_port):  # warm up
         wrk(script, port, 2, 50)
     contenders = [
         ("nginx", nginx_port, nginx.pid),
         ("bare", bare_port, bare.pid),
         ("gateway", gateway_port, gateway.pid),
+        ("python", python_port, python.pid),
         ("full", full_port, full.pid),
     ]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in contenders}
@@ -449,6 +458,7 @@ def throughput(
                     flush=True,
                 )
     return {
+        "data_plane": data_plane(gateway_port),
         "runs": runs,
         "best": best,
         "mean": mean,
@@ -563,6 +573,13 @@ def failover(
     return results
 
 
+def data_plane(port: int) -> dict[str, object]:
+    """What served the default gateway (from its status): proof the native plane did."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_garde/status", timeout=5) as answer:
+        status = json.load(answer)
+    return dict(status["gateway"]["data_plane"])
+
+
 def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
@@ -579,18 +596,22 @@ def report(tp: dict[str, object], fo: dict[str, dict[str, float]] | None, worker
         f"throughput bare forwarder:   mean {mean['bare']:.0f} req/s (best {best['bare']:.0f})",
         f"throughput garde gateway:    mean {mean['gateway']:.0f} req/s"
         f" (best {best['gateway']:.0f})",
+        f"throughput gateway, fast_path python: mean {mean['python']:.0f} req/s"
+        f" (best {best['python']:.0f})",
         f"throughput gateway, xml_validation full: mean {mean['full']:.0f} req/s"
         f" (best {best['full']:.0f})",
         f"ratio gateway/nginx: {mean['gateway'] / mean['nginx']:.2f} (mean),"
-        f" {best['gateway'] / best['nginx']:.2f} (best); full/nginx"
+        f" {best['gateway'] / best['nginx']:.2f} (best); python/nginx"
+        f" {mean['python'] / mean['nginx']:.2f} (mean); full/nginx"
         f" {mean['full'] / mean['nginx']:.2f} (mean); bare/nginx"
         f" {mean['bare'] / mean['nginx']:.2f} (mean)",
-        "CPU per request (lowest round; includes all worker processes; full = the gateway"
-        " with xml_validation: full):",
+        f"data plane of the default gateway (worker answering): {tp['data_plane']}",
+        "CPU per request (lowest round; includes all worker processes; python = the gateway"
+        " with fast_path: python, full = with xml_validation: full, which is served by Python):",
         *(
             f"  {name:8} {cpu[name]:6.1f} us (user {split[name][0]:.1f}, kernel"
             f" {split[name][1]:.1f})   nginx/{name} = {cpu['nginx'] / cpu[name]:.2f}"
-            for name in ("nginx", "bare", "gateway", "full")
+            for name in ("nginx", "bare", "gateway", "python", "full")
         ),
         f"paced at {tp['rate']:.0f} req/s (half the gateway's saturating rate), h2load,"
         f" 20 connections, {len(lat['in-step']['direct'])} rounds; medians of the rounds:",

@@ -113,6 +113,7 @@ def _banner(running: Any, catalog: Any, journal_url: str | None) -> None:
         f" – catalog {catalog.name}, journal {journal_url or 'none'},"
         f" target group {config.target_group or '(from Garde-Target-Group)'}"
     )
+    out.print(f"  data plane: {_data_plane(running)}")
     out.print(
         f"  admin: {running.url}/_garde/status, /_garde/events, /metrics"
         + (" (bearer token required)" if config.admin_token else " (loopback only, no token)")
@@ -123,6 +124,17 @@ def _banner(running: Any, catalog: Any, journal_url: str | None) -> None:
     for service in catalog.services.values():
         dcs = ", ".join(f"{dc} {url}" for dc, url in service.endpoints.items())
         out.print(f"  {service.path_prefix:<{width}} -> {service.id}: {dcs}", soft_wrap=True)
+
+
+def _data_plane(running: Any) -> str:
+    mode = running.config.fast_path_mode()
+    if running.server.native is not None:
+        return "native (C, its own thread) for plain retry-safe pass-through; Python for the rest"
+    if mode == "off":
+        return "Python, every request on the general path (fast_path: off)"
+    if mode == "python":
+        return "Python fast path (fast_path: python)"
+    return "Python fast path (the native data plane is not built or cannot serve here)"
 
 
 def _run(catalog_source: str, config: Any, journal: JournalChoice, role: WorkerRole | None) -> None:
@@ -162,6 +174,13 @@ def _run(catalog_source: str, config: Any, journal: JournalChoice, role: WorkerR
     show_default=True,
     help="Processes sharing the port (SO_REUSEPORT).",
 )
+@click.option(
+    "--fast-path",
+    type=click.Choice(["auto", "native", "python", "off"]),
+    default=None,
+    help="Who serves plain retry-safe pass-through: the native data plane, Python's fast"
+    " path, or nobody (general path). Default: the config's fast_path, else auto.",
+)
 def gateway(
     catalog_source: str,
     config_file: str | None,
@@ -173,12 +192,17 @@ def gateway(
     port: int | None,
     monitor_feed: str | None,
     workers: int,
+    fast_path: str | None,
 ) -> None:
     """Run the continuity proxy: the care software calls it instead of the chain."""
     from garde.gateway.config import load_config
 
     config = load_config(config_file).with_overrides(
-        host=host, port=port, target_group=target_group, monitor_feed=monitor_feed
+        host=host,
+        port=port,
+        target_group=target_group,
+        monitor_feed=monitor_feed,
+        fast_path=fast_path,
     )
     config.check()
     catalog = load(catalog_source)

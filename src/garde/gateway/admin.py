@@ -142,6 +142,7 @@ class Admin:
                     for key in ("requests_in_window", "retries_in_window", "refused")
                 },
                 "stale_cache_entries": sum(v["stale_cache_entries"] for v in views),
+                "data_plane": self.data_plane(),
                 "workers": [
                     {
                         "worker": v.get("worker", 0),
@@ -153,6 +154,13 @@ class Admin:
             },
             "services": services,
         }
+
+    def data_plane(self) -> dict[str, object]:
+        """Which data plane serves the common case here (this worker), and its counters."""
+        gateway = self.gateway
+        if gateway.data_plane is not None:
+            return {"kind": "native", **gateway.data_plane()}
+        return {"kind": "off" if gateway.config.fast_path_mode() == "off" else "python"}
 
     async def receipt(self, entry_id: str, request: Request) -> Reply:
         gateway = self.gateway

@@ -121,6 +121,8 @@ class Gateway:
         self.tokens = TokenManager(self.config.identities, self._fetch_token)
         self.started = time.time()
         self.syncs: list[Callable[[], None]] = []
+        self.data_plane: Callable[[], dict[str, object]] | None = None
+        """The native data plane's counters, while it serves this gateway."""
         """Called before a report (status, metrics): the native data plane drains into the
         counters here, so that a report sees every request answered before it."""
         self.full_validation = self.config.xml_validation == "full"

@@ -111,6 +111,7 @@ class NativePlane:
         for upstreams in self.gateway.upstreams.values():
             upstreams.plan_listeners.append(self._plan_changed)
         self.gateway.syncs.append(self.drain)
+        self.gateway.data_plane = self.counters
         self.publish()
         loop.add_reader(self.plane.notify_fd, self.drain)
         self.plane.start()
@@ -130,10 +131,14 @@ class NativePlane:
                 upstreams.plan_listeners.remove(self._plan_changed)
         if self.drain in self.gateway.syncs:
             self.gateway.syncs.remove(self.drain)
+        self.gateway.data_plane = None
 
-    def counters(self) -> dict[str, int]:
-        counters: dict[str, int] = self.plane.counters()
+    def counters(self) -> dict[str, object]:
+        """Connections accepted, requests served natively, connections handed over to Python
+        and adopted by it, since the start; client connections the plane holds now."""
+        counters: dict[str, object] = dict(self.plane.counters())
         counters["adopted"] = self.adopted
+        counters["clients"] = self.plane.clients
         return counters
 
     def _on_tick(self) -> None:
