@@ -265,44 +265,77 @@ def test_only_allowed_hosts_are_served(host: bytes, served: bool) -> None:
 
 # -- responses -----------------------------------------------------------------------------
 @st.composite
-def responses(draw: st.DrawFn) -> bytes:
-    status = draw(
-        st.sampled_from([200, 200, 500, 503, 404, 100, 204, 304, 599]) | st.integers(0, 999)
-    )
+def responses(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """An answer as a data center may send it, and whether the connection closes after it."""
+    status = draw(st.sampled_from([200] * 12 + [500, 503, 404, 100, 204, 304, 599, 0, 999]))
     body = draw(st.sampled_from([ENVELOPE, b"<soap:Fault>x</soap:Fault>", b"oops", b""]))
-    headers = draw(st.lists(HEADER, max_size=6))
-    length = draw(st.sampled_from([b"%d" % len(body), b"%d" % len(body), b"x", None]))
-    lines = [
-        draw(
-            st.sampled_from(
-                [b"HTTP/1.1 %d OK" % status, b"HTTP/1.1 %d" % status, b"HTTP/1.0 200 OK"]
-            )
-        )
-    ]
-    lines += [name + sep + value for name, value, sep in headers]
-    if length is not None:
-        lines.append(b"Content-Length: " + length)
-    data = b"\r\n".join(lines) + b"\r\n\r\n" + body
+    plain = st.tuples(
+        st.sampled_from([b"Content-Type", b"X-Id", b"Date", b"Server", b"Connection"]),
+        st.sampled_from([b"text/xml", b"keep-alive", b"close", b"v "]),
+        st.just(b": "),
+    )
+    headers = draw(st.lists(HEADER, max_size=6) | st.lists(plain, max_size=4))
+    framing = draw(st.sampled_from(["length", "chunked", "close", "bad length", "both"]))
+    lines = [draw(_mostly(b"HTTP/1.1 %d OK" % status, b"HTTP/1.1 %d" % status, b"HTTP/1.0 200 OK"))]
+    lines += [name + sep + value for name, value, sep in headers]  # type: ignore[operator]
+    if framing in ("length", "both"):
+        lines.append(b"Content-Length: %d" % len(body))
+    if framing == "bad length":
+        lines.append(b"Content-Length: x")
+    if framing in ("chunked", "both"):
+        lines.append(draw(_mostly(b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip")))
+        cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=4)))
+        pieces = [body[i:j] for i, j in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+        ext = draw(_mostly(b"", b";x=1", b" "))
+        body = b"".join(b"%x%s\r\n%s\r\n" % (len(p), ext, p) for p in pieces if p)
+        body += b"0\r\n" + draw(_mostly(b"", b"X-Trailer: 1\r\n")) + b"\r\n"
+    data = b"\r\n".join(lines) + b"\r\n\r\n" + body  # type: ignore[operator]
     if draw(st.integers(0, 4)) == 0:
         data = data[: draw(st.integers(0, len(data)))]
-    return data
+    return data, draw(st.booleans())
 
 
 @SETTINGS
 @given(responses())
-def test_what_the_plane_relays_httptools_reads_the_same(data: bytes) -> None:
-    got = _plane.read_response(data)
+def test_what_the_plane_relays_httptools_reads_the_same(answer: tuple[bytes, bool]) -> None:
+    data, eof = answer
+    got = _plane.read_response(data, eof=eof)
     if not isinstance(got, dict):
         return  # more bytes needed, or Python's transport asks again
+    assert isinstance(got["length"], int)
     read = _Read()
     parser = read.parser = httptools.HttpResponseParser(read)
-    parser.feed_data(data)  # raises if the plane accepted what httptools refuses
-    assert read.complete >= 1
+    # Raises if the plane accepted what httptools refuses. The answer's own bytes only: what
+    # follows is the next answer's (or, delimited by the close, nothing).
+    parser.feed_data(data[: got["length"]])
     assert parser.get_status_code() == got["status"]
     assert read.body == got["body"]
-    assert read.keep_alive == got["keep_alive"]
+    if read.complete:
+        assert read.keep_alive == got["keep_alive"]
+    else:
+        # Delimited by the close: complete when the connection ends (the Python transport
+        # takes the body then, in connection_lost), and never kept.
+        assert eof
+        assert got["keep_alive"] is False
     kept = [(n, v) for n, v in read.headers if n.lower() not in RESPONSE_SKIP]
     assert got["headers"] == kept
+
+
+def test_chunked_and_close_delimited_answers_are_put_together() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    got = _plane.read_response(chunked + b"HTTP/1.1 200")
+    assert isinstance(got, dict)
+    assert (got["body"], got["length"], got["keep_alive"]) == (b"abcde", len(chunked), True)
+    assert _plane.read_response(chunked[:-2]) is None
+    trailers = chunked[:-2] + b"X-T: 1\r\n\r\n"
+    assert _plane.read_response(trailers) is False  # httptools reports trailers as headers
+    closed = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n<a/>"
+    assert _plane.read_response(closed) is None
+    got = _plane.read_response(closed, eof=True)
+    assert isinstance(got, dict)
+    assert (got["body"], got["keep_alive"]) == (b"<a/>", False)
 
 
 def test_server_failures_are_told_from_soap_faults() -> None:

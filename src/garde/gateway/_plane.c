@@ -738,7 +738,8 @@ static Conn *upstream_for(Plane *p, Link *link, double now) {
     return u;
 }
 
-static void upstream_flush(Plane *p, Conn *u) {
+/* Write the request; -1 when the attempt ended (``u`` is gone), 0 otherwise. */
+static int upstream_flush(Plane *p, Conn *u) {
     while (u->out.len) {
         ssize_t n = send(u->fd, buf_start(&u->out), u->out.len, MSG_NOSIGNAL);
         if (n > 0) {
@@ -748,14 +749,15 @@ static void upstream_flush(Plane *p, Conn *u) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             watch(p, u, UPSTREAM_EVENTS | EPOLLOUT);
-            return;
+            return 0;
         } else {
             attempt_failed(p, u, "reset", "reset");
-            return;
+            return -1;
         }
     }
     buf_trim(&u->out);
     watch(p, u, UPSTREAM_EVENTS);
+    return 0;
 }
 
 static void start_attempt(Plane *p, Conn *c, Request *r, Route *route, double now) {
@@ -921,6 +923,9 @@ static void client_readable(Plane *p, Conn *c) {
 typedef struct {
     int status;
     size_t head_len, body_len;
+    size_t wire_len;  /* the whole answer's bytes on the connection */
+    const char *body; /* body_len bytes: in the input, or in ``decoded`` */
+    Buf decoded;      /* a chunked body, put together (freed by the caller) */
     int keep_alive;
     struct {
         const char *name;
@@ -931,11 +936,62 @@ typedef struct {
     size_t nh;
 } Response;
 
+static int hex_value(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    c = lower(c);
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/* A chunked body from ``pos``: PARSE_MORE, PARSE_PYTHON (malformed, or trailer fields,
+ * which httptools would report as headers), or PARSE_OK with the body put together. */
+static int read_chunks(const char *s, size_t n, size_t pos, Response *r) {
+    for (int pass = 0; pass < 2; pass++) {
+        /* First pass: is it all here and well-formed? Second: copy the data out. */
+        size_t at = pos, total = 0;
+        for (;;) {
+            size_t size = 0, digits = 0;
+            while (at < n && hex_value((unsigned char)s[at]) >= 0) {
+                if (++digits > 15) return PARSE_PYTHON;
+                size = size * 16 + (size_t)hex_value((unsigned char)s[at++]);
+            }
+            if (at == n) return PARSE_MORE;
+            if (!digits) return PARSE_PYTHON;
+            if (s[at] == ';') { /* an extension: skipped, as httptools does */
+                while (at < n && s[at] != '\r') {
+                    unsigned char c = (unsigned char)s[at++];
+                    if ((c < 0x20 && c != '\t') || c == 0x7f) return PARSE_PYTHON;
+                }
+            }
+            if (at + 2 > n) return PARSE_MORE;
+            if (s[at] != '\r' || s[at + 1] != '\n') return PARSE_PYTHON;
+            at += 2;
+            if (size == 0) {
+                if (at + 2 > n) return PARSE_MORE;
+                if (s[at] != '\r' || s[at + 1] != '\n') return PARSE_PYTHON; /* trailers */
+                r->wire_len = at + 2;
+                break;
+            }
+            if (size > n - at || n - at - size < 2) return PARSE_MORE;
+            if (s[at + size] != '\r' || s[at + size + 1] != '\n') return PARSE_PYTHON;
+            if (pass == 1 && buf_add(&r->decoded, s + at, size)) return PARSE_PYTHON;
+            total += size;
+            at += size + 2;
+        }
+        if (pass == 0 && buf_reserve(&r->decoded, total + 1)) return PARSE_PYTHON;
+        r->body_len = total;
+    }
+    r->body = r->decoded.data ? buf_start(&r->decoded) : "";
+    return PARSE_OK;
+}
+
 static const char *const RESPONSE_SKIP[] = {"connection", "keep-alive", "transfer-encoding",
                                             "content-length", "date", "server", NULL};
 
-/* PARSE_OK, PARSE_MORE, or PARSE_PYTHON when the answer is not one relayed natively. */
-static int parse_response(const char *s, size_t n, Response *r) {
+/* PARSE_OK, PARSE_MORE, or PARSE_PYTHON when the answer is not one relayed natively. ``eof``:
+ * the data center closed the connection after these bytes (the end of a body without
+ * Content-Length or chunks, as the Python transport reads it). */
+static int parse_response(const char *s, size_t n, int eof, Response *r) {
+    r->decoded = (Buf){0};
     const char *end = NULL;
     for (size_t i = 0; i + 3 < n; i++) {
         if (s[i] == '\r' && s[i + 1] == '\n' && s[i + 2] == '\r' && s[i + 3] == '\n') {
@@ -954,7 +1010,7 @@ static int parse_response(const char *s, size_t n, Response *r) {
     const char *line = memchr(s, '\r', r->head_len);
     if (line[1] != '\n') return PARSE_PYTHON;
     line += 2;
-    int has_length = 0;
+    int has_length = 0, chunked = 0;
     r->keep_alive = 1;
     r->nh = 0;
     r->body_len = 0;
@@ -982,7 +1038,8 @@ static int parse_response(const char *s, size_t n, Response *r) {
                 r->body_len = r->body_len * 10 + (size_t)(v[i] - '0');
             }
         } else if (name_is(line, nl, "transfer-encoding")) {
-            return PARSE_PYTHON; /* chunked answers: the Python transport decodes them */
+            /* chunked alone is put together here; other codings are Python's to refuse */
+            if (chunked++ || vl != 7 || !starts_with_ci(v, vl, "chunked")) return PARSE_PYTHON;
         } else if (name_is(line, nl, "connection")) {
             if (vl == 5 && starts_with_ci(v, vl, "close"))
                 r->keep_alive = 0;
@@ -1000,8 +1057,20 @@ static int parse_response(const char *s, size_t n, Response *r) {
         }
         line = eol + 2;
     }
-    if (!has_length) return PARSE_PYTHON; /* delimited by the close: Python's transport */
+    if (has_length && chunked) return PARSE_PYTHON; /* smuggling material */
+    if (chunked) return read_chunks(s, n, r->head_len, r);
+    if (!has_length) {
+        /* Delimited by the close: complete when the data center closes. */
+        if (!eof) return PARSE_MORE;
+        r->body = s + r->head_len;
+        r->body_len = n - r->head_len;
+        r->wire_len = n;
+        r->keep_alive = 0;
+        return PARSE_OK;
+    }
     if (n - r->head_len < r->body_len) return PARSE_MORE;
+    r->body = s + r->head_len;
+    r->wire_len = r->head_len + r->body_len;
     return PARSE_OK;
 }
 
@@ -1089,6 +1158,7 @@ static void answer_client(Plane *p, Conn *c, Link *link, Response *r, const char
 }
 
 static void upstream_readable(Plane *p, Conn *u) {
+    int eof = 0;
     for (;;) {
         if (buf_reserve(&u->in, READ_CHUNK)) {
             attempt_failed(p, u, "protocol", "protocol");
@@ -1098,38 +1168,44 @@ static void upstream_readable(Plane *p, Conn *u) {
         if (n > 0) {
             u->in.len += (size_t)n;
             if ((size_t)n < READ_CHUNK) break;
-        } else if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
-            if (!u->route)
-                upstream_close(p, u); /* an idle connection the data center closed */
-            else
-                attempt_failed(p, u, "reset", "reset");
-            return;
-        } else if (errno != EINTR) {
+        } else if (n == 0) {
+            eof = 1;
+            break;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            break;
+        } else {
+            eof = -1; /* reset */
             break;
         }
     }
-    if (!u->route) { /* bytes on a connection nothing was asked on: not to be trusted */
+    if (!u->route) { /* idle: the data center closed it, or sent what nobody asked for */
         upstream_close(p, u);
         return;
     }
     Response r;
-    int parsed = parse_response(buf_start(&u->in), u->in.len, &r);
+    int parsed = parse_response(buf_start(&u->in), u->in.len, eof == 1, &r);
     if (parsed == PARSE_MORE) {
-        if (u->in.len > MAX_RESPONSE_HEAD + 4 * p->limits.max_body) /* bounded */
+        buf_free(&r.decoded);
+        if (eof)
+            attempt_failed(p, u, "reset", "reset"); /* closed mid-answer */
+        else if (u->in.len > MAX_RESPONSE_HEAD + 4 * p->limits.max_body) /* bounded */
             attempt_failed(p, u, "protocol", "protocol");
         return;
     }
     if (parsed == PARSE_PYTHON) {
-        /* Not an answer relayed natively (chunked, no length, 1xx...): Python asks again
-         * through its own transport. Not the data center's fault: nothing is counted. */
+        /* Not an answer relayed natively (1xx, 204, 304, trailers, other codings): Python
+         * asks again through its own transport. Not the data center's fault: not counted. */
+        buf_free(&r.decoded);
         attempt_failed(p, u, NULL, NULL);
         return;
     }
-    const char *body = buf_start(&u->in) + r.head_len;
-    if (server_failure(r.status, body, r.body_len)) {
+    if (server_failure(r.status, r.body, r.body_len)) {
         char key[24], reason[24];
         snprintf(key, sizeof key, "http_%d", r.status);
         snprintf(reason, sizeof reason, "HTTP %d", r.status);
+        buf_free(&r.decoded);
         attempt_failed(p, u, key, reason);
         return;
     }
@@ -1139,10 +1215,10 @@ static void upstream_readable(Plane *p, Conn *u) {
     Link *link = u->link;
     u->client = NULL;
     u->route = NULL;
-    int reusable = r.keep_alive && u->in.len == r.head_len + r.body_len;
+    int reusable = r.keep_alive && !eof && u->in.len == r.wire_len;
     /* Pooled (or closed) first: the client's next request may want this connection. The
-     * body is copied out before the buffer is reused, and the table (holding ``link``)
-     * stays alive until then. */
+     * answer's bytes are moved out of it first, and the table (holding ``link``) stays
+     * alive until they are written. */
     Table *held = u->table;
     u->table = NULL;
     Buf answer = u->in;
@@ -1151,8 +1227,9 @@ static void upstream_readable(Plane *p, Conn *u) {
         pool_upstream(p, u, now);
     else
         upstream_close(p, u);
-    if (c) answer_client(p, c, link, &r, body);
+    if (c) answer_client(p, c, link, &r, r.body);
     buf_free(&answer);
+    buf_free(&r.decoded);
     release_table(held);
 }
 
@@ -1174,10 +1251,8 @@ static void upstream_event(Plane *p, Conn *u, uint32_t events) {
         return;
     }
     if ((events & EPOLLOUT) && u->out.len) {
-        upstream_flush(p, u);
+        if (upstream_flush(p, u) < 0) return; /* the attempt ended */
         if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
-        /* upstream_flush may have ended the attempt: only read if it is still ours */
-        if (!(u->events & EPOLLIN)) return;
     }
     upstream_readable(p, u);
 }
@@ -1800,16 +1875,18 @@ done:
     return out;
 }
 
-static PyObject *py_read_response(PyObject *m, PyObject *arg) {
+static PyObject *py_read_response(PyObject *m, PyObject *args, PyObject *kw) {
+    static char *names[] = {"data", "eof", NULL};
     Py_buffer data;
-    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE)) return NULL;
+    int eof = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|p", names, &data, &eof)) return NULL;
     Response *r = malloc(sizeof *r);
     PyObject *out = NULL;
     if (!r) {
         PyErr_NoMemory();
         goto done;
     }
-    int parsed = parse_response(data.buf, (size_t)data.len, r);
+    int parsed = parse_response(data.buf, (size_t)data.len, eof, r);
     if (parsed == PARSE_MORE) {
         out = Py_NewRef(Py_None);
     } else if (parsed == PARSE_PYTHON) {
@@ -1822,14 +1899,16 @@ static PyObject *py_read_response(PyObject *m, PyObject *arg) {
             if (!h || PyList_Append(headers, h)) Py_CLEAR(headers);
             Py_XDECREF(h);
         }
-        const char *body = (const char *)data.buf + r->head_len;
-        out = headers ? Py_BuildValue("{sisNsy#sOsO}", "status", r->status, "headers", headers,
-                                      "body", body, (Py_ssize_t)r->body_len, "keep_alive",
-                                      r->keep_alive ? Py_True : Py_False, "server_failure",
-                                      server_failure(r->status, body, r->body_len) ? Py_True
-                                                                                   : Py_False)
+        out = headers ? Py_BuildValue("{sisNsy#sOsOsn}", "status", r->status, "headers",
+                                      headers, "body", r->body, (Py_ssize_t)r->body_len,
+                                      "keep_alive", r->keep_alive ? Py_True : Py_False,
+                                      "server_failure",
+                                      server_failure(r->status, r->body, r->body_len) ? Py_True
+                                                                                      : Py_False,
+                                      "length", (Py_ssize_t)r->wire_len)
                       : NULL;
     }
+    buf_free(&r->decoded);
 done:
     free(r);
     PyBuffer_Release(&data);
@@ -1848,9 +1927,10 @@ static PyMethodDef module_methods[] = {
     {"read_request", (PyCFunction)(void (*)(void))py_read_request, METH_VARARGS | METH_KEYWORDS,
      "read_request(data, ...) -> None (more bytes needed), False (Python's to serve) or what"
      " the plane read: target, path, action, keep_alive, forward, body, length."},
-    {"read_response", (PyCFunction)py_read_response, METH_O,
-     "read_response(data) -> None, False, or status, headers kept, body, keep_alive,"
-     " server_failure."},
+    {"read_response", (PyCFunction)(void (*)(void))py_read_response,
+     METH_VARARGS | METH_KEYWORDS,
+     "read_response(data, eof=False) -> None, False, or status, headers kept, body,"
+     " keep_alive, server_failure, length."},
     {"envelope_refused", (PyCFunction)py_envelope_refused, METH_O,
      "envelope_refused(body) -> whether soapxml.check_envelope would refuse it."},
     {NULL, NULL, 0, NULL},
