@@ -42,6 +42,7 @@
 #define MAX_RESPONSE_HEADERS 128
 #define MAX_REQUEST_HEADERS_HARD 256
 #define TIMER_GRANULARITY 0.005 /* seconds between deadline scans while work is in flight */
+#define LISTEN_PAUSE 0.1        /* seconds without accepting when out of descriptors */
 #define MAX_STATUS 600
 #define MAX_BUCKETS 32
 #define MAX_ALLOWED_HOSTS 16
@@ -268,6 +269,10 @@ struct Conn {
     /* Clients: every one the plane holds. Upstreams: those with an attempt in flight
      * (scanned for deadlines). */
     Conn *prev, *next;
+    /* Closed, freed once the events in hand are handled: a later event of the same batch
+     * may still name it (and its file descriptor may already be another connection's). */
+    int dead;
+    Conn *next_dead;
 };
 
 /* Idle keep-alive connections to one data center (the thread's own, no lock). They stay
@@ -303,6 +308,8 @@ typedef struct {
     Conn clients; /* list head of client connections */
     Pool *pools;  /* by link id */
     int npools;
+    Conn *dead;   /* closed connections to free after this batch of events */
+    double listen_paused_until; /* out of descriptors: accepting waits a moment */
     double next_scan;
     size_t nclients;
     /* shared, under lock */
@@ -394,10 +401,21 @@ static void release_table(Table *t) {
     if (t && --t->refs == 0) table_free(t);
 }
 
-static void conn_free(Conn *c) {
+/* A closed connection: its buffers go now, the rest after the current batch of events. */
+static void conn_free(Plane *p, Conn *c) {
     buf_free(&c->in);
     buf_free(&c->out);
-    free(c);
+    c->dead = 1;
+    c->next_dead = p->dead;
+    p->dead = c;
+}
+
+static void bury(Plane *p) {
+    while (p->dead) {
+        Conn *c = p->dead;
+        p->dead = c->next_dead;
+        free(c);
+    }
 }
 
 static void unlink_conn(Conn *c) {
@@ -432,7 +450,7 @@ static void upstream_close(Plane *p, Conn *u) {
     watch(p, u, 0);
     close(u->fd);
     if (u->table) release_table(u->table);
-    conn_free(u);
+    conn_free(p, u);
 }
 
 static void client_close(Plane *p, Conn *c) {
@@ -440,7 +458,7 @@ static void client_close(Plane *p, Conn *c) {
     unlink_conn(c);
     watch(p, c, 0);
     close(c->fd);
-    conn_free(c);
+    conn_free(p, c);
     p->nclients--;
 }
 
@@ -474,7 +492,7 @@ static void hand_over(Plane *p, Conn *c, int general) {
     p->handed_over++;
     notify_python(p);
     pthread_mutex_unlock(&p->lock);
-    conn_free(c);
+    conn_free(p, c);
     p->nclients--;
 }
 
@@ -777,7 +795,7 @@ static void start_attempt(Plane *p, Conn *c, Request *r, Route *route, double no
     if (buf_reserve(o, need)) {
         if (u->connecting) {
             close(u->fd);
-            conn_free(u);
+            conn_free(p, u);
         } else {
             upstream_close(p, u);
         }
@@ -1281,7 +1299,13 @@ static void accept_clients(Plane *p) {
         int fd = accept4(p->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            return; /* EAGAIN, or out of descriptors: the next wake-up tries again */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* The listening socket stays readable: stop watching it for a moment, or
+                 * the loop would spin on it. Connections wait in the backlog meanwhile. */
+                epoll_ctl(p->epoll_fd, EPOLL_CTL_DEL, p->listen_fd, NULL);
+                p->listen_paused_until = now_monotonic() + LISTEN_PAUSE;
+            }
+            return;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1319,11 +1343,21 @@ static void *run(void *arg) {
     while (!atomic_load(&p->stop)) {
         if (atomic_load(&p->table_ready)) take_table(p);
         int timeout = p->busy.next ? (int)(TIMER_GRANULARITY * 1000) : -1;
+        if (p->listen_paused_until) {
+            if (now_monotonic() >= p->listen_paused_until) {
+                struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &listen_marker};
+                epoll_ctl(p->epoll_fd, EPOLL_CTL_ADD, p->listen_fd, &ev);
+                p->listen_paused_until = 0;
+            } else {
+                timeout = (int)(LISTEN_PAUSE * 1000);
+            }
+        }
         int n = epoll_wait(p->epoll_fd, events, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) break;
         for (int i = 0; i < n; i++) {
             Conn *c = events[i].data.ptr;
             uint32_t ev = events[i].events;
+            if (c->dead) continue; /* closed by an earlier event of this batch */
             if (c == &listen_marker) {
                 accept_clients(p);
             } else if (c == &wake_marker) {
@@ -1347,6 +1381,7 @@ static void *run(void *arg) {
                 p->next_scan = now + TIMER_GRANULARITY;
             }
         }
+        bury(p);
     }
     return NULL;
 }
@@ -1764,6 +1799,7 @@ static void close_everything(Plane *p) {
         pool->idle = NULL;
     }
     while (p->clients.next) client_close(p, p->clients.next);
+    bury(p);
     /* Hand-overs Python never took: their connections are closed. */
     for (size_t i = 0; i < p->nhandovers; i++) {
         close(p->handovers[i].fd);
