@@ -791,3 +791,150 @@ def test_native_with_full_validation_is_refused_and_auto_falls_back(catalog: Cat
         assert (await raw(gw.port, soap_post(BODY))).startswith(b"HTTP/1.1 200")
 
     run(catalog, test, xml_validation="full")
+
+
+# -- 9. found by review (ASan, valgrind, socket fuzzing): regressions -------------------------
+
+
+class Hooked:
+    """A data center that calls ``hook`` in the instant it writes each answer, so that the
+    test's next move reaches the gateway in the same batch of events as that answer."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.hook: Any = None
+        self.port = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> Hooked:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pending = b""
+        while data := await reader.read(65536):
+            pending += data
+            while b"\r\n\r\n" in pending:
+                head, rest = pending.split(b"\r\n\r\n", 1)
+                found = re.search(rb"(?i)content-length: *(\d+)", head)
+                length = int(found.group(1)) if found else 0
+                if len(rest) < length:
+                    break
+                pending = rest[length:]
+                writer.write(self.answer)
+                if self.hook is not None:
+                    self.hook()
+        writer.close()
+
+
+@asynccontextmanager
+async def hooked_stack(
+    catalog: Catalog, answer: bytes
+) -> AsyncIterator[tuple[RunningGateway, Hooked]]:
+    """dc1 is a ``Hooked`` data center, dc2 an ordinary one (where retries go)."""
+    dc1 = await Hooked(answer).start()
+    dc2 = await Upstream().start()
+    endpoints = {
+        SERVICE: {
+            "dc1": f"http://127.0.0.1:{dc1.port}/Recipe/v4/Executor",
+            "dc2": f"http://127.0.0.1:{dc2.port}/Recipe/v4/Executor",
+        }
+    }
+    settings = GatewayConfig(port=0, health_checks=False, fast_path="native")
+    running = await RunningGateway(catalog.with_endpoints(endpoints), settings).start()
+    try:
+        yield running, dc1
+    finally:
+        await running.stop()
+        await dc1.stop()
+        await dc2.stop()
+
+
+@needs_plane
+@pytest.mark.parametrize(
+    ("answer", "close"),
+    [
+        (b"HTTP/1.1 503 X\r\nContent-Length: 0\r\n\r\n", False),  # failed: handed over
+        (b"HTTP/1.1 200 X\r\nContent-Length: 4\r\n\r\n<a/>", True),  # answered, closed
+    ],
+    ids=["failure-and-more-bytes", "close-and-more-bytes"],
+)
+def test_a_connection_ended_while_its_next_bytes_arrive_is_not_used_again(
+    catalog: Catalog, answer: bytes, close: bool
+) -> None:
+    """The caller's next bytes arrive in the same batch of events as the answer that ends
+    the plane's hold on its connection (a hand-over, or ``Connection: close``). Freed at
+    once, the connection was read again after it was gone: a second close of a descriptor
+    Python then owned, a client count gone negative, a caller never answered."""
+
+    async def main() -> None:
+        async with hooked_stack(catalog, answer) as (gw, dc1):
+            request = soap_post(BODY, extra=b"Connection: close\r\n" if close else b"")
+            for _ in range(20):
+                reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+                dc1.hook = lambda writer=writer: writer.write(b"POST /Recipe")
+                writer.write(request)
+                try:
+                    head, _ = await response(reader)
+                except ConnectionResetError:
+                    # Closing with the caller's next bytes unread resets the connection,
+                    # which may overtake the answer (Python's server does the same).
+                    assert close
+                else:
+                    assert head.startswith(b"HTTP/1.1 200"), head
+                dc1.hook = None
+                writer.close()
+            await until(lambda: counters(gw)["clients"] == 0)
+            assert counters(gw)["clients"] == 0
+            dc1.answer = b"HTTP/1.1 200 X\r\nContent-Length: 4\r\n\r\n<a/>"
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            head, body = await exchange(reader, writer, soap_post(BODY))
+            assert head.startswith(b"HTTP/1.1 200"), head  # from dc2 if dc1 was ejected
+            writer.close()
+
+    asyncio.run(main())
+
+
+@needs_plane
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"POST /Recipe/v4/Executor HTTP/1.1\nHost: 127.0.0.1\nContent-Length: 1\n\nx",
+        b"GET /_garde/health HTTP/1.1\nHost: 127.0.0.1\n\n",
+        b"POST /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\n",
+        b"POST /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\rX: y\r\n\r\n",
+    ],
+    ids=["bare-lf", "bare-lf-get", "bare-lf-blank-line", "bare-cr"],
+)
+def test_a_head_that_cannot_be_served_natively_is_answered_at_once(
+    catalog: Catalog, data: bytes
+) -> None:
+    """A head with a bare LF or CR never ends the way the plane looks for: it goes to Python
+    (which answers it) at once, instead of the caller waiting for an end that never comes."""
+
+    async def test(gw: RunningGateway, dc1: Recording, dc2: Recording) -> None:
+        answer = await raw(gw.port, data)
+        assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+        assert counters(gw)["handed_over"] >= 1
+
+    run(catalog, test, fast_path="native")
+
+
+@needs_plane
+def test_trailing_whitespace_counts_against_the_header_limit(catalog: Catalog) -> None:
+    """httptools gives a value with its trailing whitespace, and the Python server counts it
+    against ``max_header_bytes``: so does the plane (it once counted the trimmed value and
+    forwarded 60 KB of spaces)."""
+
+    async def test(gw: RunningGateway, dc1: Recording, dc2: Recording) -> None:
+        padded = soap_post(BODY, extra=b"X-Pad: a" + b" " * 20_000 + b"\r\n")
+        answer = await raw(gw.port, padded)
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+        assert dc1.requests == []
+
+    run(catalog, test, fast_path="native")

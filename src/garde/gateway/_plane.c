@@ -256,6 +256,7 @@ struct Conn {
     Conn *upstream;    /* the attempt in flight for this client, if any */
     size_t req_len;    /* bytes of in that the request in flight occupies */
     int keep_alive;    /* of the request in flight */
+    size_t scanned;    /* bytes of in already searched for the end of the head */
     int closing;       /* close once out is written */
     /* upstream side */
     Conn *client;      /* NULL when idle, or when its client went away */
@@ -311,7 +312,7 @@ typedef struct {
     Conn *dead;   /* closed connections to free after this batch of events */
     double listen_paused_until; /* out of descriptors: accepting waits a moment */
     double next_scan;
-    size_t nclients;
+    atomic_size_t nclients; /* read by Python's ``clients`` */
     /* shared, under lock */
     Table *pending;
     LinkState *links;
@@ -561,17 +562,35 @@ static int host_allowed(const Limits *p, const char *host, size_t n) {
     return 0;
 }
 
-static int parse_request(const Limits *p, const char *s, size_t n, Request *r) {
-    const char *end = NULL;
-    /* The head ends at the first blank line; a bare LF anywhere is Python's to judge. */
-    for (size_t i = 0; i + 3 < n; i++) {
-        if (s[i] == '\r' && s[i + 1] == '\n' && s[i + 2] == '\r' && s[i + 3] == '\n') {
-            end = s + i;
-            break;
+/* Where the head ends (the index of its blank line's CR), searching from ``*scanned`` (bytes
+ * already searched on an earlier read, so a head trickled byte by byte is not searched
+ * again and again). -1: not here yet; -2: these bytes cannot be a head the plane serves
+ * (a bare LF or CR: Python answers them, at once). */
+static long head_end(const char *s, size_t n, size_t *scanned) {
+    for (size_t i = *scanned; i < n; i++) {
+        if (s[i] == '\n') {
+            if (i == 0 || s[i - 1] != '\r') return -2;
+        } else if (s[i] == '\r') {
+            if (i + 1 == n) break; /* its LF may come with the next read */
+            if (s[i + 1] != '\n') return -2;
+            if (i + 3 < n && s[i + 2] == '\r' && s[i + 3] == '\n') return (long)i;
         }
     }
-    if (!end) return n > p->max_header_bytes + 8192 ? PARSE_PYTHON : PARSE_MORE;
+    *scanned = n > 3 ? n - 3 : 0; /* a blank line may begin in the last bytes */
+    return -1;
+}
+
+static int parse_request(const Limits *p, const char *s, size_t n, size_t *scanned, Request *r) {
+    /* What the method and the target's start must be, checked on the first bytes already:
+     * anything else is Python's at once, not after waiting for a head that never ends. */
+    size_t k = n < 6 ? n : 6;
+    if (memcmp(s, "POST /", k) != 0) return PARSE_PYTHON;
+    long found = head_end(s, n, scanned);
+    if (found == -2) return PARSE_PYTHON;
+    if (found == -1) return n > p->max_header_bytes + 8192 ? PARSE_PYTHON : PARSE_MORE;
+    const char *end = s + found;
     r->head_len = (size_t)(end - s) + 4;
+    if (r->head_len > p->max_header_bytes + 8192) return PARSE_PYTHON;
     /* Request line: exactly "POST <origin-form target> HTTP/1.1". */
     if (r->head_len < 6 || memcmp(s, "POST /", 6) != 0) return PARSE_PYTHON;
     const char *t = s + 5, *line_end = memchr(s, '\r', (size_t)(end - s) + 1);
@@ -615,7 +634,7 @@ static int parse_request(const Limits *p, const char *s, size_t n, Request *r) {
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
         size_t nl = (size_t)(colon - line), vl = (size_t)(ve - v);
         count++;
-        bytes += nl + vl;
+        bytes += nl + raw; /* as the Python server counts: the value as httptools gives it */
         if (count > p->max_headers || bytes > p->max_header_bytes ||
             count > MAX_REQUEST_HEADERS_HARD)
             return PARSE_PYTHON; /* Python answers 431 */
@@ -636,8 +655,11 @@ static int parse_request(const Limits *p, const char *s, size_t n, Request *r) {
                 return PARSE_PYTHON;
         } else if (name_is(line, nl, "transfer-encoding") || name_is(line, nl, "expect") ||
                    name_is(line, nl, "upgrade") || name_is(line, nl, "garde-identity") ||
-                   name_is(line, nl, "garde-deadline")) {
-            return PARSE_PYTHON; /* chunked bodies, 100-continue, tokens, deadlines */
+                   name_is(line, nl, "garde-deadline") ||
+                   name_is(line, nl, "proxy-connection")) {
+            /* chunked bodies, 100-continue, tokens, deadlines; and the old proxies' header,
+             * which httptools honours for keep-alive */
+            return PARSE_PYTHON;
         } else if (name_is(line, nl, "soapaction")) {
             if (!r->has_action) { /* the first one counts, as in Python */
                 r->has_action = 1;
@@ -861,7 +883,7 @@ static void client_serve(Plane *p, Conn *c) {
         return;
     }
     Request r;
-    int parsed = parse_request(&p->limits, buf_start(&c->in), c->in.len, &r);
+    int parsed = parse_request(&p->limits, buf_start(&c->in), c->in.len, &c->scanned, &r);
     if (parsed == PARSE_MORE) return;
     if (parsed == PARSE_PYTHON) {
         hand_over(p, c, 0);
@@ -977,7 +999,7 @@ static int read_chunks(const char *s, size_t n, size_t pos, Response *r) {
             if (s[at] == ';') { /* an extension: skipped, as httptools does */
                 while (at < n && s[at] != '\r') {
                     unsigned char c = (unsigned char)s[at++];
-                    if ((c < 0x20 && c != '\t') || c == 0x7f) return PARSE_PYTHON;
+                    if ((c < 0x20 && c != '\t') || c >= 0x7f) return PARSE_PYTHON;
                 }
             }
             if (at + 2 > n) return PARSE_MORE;
@@ -1025,7 +1047,12 @@ static int parse_response(const char *s, size_t n, int eof, Response *r) {
         return PARSE_PYTHON;
     r->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
     if (r->status < 200 || r->status == 204 || r->status == 304) return PARSE_PYTHON;
-    const char *line = memchr(s, '\r', r->head_len);
+    const char *line = s + 12;
+    while (*line != '\r') { /* the reason phrase: no control bytes (a bare LF would hide a
+                               * header in it) */
+        unsigned char c = (unsigned char)*line++;
+        if ((c < 0x20 && c != '\t') || c == 0x7f) return PARSE_PYTHON;
+    }
     if (line[1] != '\n') return PARSE_PYTHON;
     line += 2;
     int has_length = 0, chunked = 0;
@@ -1172,6 +1199,7 @@ static void answer_client(Plane *p, Conn *c, Link *link, Response *r, const char
     buf_add(o, body, r->body_len);
     buf_consume(&c->in, c->req_len);
     c->req_len = 0;
+    c->scanned = 0;
     if (client_flush(p, c) == 0) client_serve(p, c);
 }
 
@@ -1348,7 +1376,7 @@ static void *run(void *arg) {
                 struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &listen_marker};
                 epoll_ctl(p->epoll_fd, EPOLL_CTL_ADD, p->listen_fd, &ev);
                 p->listen_paused_until = 0;
-            } else {
+            } else if (timeout < 0 || timeout > (int)(LISTEN_PAUSE * 1000)) {
                 timeout = (int)(LISTEN_PAUSE * 1000);
             }
         }
@@ -1810,12 +1838,12 @@ static void close_everything(Plane *p) {
 
 static PyObject *plane_stop(Plane *p, PyObject *unused) {
     if (p->started) {
+        p->started = 0; /* before the GIL is let go: a second stop() joins nothing */
         atomic_store(&p->stop, 1);
         wake(p);
         Py_BEGIN_ALLOW_THREADS
         pthread_join(p->thread, NULL);
         Py_END_ALLOW_THREADS
-        p->started = 0;
         close_everything(p);
     }
     Py_RETURN_NONE;
@@ -1824,7 +1852,7 @@ static PyObject *plane_stop(Plane *p, PyObject *unused) {
 static PyObject *plane_get_notify_fd(Plane *p, void *closure) { return PyLong_FromLong(p->notify_fd); }
 
 static PyObject *plane_get_clients(Plane *p, void *closure) {
-    return PyLong_FromSize_t(p->nclients);
+    return PyLong_FromSize_t(atomic_load(&p->nclients));
 }
 
 static void plane_dealloc(Plane *p) {
@@ -1875,7 +1903,8 @@ static PyObject *py_read_request(PyObject *m, PyObject *args, PyObject *kw) {
         PyErr_NoMemory();
         goto done;
     }
-    int parsed = parse_request(&limits, data.buf, (size_t)data.len, r);
+    size_t scanned = 0;
+    int parsed = parse_request(&limits, data.buf, (size_t)data.len, &scanned, r);
     if (parsed == PARSE_MORE) {
         out = Py_NewRef(Py_None);
     } else if (parsed == PARSE_PYTHON) {
