@@ -6,8 +6,8 @@
    ``proxy_pass`` (keep-alive upstream) and through the gateway (whole continuity path on;
    the default, served by the native data plane, and the same gateway with ``fast_path:
    python``), all in front of the same nginx serving a canned SOAP answer; same worker
-   count; rounds alternate. A bare uvloop + httptools forwarder (``bench/_bare_proxy.py``) runs alongside
-   as the floor for a Python proxy. Each proxy's CPU time per request (its processes'
+   count; rounds alternate. A bare uvloop + httptools forwarder (``bench/_bare_proxy.py``)
+   runs alongside as the floor for a Python proxy. Each proxy's CPU time per request (its processes'
    utime + stime over the run, divided by the requests served) is reported too: unlike
    req/s it barely moves when other work shares the machine, and it is split into user and
    kernel time. Then latency at half the gateway's saturating rate, with h2load at a fixed
