@@ -805,6 +805,7 @@ class Hooked:
         self.hook: Any = None
         self.port = 0
         self.server: asyncio.AbstractServer | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> Hooked:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -814,22 +815,31 @@ class Hooked:
     async def stop(self) -> None:
         assert self.server is not None
         self.server.close()
+        for writer in list(self.writers):  # 3.11's server.close() leaves connections open
+            writer.close()
+        await self.server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
         pending = b""
-        while data := await reader.read(65536):
-            pending += data
-            while b"\r\n\r\n" in pending:
-                head, rest = pending.split(b"\r\n\r\n", 1)
-                found = re.search(rb"(?i)content-length: *(\d+)", head)
-                length = int(found.group(1)) if found else 0
-                if len(rest) < length:
-                    break
-                pending = rest[length:]
-                writer.write(self.answer)
-                if self.hook is not None:
-                    self.hook()
-        writer.close()
+        try:
+            while data := await reader.read(65536):
+                pending += data
+                while b"\r\n\r\n" in pending:
+                    head, rest = pending.split(b"\r\n\r\n", 1)
+                    found = re.search(rb"(?i)content-length: *(\d+)", head)
+                    length = int(found.group(1)) if found else 0
+                    if len(rest) < length:
+                        break
+                    pending = rest[length:]
+                    writer.write(self.answer)
+                    if self.hook is not None:
+                        self.hook()
+        except ConnectionError:
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
 
 
 @asynccontextmanager
