@@ -36,6 +36,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef GARDE_PLANE_TLS /* set by setup.py where OpenSSL's headers are found */
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#endif
+
 #define MAX_EVENTS 256
 #define READ_CHUNK 65536
 #define MAX_RESPONSE_HEAD 65536
@@ -145,6 +151,7 @@ typedef struct {
     size_t base_len;
     char *tail; /* "Garde-Data-Center: ...\r\nGarde-Mode: ...\r\n" */
     size_t tail_len;
+    char *server_name; /* TLS: the name (or IP address) the certificate must bear; NULL: plain */
 } Link;
 
 typedef struct {
@@ -183,6 +190,7 @@ static void table_free(Table *t) {
         free(t->links[i].head);
         free(t->links[i].base);
         free(t->links[i].tail);
+        free(t->links[i].server_name);
     }
     for (int i = 0; i < t->nroutes; i++) {
         free(t->routes[i].path);
@@ -266,6 +274,10 @@ struct Conn {
     int link_id;
     int connecting;
     int sent;          /* the request's first byte went out */
+#ifdef GARDE_PLANE_TLS
+    SSL *tls;          /* a TLS connection to the data center, once connected */
+    int handshaking;
+#endif
     double started, deadline, timeout, idle_since;
     /* Clients: every one the plane holds. Upstreams: those with an attempt in flight
      * (scanned for deadlines). */
@@ -299,6 +311,9 @@ typedef struct {
     Limits limits;
     double connect_timeout, idle_timeout;
     int max_idle;
+#ifdef GARDE_PLANE_TLS
+    SSL_CTX *tls_ctx; /* as ssl.create_default_context(): system CAs, peer and name verified */
+#endif
     char *status_lines[MAX_STATUS];
     size_t status_len[MAX_STATUS];
     double buckets[MAX_BUCKETS];
@@ -449,6 +464,10 @@ static void upstream_close(Plane *p, Conn *u) {
     unlink_conn(u);
     if (!u->route && !u->client) pool_remove(p, u);
     watch(p, u, 0);
+#ifdef GARDE_PLANE_TLS
+    if (u->tls) SSL_free(u->tls); /* no close_notify: the connection is dropped either way */
+    u->tls = NULL;
+#endif
     close(u->fd);
     if (u->table) release_table(u->table);
     conn_free(p, u);
@@ -778,17 +797,67 @@ static Conn *upstream_for(Plane *p, Link *link, double now) {
     return u;
 }
 
+/* Writing to and reading from a data center, plain or TLS: > 0 bytes moved; 0 the data
+ * center closed the connection; -1 nothing now (``*want`` gets EPOLLOUT if writability is
+ * what to wait for); -2 the connection failed. */
+static ssize_t upstream_send(Conn *u, const char *b, size_t n, uint32_t *want) {
+#ifdef GARDE_PLANE_TLS
+    if (u->tls) {
+        ERR_clear_error();
+        int done = SSL_write(u->tls, b, n > INT32_MAX ? INT32_MAX : (int)n);
+        if (done > 0) return done;
+        int e = SSL_get_error(u->tls, done);
+        if (e == SSL_ERROR_WANT_WRITE) *want = EPOLLOUT;
+        return (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) ? -1 : -2;
+    }
+#endif
+    for (;;) {
+        ssize_t done = send(u->fd, b, n, MSG_NOSIGNAL);
+        if (done >= 0) return done ? done : -1;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            *want = EPOLLOUT;
+            return -1;
+        }
+        return -2;
+    }
+}
+
+static ssize_t upstream_recv(Conn *u, char *b, size_t n, uint32_t *want) {
+#ifdef GARDE_PLANE_TLS
+    if (u->tls) {
+        ERR_clear_error();
+        int done = SSL_read(u->tls, b, n > INT32_MAX ? INT32_MAX : (int)n);
+        if (done > 0) return done;
+        int e = SSL_get_error(u->tls, done);
+        if (e == SSL_ERROR_WANT_READ) return -1; /* e.g. a session ticket, and nothing else */
+        if (e == SSL_ERROR_WANT_WRITE) {
+            *want = EPOLLOUT;
+            return -1;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN) return 0;
+        if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0) return 0;
+        return -2;
+    }
+#endif
+    for (;;) {
+        ssize_t done = recv(u->fd, b, n, 0);
+        if (done >= 0) return done;
+        if (errno == EINTR) continue;
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? -1 : -2;
+    }
+}
+
 /* Write the request; -1 when the attempt ended (``u`` is gone), 0 otherwise. */
 static int upstream_flush(Plane *p, Conn *u) {
     while (u->out.len) {
-        ssize_t n = send(u->fd, buf_start(&u->out), u->out.len, MSG_NOSIGNAL);
+        uint32_t want = 0;
+        ssize_t n = upstream_send(u, buf_start(&u->out), u->out.len, &want);
         if (n > 0) {
             u->sent = 1;
             buf_consume(&u->out, (size_t)n);
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            watch(p, u, UPSTREAM_EVENTS | EPOLLOUT);
+        } else if (n == -1) {
+            watch(p, u, UPSTREAM_EVENTS | want);
             return 0;
         } else {
             attempt_failed(p, u, "reset", "reset");
@@ -1205,31 +1274,36 @@ static void answer_client(Plane *p, Conn *c, Link *link, Response *r, const char
 
 static void upstream_readable(Plane *p, Conn *u) {
     int eof = 0;
+    uint32_t want = 0;
     for (;;) {
         if (buf_reserve(&u->in, READ_CHUNK)) {
             attempt_failed(p, u, "protocol", "protocol");
             return;
         }
-        ssize_t n = recv(u->fd, buf_start(&u->in) + u->in.len, READ_CHUNK, 0);
+        ssize_t n = upstream_recv(u, buf_start(&u->in) + u->in.len, READ_CHUNK, &want);
         if (n > 0) {
             u->in.len += (size_t)n;
+#ifdef GARDE_PLANE_TLS
+            if (u->tls) continue; /* decrypted records may wait inside OpenSSL, unseen by epoll */
+#endif
             if ((size_t)n < READ_CHUNK) break;
         } else if (n == 0) {
             eof = 1;
             break;
-        } else if (errno == EINTR) {
-            continue;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        } else if (n == -1) {
             break;
         } else {
             eof = -1; /* reset */
             break;
         }
     }
-    if (!u->route) { /* idle: the data center closed it, or sent what nobody asked for */
-        upstream_close(p, u);
+    if (!u->route) {
+        /* Idle: the data center closed it, or sent what nobody asked for (a TLS session
+         * ticket is read by OpenSSL and leaves nothing here: the connection stays). */
+        if (u->in.len || eof) upstream_close(p, u);
         return;
     }
+    if (want) watch(p, u, UPSTREAM_EVENTS | want);
     Response r;
     int parsed = parse_response(buf_start(&u->in), u->in.len, eof == 1, &r);
     if (parsed == PARSE_MORE) {
@@ -1279,6 +1353,53 @@ static void upstream_readable(Plane *p, Conn *u) {
     release_table(held);
 }
 
+#ifdef GARDE_PLANE_TLS
+/* TLS on a freshly connected socket, verifying the data center as Python's default context
+ * does: a certificate chain to the system's authorities, bearing the host name (SNI sent)
+ * or the IP address the catalog names. */
+static int tls_start(Plane *p, Conn *u) {
+    SSL *ssl = SSL_new(p->tls_ctx);
+    if (!ssl) return -1;
+    const char *name = u->link->server_name;
+    struct in6_addr a6;
+    struct in_addr a4;
+    int ok = SSL_set_fd(ssl, u->fd);
+    if (inet_pton(AF_INET, name, &a4) == 1 || inet_pton(AF_INET6, name, &a6) == 1) {
+        ok = ok && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+    } else {
+        ok = ok && SSL_set_tlsext_host_name(ssl, name) && SSL_set1_host(ssl, name);
+    }
+    if (!ok) {
+        SSL_free(ssl);
+        return -1;
+    }
+    SSL_set_connect_state(ssl);
+    u->tls = ssl;
+    u->handshaking = 1;
+    return 0;
+}
+
+static void tls_handshake(Plane *p, Conn *u) {
+    ERR_clear_error();
+    int done = SSL_do_handshake(u->tls);
+    if (done == 1) {
+        u->handshaking = 0;
+        u->deadline = now_monotonic() + u->timeout; /* connected: the answer's time runs */
+        upstream_flush(p, u);
+        return;
+    }
+    int e = SSL_get_error(u->tls, done);
+    if (e == SSL_ERROR_WANT_READ) {
+        watch(p, u, UPSTREAM_EVENTS);
+    } else if (e == SSL_ERROR_WANT_WRITE) {
+        watch(p, u, UPSTREAM_EVENTS | EPOLLOUT);
+    } else {
+        /* a certificate not verified, a protocol refused: nothing was sent */
+        attempt_failed(p, u, "connect_error", "connect_error");
+    }
+}
+#endif
+
 static void upstream_event(Plane *p, Conn *u, uint32_t events) {
     if (u->connecting) {
         int err = 0;
@@ -1292,10 +1413,27 @@ static void upstream_event(Plane *p, Conn *u, uint32_t events) {
         }
         if (!(events & EPOLLOUT)) return;
         u->connecting = 0;
+#ifdef GARDE_PLANE_TLS
+        if (u->link->server_name) {
+            /* the handshake stays within the connect timeout, as in Python's transport */
+            if (tls_start(p, u)) {
+                attempt_failed(p, u, "connect_error", "connect_error");
+                return;
+            }
+            tls_handshake(p, u);
+            return;
+        }
+#endif
         u->deadline = now_monotonic() + u->timeout; /* connected: the answer's time runs */
         upstream_flush(p, u);
         return;
     }
+#ifdef GARDE_PLANE_TLS
+    if (u->handshaking) {
+        tls_handshake(p, u);
+        return;
+    }
+#endif
     if ((events & EPOLLOUT) && u->out.len) {
         if (upstream_flush(p, u) < 0) return; /* the attempt ended */
         if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
@@ -1308,7 +1446,11 @@ static void scan_deadlines(Plane *p, double now) {
     while (u) {
         Conn *next = u->next;
         if (now >= u->deadline) {
-            if (u->connecting) {
+            int connecting = u->connecting;
+#ifdef GARDE_PLANE_TLS
+            connecting = connecting || u->handshaking;
+#endif
+            if (connecting) {
                 u->connecting = 0;
                 attempt_failed(p, u, "connect_timeout", "connect_timeout");
             } else {
@@ -1525,6 +1667,18 @@ static int plane_init(Plane *p, PyObject *args, PyObject *kw) {
     p->nbuckets = (int)nb;
     Py_DECREF(seq);
     if (PyErr_Occurred()) return -1;
+#ifdef GARDE_PLANE_TLS
+    p->tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!p->tls_ctx || !SSL_CTX_set_min_proto_version(p->tls_ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_default_verify_paths(p->tls_ctx)) {
+        PyErr_SetString(PyExc_OSError, "cannot set up TLS for the native data plane");
+        return -1;
+    }
+    SSL_CTX_set_verify(p->tls_ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_options(p->tls_ctx, SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(p->tls_ctx,
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+#endif
     pthread_mutex_init(&p->lock, NULL);
     p->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1589,9 +1743,21 @@ static PyObject *plane_publish(Plane *p, PyObject *args) {
         int family, port;
         const char *address;
         PyObject *base, *head, *tail;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(links, i), "iisiSSS", &l->id, &family, &address,
-                              &port, &base, &head, &tail))
+        const char *server_name;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(links, i), "iisiSSSz", &l->id, &family, &address,
+                              &port, &base, &head, &tail, &server_name))
             goto fail;
+        if (server_name) {
+#ifdef GARDE_PLANE_TLS
+            if (!(l->server_name = strdup(server_name))) {
+                PyErr_NoMemory();
+                goto fail;
+            }
+#else
+            PyErr_SetString(PyExc_ValueError, "this native data plane was built without TLS");
+            goto fail;
+#endif
+        }
         t->nlinks = (int)i + 1;
         if (l->id < 0 || l->id >= MAX_LINK_ID) {
             PyErr_SetString(PyExc_ValueError, "link id out of range");
@@ -1875,6 +2041,9 @@ static void plane_dealloc(Plane *p) {
     free(p->routes);
     for (int i = 0; i < MAX_STATUS; i++) free(p->status_lines[i]);
     limits_free(&p->limits);
+#ifdef GARDE_PLANE_TLS
+    if (p->tls_ctx) SSL_CTX_free(p->tls_ctx);
+#endif
     if (p->epoll_fd > 0) pthread_mutex_destroy(&p->lock);
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
@@ -2041,6 +2210,16 @@ PyMODINIT_FUNC PyInit__plane(void) {
     if (PyType_Ready(&PlaneType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+    if (PyModule_AddIntConstant(m, "TLS",
+#ifdef GARDE_PLANE_TLS
+                                1
+#else
+                                0
+#endif
+                                ) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&PlaneType);
     if (PyModule_AddObject(m, "Plane", (PyObject *)&PlaneType) < 0) {
         Py_DECREF(&PlaneType);

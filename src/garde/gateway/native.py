@@ -168,6 +168,18 @@ class NativePlane:
             self._routes.append(route)
         return found
 
+    def _speaks(self, scheme: str) -> bool:
+        """Whether the plane can reach a data center by ``scheme`` as Python would."""
+        if scheme == "http":
+            return True
+        transport = self.gateway.transport
+        return (
+            scheme == "https"
+            and bool(getattr(_plane, "TLS", 0))
+            and isinstance(transport, HttpTransport)
+            and transport.default_tls
+        )
+
     def _address(self, host: str, port: int) -> tuple[int, str] | None:
         """(family, numeric address) of a data center, resolved once; None if it cannot be."""
         key = (host, port)
@@ -188,7 +200,7 @@ class NativePlane:
         gateway = self.gateway
         config = gateway.config
         fast = self.server.fast
-        links: list[tuple[int, int, str, int, bytes, bytes, bytes]] = []
+        links: list[tuple[int, int, str, int, bytes, bytes, bytes, str | None]] = []
         routes: list[tuple[int, bytes, bytes | None, int, float, float, float, float, bool]] = []
         valid_until = float("inf")
         for entry in gateway.router.services:
@@ -196,8 +208,8 @@ class NativePlane:
                 continue
             upstreams = gateway.upstreams[entry.service.id]
             plan = upstreams.plan()
-            if not plan or plan[0].probation or plan[0].endpoint.scheme != "http":
-                continue  # nothing to try, a half-open trial, or TLS: Python decides
+            if not plan or plan[0].probation or not self._speaks(plan[0].endpoint.scheme):
+                continue  # nothing to try, a half-open trial, or TLS it cannot do: Python
             link = plan[0]
             endpoint = link.endpoint
             address = self._address(endpoint.host, endpoint.port)
@@ -216,6 +228,7 @@ class NativePlane:
                     endpoint.base_target,
                     b" HTTP/1.1\r\nHost: " + endpoint.host_header + b"\r\n",
                     tail,
+                    endpoint.host if endpoint.scheme == "https" else None,
                 )
             )
             prefix = entry.prefix.encode("latin-1")

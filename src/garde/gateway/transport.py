@@ -376,6 +376,12 @@ class HttpTransport:
         return self._max_idle
 
     @property
+    def default_tls(self) -> bool:
+        """Whether https data centers are verified as ``ssl.create_default_context()`` does
+        (no context of its own was given): the native data plane can do the same."""
+        return self._ssl is None
+
+    @property
     def idle_timeout(self) -> float:
         """Seconds an idle connection is trusted to still be open."""
         return self._idle_timeout
