@@ -251,6 +251,16 @@ typedef struct {
 /* ------------------------------------------------------------------------------------ */
 /* Connections                                                                           */
 
+/* An array indexed by small ids (data centers, operations), zero-filled, doubled as ids
+ * grow: ``slot`` gives the element of an id. */
+typedef struct {
+    char *data;
+    int n;       /* elements allocated */
+    size_t size; /* of one element */
+    int first;   /* elements at the first allocation */
+    int limit;   /* ids from 0 to limit - 1 */
+} Slots;
+
 enum { KIND_LISTEN = 1, KIND_WAKE, KIND_CLIENT, KIND_UPSTREAM };
 
 typedef struct Conn Conn;
@@ -322,18 +332,15 @@ typedef struct {
     Table *table;
     Conn busy;    /* list head of upstreams in flight */
     Conn clients; /* list head of client connections */
-    Pool *pools;  /* by link id */
-    int npools;
+    Slots pools;  /* Pool by link id */
     Conn *dead;   /* closed connections to free after this batch of events */
     double listen_paused_until; /* out of descriptors: accepting waits a moment */
     double next_scan;
     atomic_size_t nclients; /* read by Python's ``clients`` */
     /* shared, under lock */
     Table *pending;
-    LinkState *links;
-    int nlinks_state;
-    RouteStats *routes;
-    int nroutes_state;
+    Slots links;  /* LinkState by link id */
+    Slots routes; /* RouteStats by route id */
     Handover *handovers;
     size_t nhandovers, cap_handovers;
     Event *events_q;
@@ -369,49 +376,25 @@ static void notify_python(Plane *p) {
     }
 }
 
-static void *grow(void *array, int *n, int id, size_t size, int first) {
-    /* array indexed by id, zero-filled, doubled until id fits */
-    if (id < *n) return array;
-    int m = *n ? *n : first;
-    while (m <= id) m *= 2;
-    char *grown = realloc(array, (size_t)m * size);
-    if (!grown) return NULL;
-    memset(grown + (size_t)*n * size, 0, (size_t)(m - *n) * size);
-    *n = m;
-    return grown;
+static void *slot(Slots *s, int id) {
+    if (id < 0 || id >= s->limit) return NULL;
+    if (id >= s->n) {
+        int m = s->n ? s->n : s->first;
+        while (m <= id) m *= 2;
+        char *grown = realloc(s->data, (size_t)m * s->size);
+        if (!grown) return NULL;
+        memset(grown + (size_t)s->n * s->size, 0, (size_t)(m - s->n) * s->size);
+        s->data = grown;
+        s->n = m;
+    }
+    return s->data + (size_t)id * s->size;
 }
 
-static LinkState *link_state(Plane *p, int id) {
-    /* under lock */
-    if (id < 0 || id >= MAX_LINK_ID) return NULL;
-    int n = p->nlinks_state;
-    LinkState *links = grow(p->links, &n, id, sizeof *links, 16);
-    if (!links) return NULL;
-    p->links = links;
-    p->nlinks_state = n;
-    return &p->links[id];
-}
+static LinkState *link_state(Plane *p, int id) { return slot(&p->links, id); } /* under lock */
 
-static RouteStats *route_stats(Plane *p, int id) {
-    /* under lock */
-    if (id < 0 || id >= MAX_ROUTE_ID) return NULL;
-    int n = p->nroutes_state;
-    RouteStats *routes = grow(p->routes, &n, id, sizeof *routes, 64);
-    if (!routes) return NULL;
-    p->routes = routes;
-    p->nroutes_state = n;
-    return &p->routes[id];
-}
+static RouteStats *route_stats(Plane *p, int id) { return slot(&p->routes, id); } /* under lock */
 
-static Pool *pool_of(Plane *p, int id) {
-    if (id < 0 || id >= MAX_LINK_ID) return NULL;
-    int n = p->npools;
-    Pool *pools = grow(p->pools, &n, id, sizeof *pools, 16);
-    if (!pools) return NULL;
-    p->pools = pools;
-    p->npools = n;
-    return &p->pools[id];
-}
+static Pool *pool_of(Plane *p, int id) { return slot(&p->pools, id); } /* the thread's own */
 
 static void release_table(Table *t) {
     if (t && --t->refs == 0) table_free(t);
@@ -521,6 +504,14 @@ static void hand_over(Plane *p, Conn *c, int general) {
 
 enum { PARSE_MORE = 0, PARSE_OK = 1, PARSE_PYTHON = -1 };
 
+/* One header field as read: pointers into the bytes read, the value as httptools gives it. */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} Field;
+
 typedef struct {
     const char *target;
     size_t target_len;
@@ -532,12 +523,7 @@ typedef struct {
     size_t body_len;
     int keep_alive;
     /* header lines to forward: offsets into the head */
-    struct {
-        const char *name;
-        size_t name_len;
-        const char *value;
-        size_t value_len;
-    } fwd[MAX_REQUEST_HEADERS_HARD];
+    Field fwd[MAX_REQUEST_HEADERS_HARD];
     size_t nfwd;
 } Request;
 
@@ -555,6 +541,55 @@ static int hop_by_hop(const char *name, size_t n) {
     for (const char *const *h = HOP_BY_HOP; *h; h++)
         if (name_is(name, n, *h)) return 1;
     return 0;
+}
+
+/* The header line at ``line`` (the head is CRLF-terminated, so a CR is found): its field
+ * (the value as httptools gives it: leading whitespace dropped, trailing kept, which is what
+ * is relayed), the value's length without trailing whitespace (what its meaning is read
+ * from), and the next line. -1 if it is not a line the plane relays: folded, no name, a
+ * name that is not a token, a bare CR, control bytes, or (unless ``obs_text``) bytes
+ * beyond ASCII in the value. */
+static int read_field(const char *line, int obs_text, Field *f, size_t *meant,
+                      const char **next) {
+    const char *eol = line;
+    while (*eol != '\r') eol++;
+    if (eol[1] != '\n') return -1;
+    const char *colon = memchr(line, ':', (size_t)(eol - line));
+    if (!colon || colon == line) return -1;
+    for (const char *c = line; c < colon; c++)
+        if (!is_tchar((unsigned char)*c)) return -1;
+    const char *v = colon + 1, *ve = eol;
+    while (v < ve && (*v == ' ' || *v == '\t')) v++;
+    for (const char *c = v; c < ve; c++) {
+        unsigned char ch = (unsigned char)*c;
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f || (ch > 0x7f && !obs_text)) return -1;
+    }
+    *f = (Field){line, (size_t)(colon - line), v, (size_t)(ve - v)};
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+    *meant = (size_t)(ve - v);
+    *next = eol + 2;
+    return 0;
+}
+
+/* A Content-Length value: digits only, at most 12 of them (no overflow). */
+static int read_length(const char *v, size_t n, size_t *length) {
+    if (n == 0 || n > 12) return -1;
+    size_t value = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        value = value * 10 + (size_t)(v[i] - '0');
+    }
+    *length = value;
+    return 0;
+}
+
+/* A Connection value: close or keep-alive; anything else is not for the plane. */
+static int read_connection(const char *v, size_t n, int *keep_alive) {
+    if (n == 5 && starts_with_ci(v, n, "close")) {
+        *keep_alive = 0;
+        return 0;
+    }
+    return n == 10 && starts_with_ci(v, n, "keep-alive") ? 0 : -1;
 }
 
 static int host_allowed(const Limits *p, const char *host, size_t n) {
@@ -634,66 +669,36 @@ static int parse_request(const Limits *p, const char *s, size_t n, size_t *scann
     size_t body = 0, count = 0, bytes = 0;
     const char *line = line_end + 2;
     while (line < end + 2) {
-        const char *eol = line;
-        while (*eol != '\r') eol++; /* the head is CRLF-terminated */
-        if (eol[1] != '\n') return PARSE_PYTHON;
-        const char *colon = memchr(line, ':', (size_t)(eol - line));
-        if (!colon || colon == line) return PARSE_PYTHON;
-        for (const char *c = line; c < colon; c++)
-            if (!is_tchar((unsigned char)*c)) return PARSE_PYTHON;
-        /* The value as httptools gives it (leading whitespace dropped, trailing kept) is
-         * what is forwarded; its meaning is read without the trailing whitespace. */
-        const char *v = colon + 1, *ve = eol;
-        while (v < ve && (*v == ' ' || *v == '\t')) v++;
-        for (const char *c = v; c < ve; c++) {
-            unsigned char ch = (unsigned char)*c;
-            if ((ch < 0x20 && ch != '\t') || ch >= 0x7f) return PARSE_PYTHON;
-        }
-        size_t raw = (size_t)(ve - v);
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-        size_t nl = (size_t)(colon - line), vl = (size_t)(ve - v);
+        Field f;
+        size_t vl;
+        if (read_field(line, 0, &f, &vl, &line)) return PARSE_PYTHON;
+        const char *name = f.name, *v = f.value;
+        size_t nl = f.name_len;
         count++;
-        bytes += nl + raw; /* as the Python server counts: the value as httptools gives it */
+        bytes += nl + f.value_len; /* as the Python server counts: the value httptools gives */
         if (count > p->max_headers || bytes > p->max_header_bytes ||
             count > MAX_REQUEST_HEADERS_HARD)
             return PARSE_PYTHON; /* Python answers 431 */
-        if (name_is(line, nl, "content-length")) {
-            if (content_length++ || vl == 0 || vl > 12) return PARSE_PYTHON;
-            body = 0;
-            for (size_t i = 0; i < vl; i++) {
-                if (v[i] < '0' || v[i] > '9') return PARSE_PYTHON;
-                body = body * 10 + (size_t)(v[i] - '0');
-            }
+        if (name_is(name, nl, "content-length")) {
+            if (content_length++ || read_length(v, vl, &body)) return PARSE_PYTHON;
             if (body > p->max_body) return PARSE_PYTHON; /* 413 */
-        } else if (name_is(line, nl, "host")) {
+        } else if (name_is(name, nl, "host")) {
             if (host_seen++ || !host_allowed(p, v, vl)) return PARSE_PYTHON; /* 400, 421 */
-        } else if (name_is(line, nl, "connection")) {
-            if (vl == 5 && starts_with_ci(v, vl, "close"))
-                r->keep_alive = 0;
-            else if (!(vl == 10 && starts_with_ci(v, vl, "keep-alive")))
-                return PARSE_PYTHON;
-        } else if (name_is(line, nl, "transfer-encoding") || name_is(line, nl, "expect") ||
-                   name_is(line, nl, "upgrade") || name_is(line, nl, "garde-identity") ||
-                   name_is(line, nl, "garde-deadline") ||
-                   name_is(line, nl, "proxy-connection")) {
+        } else if (name_is(name, nl, "connection")) {
+            if (read_connection(v, vl, &r->keep_alive)) return PARSE_PYTHON;
+        } else if (name_is(name, nl, "transfer-encoding") || name_is(name, nl, "expect") ||
+                   name_is(name, nl, "upgrade") || name_is(name, nl, "garde-identity") ||
+                   name_is(name, nl, "garde-deadline") ||
+                   name_is(name, nl, "proxy-connection")) {
             /* chunked bodies, 100-continue, tokens, deadlines; and the old proxies' header,
              * which httptools honours for keep-alive */
             return PARSE_PYTHON;
-        } else if (name_is(line, nl, "soapaction")) {
-            if (!r->has_action) { /* the first one counts, as in Python */
-                r->has_action = 1;
-                r->action = v;
-                r->action_len = raw;
-            }
+        } else if (name_is(name, nl, "soapaction") && !r->has_action) {
+            r->has_action = 1; /* the first one counts, as in Python */
+            r->action = v;
+            r->action_len = f.value_len;
         }
-        if (!hop_by_hop(line, nl) && !starts_with_ci(line, nl, "garde-")) {
-            r->fwd[r->nfwd].name = line;
-            r->fwd[r->nfwd].name_len = nl;
-            r->fwd[r->nfwd].value = v;
-            r->fwd[r->nfwd].value_len = raw;
-            r->nfwd++;
-        }
-        line = eol + 2;
+        if (!hop_by_hop(name, nl) && !starts_with_ci(name, nl, "garde-")) r->fwd[r->nfwd++] = f;
     }
     if (!content_length) return PARSE_PYTHON; /* an empty body is not an envelope */
     r->body_len = body;
@@ -1036,12 +1041,7 @@ typedef struct {
     const char *body; /* body_len bytes: in the input, or in ``decoded`` */
     Buf decoded;      /* a chunked body, put together (freed by the caller) */
     int keep_alive;
-    struct {
-        const char *name;
-        size_t name_len;
-        const char *value;
-        size_t value_len;
-    } h[MAX_RESPONSE_HEADERS];
+    Field h[MAX_RESPONSE_HEADERS];
     size_t nh;
 } Response;
 
@@ -1129,47 +1129,23 @@ static int parse_response(const char *s, size_t n, int eof, Response *r) {
     r->nh = 0;
     r->body_len = 0;
     while (line < end + 2) {
-        const char *eol = line;
-        while (*eol != '\r') eol++; /* stops at ``end`` at the latest */
-        if (eol[1] != '\n') return PARSE_PYTHON;
-        const char *colon = memchr(line, ':', (size_t)(eol - line));
-        if (!colon || colon == line || r->nh == MAX_RESPONSE_HEADERS) return PARSE_PYTHON;
-        for (const char *c = line; c < colon; c++)
-            if (!is_tchar((unsigned char)*c)) return PARSE_PYTHON;
-        const char *v = colon + 1, *ve = eol;
-        while (v < ve && (*v == ' ' || *v == '\t')) v++;
-        for (const char *c = v; c < ve; c++) {
-            unsigned char ch = (unsigned char)*c;
-            if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return PARSE_PYTHON;
-        }
-        size_t raw = (size_t)(ve - v); /* relayed as httptools reads it, see parse_request */
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-        size_t nl = (size_t)(colon - line), vl = (size_t)(ve - v);
-        if (name_is(line, nl, "content-length")) {
-            if (has_length++ || vl == 0 || vl > 12) return PARSE_PYTHON;
-            for (size_t i = 0; i < vl; i++) {
-                if (v[i] < '0' || v[i] > '9') return PARSE_PYTHON;
-                r->body_len = r->body_len * 10 + (size_t)(v[i] - '0');
-            }
-        } else if (name_is(line, nl, "transfer-encoding")) {
+        Field f;
+        size_t vl;
+        if (r->nh == MAX_RESPONSE_HEADERS || read_field(line, 1, &f, &vl, &line))
+            return PARSE_PYTHON;
+        const char *name = f.name, *v = f.value;
+        size_t nl = f.name_len;
+        if (name_is(name, nl, "content-length")) {
+            if (has_length++ || read_length(v, vl, &r->body_len)) return PARSE_PYTHON;
+        } else if (name_is(name, nl, "transfer-encoding")) {
             /* chunked alone is put together here; other codings are Python's to refuse */
             if (chunked++ || vl != 7 || !starts_with_ci(v, vl, "chunked")) return PARSE_PYTHON;
-        } else if (name_is(line, nl, "connection")) {
-            if (vl == 5 && starts_with_ci(v, vl, "close"))
-                r->keep_alive = 0;
-            else if (!(vl == 10 && starts_with_ci(v, vl, "keep-alive")))
-                return PARSE_PYTHON;
+        } else if (name_is(name, nl, "connection")) {
+            if (read_connection(v, vl, &r->keep_alive)) return PARSE_PYTHON;
         }
         int skip = 0;
-        for (const char *const *k = RESPONSE_SKIP; *k && !skip; k++) skip = name_is(line, nl, *k);
-        if (!skip) {
-            r->h[r->nh].name = line;
-            r->h[r->nh].name_len = nl;
-            r->h[r->nh].value = v;
-            r->h[r->nh].value_len = raw;
-            r->nh++;
-        }
-        line = eol + 2;
+        for (const char *const *k = RESPONSE_SKIP; *k && !skip; k++) skip = name_is(name, nl, *k);
+        if (!skip) r->h[r->nh++] = f;
     }
     if (has_length && chunked) return PARSE_PYTHON; /* smuggling material */
     if (chunked) return read_chunks(s, n, r->head_len, r);
@@ -1629,6 +1605,9 @@ static int plane_init(Plane *p, PyObject *args, PyObject *kw) {
         return -1;
     }
     if (limits_set(&p->limits, max_body, max_headers, max_header_bytes, allowed)) return -1;
+    p->links = (Slots){.size = sizeof(LinkState), .first = 16, .limit = MAX_LINK_ID};
+    p->routes = (Slots){.size = sizeof(RouteStats), .first = 64, .limit = MAX_ROUTE_ID};
+    p->pools = (Slots){.size = sizeof(Pool), .first = 16, .limit = MAX_LINK_ID};
     p->listen_fd = listen_fd;
     p->connect_timeout = connect_timeout;
     p->idle_timeout = idle_timeout;
@@ -1889,25 +1868,27 @@ static PyObject *plane_drain(Plane *p, PyObject *unused) {
     p->events_q = NULL;
     p->nevents = p->cap_events = 0;
     size_t nlinks = 0, nroutes = 0;
-    for (int i = 0; i < p->nlinks_state; i++) nlinks += p->links[i].dirty != 0;
-    for (int i = 0; i < p->nroutes_state; i++) nroutes += p->routes[i].dirty != 0;
+    LinkState *states = (LinkState *)p->links.data;
+    RouteStats *stats = (RouteStats *)p->routes.data;
+    for (int i = 0; i < p->links.n; i++) nlinks += states[i].dirty != 0;
+    for (int i = 0; i < p->routes.n; i++) nroutes += stats[i].dirty != 0;
     LinkCopy *links = calloc(nlinks + 1, sizeof *links);
     RouteCopy *routes = calloc(nroutes + 1, sizeof *routes);
     if (links && routes) {
         size_t k = 0;
-        for (int i = 0; i < p->nlinks_state; i++) {
-            if (!p->links[i].dirty) continue;
+        for (int i = 0; i < p->links.n; i++) {
+            if (!states[i].dirty) continue;
             links[k].id = i;
-            links[k++].state = p->links[i];
-            p->links[i].ok_pending = 0;
-            p->links[i].dirty = 0;
+            links[k++].state = states[i];
+            states[i].ok_pending = 0;
+            states[i].dirty = 0;
         }
         k = 0;
-        for (int i = 0; i < p->nroutes_state; i++) {
-            if (!p->routes[i].dirty) continue;
+        for (int i = 0; i < p->routes.n; i++) {
+            if (!stats[i].dirty) continue;
             routes[k].id = i;
-            routes[k++].stats = p->routes[i];
-            memset(&p->routes[i], 0, sizeof p->routes[i]);
+            routes[k++].stats = stats[i];
+            memset(&stats[i], 0, sizeof stats[i]);
         }
     } else {
         nlinks = nroutes = 0; /* left for the next drain */
@@ -1986,8 +1967,8 @@ static PyObject *plane_counters(Plane *p, PyObject *unused) {
 static void close_everything(Plane *p) {
     /* After the thread ended: every connection it held (not the listening socket). */
     while (p->busy.next) attempt_failed(p, p->busy.next, NULL, NULL);
-    for (int i = 0; i < p->npools; i++) {
-        Pool *pool = &p->pools[i];
+    for (int i = 0; i < p->pools.n; i++) {
+        Pool *pool = (Pool *)p->pools.data + i;
         while (pool->n) upstream_close(p, pool->idle[pool->n - 1]);
         free(pool->idle);
         pool->idle = NULL;
@@ -2036,9 +2017,9 @@ static void plane_dealloc(Plane *p) {
     table_free(p->pending);
     free(p->handovers);
     free(p->events_q);
-    free(p->pools);
-    free(p->links);
-    free(p->routes);
+    free(p->pools.data);
+    free(p->links.data);
+    free(p->routes.data);
     for (int i = 0; i < MAX_STATUS; i++) free(p->status_lines[i]);
     limits_free(&p->limits);
 #ifdef GARDE_PLANE_TLS
@@ -2050,6 +2031,23 @@ static void plane_dealloc(Plane *p) {
 
 /* ------------------------------------------------------------------------------------ */
 /* The parsers alone, for tests: the same code the plane runs, on bytes Python gives.      */
+
+/* [(name, value), ...] for Python; NULL with an exception set if memory is short. */
+static PyObject *fields_list(const Field *f, size_t n) {
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; list && i < n; i++) {
+        PyObject *h = Py_BuildValue("(y#y#)", f[i].name, (Py_ssize_t)f[i].name_len, f[i].value,
+                                    (Py_ssize_t)f[i].value_len);
+        if (!h || PyList_Append(list, h)) Py_CLEAR(list);
+        Py_XDECREF(h);
+    }
+    return list;
+}
+
+/* None (more bytes needed) or False (Python's to serve) for what is not PARSE_OK. */
+static PyObject *declined(int parsed) {
+    return Py_NewRef(parsed == PARSE_MORE ? Py_None : Py_False);
+}
 
 static PyObject *py_read_request(PyObject *m, PyObject *args, PyObject *kw) {
     static char *names[] = {"data", "max_body", "max_headers", "max_header_bytes",
@@ -2074,18 +2072,10 @@ static PyObject *py_read_request(PyObject *m, PyObject *args, PyObject *kw) {
     }
     size_t scanned = 0;
     int parsed = parse_request(&limits, data.buf, (size_t)data.len, &scanned, r);
-    if (parsed == PARSE_MORE) {
-        out = Py_NewRef(Py_None);
-    } else if (parsed == PARSE_PYTHON) {
-        out = Py_NewRef(Py_False);
+    if (parsed != PARSE_OK) {
+        out = declined(parsed);
     } else {
-        PyObject *fwd = PyList_New(0);
-        for (size_t i = 0; fwd && i < r->nfwd; i++) {
-            PyObject *h = Py_BuildValue("(y#y#)", r->fwd[i].name, (Py_ssize_t)r->fwd[i].name_len,
-                                        r->fwd[i].value, (Py_ssize_t)r->fwd[i].value_len);
-            if (!h || PyList_Append(fwd, h)) Py_CLEAR(fwd);
-            Py_XDECREF(h);
-        }
+        PyObject *fwd = fields_list(r->fwd, r->nfwd);
         const char *body = (const char *)data.buf + r->head_len;
         if (fwd) {
             PyObject *action = r->has_action
@@ -2121,18 +2111,10 @@ static PyObject *py_read_response(PyObject *m, PyObject *args, PyObject *kw) {
         goto done;
     }
     int parsed = parse_response(data.buf, (size_t)data.len, eof, r);
-    if (parsed == PARSE_MORE) {
-        out = Py_NewRef(Py_None);
-    } else if (parsed == PARSE_PYTHON) {
-        out = Py_NewRef(Py_False);
+    if (parsed != PARSE_OK) {
+        out = declined(parsed);
     } else {
-        PyObject *headers = PyList_New(0);
-        for (size_t i = 0; headers && i < r->nh; i++) {
-            PyObject *h = Py_BuildValue("(y#y#)", r->h[i].name, (Py_ssize_t)r->h[i].name_len,
-                                        r->h[i].value, (Py_ssize_t)r->h[i].value_len);
-            if (!h || PyList_Append(headers, h)) Py_CLEAR(headers);
-            Py_XDECREF(h);
-        }
+        PyObject *headers = fields_list(r->h, r->nh);
         out = headers ? Py_BuildValue("{sisNsy#sOsOsn}", "status", r->status, "headers",
                                       headers, "body", r->body, (Py_ssize_t)r->body_len,
                                       "keep_alive", r->keep_alive ? Py_True : Py_False,
