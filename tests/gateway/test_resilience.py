@@ -176,6 +176,35 @@ def test_retry_budget_caps_retries_at_a_share_of_requests() -> None:
     assert budget.withdraw()
 
 
+def test_requests_counted_in_bulk_buy_the_same_retries() -> None:
+    """The native data plane reports its requests in batches: 100 at once are 100 one by
+    one, and they leave the window together."""
+    clock = Clock()
+    budget = RetryBudget(0.2, min_per_second=0.0, window=10, clock=clock)
+    budget.deposit(100)
+    assert sum(budget.withdraw() for _ in range(50)) == 20
+    clock.now += 11
+    assert not budget.withdraw()
+    assert budget.requests == 0
+
+
+def test_successes_counted_in_bulk_weigh_as_many_in_the_failure_rate(catalog: Catalog) -> None:
+    """Successes reported in a batch count as many requests in the error-rate window (and
+    reset the consecutive failures) as the same successes one by one."""
+    clock = Clock()
+    ups = _upstreams(catalog, clock, consecutive_failures=100, min_requests=10, failure_rate=0.5)
+    dc1 = ups.links[0]
+    ups.failed(dc1, "HTTP 503")
+    ups.succeeded(dc1, 9)
+    assert (dc1.window_requests, dc1.consecutive_failures) == (10, 0)
+    for _ in range(4):
+        ups.failed(dc1, "HTTP 503")
+    assert dc1.breaker(clock()) is Breaker.CLOSED, "5 failures in 14 requests: under half"
+    for _ in range(5):
+        ups.failed(dc1, "HTTP 503")
+    assert dc1.breaker(clock()) is Breaker.OPEN, "10 failures in 19 requests: over half"
+
+
 def test_no_retry_storm_when_every_data_center_fails(catalog: Catalog) -> None:
     """With the budget spent, a request tries one data center and the policy answers."""
     transport = FakeTransport()
