@@ -793,6 +793,25 @@ def test_native_with_full_validation_is_refused_and_auto_falls_back(catalog: Cat
     run(catalog, test, xml_validation="full")
 
 
+@needs_plane
+@pytest.mark.parametrize(("count", "native_serves"), [(20, True), (70, False)])
+def test_many_allowed_hosts_are_checked_natively_up_to_the_plane_s_limit(
+    catalog: Catalog, count: int, native_serves: bool
+) -> None:
+    """Up to ``MAX_ALLOWED_HOSTS`` (64) Host names the plane checks itself; beyond, ``auto``
+    leaves the gateway to Python rather than failing to start."""
+    hosts = ("127.0.0.1", *(f"workstation-{i}.pharmacy.local" for i in range(count - 1)))
+
+    async def test(gw: RunningGateway, dc1: Recording, dc2: Recording) -> None:
+        assert (gw.server.native is not None) is native_serves
+        ok = await raw(gw.port, soap_post(BODY))
+        assert ok.startswith(b"HTTP/1.1 200"), ok[:100]
+        refused = await raw(gw.port, soap_post(BODY, host=b"evil.example"))
+        assert refused.startswith(b"HTTP/1.1 421"), refused[:100]
+
+    run(catalog, test, allowed_hosts=hosts)
+
+
 # -- 9. found by review (ASan, valgrind, socket fuzzing): regressions -------------------------
 
 

@@ -51,7 +51,7 @@
 #define LISTEN_PAUSE 0.1        /* seconds without accepting when out of descriptors */
 #define MAX_STATUS 600
 #define MAX_BUCKETS 32
-#define MAX_ALLOWED_HOSTS 16
+#define MAX_ALLOWED_HOSTS 64
 #define MAX_LINK_ID 65536
 #define MAX_ROUTE_ID 1048576
 
@@ -2192,6 +2192,10 @@ PyMODINIT_FUNC PyInit__plane(void) {
     if (PyType_Ready(&PlaneType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+    if (PyModule_AddIntConstant(m, "MAX_ALLOWED_HOSTS", MAX_ALLOWED_HOSTS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddIntConstant(m, "TLS",
 #ifdef GARDE_PLANE_TLS
                                 1

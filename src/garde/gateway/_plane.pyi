@@ -39,6 +39,8 @@ class Plane:
     def counters(self) -> dict[str, int]: ...
     def stop(self) -> None: ...
 
+MAX_ALLOWED_HOSTS: int
+"""The most ``allowed_hosts`` the plane checks; a gateway with more is served by Python."""
 TLS: int
 """1 if built with OpenSSL: https data centers can be served natively."""
 

@@ -59,6 +59,9 @@ def unavailable_reason(server: GatewayServer) -> str | None:
         return "the gateway uses another transport than HTTP"
     if config.xml_validation == "full":
         return "xml_validation: full parses every body, which only Python does"
+    allowed = server.allowed_hosts
+    if allowed is not None and len(allowed) > _plane.MAX_ALLOWED_HOSTS:
+        return f"more than {_plane.MAX_ALLOWED_HOSTS} allowed_hosts (the plane checks that many)"
     return None
 
 
