@@ -773,6 +773,15 @@ def test_an_unknown_fast_path_is_refused_with_the_choices() -> None:
     assert "'bogus'" in message
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("max_headers", 0), ("max_body", -1), ("max_header_bytes", "16k"), ("connect_timeout", 0)],
+)
+def test_limits_that_cannot_work_are_refused_with_the_fix(setting: str, value: object) -> None:
+    with pytest.raises(UsageError, match=setting):
+        GatewayConfig(**{setting: value}).check()  # type: ignore[arg-type]
+
+
 def test_fast_path_booleans_mean_auto_and_off() -> None:
     assert GatewayConfig(fast_path=True).fast_path_mode() == "auto"
     assert GatewayConfig(fast_path=False).fast_path_mode() == "off"

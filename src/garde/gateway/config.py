@@ -89,6 +89,16 @@ class GatewayConfig:
         return str(self.fast_path)
 
     def check(self) -> None:
+        for name, least in (("max_body", 0), ("max_headers", 1), ("max_header_bytes", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UsageError(
+                    f"{name}: expected a whole number of at least {least}, got {value!r}"
+                )
+        for name in ("connect_timeout", "health_timeout", "min_try_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise UsageError(f"{name}: expected a positive duration (250ms, 1s), got {value!r}")
         if self.fast_path_mode() not in FAST_PATHS:
             raise UsageError(
                 f"fast_path: expected one of {', '.join(FAST_PATHS)} (or true/false),"
