@@ -871,6 +871,19 @@ class Hooked:
 
 
 @asynccontextmanager
+async def gateway_for(
+    catalog: Catalog, endpoints: dict[str, dict[str, str]], **config: Any
+) -> AsyncIterator[RunningGateway]:
+    """A gateway on loopback in front of ``endpoints`` (no health checks), stopped after."""
+    settings = GatewayConfig(port=0, health_checks=False, **config)
+    running = await RunningGateway(catalog.with_endpoints(endpoints), settings).start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@asynccontextmanager
 async def hooked_stack(
     catalog: Catalog, answer: bytes
 ) -> AsyncIterator[tuple[RunningGateway, Hooked]]:
@@ -883,12 +896,10 @@ async def hooked_stack(
             "dc2": f"http://127.0.0.1:{dc2.port}/Recipe/v4/Executor",
         }
     }
-    settings = GatewayConfig(port=0, health_checks=False, fast_path="native")
-    running = await RunningGateway(catalog.with_endpoints(endpoints), settings).start()
     try:
-        yield running, dc1
+        async with gateway_for(catalog, endpoints, fast_path="native") as running:
+            yield running, dc1
     finally:
-        await running.stop()
         await dc1.stop()
         await dc2.stop()
 

@@ -17,10 +17,9 @@ import pytest
 
 from garde.catalog import Catalog
 from garde.gateway import native
-from garde.gateway.config import GatewayConfig
 from garde.gateway.runner import RunningGateway
 from tests.certificates import self_signed
-from tests.gateway.test_native import connection, counters, exchange
+from tests.gateway.test_native import connection, counters, exchange, gateway_for
 from tests.gateway.test_server import BODY, soap_post
 from tests.gateway.upstream import Upstream
 
@@ -69,12 +68,10 @@ async def tls_stack(
     context.load_cert_chain(*key_pair)
     dc1 = await TlsUpstream(context).start()
     endpoints = {"recipe-executor": {"dc1": f"https://{host}:{dc1.port}/Recipe/v4/Executor"}}
-    settings = GatewayConfig(port=0, health_checks=False, fast_path=fast_path)
-    running = await RunningGateway(catalog.with_endpoints(endpoints), settings).start()
     try:
-        yield running, dc1
+        async with gateway_for(catalog, endpoints, fast_path=fast_path) as running:
+            yield running, dc1
     finally:
-        await running.stop()
         await dc1.stop()
 
 
