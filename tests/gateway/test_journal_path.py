@@ -23,6 +23,7 @@ from tests.gateway.doubles import (
     RECIPE,
     FakeTransport,
     MemoryJournal,
+    caller_security,
     ok,
     refuse,
     soap_request,
@@ -57,6 +58,7 @@ def test_journaled_write_is_replayed_once_the_service_is_back(
                 RECIPE,
                 "<x:Rid>BEP0ABCDEFGH</x:Rid>",
                 extra=[(b"Idempotency-Key", b"deliver-1")],
+                header=caller_security(),
             )
             reply = await gateway.handle(request)
             assert reply.status == 202

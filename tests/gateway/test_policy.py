@@ -16,9 +16,11 @@ from tests.gateway.doubles import (
     EXECUTOR,
     GI,
     INSURABILITY,
+    LAB_STS,
     RECIPE,
     FakeTransport,
     MemoryJournal,
+    caller_security,
     refuse,
     soap_request,
 )
@@ -80,11 +82,8 @@ def test_deferrable_write_is_journaled_with_a_receipt(
     gateway: Gateway, transport: FakeTransport, journal: MemoryJournal
 ) -> None:
     _all_down(transport)
-    token_header = (
-        '<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-'
-        'wssecurity-secext-1.0.xsd"><wsse:BinarySecurityToken>OLD</wsse:BinarySecurityToken>'
-        "</wsse:Security>"
-    )
+    token = LAB_STS.issue("pharmacist-1", "eid").token
+    token_header = caller_security(token=token)
     from tests.gateway.doubles import envelope
 
     body = envelope("MarkAsDeliveredRequest", RECIPE, "<x:Rid>BEP0ABCDEFGH</x:Rid>", token_header)
@@ -103,7 +102,10 @@ def test_deferrable_write_is_journaled_with_a_receipt(
     assert submission.idempotency_key == "key-1"
     assert submission.ordering_key == "BEP0ABCDEFGH"
     assert submission.target_group == "pharmacist"
-    assert b"OLD" not in submission.payload, "expired tokens are not journaled"
+    assert token.encode() not in submission.payload, "the token is kept apart, not in the payload"
+    assert submission.caller is not None, "the caller's own token is kept to send it later"
+    assert submission.caller.subject == "pharmacist-1"
+    assert token.encode() in submission.caller.security
     assert submission.deadline is not None
 
 
@@ -112,7 +114,8 @@ def test_journal_unavailable_means_refusal_never_202(
 ) -> None:
     _all_down(transport)
     journal.broken = True
-    reply = asyncio.run(gateway.handle(soap_request(EXECUTOR, "markAsDelivered", RECIPE)))
+    request = soap_request(EXECUTOR, "markAsDelivered", RECIPE, header=caller_security())
+    reply = asyncio.run(gateway.handle(request))
     assert reply.status == 503
     assert b"disk full" in reply.body
 

@@ -17,6 +17,7 @@ from tests.gateway.doubles import (
     Call,
     FakeTransport,
     MemoryJournal,
+    caller_security,
     error_503,
     refuse,
     reset,
@@ -48,7 +49,8 @@ def test_failure_after_sending_is_not_retried_for_unsafe_writes(
 ) -> None:
     """A reset after sending may have applied markAsDelivered: journal it, never resend now."""
     transport.set("dc1", reset)
-    reply = asyncio.run(gateway.handle(soap_request(EXECUTOR, "markAsDelivered", RECIPE)))
+    request = soap_request(EXECUTOR, "markAsDelivered", RECIPE, header=caller_security())
+    reply = asyncio.run(gateway.handle(request))
     assert [c.dc for c in transport.calls] == ["dc1"]
     assert reply.status == 202
     ((submission, _),) = journal.entries.values()

@@ -21,7 +21,7 @@ from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
 from garde.gateway.metrics import Metrics
 from garde.gateway.workers import WorkerBoard, worst_mode
-from tests.gateway.doubles import RECIPE, FakeTransport, envelope
+from tests.gateway.doubles import RECIPE, FakeTransport, caller_security, envelope
 from tests.gateway.test_cli_process import call
 from tests.gateway.upstream import Upstream
 
@@ -114,7 +114,7 @@ def _free_port() -> int:
 
 
 def _deliver(rid: str) -> bytes:
-    body = envelope("MarkAsDeliveredRequest", RECIPE, f"<x:Rid>{rid}</x:Rid>")
+    body = envelope("MarkAsDeliveredRequest", RECIPE, f"<x:Rid>{rid}</x:Rid>", caller_security())
     return (
         b"POST /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
         b'SOAPAction: "' + RECIPE.encode() + b':markAsDelivered"\r\n'

@@ -143,15 +143,24 @@ class GatewayProcess:
                 await self.kill()
 
 
-async def post(port: int, body: bytes, key: str, action: str) -> int:
-    """One write over a fresh connection; the HTTP status, or 0 if the connection failed."""
+async def post(
+    port: int,
+    body: bytes,
+    key: str,
+    action: str,
+    identity: str | None = SENDER,
+    path: str = "/ehBox/v3",
+) -> int:
+    """One call over a fresh connection; the HTTP status, or 0 if the connection failed.
+    ``identity`` None: no ``Garde-Identity`` (the body carries the caller's own token)."""
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(10):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            who = f"Garde-Identity: {identity}\r\n" if identity else ""
             head = (
-                "POST /ehBox/v3 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
-                f'SOAPAction: "{action}"\r\nGarde-Identity: {SENDER}\r\n'
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+                f'SOAPAction: "{action}"\r\n{who}'
                 f"Idempotency-Key: {key}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n"
             ).encode()

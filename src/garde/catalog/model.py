@@ -159,6 +159,9 @@ class Operation(_Model):
     cache_key: KeyRule | None = None
     timeout: Seconds | None = None
     """None means: the service's default timeout."""
+    rpo: Seconds | None = None
+    """How long a journaled write of this operation may wait before the gateway alerts;
+    None: the service's ``rpo`` when it sets one, else no alert."""
 
 
 class Probe(_Model):

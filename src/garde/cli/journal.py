@@ -96,7 +96,7 @@ async def _open(
             f" {ENV_KEYS} (or --journal-no-encryption if the journal stores payloads in clear)"
         )
     else:
-        keyring = Keyring({}, None)  # listing needs no key; sealed fields stay sealed
+        keyring = Keyring.none()  # listing needs no key; sealed fields stay sealed
     return await open_journal(location, keyring)
 
 

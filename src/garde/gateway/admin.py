@@ -16,10 +16,12 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from garde.errors import EntryNotFound, JournalError, RequestRejected
+from garde.gateway.backlog import gauges as backlog_gauges
 from garde.gateway.events import mode_event
 from garde.gateway.metrics import Metrics
 from garde.gateway.wire import Reply, Request
 from garde.gateway.workers import MODES, Snapshot, worst_mode
+from garde.journal.base import Backlog
 
 if TYPE_CHECKING:
     from garde.gateway.handler import Gateway
@@ -54,7 +56,15 @@ class Admin:
             return gateway.reject(RequestRejected(405, "admin endpoints answer GET only"), request)
         path = request.path
         if path == "/metrics":
-            body = self.metrics().render().encode()
+            metrics = self.metrics()
+            journal = gateway.callers.journal  # a store: it can say what it holds
+            if journal is not None:
+                try:
+                    found: Backlog | None = await journal.backlog()
+                except JournalError:
+                    found = None
+                metrics.gauges.append(partial(backlog_gauges, found, gateway.catalog, time.time()))
+            body = metrics.render().encode()
             return Reply(200, [(b"Content-Type", b"text/plain; version=0.0.4")], body)
         if path == "/_garde/status":
             return _json(200, await self.status())

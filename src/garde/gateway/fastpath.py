@@ -103,6 +103,7 @@ class FastPath:
             or request.method != b"POST"
             or b"garde-identity" in fields
             or b"garde-deadline" in fields
+            or gateway.callers.wanted  # the general path reads tokens journaled writes wait for
         ):
             return False
         found = self.route(request.path, fields.get(b"soapaction"))

@@ -16,6 +16,7 @@ from garde.catalog.model import Catalog, Continuity, Kind, Protocol
 from garde.errors import RequestRejected, TokenUnavailable, UpstreamUnavailable
 from garde.gateway.budget import RetryBudget
 from garde.gateway.cache import StaleCache
+from garde.gateway.callers import CallerTokens, sighted
 from garde.gateway.config import GatewayConfig
 from garde.gateway.events import EventHub
 from garde.gateway.forwarding import Forwarder
@@ -41,7 +42,7 @@ from garde.gateway.transport import Headers, Transport
 from garde.gateway.upstreams import ServiceUpstreams
 from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP, Reply, Request
 from garde.gateway.workers import WorkerBoard
-from garde.journal.base import Journal
+from garde.journal.base import Journal, JournalStore
 
 log = logging.getLogger("garde.gateway")
 
@@ -119,6 +120,9 @@ class Gateway:
             retry_after=self.config.retry_after,
         )
         self.tokens = TokenManager(self.config.identities, self._fetch_token)
+        self.callers = CallerTokens(journal if isinstance(journal, JournalStore) else None)
+        """Callers' own tokens: the freshest per subject, the subjects the journal waits for."""
+        self.policy.callers = self.callers
         self.started = time.time()
         self.syncs: list[Callable[[], None]] = []
         self.data_plane: Callable[[], dict[str, object]] | None = None
@@ -156,6 +160,7 @@ class Gateway:
                     or self.full_validation
                     or found.needs_envelope
                     or b"garde-identity" in fields
+                    or self.callers.wanted  # entries wait for a token this call may carry
                 ):
                     envelope = parse_envelope(request.body)
                     route = found or self.router.by_element(entry, envelope)
@@ -208,6 +213,10 @@ class Gateway:
         identity_header = fields.get(b"garde-identity")
         identity = identity_header.decode("latin-1") if identity_header else None
         body = request.body
+        if identity is None and envelope is not None and b"Security" in body:
+            token = sighted(envelope)
+            if token is not None:
+                self.callers.sight(token)
         if identity is not None and envelope is not None:
             try:
                 body = with_token(envelope, await self.tokens.token(identity))

@@ -113,6 +113,7 @@ class NativePlane:
         self._loop = loop = asyncio.get_running_loop()
         for upstreams in self.gateway.upstreams.values():
             upstreams.plan_listeners.append(self._plan_changed)
+        self.gateway.callers.listeners.append(self._tokens_wanted)
         self.gateway.syncs.append(self.drain)
         self.gateway.data_plane = self.counters
         self.publish()
@@ -132,6 +133,8 @@ class NativePlane:
         for upstreams in self.gateway.upstreams.values():
             if self._plan_changed in upstreams.plan_listeners:
                 upstreams.plan_listeners.remove(self._plan_changed)
+        if self._tokens_wanted in self.gateway.callers.listeners:
+            self.gateway.callers.listeners.remove(self._tokens_wanted)
         if self.drain in self.gateway.syncs:
             self.gateway.syncs.remove(self.drain)
         self.gateway.data_plane = None
@@ -152,10 +155,15 @@ class NativePlane:
         self._tick = self._loop.call_later(DRAIN_INTERVAL, self._on_tick)
 
     # -- the routing table -------------------------------------------------------------------
-    def _plan_changed(self, _: ServiceUpstreams) -> None:
+    def _plan_changed(self, _: ServiceUpstreams | None) -> None:
         if not self._publish_scheduled and self._loop is not None:
             self._publish_scheduled = True
             self._loop.call_soon(self.publish)
+
+    def _tokens_wanted(self) -> None:
+        """Journaled writes wait for a caller's token, or no longer do: while they wait,
+        Python reads every call (the plane serves none), so that the token is seen."""
+        self._plan_changed(None)
 
     def _link_id(self, upstreams: ServiceUpstreams, link: Link) -> int:
         found = self._link_ids.get(link)
@@ -207,7 +215,7 @@ class NativePlane:
         routes: list[tuple[int, bytes, bytes | None, int, float, float, float, float, bool]] = []
         valid_until = float("inf")
         for entry in gateway.router.services:
-            if not entry.soap:
+            if not entry.soap or gateway.callers.wanted:
                 continue
             upstreams = gateway.upstreams[entry.service.id]
             plan = upstreams.plan()

@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 from garde.catalog.model import Catalog, Continuity
 from garde.errors import JournalUnavailable
 from garde.gateway.cache import StaleCache
+from garde.gateway.callers import CallerTokens, CannotJournal, caller_token
 from garde.gateway.refusals import Refusal, language_of, procedure_for
 from garde.gateway.routing import OperationRoute
 from garde.gateway.soapxml import Envelope, body_bytes, without_security
 from garde.gateway.upstreams import Mode, ServiceUpstreams
 from garde.gateway.wire import Reply, Request
-from garde.journal.base import Journal, Submission
+from garde.journal.base import CallerToken, Journal, Submission
 
 SOAP_TYPE = (b"Content-Type", b"text/xml; charset=utf-8")
 JSON_PROBLEM = (b"Content-Type", b"application/problem+json")
@@ -85,6 +86,8 @@ class ContinuityPolicy:
         self.target_group = target_group
         self.retry_after = retry_after
         self.on_journaled: Callable[[], None] | None = None
+        self.callers: CallerTokens | None = None
+        """Set by the gateway: callers' own tokens seen, for the entries that carry one."""
         self.stale_served = 0
         self.journaled = 0
         self.refused = 0
@@ -127,13 +130,43 @@ class ContinuityPolicy:
                 ]
                 return Reply(entry.status, headers, entry.body), "stale"
         elif continuity in (Continuity.DEFERRABLE, Continuity.ASYNC) and self.journal is not None:
+            caller = None
+            if identity is None:
+                try:
+                    caller = self._caller(route, envelope)
+                except CannotJournal as exc:
+                    # Acknowledging a write that can never be sent would break the promise
+                    # of the receipt: the caller follows the procedure now instead.
+                    why = f"{failure.reason}; not journaled: {exc}"
+                    return self.refuse(route, request, envelope, Failure(failure.service, why)), (
+                        "refused"
+                    )
             try:
-                return await self._journal(route, request, envelope, identity, idempotency_key)
+                return await self._journal(
+                    route, request, envelope, identity, idempotency_key, caller
+                )
             except JournalUnavailable as exc:
                 failure = Failure(
                     failure.service, f"{failure.reason}; journal: {exc}", failure.sent
                 )
         return self.refuse(route, request, envelope, failure), "refused"
+
+    def _caller(self, route: OperationRoute, envelope: Envelope | None) -> CallerToken | None:
+        """The caller's own token for a write to journal without ``Garde-Identity``;
+        ``CannotJournal`` when the write could not be sent later as it is."""
+        token = caller_token(envelope) if envelope is not None else None
+        if token is not None:
+            if self.callers is not None:
+                self.callers.sight(token)
+            return token
+        sts = self.catalog.token_service
+        if sts is not None and sts.service in route.service.depends_on:
+            raise CannotJournal(
+                f"{route.service_id} needs an STS token and the request carries none (no"
+                " Garde-Identity, no wsse:Security): the write could never be sent; send your"
+                " token, or Garde-Identity to let the gateway attach one"
+            )
+        return None
 
     async def _journal(
         self,
@@ -142,6 +175,7 @@ class ContinuityPolicy:
         envelope: Envelope | None,
         identity: str | None,
         idempotency_key: str | None,
+        caller: CallerToken | None = None,
     ) -> tuple[Reply, str]:
         assert self.journal is not None
         now = time.time()
@@ -163,6 +197,7 @@ class ContinuityPolicy:
             payload=payload,
             headers=forwarded,
             deadline=journal_deadline(route, now),
+            caller=caller,
         )
         receipt = await self.journal.accept(submission)
         self.journaled += 1

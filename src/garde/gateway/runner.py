@@ -14,6 +14,7 @@ from types import TracebackType
 from garde.catalog.model import Catalog
 from garde.gateway.admin import Admin
 from garde.gateway.app import GatewayServer
+from garde.gateway.backlog import RPO_CHECK_INTERVAL, RpoWatch
 from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
 from garde.gateway.health import HealthChecker
@@ -22,10 +23,14 @@ from garde.gateway.sender import GatewaySender
 from garde.gateway.transport import HttpTransport, Transport
 from garde.gateway.upstreams import Mode, ServiceUpstreams
 from garde.gateway.workers import WorkerBoard
-from garde.journal.base import Journal, JournalStore
+from garde.journal.base import Journal, JournalStore, Receipt, State
 from garde.journal.replayer import Replayer, ReplayPolicy, describer
+from garde.journal.store import StoreBase
 
 log = logging.getLogger("garde.gateway")
+
+TOKEN_WATCH_INTERVAL = 1.0
+"""Seconds between reads of the subjects whose journaled writes wait for a token."""
 
 
 class RunningGateway:
@@ -73,6 +78,12 @@ class RunningGateway:
             )
             self.gateway.events.listeners.append(self._mode_changed)
             self.gateway.policy.on_journaled = self.replayer.poke
+            self.gateway.callers.on_released = lambda _count: self._poke()
+        self._watching: asyncio.Task[None] | None = None
+        self._rpo: asyncio.Task[None] | None = None
+        self._token_check = asyncio.Event()
+        if isinstance(journal, StoreBase):
+            journal.listeners.append(self._receipt_changed)
 
     @property
     def url(self) -> str:
@@ -89,6 +100,11 @@ class RunningGateway:
             self.health.start()
         if self.replayer is not None:
             self._replaying = asyncio.get_running_loop().create_task(self.replayer.run())
+        if self.gateway.callers.journal is not None:
+            self._watching = asyncio.get_running_loop().create_task(self._watch_tokens())
+        if self.replayer is not None:  # one alert per replaying gateway, not per worker
+            watch = RpoWatch(self.replayer.journal, self.gateway.catalog)
+            self._rpo = asyncio.get_running_loop().create_task(self._watch_rpo(watch))
         if self.feed is not None:
             self.feed.start()
         if self.gateway.board is not None:
@@ -106,11 +122,40 @@ class RunningGateway:
                 log.warning("cannot publish this worker's snapshot: %s", exc)
             await asyncio.sleep(1.0)
 
+    async def _watch_tokens(self) -> None:
+        """Keep the subjects the journal waits a token for up to date (every worker and
+        every gateway sharing the journal reads them: any of them may see the token)."""
+        callers = self.gateway.callers
+        while True:
+            await callers.refresh()
+            self._token_check.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TOKEN_WATCH_INTERVAL):
+                    await self._token_check.wait()
+
+    async def _watch_rpo(self, watch: RpoWatch) -> None:
+        while True:
+            await watch.check()
+            await asyncio.sleep(RPO_CHECK_INTERVAL)
+
+    def _receipt_changed(self, receipt: Receipt) -> None:
+        if receipt.state is State.NEEDS_TOKEN:
+            self._token_check.set()  # read the waiting subjects now, not in a second
+
+    def _poke(self) -> None:
+        if self.replayer is not None:
+            self.replayer.poke()
+
     def _mode_changed(self, upstreams: ServiceUpstreams) -> None:
         if upstreams.mode is not Mode.OFFLINE and self.replayer is not None:
             self.replayer.poke()  # a service came back: its journaled writes may go now
 
     async def stop(self) -> None:
+        for task in (self._watching, self._rpo):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._publishing is not None:
             self._publishing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

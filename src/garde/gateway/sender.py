@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
 from garde.errors import RequestRejected, TokenUnavailable
@@ -23,10 +24,11 @@ from garde.gateway.soapxml import (
     WSSE,
     fault_of,
     parse_envelope,
+    with_security,
     with_token,
 )
 from garde.gateway.transport import Headers
-from garde.journal.base import Answer, Delivery, Outcome, Submission
+from garde.journal.base import Answer, CallerToken, Delivery, Outcome, Submission
 
 DEFAULT_RETRY = 30.0
 
@@ -64,26 +66,47 @@ def _wire_headers(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, by
 
 
 def add_token(payload: bytes, token: str) -> bytes:
-    """``payload`` with a WS-Security header carrying ``token``.
+    """``payload`` with a WS-Security header carrying the gateway's ``token``.
 
     The same bytes as ``with_token(parse_envelope(payload), token)``, spliced in without a
     parse when the payload has the shape the gateway journals (no header, or the empty one
     that stripping the token left), which is every entry the replayer sends; anything else
     goes through the parser.
     """
+    spliced = _splice(payload, _SECURITY % escape(token).encode())
+    return spliced if spliced is not None else with_token(parse_envelope(payload), token)
+
+
+def add_security(payload: bytes, security: bytes) -> bytes:
+    """``payload`` with ``security`` (a caller's whole ``wsse:Security`` element) as its
+    WS-Security header: spliced as ``add_token`` does, else through the parser."""
+    spliced = _splice(payload, security)
+    return spliced if spliced is not None else with_security(parse_envelope(payload), security)
+
+
+def _splice(payload: bytes, security: bytes) -> bytes | None:
     found = _HEADLESS.match(payload)
-    if found is not None:
-        prefix = found["p"]
-        if (
-            found["bp"] == prefix
-            and (found["header"] is None or found["hp"] == prefix)
-            and _declared(found["attrs"]).get(prefix) in _SOAP
-        ):
-            tag = prefix + b":Header" if prefix else b"Header"
-            security = _SECURITY % escape(token).encode()
-            header = b"<" + tag + b">" + security + b"</" + tag + b">"
-            return payload[: found.end("head")] + header + payload[found.start("body") :]
-    return with_token(parse_envelope(payload), token)
+    if found is None:
+        return None
+    prefix = found["p"]
+    if (
+        found["bp"] != prefix
+        or (found["header"] is not None and found["hp"] != prefix)
+        or _declared(found["attrs"]).get(prefix) not in _SOAP
+    ):
+        return None
+    tag = prefix + b":Header" if prefix else b"Header"
+    header = b"<" + tag + b">" + security + b"</" + tag + b">"
+    return payload[: found.end("head")] + header + payload[found.start("body") :]
+
+
+def _needs_token(own: CallerToken) -> str:
+    expired = datetime.fromtimestamp(own.not_on_or_after, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"the caller's own token expired at {expired} and no newer token of the same subject"
+        " has reached this gateway since: the subject's next call with a valid token"
+        " releases it"
+    )
 
 
 class GatewaySender:
@@ -92,9 +115,22 @@ class GatewaySender:
         self._routes: dict[tuple[str, str], OperationRoute] = {}
 
     def ready(self, service: str) -> bool:
-        """``ServiceReady`` for the replayer: some data center of ``service`` may serve."""
+        """``ServiceReady`` for the replayer: some data center of ``service`` is known to
+        serve, or may be tried once (a half-open breaker's trial).
+
+        Stricter than live traffic, which also tries a data center failing its health
+        checks (it might still answer): a journaled write can wait, and attempts spent on a
+        service known to be down only push its entries' next try further away.
+        """
         upstreams = self.gateway.upstreams.get(service)
-        return upstreams is not None and bool(upstreams.plan())
+        if upstreams is None:
+            return False
+        now = upstreams.clock()
+        return any(
+            link.available(now)
+            or (link.probation and link.ejected_until <= now and not link.trial_in_flight)
+            for link in upstreams.links
+        )
 
     def _route(self, submission: Submission) -> OperationRoute:
         key = (submission.service, submission.operation)
@@ -121,6 +157,7 @@ class GatewaySender:
         except RequestRejected as exc:
             return Delivery(Outcome.CONFLICT, reason=str(exc))
         body = submission.payload
+        caller = None
         if submission.identity:
             try:
                 body = add_token(body, await gateway.tokens.token(submission.identity))
@@ -128,6 +165,11 @@ class GatewaySender:
                 return Delivery(Outcome.RETRY_LATER, reason=str(exc), retry_after=DEFAULT_RETRY)
             except RequestRejected as exc:
                 return Delivery(Outcome.CONFLICT, reason=str(exc))
+        elif submission.caller is not None:
+            caller = gateway.callers.for_replay(submission.caller)
+            if caller is None:
+                return Delivery(Outcome.NEEDS_TOKEN, reason=_needs_token(submission.caller))
+            body = add_security(body, caller.security)
         headers: Headers = [
             *_wire_headers(submission.headers),
             (b"Idempotency-Key", submission.idempotency_key.encode()),
@@ -144,7 +186,7 @@ class GatewaySender:
         if response is None:
             # Nobody answered, so nobody asked for a pause: the replayer's own back-off per
             # entry applies, and the health checks keep it from trying while all are down.
-            return Delivery(Outcome.RETRY_LATER, reason=outcome.failure)
+            return Delivery(Outcome.RETRY_LATER, reason=outcome.failure, unreachable=True)
         answer = Answer(
             response.status,
             response.body,
@@ -163,6 +205,12 @@ class GatewaySender:
         if fault is not None:
             code, text, business = fault
             if any(t in code for t in TOKEN_FAULTS):
+                if caller is not None:
+                    # The caller's token (or its stand-in) was refused: only a newer one of
+                    # the same subject can send it now.
+                    gateway.callers.refused(caller)
+                    reason = f"the service refused the caller's token ({code}: {text})"
+                    return Delivery(Outcome.NEEDS_TOKEN, reason=reason)
                 if submission.identity:
                     gateway.tokens.invalidate(submission.identity)
                 return Delivery(Outcome.RETRY_LATER, answer=answer, reason=text, retry_after=1.0)

@@ -128,6 +128,21 @@ def with_token(envelope: Envelope, token: str) -> bytes:
     return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
 
 
+def with_security(envelope: Envelope, security: bytes) -> bytes:
+    """The envelope with its WS-Security header replaced by ``security`` (a whole
+    ``wsse:Security`` element, as a caller sent it)."""
+    root = envelope.root
+    soap = envelope.soap_namespace
+    header = root.find(f"{{{soap}}}Header")
+    if header is None:
+        header = etree.Element(f"{{{soap}}}Header")
+        root.insert(0, header)
+    for old in header.findall(f"{{{WSSE}}}Security"):
+        header.remove(old)
+    header.append(etree.fromstring(security, _PARSER))
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+
+
 def without_security(envelope: Envelope) -> bytes:
     """The business payload: the envelope minus any WS-Security header (tokens expire)."""
     root = envelope.root

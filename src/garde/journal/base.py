@@ -31,6 +31,31 @@ class State(StrEnum):
     """An operator removed it, with a reason (audited)."""
     QUARANTINED = "quarantined"
     """Its checksum does not match: never delivered, reported to the operator."""
+    NEEDS_TOKEN = "needs_token"  # noqa: S105 - a state name, not a secret
+    """Sent with the caller's own token, which expired (or the service refused it), and no
+    valid token of the same subject was seen since: released by that subject's next call."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallerToken:
+    """The caller's own WS-Security header, kept to send the write as its caller would.
+
+    Care software that signs its own calls sends no ``Garde-Identity``: the gateway has no
+    credentials for it and must send the journaled write with the caller's token, or with a
+    newer token of the same subject seen since (``subject`` is the identity inside the token,
+    not the connection). Sealed with the payload, never logged.
+    """
+
+    security: bytes
+    """The ``wsse:Security`` element as the caller sent it (namespaces declared in it)."""
+    subject: str
+    """Whom the token was issued to (the token's subject)."""
+    not_on_or_after: float
+    """Unix time from which the token is no longer valid."""
+
+    def usable(self, now: float, margin: float = 1.0) -> bool:
+        """Still valid ``margin`` seconds from now (the time a send takes, about)."""
+        return self.not_on_or_after - now > margin
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +78,8 @@ class Submission:
     """The request headers that matter upstream (Content-Type, SOAPAction)."""
     deadline: float | None = None
     """Unix time after which the write must not be delivered; None: no deadline."""
+    caller: CallerToken | None = None
+    """The caller's own token, when it sent one and no ``Garde-Identity``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +129,8 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     CONFLICT = "conflict"
     RETRY_LATER = "retry_later"
+    NEEDS_TOKEN = "needs_token"  # noqa: S105 - a state name, not a secret
+    """The caller's token can no longer be used and no newer one of its subject is known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +142,8 @@ class Delivery:
     reason: str | None = None
     retry_after: float | None = None
     """Seconds the service asked us to wait (429/503 Retry-After)."""
+    unreachable: bool = False
+    """No data center answered at all: the service is down, not this entry's problem."""
 
 
 @runtime_checkable
@@ -149,8 +180,16 @@ ServiceReady = Callable[[str], bool]
 """Tells the replayer whether a service is healthy enough to be replayed to."""
 
 WAITING = (State.JOURNALED, State.DELIVERING)
-"""States that count in the journal's depth: not yet settled."""
-HOLDING = (State.JOURNALED, State.DELIVERING, State.CONFLICT, State.QUARANTINED)
+"""States a replayer may lease from (a lapsed lease is taken over)."""
+UNSETTLED = (State.JOURNALED, State.DELIVERING, State.NEEDS_TOKEN)
+"""States that count in the journal's depth: not yet settled, still to be delivered."""
+HOLDING = (
+    State.JOURNALED,
+    State.DELIVERING,
+    State.NEEDS_TOKEN,
+    State.CONFLICT,
+    State.QUARANTINED,
+)
 """States that hold back the later entries of the same ordering key (held, never skipped)."""
 FINAL = (State.DELIVERED, State.EXPIRED, State.DISCARDED)
 
@@ -184,6 +223,29 @@ class EntryView:
     submission: Submission | None
     """Decrypted content; None when it cannot be read (corrupted, key missing)."""
     problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BacklogGroup:
+    """Entries of one operation in one state that still hold their key (the metrics)."""
+
+    service: str
+    operation: str
+    state: State
+    count: int
+    oldest: float
+    """Unix time the oldest of them was accepted."""
+    attempts: int
+    """Attempts spent on them so far."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What the journal still has to deliver, or waits on a decision for."""
+
+    groups: list[BacklogGroup]
+    last_errors: dict[str, tuple[float, str]]
+    """Per service, the most recent failure of an entry still waiting: (when, why)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +297,23 @@ class JournalStore(Journal, Protocol):
 
     async def pending_services(self) -> list[str]:
         """Services that have entries waiting (journaled or delivering)."""
+        ...
+
+    async def backlog(self) -> Backlog:
+        """Entries that still hold their key, grouped for metrics and alerts."""
+        ...
+
+    def subject_key(self, subject: str) -> str:
+        """The keyed digest under which entries of a token subject are found."""
+        ...
+
+    async def waiting_subjects(self) -> set[str]:
+        """Subject keys of the entries in ``needs_token``."""
+        ...
+
+    async def release(self, subject: str, caller: CallerToken) -> list[Receipt]:
+        """Entries of ``subject`` waiting for a token take ``caller`` and are journaled again
+        (the replayer delivers them with it); their receipts."""
         ...
 
     async def lease(

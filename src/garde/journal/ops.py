@@ -16,6 +16,9 @@ from garde.errors import EntryNotFound, UsageError
 from garde.journal import sql
 from garde.journal.base import (
     AuditRecord,
+    Backlog,
+    BacklogGroup,
+    CallerToken,
     Delivery,
     Describe,
     Leased,
@@ -32,6 +35,7 @@ from garde.journal.records import (
     new_id,
     new_row,
     open_submission,
+    with_caller,
 )
 from garde.journal.sealing import Keyring, SealError, unique
 
@@ -142,6 +146,7 @@ SETTLE_SQL = {
     Outcome.DELIVERED: sql.SETTLE_DELIVERED,
     Outcome.CONFLICT: sql.SETTLE_CONFLICT,
     Outcome.RETRY_LATER: sql.SETTLE_RETRY,
+    Outcome.NEEDS_TOKEN: sql.SETTLE_NEEDS_TOKEN,
 }
 
 
@@ -191,7 +196,10 @@ def expire(tx: Tx, now: float, describe: Describe) -> list[Row]:
 def retry(tx: Tx, entry_id: str, who: str, now: float, keyring: Keyring) -> Row:
     row = _one(tx, entry_id)
     check_transition(
-        entry_id, row.state, (State.CONFLICT, State.QUARANTINED, State.JOURNALED), "retry"
+        entry_id,
+        row.state,
+        (State.CONFLICT, State.QUARANTINED, State.JOURNALED, State.NEEDS_TOKEN),
+        "retry",
     )
     if row.state is State.QUARANTINED:
         try:
@@ -212,6 +220,7 @@ def discard(tx: Tx, entry_id: str, reason: str, who: str, now: float) -> Row:
     row = _one(tx, entry_id)
     allowed: tuple[State, ...] = (
         State.JOURNALED,
+        State.NEEDS_TOKEN,
         State.CONFLICT,
         State.QUARANTINED,
         State.EXPIRED,
@@ -263,6 +272,52 @@ def listing(tx: Tx, state: State | None, service: str | None, limit: int, after:
     params.append(limit)
     query = sql.listing(state is not None, service is not None)
     return [Row.of(r) for r in tx.rows(query, params)]
+
+
+def release(
+    tx: Tx, subject_key: str, caller: CallerToken, now: float, keyring: Keyring
+) -> list[Row]:
+    """Entries of ``subject_key`` in ``needs_token`` take ``caller`` and are journaled again
+    (due at once); the rows released. One that cannot be opened stays as it is."""
+    released = []
+    for values in tx.rows(sql.NEEDS_TOKEN_OF, (subject_key,)):
+        row = Row.of(values)
+        try:
+            key_id, sealed, total = with_caller(row, keyring, caller)
+        except SealError:
+            continue  # leasing it will quarantine it with the reason; nothing to release
+        note = "released by a newer token of the same subject"
+        if tx.run(sql.RELEASE, (now, key_id, sealed, total, note, row.seq, row.checksum)):
+            released.append(
+                _replace(
+                    row,
+                    state=State.JOURNALED,
+                    updated_at=now,
+                    key_id=key_id,
+                    sealed=sealed,
+                    checksum=total,
+                    last_error=note,
+                    not_before=0.0,
+                )
+            )
+    return released
+
+
+def waiting_subjects(tx: Tx) -> set[str]:
+    return {str(r[0]) for r in tx.rows(sql.WAITING_SUBJECTS)}
+
+
+def backlog(tx: Tx) -> Backlog:
+    groups = [
+        BacklogGroup(str(svc), str(op), State(st), int(n), float(oldest), int(attempts or 0))
+        for svc, op, st, n, oldest, attempts in tx.rows(sql.BACKLOG)
+    ]
+    errors: dict[str, tuple[float, str]] = {}
+    for service, at in tx.rows(sql.LAST_FAILED):
+        found = tx.rows(sql.LAST_ERROR_OF, (service, at))
+        if found:
+            errors[str(service)] = (float(at), str(found[0][0]))
+    return Backlog(groups, errors)
 
 
 def counts(tx: Tx) -> dict[tuple[str, State], int]:

@@ -58,13 +58,18 @@ CREATE TABLE IF NOT EXISTS {s}.entries (
   answer_status INTEGER,
   answer_type TEXT,
   answer_body BYTEA,
+  subject_key TEXT,
   UNIQUE (service, operation, idem_key)
 );
 CREATE INDEX IF NOT EXISTS entries_waiting ON {s}.entries (service, seq)
   WHERE state IN ('journaled', 'delivering');
-CREATE INDEX IF NOT EXISTS entries_holding ON {s}.entries (service, order_key, seq)
-  WHERE state IN ('journaled', 'delivering', 'conflict', 'quarantined')
+ALTER TABLE {s}.entries ADD COLUMN IF NOT EXISTS subject_key TEXT;
+DROP INDEX IF EXISTS {s}.entries_holding;
+CREATE INDEX IF NOT EXISTS entries_holding_v2 ON {s}.entries (service, order_key, seq)
+  WHERE state IN ('journaled', 'delivering', 'needs_token', 'conflict', 'quarantined')
   AND order_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_needs_token ON {s}.entries (subject_key)
+  WHERE state = 'needs_token';
 CREATE TABLE IF NOT EXISTS {s}.audit (
   at DOUBLE PRECISION NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, entry_id TEXT,
   detail TEXT NOT NULL

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from garde.journal.base import Answer, EntryView, Receipt, State, Submission
+from garde.journal.base import Answer, CallerToken, EntryView, Receipt, State, Submission
 from garde.journal.sealing import Keyring, SealError, checksum, order_digest, unique
 
 COLUMNS = (
@@ -40,9 +40,10 @@ COLUMNS = (
     "answer_status",
     "answer_type",
     "answer_body",
+    "subject_key",
 )
 SELECT = ", ".join(COLUMNS)
-INSERT_COLUMNS = (*COLUMNS[1:12], "not_before", "key_id", "sealed", "checksum")
+INSERT_COLUMNS = (*COLUMNS[1:12], "not_before", "key_id", "sealed", "checksum", "subject_key")
 MAX_ERROR = 500
 """Longest last_error/reason kept: an upstream can answer with megabytes of HTML."""
 
@@ -73,6 +74,8 @@ class Row:
     answer_status: int | None
     answer_type: str | None
     answer_body: bytes | None
+    subject_key: str | None
+    """Keyed digest of the caller token's subject (None: the gateway signs at send time)."""
 
     @classmethod
     def of(cls, values: tuple[Any, ...] | list[Any]) -> Row:
@@ -135,10 +138,9 @@ def new_row(
 ) -> tuple[Any, ...]:
     """The values of ``INSERT_COLUMNS`` for a new entry."""
     s = submission
-    # A small JSON head, a newline, then the payload's raw bytes (no base64: it is the bulk).
-    head = _COMPACT.encode([s.identity, s.ordering_key, [list(h) for h in s.headers]]).encode()
-    inner = head + b"\n" + s.payload
-    key_id, sealed = keyring.seal(inner, _aad(entry_id, s.service, s.operation, s.idempotency_key))
+    key_id, sealed = keyring.seal(
+        _inner(s), _aad(entry_id, s.service, s.operation, s.idempotency_key)
+    )
     order_key = order_digest(salt, s.service, s.ordering_key)
     total = _sum(
         entry_id,
@@ -167,7 +169,36 @@ def new_row(
         key_id,
         sealed,
         total,
+        subject_digest(salt, s.caller.subject) if s.caller is not None else None,
     )
+
+
+def subject_digest(salt: bytes, subject: str) -> str:
+    """A token subject as stored in clear: a keyed digest, as for ordering keys."""
+    digest = order_digest(salt, "\x00caller-subject", subject)
+    assert digest is not None
+    return digest
+
+
+def _inner(s: Submission) -> bytes:
+    """What is sealed: a small JSON head, a newline, then the payload's raw bytes (no
+    base64: it is the bulk). The caller's own token, when there is one, is a fourth item."""
+    items: list[object] = [s.identity, s.ordering_key, [list(h) for h in s.headers]]
+    if s.caller is not None:
+        c = s.caller
+        items.append([c.security.decode("utf-8"), c.subject, c.not_on_or_after])
+    return _COMPACT.encode(items).encode() + b"\n" + s.payload
+
+
+def with_caller(row: Row, keyring: Keyring, caller: CallerToken) -> tuple[str | None, bytes, str]:
+    """``(key_id, sealed, checksum)`` of ``row`` carrying ``caller`` as its token instead;
+    ``SealError`` if the row cannot be opened."""
+    from dataclasses import replace
+
+    submission = replace(open_submission(row, keyring), caller=caller)
+    aad = _aad(row.id, row.service, row.operation, row.idem_key)
+    key_id, sealed = keyring.seal(_inner(submission), aad)
+    return key_id, sealed, _row_sum(row, sealed)
 
 
 def _row_sum(row: Row, sealed: bytes) -> str:
@@ -196,7 +227,11 @@ def open_submission(row: Row, keyring: Keyring) -> Submission:
     inner = keyring.open(row.sealed, _aad(row.id, row.service, row.operation, row.idem_key))
     try:
         head, _, payload = inner.partition(b"\n")
-        identity, ordering_key, headers = json.loads(head)
+        identity, ordering_key, headers, *more = json.loads(head)
+        caller = None
+        if more:
+            security, subject, until = more[0]
+            caller = CallerToken(security.encode("utf-8"), str(subject), float(until))
         return Submission(
             service=row.service,
             operation=row.operation,
@@ -207,6 +242,7 @@ def open_submission(row: Row, keyring: Keyring) -> Submission:
             payload=payload,
             headers=tuple((str(k), str(v)) for k, v in headers),
             deadline=row.deadline,
+            caller=caller,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise SealError(f"sealed content is not a journal entry ({exc})") from None
@@ -240,7 +276,10 @@ def receipt_of(row: Row, keyring: Keyring) -> Receipt:
             body = keyring.open(row.answer_body, ("answer\x00" + row.id).encode())
         except SealError as exc:
             body = b""
-            extra["answer_problem"] = str(exc)
+            if keyring.without_keys:
+                extra["answer_sealed"] = "sealed: give the journal's keys to read the answer"
+            else:
+                extra["answer_problem"] = str(exc)
         answer = Answer(row.answer_status, body, row.answer_type or "application/octet-stream")
     if row.target_group:
         extra["target_group"] = row.target_group

@@ -54,6 +54,9 @@ class ReplayPolicy:
     """Must stay well under ``lease_seconds``: a lease must not run out while sending."""
     backoff: float = 1.0
     backoff_max: float = 300.0
+    probe_max: float = 5.0
+    """Longest hold of a service that answers nothing before one entry tries it again: the
+    most a recovery waits to be noticed when no health check tells."""
     poll_interval: float = 1.0
     batch: int = 256
     honour_backoff: bool = True
@@ -102,6 +105,7 @@ ENV_SETTINGS: dict[str, tuple[str, type]] = {
     "GARDE_REPLAY_SEND_TIMEOUT": ("send_timeout", float),
     "GARDE_REPLAY_BACKOFF": ("backoff", float),
     "GARDE_REPLAY_BACKOFF_MAX": ("backoff_max", float),
+    "GARDE_REPLAY_PROBE_MAX": ("probe_max", float),
 }
 
 
@@ -140,6 +144,8 @@ class ReplayStats:
     retried: int = 0
     expired: int = 0
     lost_leases: int = 0
+    needs_token: int = 0
+    """Entries set aside until a newer token of their caller's subject is seen."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -173,6 +179,13 @@ class Replayer:
         self.stats = ReplayStats()
         self._buckets: dict[str, TokenBucket] = {}
         self._paused_until: dict[str, float] = {}
+        self._down_until: dict[str, float] = {}
+        """Services that answered nothing at all: held until this time, or until the health
+        view says they are back (whichever comes first); then one entry goes as a trial."""
+        self._down_rounds: dict[str, int] = {}
+        """Trials in a row that a held service left unanswered (its hold grows with them)."""
+        self._trials: set[str] = set()
+        """Held services whose trial entry is being sent now."""
         self._was_ready: dict[str, bool] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         self._sending: dict[asyncio.Task[None], float] = {}
@@ -201,12 +214,23 @@ class Replayer:
         open_now = []
         for service in pending:
             ready = self.ready(service)
-            if ready and not self._was_ready.get(service, False) and self.policy.start_jitter:
-                # Just came back: wait a random moment so recovering sites spread out.
-                delay = self.rng.uniform(0, self.policy.start_jitter)
-                self._paused_until[service] = max(self._paused_until.get(service, 0), now + delay)
+            if ready and not self._was_ready.get(service, True):
+                # The health view says it is back: what waited goes now, not when the hold
+                # that its silence earned runs out.
+                self._down_until.pop(service, None)
+                self._down_rounds.pop(service, None)
+                if self.policy.start_jitter:
+                    # Wait a random moment, so that recovering sites spread out.
+                    delay = self.rng.uniform(0, self.policy.start_jitter)
+                    until = max(self._paused_until.get(service, 0), now + delay)
+                    self._paused_until[service] = until
             self._was_ready[service] = ready
-            if ready and self._paused_until.get(service, 0.0) <= now:
+            if (
+                ready
+                and self._paused_until.get(service, 0.0) <= now
+                and self._down_until.get(service, 0.0) <= now
+                and service not in self._trials
+            ):
                 open_now.append(service)
         return open_now
 
@@ -346,6 +370,9 @@ class Replayer:
                 wanted = min(free - len(taken), self.policy.batch)
                 if wanted <= 0:
                     break
+                if self._down_rounds.get(service):
+                    # Held for its silence: one entry tries whether it answers again.
+                    wanted = 1
                 bucket = self._bucket(service)
                 if bucket is not None:
                     wanted = bucket.take(wanted)
@@ -361,6 +388,8 @@ class Replayer:
                 )
                 if bucket is not None and len(got) < wanted:
                     bucket.tokens += wanted - len(got)  # unused tokens go back
+                if got and self._down_rounds.get(service):
+                    self._trials.add(service)
                 taken += got
             return taken
         except JournalError as exc:
@@ -368,6 +397,12 @@ class Replayer:
             return []
 
     async def _deliver(self, entry: Leased) -> None:
+        try:
+            await self._deliver_one(entry)
+        finally:
+            self._trials.discard(entry.submission.service)
+
+    async def _deliver_one(self, entry: Leased) -> None:
         service = entry.submission.service
         deadline = entry.submission.deadline
         if deadline is not None and self.clock() > deadline:
@@ -393,9 +428,23 @@ class Replayer:
             if self._too_long and task in self._too_long:  # fired, but the sender ate the cancel
                 self._too_long.discard(task)
                 task.uncancel()
+        if not delivery.unreachable and self._down_rounds.pop(service, 0):
+            self._down_until.pop(service, 0.0)  # it answers again: all that is due goes now
+            self.poke()
         retry_at = None
         if delivery.outcome is Outcome.RETRY_LATER:
             now = self.clock()
+            if delivery.unreachable:
+                # Nobody answered: the service is down, not this entry. Hold the service
+                # (longer each round it stays silent) instead of backing the entry off, so
+                # that when the service is back every waiting entry is due at once.
+                if self._down_until.get(service, 0.0) <= now:
+                    rounds = self._down_rounds.get(service, 0) + 1
+                    self._down_rounds[service] = rounds
+                    hold = min(self.policy.probe_max, self.policy.backoff * 2 ** (rounds - 1))
+                    self._down_until[service] = now + hold * self.rng.uniform(0.75, 1.25)
+                await self._settle(entry, delivery, now + self.policy.backoff)
+                return
             if delivery.retry_after is not None:
                 wait = delivery.retry_after
                 # The service asked for room: give it to the whole service, not just this key.
@@ -430,6 +479,15 @@ class Replayer:
             self.stats.conflicts += 1
             log.warning(
                 "journal entry %s (%s.%s) conflicts and holds its key: %s",
+                entry.id,
+                entry.submission.service,
+                entry.submission.operation,
+                mask_text(delivery.reason or ""),
+            )
+        elif delivery.outcome is Outcome.NEEDS_TOKEN:
+            self.stats.needs_token += 1
+            log.warning(
+                "journal entry %s (%s.%s) waits for a newer token of its caller: %s",
                 entry.id,
                 entry.submission.service,
                 entry.submission.operation,

@@ -107,6 +107,16 @@ class Keyring:
             raise UsageError(f"current journal key {current!r} is not in the keyring")
         self._keys = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self.current = current
+        self.without_keys = False
+        """True for ``Keyring.none()``: nothing sealed can be opened, and that is expected."""
+
+    @classmethod
+    def none(cls) -> Keyring:
+        """No key at all, on purpose: an operator listing the journal without its keys sees
+        what is sealed as sealed, not as a missing key to add back."""
+        keyring = cls({}, None)
+        keyring.without_keys = True
+        return keyring
 
     @classmethod
     def clear(cls) -> Keyring:

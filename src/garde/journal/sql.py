@@ -6,7 +6,7 @@ there, the single writer's ``BEGIN IMMEDIATE`` in SQLite), so it lives in each b
 
 from __future__ import annotations
 
-from garde.journal.base import HOLDING, WAITING
+from garde.journal.base import HOLDING, UNSETTLED, WAITING
 from garde.journal.records import INSERT_COLUMNS, SELECT
 
 
@@ -16,6 +16,7 @@ def _states(states: tuple[str, ...]) -> str:
 
 HOLDING_SQL = _states(tuple(s.value for s in HOLDING))
 WAITING_SQL = _states(tuple(s.value for s in WAITING))
+UNSETTLED_SQL = _states(tuple(s.value for s in UNSETTLED))
 
 INSERT = (
     f"INSERT INTO entries ({', '.join(INSERT_COLUMNS)})"
@@ -45,8 +46,8 @@ def deliverable(service_count: int) -> str:
 
 
 DUE_TO_EXPIRE = (
-    f"SELECT {SELECT} FROM entries WHERE state IN {WAITING_SQL} AND deadline IS NOT NULL"
-    " AND deadline < ? AND (state = 'journaled' OR lease_until < ?) ORDER BY seq LIMIT 1000"
+    f"SELECT {SELECT} FROM entries WHERE state IN {UNSETTLED_SQL} AND deadline IS NOT NULL"
+    " AND deadline < ? AND (state <> 'delivering' OR lease_until < ?) ORDER BY seq LIMIT 1000"
 )
 
 SETTLE_DELIVERED = (
@@ -64,6 +65,7 @@ SETTLE_RETRY = (
     " lease_token = NULL, lease_until = NULL, last_error = ?, not_before = ?"
     " WHERE id = ? AND lease_token = ? AND state = 'delivering'"
 )
+SETTLE_NEEDS_TOKEN = SETTLE_RETRY.replace("'journaled'", "'needs_token'", 1)
 
 
 def mark_leased(count: int) -> str:
@@ -116,14 +118,45 @@ SET_STATE = (
 )
 EXPIRE = (
     "UPDATE entries SET state = 'expired', updated_at = ?, reason = ?, lease_owner = NULL,"
-    " lease_token = NULL, lease_until = NULL WHERE seq = ? AND state IN " + WAITING_SQL
+    " lease_token = NULL, lease_until = NULL WHERE seq = ? AND state IN " + UNSETTLED_SQL
 )
 REKEY = "UPDATE entries SET key_id = ?, sealed = ?, checksum = ? WHERE seq = ? AND checksum = ?"
 REKEY_ANSWER = "UPDATE entries SET answer_body = ? WHERE seq = ? AND answer_body = ?"
 AUDIT = "INSERT INTO audit (at, who, action, entry_id, detail) VALUES (?, ?, ?, ?, ?)"
 AUDIT_LOG = "SELECT at, who, action, entry_id, detail FROM audit ORDER BY at DESC LIMIT ?"
-DEPTH = f"SELECT count(*) FROM entries WHERE state IN {WAITING_SQL}"
-DEPTH_OF = DEPTH + " AND service = ?"
+# Two counts, each served by its partial index, rather than one over three states (no index).
+DEPTH = (
+    f"SELECT (SELECT count(*) FROM entries WHERE state IN {WAITING_SQL})"
+    " + (SELECT count(*) FROM entries WHERE state = 'needs_token')"
+)
+DEPTH_OF = (
+    f"SELECT (SELECT count(*) FROM entries WHERE state IN {WAITING_SQL} AND service = ?)"
+    " + (SELECT count(*) FROM entries WHERE state = 'needs_token' AND service = ?)"
+)
+BACKLOG = (
+    "SELECT service, operation, state, count(*), min(created_at), sum(attempts) FROM entries"
+    f" WHERE state IN {HOLDING_SQL} GROUP BY service, operation, state"
+)
+LAST_FAILED = (
+    f"SELECT service, max(updated_at) FROM entries WHERE state IN {UNSETTLED_SQL}"
+    " AND last_error IS NOT NULL GROUP BY service"
+)
+LAST_ERROR_OF = (
+    f"SELECT last_error FROM entries WHERE service = ? AND state IN {UNSETTLED_SQL}"
+    " AND last_error IS NOT NULL AND updated_at = ? LIMIT 1"
+)
+WAITING_SUBJECTS = (
+    "SELECT DISTINCT subject_key FROM entries WHERE state = 'needs_token'"
+    " AND subject_key IS NOT NULL"
+)
+NEEDS_TOKEN_OF = (
+    f"SELECT {SELECT} FROM entries WHERE state = 'needs_token' AND subject_key = ? ORDER BY seq"
+)
+RELEASE = (
+    "UPDATE entries SET state = 'journaled', updated_at = ?, key_id = ?, sealed = ?,"
+    " checksum = ?, not_before = 0, last_error = ? WHERE seq = ? AND state = 'needs_token'"
+    " AND checksum = ?"
+)
 COUNTS = "SELECT service, state, count(*) FROM entries GROUP BY service, state"
 PENDING_SERVICES = f"SELECT DISTINCT service FROM entries WHERE state IN {WAITING_SQL}"
 

@@ -62,13 +62,17 @@ CREATE TABLE IF NOT EXISTS entries (
   answer_status INTEGER,
   answer_type TEXT,
   answer_body BLOB,
+  subject_key TEXT,
   UNIQUE (service, operation, idem_key)
 );
 CREATE INDEX IF NOT EXISTS entries_waiting ON entries (service, seq)
   WHERE state IN ('journaled', 'delivering');
-CREATE INDEX IF NOT EXISTS entries_holding ON entries (service, order_key, seq)
-  WHERE state IN ('journaled', 'delivering', 'conflict', 'quarantined')
+DROP INDEX IF EXISTS entries_holding;
+CREATE INDEX IF NOT EXISTS entries_holding_v2 ON entries (service, order_key, seq)
+  WHERE state IN ('journaled', 'delivering', 'needs_token', 'conflict', 'quarantined')
   AND order_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_needs_token ON entries (subject_key)
+  WHERE state = 'needs_token';
 CREATE TABLE IF NOT EXISTS audit (
   at REAL NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, entry_id TEXT, detail TEXT NOT NULL
 );
@@ -225,7 +229,14 @@ class SqliteJournal(StoreBase):
                         f"journal {self.path}: SQLite refused WAL mode ({mode}); use a local disk"
                     )
                 conn.execute("BEGIN IMMEDIATE")
-                for statement in SCHEMA.split(";"):
+                table, _, rest = SCHEMA.partition("DROP INDEX")
+                for statement in table.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(entries)")}
+                if "subject_key" not in columns:  # a journal made before callers' tokens
+                    conn.execute("ALTER TABLE entries ADD COLUMN subject_key TEXT")
+                for statement in ("DROP INDEX" + rest).split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 found = conn.execute("SELECT value FROM meta WHERE name = 'order_salt'").fetchone()
@@ -382,7 +393,7 @@ class SqliteJournal(StoreBase):
                 groups.setdefault(job.settle[0], []).append(index)
         done: set[int] = set()
         for outcome, indexes in groups.items():
-            if len(indexes) < 2:
+            if len(indexes) < 2 or outcome not in _SETTLE_MANY:
                 continue
             query, width = _SETTLE_MANY[outcome]
             params = [p[1] for i in indexes if (p := batch[i].settle) is not None]

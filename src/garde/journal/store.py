@@ -17,6 +17,8 @@ from garde.errors import UsageError
 from garde.journal import ops, sql
 from garde.journal.base import (
     AuditRecord,
+    Backlog,
+    CallerToken,
     Delivery,
     Describe,
     EntryView,
@@ -34,6 +36,7 @@ from garde.journal.records import (
     reseal,
     reseal_answer,
     seal_answer,
+    subject_digest,
     view_of,
 )
 from garde.journal.sealing import Keyring, SealError
@@ -128,7 +131,7 @@ class StoreBase(ABC):
         if service is None:
             found = await self._read(lambda tx: tx.rows(sql.DEPTH))
         else:
-            found = await self._read(lambda tx: tx.rows(sql.DEPTH_OF, (service,)))
+            found = await self._read(lambda tx: tx.rows(sql.DEPTH_OF, (service, service)))
         return int(found[0][0])
 
     async def receipts(
@@ -147,6 +150,22 @@ class StoreBase(ABC):
     async def pending_services(self) -> list[str]:
         found = await self._read(lambda tx: tx.rows(sql.PENDING_SERVICES))
         return sorted(str(r[0]) for r in found)
+
+    async def backlog(self) -> Backlog:
+        return await self._read(ops.backlog)
+
+    def subject_key(self, subject: str) -> str:
+        return subject_digest(self._salt, subject)
+
+    async def waiting_subjects(self) -> set[str]:
+        return await self._read(ops.waiting_subjects)
+
+    async def release(self, subject: str, caller: CallerToken) -> list[Receipt]:
+        now = self.clock()
+        key = self.subject_key(subject)
+        rows = await self._write(lambda tx: ops.release(tx, key, caller, now, self.keyring))
+        self._tell(rows)
+        return [receipt_of(r, self.keyring) for r in rows]
 
     async def lease(
         self,
@@ -176,7 +195,10 @@ class StoreBase(ABC):
     ) -> Receipt | None:
         now = self.clock()
         answer: tuple[int | None, str | None, bytes | None] = (None, None, None)
-        if delivery.answer is not None and delivery.outcome is not Outcome.RETRY_LATER:
+        if delivery.answer is not None and delivery.outcome in (
+            Outcome.DELIVERED,
+            Outcome.CONFLICT,
+        ):
             answer = seal_answer(delivery.answer, leased.id, self.keyring)
         params = ops.settle_params(leased, delivery, answer, retry_at, now)
         if not await self._write_settle(delivery.outcome, params):
@@ -186,8 +208,9 @@ class StoreBase(ABC):
             Outcome.DELIVERED: State.DELIVERED,
             Outcome.CONFLICT: State.CONFLICT,
             Outcome.RETRY_LATER: State.JOURNALED,
+            Outcome.NEEDS_TOKEN: State.NEEDS_TOKEN,
         }[delivery.outcome]
-        failed = delivery.outcome is Outcome.RETRY_LATER
+        failed = delivery.outcome in (Outcome.RETRY_LATER, Outcome.NEEDS_TOKEN)
         receipt = _receipt(
             leased,
             state,

@@ -1,0 +1,271 @@
+"""The caller's own WS-Security token: kept with a journaled write, renewed from its subject.
+
+Most care software signs in itself and sends its STS token in ``wsse:Security`` (no
+``Garde-Identity``). A write journaled during an outage must later be sent as its caller
+would send it, so the journal keeps the caller's header (sealed with the payload). At replay
+the header goes as it came while its token is valid; once it has expired, the freshest valid
+token the gateway has seen since from the **same subject** (the identity inside the token,
+not the connection) takes its place. With none, the entry waits in ``needs_token`` until
+that subject's next call through the gateway brings one.
+
+Only what can be delivered later is acknowledged: a header the gateway cannot read (no
+subject or no validity it understands) or one that signs the message (a signature covers
+the body and a timestamp that will have expired) is refused with the procedure instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from lxml import etree
+
+from garde.errors import JournalError
+from garde.gateway.soapxml import WSSE, Envelope
+from garde.journal.base import CallerToken, JournalStore
+
+log = logging.getLogger("garde.gateway")
+
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+DSIG = "http://www.w3.org/2000/09/xmldsig#"
+SAML1 = "urn:oasis:names:tc:SAML:1.0:assertion"
+SAML2 = "urn:oasis:names:tc:SAML:2.0:assertion"
+SHELF_SIZE = 10_000
+"""Subjects whose freshest token is kept in memory (one pharmacy has a handful; a hospital's
+gateway some hundreds)."""
+
+
+class CannotJournal(Exception):
+    """The caller's security header would not let the write be delivered later."""
+
+
+def security_of(envelope: Envelope) -> etree._Element | None:
+    """The envelope's ``wsse:Security`` header block, if it has one."""
+    header = envelope.root.find(f"{{{envelope.soap_namespace}}}Header")
+    if header is None:
+        return None
+    return header.find(f"{{{WSSE}}}Security")
+
+
+def caller_token(envelope: Envelope) -> CallerToken | None:
+    """The caller's own token, or None when the envelope carries no ``wsse:Security``.
+
+    ``CannotJournal`` says why a header that is there cannot be used later.
+    """
+    security = security_of(envelope)
+    if security is None:
+        return None
+    if security.find(f".//{{{DSIG}}}Signature") is not None:
+        raise CannotJournal(
+            "the message is signed by the calling software (ds:Signature): a signature covers"
+            " the body and a timestamp, so it cannot be sent later once the service is back;"
+            " send Garde-Identity to let the gateway authenticate at send time"
+        )
+    found = _lab_token(security) or _saml_token(security)
+    if found is None:
+        raise CannotJournal(
+            "the caller's wsse:Security holds no token whose subject and validity the gateway"
+            " can read (a SAML assertion or an STS BinarySecurityToken), so it cannot tell"
+            " whether the write could be sent later"
+        )
+    subject, until = found
+    expires = security.findtext(f"{{{WSU}}}Timestamp/{{{WSU}}}Expires")
+    if expires:
+        moment = _instant(expires)
+        if moment is None:
+            raise CannotJournal(f"wsu:Timestamp/wsu:Expires {expires!r} is not a time")
+        until = min(until, moment)
+    return CallerToken(_serialize(security), subject, until)
+
+
+def sighted(envelope: Envelope) -> CallerToken | None:
+    """The caller's token if it could stand in for another entry of its subject, else None."""
+    try:
+        return caller_token(envelope)
+    except CannotJournal:
+        return None
+
+
+def _serialize(security: etree._Element) -> bytes:
+    # A copy, so the namespaces the element uses from the envelope are declared on it.
+    return bytes(etree.tostring(_detached(security), encoding="utf-8"))
+
+
+def _detached(element: etree._Element) -> etree._Element:
+    copy = etree.fromstring(etree.tostring(element))
+    etree.cleanup_namespaces(copy)
+    return copy
+
+
+def _lab_token(security: etree._Element) -> tuple[str, float] | None:
+    """An STS token as the lab issues it: ``base64url(JSON claims).signature``."""
+    for binary in security.iter(f"{{{WSSE}}}BinarySecurityToken"):
+        text = (binary.text or "").strip()
+        claims_part, dot, _ = text.partition(".")
+        if not dot:
+            continue
+        try:
+            claims = json.loads(
+                base64.urlsafe_b64decode(claims_part + "=" * (-len(claims_part) % 4))
+            )
+            return str(claims["sub"]), float(claims["exp"])
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            continue
+    return None
+
+
+def _saml_token(security: etree._Element) -> tuple[str, float] | None:
+    """A SAML 1.1 or 2.0 assertion: ``Conditions/@NotOnOrAfter`` and the subject's name."""
+    for namespace, name in ((SAML1, "NameIdentifier"), (SAML2, "NameID")):
+        for assertion in security.iter(f"{{{namespace}}}Assertion"):
+            conditions = assertion.find(f"{{{namespace}}}Conditions")
+            subject = assertion.findtext(f".//{{{namespace}}}Subject/{{{namespace}}}{name}")
+            if conditions is None or not subject or not subject.strip():
+                continue
+            until = _instant(conditions.get("NotOnOrAfter") or "")
+            if until is not None:
+                return subject.strip(), until
+    return None
+
+
+def _instant(text: str) -> float | None:
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # WS-Security and SAML times are UTC
+    return moment.timestamp()
+
+
+class CallerTokens:
+    """The freshest valid token per subject, and the subjects the journal waits for.
+
+    ``wanted`` is true while some entry waits in ``needs_token``: the gateway then reads the
+    token of every call (the fast paths step aside, see ``listeners``), so that the
+    subject's next call releases its entries.
+    """
+
+    def __init__(
+        self,
+        journal: JournalStore | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        capacity: int = SHELF_SIZE,
+    ) -> None:
+        self.journal = journal
+        self.clock = clock
+        self.capacity = capacity
+        self._shelf: OrderedDict[str, CallerToken] = OrderedDict()
+        self._refused: OrderedDict[bytes, None] = OrderedDict()
+        """Digests of headers a service refused: never offered again."""
+        self.waiting: set[str] = set()
+        """Subject keys with entries in ``needs_token`` (as of the last ``refresh``)."""
+        self._releasing: dict[str, asyncio.Task[None]] = {}
+        self.listeners: list[Callable[[], None]] = []
+        """Called when ``wanted`` changes (the native data plane republishes its table)."""
+        self.on_released: Callable[[int], None] | None = None
+        """Called with the number of entries a sighting released (the replayer looks now)."""
+        self.released = 0
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.waiting)
+
+    def sight(self, token: CallerToken) -> None:
+        """A call carried ``token``: keep it if it is the freshest valid one of its subject,
+        and release the subject's waiting entries with it."""
+        now = self.clock()
+        if not token.usable(now) or _digest(token.security) in self._refused:
+            return
+        subject = token.subject
+        current = self._shelf.get(subject)
+        if current is None or token.not_on_or_after > current.not_on_or_after:
+            self._shelf[subject] = token
+            self._shelf.move_to_end(subject)
+            while len(self._shelf) > self.capacity:
+                self._shelf.popitem(last=False)
+        if (
+            self.waiting
+            and self.journal is not None
+            and subject not in self._releasing
+            and self.journal.subject_key(subject) in self.waiting
+        ):
+            task = asyncio.get_running_loop().create_task(self._release(subject, token))
+            self._releasing[subject] = task
+
+    def for_replay(self, own: CallerToken) -> CallerToken | None:
+        """The token to send an entry with: its own while valid, else the freshest valid one
+        of its subject, else None (the entry must wait for one)."""
+        now = self.clock()
+        if own.usable(now) and _digest(own.security) not in self._refused:
+            return own
+        newer = self._shelf.get(own.subject)
+        if newer is not None and newer.usable(now):
+            return newer
+        return None
+
+    def refused(self, token: CallerToken) -> None:
+        """The service refused ``token``: forget it, and never offer it again."""
+        self._refused[_digest(token.security)] = None
+        while len(self._refused) > self.capacity:
+            self._refused.popitem(last=False)
+        if self._shelf.get(token.subject) == token:
+            del self._shelf[token.subject]
+
+    async def refresh(self) -> None:
+        """Read which subjects the journal waits for (``needs_token`` entries)."""
+        if self.journal is None:
+            return
+        try:
+            waiting = await self.journal.waiting_subjects()
+        except JournalError as exc:
+            log.warning("journal unavailable while reading entries waiting for a token: %s", exc)
+            return
+        was = self.wanted
+        self.waiting = waiting
+        if self.wanted != was:
+            for listener in self.listeners:
+                listener()
+        if waiting:
+            # A token seen before its entries went to needs_token releases them now.
+            now = self.clock()
+            for subject, token in list(self._shelf.items()):
+                if (
+                    token.usable(now)
+                    and subject not in self._releasing
+                    and self.journal.subject_key(subject) in waiting
+                ):
+                    task = asyncio.get_running_loop().create_task(self._release(subject, token))
+                    self._releasing[subject] = task
+
+    async def _release(self, subject: str, token: CallerToken) -> None:
+        assert self.journal is not None
+        try:
+            receipts = await self.journal.release(subject, token)
+        except JournalError as exc:
+            log.warning("journal unavailable while releasing entries waiting for a token: %s", exc)
+            return
+        finally:
+            self._releasing.pop(subject, None)
+        if receipts:
+            self.released += len(receipts)
+            log.info("%d journaled writes waiting for a token were released", len(receipts))
+            self.waiting.discard(self.journal.subject_key(subject))
+            if not self.waiting:
+                for listener in self.listeners:
+                    listener()
+            if self.on_released is not None:
+                self.on_released(len(receipts))
+
+
+def _digest(security: bytes) -> bytes:
+    return hashlib.sha256(security).digest()
