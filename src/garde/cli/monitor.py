@@ -62,6 +62,18 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     return found
 
 
+def _public_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise UsageError(
+            f"--public-url must be an http(s) base URL like https://status.example.org/, got"
+            f" {value!r}"
+        )
+    return value.rstrip("/")
+
+
 def _probe_settings(probes_file: str | None, catalog: Catalog) -> ProbeSettings | None:
     """The ``--probes`` file checked against the catalog (every problem at once), or None."""
     if probes_file is None:
@@ -88,6 +100,14 @@ def _print_check(catalog: Catalog, settings: ProbeSettings | None, probes_file: 
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port.")
+@click.option(
+    "--public-url",
+    envvar="GARDE_MONITOR_PUBLIC_URL",
+    default=None,
+    metavar="URL",
+    help="Base URL readers reach the monitor at, for the Atom feed's ids and links"
+    " (default: the address it listens on; env GARDE_MONITOR_PUBLIC_URL).",
+)
 @click.option("--location", default="local", show_default=True, help="Name of this probe site.")
 @click.option(
     "--quorum",
@@ -154,6 +174,7 @@ def monitor(
     db_url: str,
     host: str,
     port: int,
+    public_url: str | None,
     location: str,
     quorum: int | None,
     no_probes: bool,
@@ -190,6 +211,8 @@ def monitor(
         day=None if keep_days == "forever" else _duration(keep_days, "--keep-days"),
     )
     tokens = _pairs(location_token, "--location-token")
+    if public_url is not None:
+        public_url = _public_url(public_url)
     if quorum is not None and quorum < 1:
         raise UsageError("--quorum must be at least 1")
     catalog = load(catalog_source)
@@ -209,7 +232,7 @@ def monitor(
         push_tokens=tokens,
         probe_locally=not no_probes,
     )
-    app = create_app(mon, admin_token=admin_token)
+    app = create_app(mon, admin_token=admin_token, public_url=public_url)
 
     async def serve() -> None:
         stop = asyncio.Event()
