@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from garde.catalog import Catalog
-from garde.errors import SettingsInvalid
+from garde.errors import Problem, SettingsInvalid
 from garde.monitor.settings import parse_probe_settings
 from garde.monitor.targets import targets_from_catalog
 
@@ -30,6 +33,7 @@ def test_a_valid_file_reaches_the_targets(belgium: Catalog) -> None:
         "probe_niss: '00010100173'\n"
         "latency_factor: 0.2\n"
         "credential: env:GARDE_TEST_SECRET\n"
+        "probe_cbe: env:GARDE_TEST_CBE\n"
         "assertions:\n"
         "  insurability:\n"
         f"    - {{xpath: '//gi:Insurable', equals: 'true', namespaces: {{gi: '{GI}'}}}}\n"
@@ -39,7 +43,7 @@ def test_a_valid_file_reaches_the_targets(belgium: Catalog) -> None:
         "  insurability.getInsurability: '<op:Ssin>{niss}</op:Ssin><op:Type>x</op:Type>'\n",
         "probes.yaml",
         belgium,
-        env={"GARDE_TEST_SECRET": "s3cret"},
+        env={"GARDE_TEST_SECRET": "s3cret", "GARDE_TEST_CBE": "0123456789"},
     )
     targets = {t.id: t for t in targets_from_catalog(belgium, settings)}
     assert targets["insurability@dc2"].assertions[0].equals == "true"
@@ -48,6 +52,7 @@ def test_a_valid_file_reaches_the_targets(belgium: Catalog) -> None:
     assert b"<op:Ssin>00010100173</op:Ssin><op:Type>x" in (targets["insurability@dc1"].body or b"")
     assert targets["sts@dc1"].latency_threshold == pytest.approx(1.0)
     assert settings.credential == "s3cret"
+    assert settings.probe_cbe == "0123456789"
 
 
 def test_an_undefined_xpath_prefix_is_refused_with_the_fix(belgium: Catalog) -> None:
@@ -110,12 +115,13 @@ def test_a_misspelled_service_or_data_center_is_refused_with_did_you_mean(
         ("fields: {etk.getEtk: '<op:Value>{cbn}</op:Value>'}\n", "did you mean '{cbe}'?"),
         ("fields: {hub.getTransactionList: '<op:X/>'}\n", "the monitor does not call"),
         ("credential: env:GARDE_TEST_UNSET_VARIABLE\n", "GARDE_TEST_UNSET_VARIABLE is unset"),
+        ("probe_niss: env:GARDE_TEST_NISS\n", "env:GARDE_TEST_NISS gives '123', not 11 digits"),
         ("assertions: [\n", "probes.yaml:2:1: YAML syntax error"),
         ("- a list\n", "probe settings are a YAML mapping"),
     ],
 )
 def test_each_mistake_is_explained(belgium: Catalog, text: str, message: str) -> None:
-    found = problems(text, belgium)
+    found = problems(text, belgium, env={"GARDE_TEST_NISS": "123"})
     assert len(found) == 1, found
     assert message in found[0]
     assert found[0].startswith("probes.yaml:")
@@ -202,3 +208,35 @@ def test_the_example_of_docs_monitor_is_valid(belgium: Catalog) -> None:
     )
     assert settings.credential == "x"
     assert set(settings.assertions) == {"insurability", "hub@dc1"}
+
+
+_KEYS = st.sampled_from(
+    ["identity", "probe_niss", "latency_factor", "tls_min_days", "fields", "assertions",
+     "xpath", "jsonpath", "equals", "namespaces", "hub", "hub@dc1", "etk.getEtk", "gi", "x"]
+)  # fmt: skip
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(["//gi:x", "$.a", "env:HOME", "<op:A>{niss}</op:A>", "{", "//["]),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=6))
+def test_any_file_is_either_valid_or_explained(belgium: Catalog, data: dict[str, object]) -> None:
+    """Whatever the file holds, the outcome is settings or located problems, never a crash."""
+    text = yaml.safe_dump(data)
+    found: list[Problem] = []
+    try:
+        parse_probe_settings(text, "p.yaml", belgium, env={})
+    except SettingsInvalid as exc:
+        found = exc.problems or [Problem("none", None, None, "", "no problem listed")]
+    assert all(p.file == "p.yaml" for p in found)

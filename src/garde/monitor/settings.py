@@ -60,8 +60,8 @@ class ProbeSettingsFile(_Strict):
 
     identity: str = Field("monitor", min_length=1)
     credential: str = Field("monitor-keystore", min_length=1)
-    probe_niss: str = Field("85073003328", pattern=r"^\d{11}$")
-    probe_cbe: str = Field("0809394427", pattern=r"^\d{10}$")
+    probe_niss: str = Field("85073003328", pattern=r"^(\d{11}|env:\w+)$")
+    probe_cbe: str = Field("0809394427", pattern=r"^(\d{10}|env:\w+)$")
     latency_factor: float = Field(0.5, gt=0, le=1)
     tls_min_days: float = Field(14.0, ge=0)
     tls_warn_days: float = Field(30.0, ge=0)
