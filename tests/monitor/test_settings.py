@@ -55,6 +55,12 @@ def test_a_valid_file_reaches_the_targets(belgium: Catalog) -> None:
     assert settings.probe_cbe == "0123456789"
 
 
+def test_an_empty_file_keeps_every_default(belgium: Catalog) -> None:
+    settings = parse_probe_settings("# nothing set yet\n", "probes.yaml", belgium, env={})
+    assert settings.identity == "monitor"
+    assert settings.assertions == {}
+
+
 def test_an_undefined_xpath_prefix_is_refused_with_the_fix(belgium: Catalog) -> None:
     """The issue's case: accepted at start, it showed every data center down."""
     found = problems(

@@ -94,8 +94,8 @@ def _compose(text: str, file: str, reader: NodeReader, depth: int) -> dict[str, 
     root = compose_mapping(
         text, file, expected="a catalog is a YAML mapping", hint="start from docs/catalog.md"
     )
-    if isinstance(root, Problem):
-        raise CatalogSyntaxError([root])
+    if not isinstance(root, yaml.MappingNode):
+        raise CatalogSyntaxError([root] if isinstance(root, Problem) else [])
     reader.file = file
     data: dict[str, Any] = reader.value(root, ())
     base_name = data.pop("extends", None)
@@ -116,9 +116,10 @@ def _compose(text: str, file: str, reader: NodeReader, depth: int) -> dict[str, 
 
 
 def compose_mapping(
-    text: str, file: str, *, expected: str, hint: str
-) -> yaml.MappingNode | Problem:
-    """The YAML node tree of ``text`` when it is a mapping, else the problem, located.
+    text: str, file: str, *, expected: str, hint: str, empty_ok: bool = False
+) -> yaml.MappingNode | Problem | None:
+    """The YAML node tree of ``text`` when it is a mapping, else the problem, located; None
+    for a file without a document (only comments, or nothing) when ``empty_ok``.
 
     Shared by every YAML file garde reads (the catalog, the monitor's probe settings), so that
     all of them report syntax errors the same way.
@@ -131,6 +132,8 @@ def compose_mapping(
         message = f"YAML syntax error: {exc.problem or exc}"
         fix = "check indentation, a missing ':' or an unclosed quote near this line"
         return Problem(file, line, col, "", message, fix)
+    if root is None and empty_ok:
+        return None
     if root is None or not isinstance(root, yaml.MappingNode):
         return Problem(file, 1, 1, "", expected, hint)
     return root

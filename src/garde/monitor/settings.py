@@ -98,11 +98,12 @@ def parse_probe_settings(
         file,
         expected="probe settings are a YAML mapping (identity: ..., assertions: ...)",
         hint=f"start from the example in {DOCS}",
+        empty_ok=True,  # every setting has a default
     )
     if isinstance(root, Problem):
         raise SettingsInvalid(file, [root])
     reader = NodeReader(file, None)
-    data: dict[str, Any] = reader.value(root, ())
+    data: dict[str, Any] = {} if root is None else reader.value(root, ())
     problems = list(reader.problems)
     model: ProbeSettingsFile | None = None
     try:
