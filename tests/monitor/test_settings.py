@@ -228,11 +228,14 @@ _SCALARS = st.one_of(
     st.text(max_size=12),
     st.sampled_from(["//gi:x", "$.a", "env:HOME", "<op:A>{niss}</op:A>", "{", "//["]),
 )
-_VALUES = st.recursive(
-    _SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
-    max_leaves=12,
-)
+
+
+def _nested(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.one_of(inner, st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4))
+
+
+# Two levels under the top mapping: enough for assertions: {hub: [{xpath: ...}]}.
+_VALUES = _nested(_nested(_SCALARS))
 
 
 @settings(max_examples=200, deadline=None)
