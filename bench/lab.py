@@ -224,6 +224,7 @@ async def _set_fault(control: str, service: str, dc: str) -> None:
     body = json.dumps({"service": service, "dc": dc, "kind": "latency", "latency": "0ms"}).encode()
     writer.write(
         f"POST /faults HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        "Content-Type: application/json\r\n"
         "Connection: close\r\n\r\n".encode()
         + body
     )

@@ -8,6 +8,7 @@ its dependencies (yaml, sqlite3, psycopg, lxml...) at its boundary.
     │   ├── CatalogSyntaxError       YAML that does not parse
     │   └── CatalogInvalid           parses, but breaks the schema or its references
     ├── UsageError                   a command or argument the user can correct
+    │   ├── SettingsInvalid          a settings file (probe settings) with problems, located
     │   ├── RequestRejected          an HTTP request the gateway refuses to forward (4xx)
     │   └── MalformedMessage         XML/SOAP that is malformed, unsafe (DTD, entities) or wrong
     │       └── MessageTooLarge      a body over the size limit
@@ -64,14 +65,18 @@ class Problem:
         return text
 
 
+def _report(subject: str, problems: list[Problem]) -> str:
+    count = len(problems)
+    head = f"{subject} has {count} problem{'s' if count != 1 else ''}"
+    return head + ":\n" + "\n".join(f"  {p}" for p in problems)
+
+
 class CatalogError(GardeError):
     """The catalog cannot be used. ``problems`` lists every problem found, not just the first."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        count = len(problems)
-        head = f"catalog has {count} problem{'s' if count != 1 else ''}"
-        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in problems))
+        super().__init__(_report("catalog", problems))
 
 
 class CatalogSyntaxError(CatalogError):
@@ -86,6 +91,15 @@ class UsageError(GardeError):
     """A command, argument or request the user can correct; the message says how."""
 
     status = 400
+
+
+class SettingsInvalid(UsageError):
+    """A settings file that cannot be used as written; ``problems`` lists all of them, each
+    with its file and line, so that one run shows everything to fix."""
+
+    def __init__(self, subject: str, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(_report(subject, problems))
 
 
 class RequestRejected(UsageError):

@@ -237,3 +237,65 @@ def test_expect_100_continue_and_chunked_bodies_are_served(lab: Lab, client: Cli
         while b"</soap:Envelope>" not in data:
             data += sock.recv(65536)
         assert data.startswith(b"HTTP/1.1 200"), data[:200]
+
+
+def _control(
+    lab: Lab, method: str, path: str, body: bytes | None, headers: dict[str, str]
+) -> tuple[int, dict[str, object]]:
+    import json
+
+    parts = urlsplit(lab.control_url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read())
+    finally:
+        connection.close()
+
+
+FAULT = b'{"service": "hub", "dc": "dc1", "kind": "down"}'
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "says"),
+    [
+        ({"Content-Type": "text/plain", "Origin": "http://evil.example"}, 403, "cross-site"),
+        ({"Content-Type": "application/json", "Origin": "http://evil.example"}, 403, "Origin"),
+        ({"Content-Type": "application/json", "Origin": "null"}, 403, "not the lab's own"),
+        ({"Content-Type": "text/plain"}, 415, "Content-Type: application/json"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "must be JSON"),
+        ({"Content-Type": "multipart/form-data; boundary=x"}, 415, "must be JSON"),
+        ({}, 415, "no Content-Type"),
+    ],
+    ids=["form-post", "foreign-json", "null-origin", "text", "urlencoded", "multipart", "none"],
+)
+def test_cross_site_and_non_json_posts_create_no_fault(
+    lab: Lab, headers: dict[str, str], status: int, says: str
+) -> None:
+    """The probe's form post (text/plain, foreign Origin) created a fault; now refused."""
+    code, answer = _control(lab, "POST", "/faults", FAULT, headers)
+    assert code == status
+    assert says in str(answer["error"])
+    assert all(not entry["faults"] for entry in lab.status())
+
+
+def test_a_foreign_origin_cannot_heal_either(lab: Lab) -> None:
+    lab.faults.set("hub", "dc1", "down")
+    code, _ = _control(lab, "DELETE", "/faults", None, {"Origin": "http://evil.example"})
+    assert code == 403
+    assert any(entry["faults"] for entry in lab.status())
+
+
+def test_the_lab_own_origin_and_plain_clients_are_served(lab: Lab) -> None:
+    own = lab.control_url
+    json_type = {"Content-Type": "application/json; charset=utf-8"}
+    code, answer = _control(lab, "POST", "/faults", FAULT, {**json_type, "Origin": own})
+    assert code == 201, answer
+    localhost = own.replace("127.0.0.1", "localhost")
+    code, _ = _control(lab, "DELETE", "/faults", None, {"Origin": localhost})
+    assert code == 200
+    code, _ = _control(lab, "POST", "/faults", FAULT, json_type)
+    assert code == 201
+    code, answer = _control(lab, "GET", "/status", None, {})
+    assert code == 200

@@ -15,7 +15,9 @@ from garde.monitor.web.app import create_app
 
 
 @contextmanager
-def monitor_in_thread(monitor: Monitor, *, admin_token: str | None = None) -> Iterator[str]:
+def monitor_in_thread(
+    monitor: Monitor, *, admin_token: str | None = None, public_url: str | None = None
+) -> Iterator[str]:
     """Yield the monitor's base URL; everything stops when the block ends."""
     ready = threading.Event()
     state: dict[str, object] = {}
@@ -25,7 +27,7 @@ def monitor_in_thread(monitor: Monitor, *, admin_token: str | None = None) -> It
         state["loop"] = asyncio.get_running_loop()
         state["stop"] = stop
         config = uvicorn.Config(
-            create_app(monitor, admin_token=admin_token),
+            create_app(monitor, admin_token=admin_token, public_url=public_url),
             host="127.0.0.1",
             port=0,
             log_level="warning",

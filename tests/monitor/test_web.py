@@ -184,10 +184,10 @@ def test_push_requires_the_location_token(monitor: Monitor) -> None:
         c.post(
             "/api/v1/results",
             json={"location": "mars", "results": []},
-            headers={"Authorization": "Bearer x"},
+            headers={"Authorization": "Bearer ghent-token"},
         ).status_code
         == 403
-    )
+    ), "ghent's token does not push for another location"
     bad = c.post(
         "/api/v1/results",
         json={"location": "ghent", "results": [{"at": 1}]},

@@ -14,7 +14,7 @@ import difflib
 import itertools
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ def _read(source: str | Path | None, relative_to: str | None = None) -> tuple[st
 
 def parse_catalog(text: str, file: str = "<catalog>", *, env: Any = None) -> Catalog:
     """Parse catalog YAML ``text``; ``file`` names it in error messages."""
-    reader = _NodeReader(file, os.environ if env is None else env)
+    reader = NodeReader(file, os.environ if env is None else env)
     data = _compose(text, file, reader, depth=0)
     problems = list(reader.problems)
     catalog: Catalog | None = None
@@ -89,20 +89,13 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 catalog), the pure-Python one otherwise; both give nodes with their line and column."""
 
 
-def _compose(text: str, file: str, reader: _NodeReader, depth: int) -> dict[str, Any]:
+def _compose(text: str, file: str, reader: NodeReader, depth: int) -> dict[str, Any]:
     """Plain data from YAML ``text``, with ``extends:`` resolved (the base, then overrides)."""
-    try:
-        root = yaml.compose(text, Loader=_LOADER)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        message = f"YAML syntax error: {exc.problem or exc}"
-        hint = "check indentation, a missing ':' or an unclosed quote near this line"
-        raise CatalogSyntaxError([Problem(file, line, col, "", message, hint)]) from None
-    if root is None or not isinstance(root, yaml.MappingNode):
-        raise CatalogSyntaxError(
-            [Problem(file, 1, 1, "", "a catalog is a YAML mapping", "start from docs/catalog.md")]
-        )
+    root = compose_mapping(
+        text, file, expected="a catalog is a YAML mapping", hint="start from docs/catalog.md"
+    )
+    if not isinstance(root, yaml.MappingNode):
+        raise CatalogSyntaxError([root] if isinstance(root, Problem) else [])
     reader.file = file
     data: dict[str, Any] = reader.value(root, ())
     base_name = data.pop("extends", None)
@@ -122,6 +115,30 @@ def _compose(text: str, file: str, reader: _NodeReader, depth: int) -> dict[str,
     return _merge(base, data)
 
 
+def compose_mapping(
+    text: str, file: str, *, expected: str, hint: str, empty_ok: bool = False
+) -> yaml.MappingNode | Problem | None:
+    """The YAML node tree of ``text`` when it is a mapping, else the problem, located; None
+    for a file without a document (only comments, or nothing) when ``empty_ok``.
+
+    Shared by every YAML file garde reads (the catalog, the monitor's probe settings), so that
+    all of them report syntax errors the same way.
+    """
+    try:
+        root = yaml.compose(text, Loader=_LOADER)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        message = f"YAML syntax error: {exc.problem or exc}"
+        fix = "check indentation, a missing ':' or an unclosed quote near this line"
+        return Problem(file, line, col, "", message, fix)
+    if root is None and empty_ok:
+        return None
+    if root is None or not isinstance(root, yaml.MappingNode):
+        return Problem(file, 1, 1, "", expected, hint)
+    return root
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Mappings merge key by key; anything else in ``override`` replaces; ``null`` removes."""
     merged = dict(base)
@@ -135,10 +152,14 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class _NodeReader:
-    """Turns YAML nodes into plain data, remembering where each value came from."""
+class NodeReader:
+    """Turns YAML nodes into plain data, remembering where each value came from.
 
-    def __init__(self, file: str, env: Any) -> None:
+    With ``env`` (a mapping), ``${NAME}`` and ``${NAME:-default}`` in strings are expanded;
+    with ``None`` strings are kept as written.
+    """
+
+    def __init__(self, file: str, env: Any | None) -> None:
         self.file = file
         self.env = env
         self.where: dict[Path_, Location] = {}
@@ -178,15 +199,17 @@ class _NodeReader:
         if isinstance(node, yaml.SequenceNode):
             return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
         scalar = self._scalars.construct_object(node)
-        if isinstance(scalar, str) and "${" in scalar:
+        if isinstance(scalar, str) and self.env is not None and "${" in scalar:
             return self._expand(scalar, path)
         return scalar
 
     def _expand(self, text: str, path: Path_) -> str:
+        env = self.env or {}
+
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in self.env:
-                return str(self.env[name])
+            if name in env:
+                return str(env[name])
             if default is not None:
                 return default
             self.problems.append(
@@ -226,29 +249,46 @@ def _dotted(path: Iterable[str | int]) -> str:
     return text
 
 
-def _schema_problems(exc: ValidationError, reader: _NodeReader) -> list[Problem]:
+def _schema_problems(exc: ValidationError, reader: NodeReader) -> list[Problem]:
+    return schema_problems(
+        exc, reader, allowed=_allowed_fields, docs="docs/catalog.md", skip=_is_union_tag
+    )
+
+
+def schema_problems(
+    exc: ValidationError,
+    reader: NodeReader,
+    *,
+    allowed: Callable[[Path_], list[str]],
+    docs: str,
+    skip: Callable[[str | int], bool] = lambda part: False,
+) -> list[Problem]:
+    """Pydantic's errors as problems located in the YAML: unknown keys with a "did you mean"
+    (``allowed`` lists the keys valid under a location), missing keys, wrong types.
+
+    ``skip`` drops the parts of pydantic's locations that are not in the file (union tags).
+    """
     problems = []
     for error in exc.errors():
-        loc = tuple(p for p in error["loc"] if not _is_union_tag(p))
+        loc = tuple(p for p in error["loc"] if not skip(p))
         kind = error["type"]
         if kind == "extra_forbidden":
             key = str(loc[-1])
-            allowed = _allowed_fields(loc[:-1])
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+            known = allowed(loc[:-1])
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(known)}"
             problems.append(reader.problem(loc, f"unknown key {key!r}", hint))
         elif kind == "missing":
             problems.append(
                 reader.problem(
-                    loc,
-                    f"missing required key {loc[-1]!r}",
-                    "add it (docs/catalog.md shows every field)",
+                    loc, f"missing required key {loc[-1]!r}", f"add it ({docs} shows every field)"
                 )
             )
         else:
             got = error.get("input")
             shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-            problems.append(reader.problem(loc, f"{error['msg']}{shown}", _hint_for(kind)))
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(reader.problem(loc, f"{message}{shown}", _hint_for(kind, docs)))
     return problems
 
 
@@ -258,7 +298,7 @@ def _is_union_tag(part: str | int) -> bool:
     )
 
 
-def _hint_for(kind: str) -> str:
+def _hint_for(kind: str, docs: str) -> str:
     if kind.startswith(("float", "int")):
         return "write a number"
     if kind.startswith("bool"):
@@ -268,7 +308,9 @@ def _hint_for(kind: str) -> str:
     if kind == "union_tag_invalid":
         return "class is one of online, deferrable, async, cacheable"
     if kind == "value_error":
-        return "see docs/catalog.md for the format"
+        return f"see {docs} for the format"
+    if kind == "string_type":
+        return "quote it: YAML reads unquoted digits, true/false and dates as other types"
     if kind.startswith("dict"):
         return "write a mapping (key: value lines)"
     if kind.startswith("list"):
@@ -310,7 +352,7 @@ def _allowed_fields(loc: Path_) -> list[str]:
     return sorted((f.alias or n) for n, f in chosen.model_fields.items() if n != "id")
 
 
-def _reference_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
+def _reference_problems(catalog: Catalog, reader: NodeReader) -> list[Problem]:
     problems: list[Problem] = []
     dcs = set(catalog.data_centers)
     for sid, service in catalog.services.items():
@@ -321,15 +363,17 @@ def _reference_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
             )
         for dc in service.endpoints:
             if dc not in dcs:
-                problems.append(_unknown(reader, (*base, "endpoints", dc), "data center", dc, dcs))
+                problems.append(
+                    unknown_name(reader, (*base, "endpoints", dc), "data center", dc, dcs)
+                )
         for i, dep in enumerate(service.depends_on):
             if dep not in catalog.services:
                 problems.append(
-                    _unknown(reader, (*base, "depends_on", i), "service", dep, catalog.services)
+                    unknown_name(reader, (*base, "depends_on", i), "service", dep, catalog.services)
                 )
         if service.probe.operation and service.probe.operation not in service.operations:
             problems.append(
-                _unknown(
+                unknown_name(
                     reader,
                     (*base, "probe", "operation"),
                     f"operation of {sid}",
@@ -365,13 +409,13 @@ def _reference_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
             path: Path_ = ("target_groups", gid, "critical", i)
             if critical.service not in catalog.services:
                 problems.append(
-                    _unknown(
+                    unknown_name(
                         reader, (*path, "operation"), "service", critical.service, catalog.services
                     )
                 )
             elif critical.operation_id not in catalog.services[critical.service].operations:
                 problems.append(
-                    _unknown(
+                    unknown_name(
                         reader,
                         (*path, "operation"),
                         f"operation of {critical.service}",
@@ -381,7 +425,7 @@ def _reference_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
                 )
             if critical.procedure is not None and critical.procedure not in catalog.procedures:
                 problems.append(
-                    _unknown(
+                    unknown_name(
                         reader,
                         (*path, "procedure"),
                         "procedure",
@@ -393,13 +437,13 @@ def _reference_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
         ts = catalog.token_service
         if ts.service not in catalog.services:
             problems.append(
-                _unknown(
+                unknown_name(
                     reader, ("token_service", "service"), "service", ts.service, catalog.services
                 )
             )
         elif ts.operation not in catalog.services[ts.service].operations:
             problems.append(
-                _unknown(
+                unknown_name(
                     reader,
                     ("token_service", "operation"),
                     f"operation of {ts.service}",
@@ -410,7 +454,7 @@ def _reference_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
     return problems
 
 
-def _reference_problems_raw(data: Any, reader: _NodeReader) -> list[Problem]:
+def _reference_problems_raw(data: Any, reader: NodeReader) -> list[Problem]:
     """Reference checks that still make sense when the schema failed: cycles, unknown deps.
 
     So that one run reports a typo, a wrong type, an unknown reference and a cycle together.
@@ -428,7 +472,9 @@ def _reference_problems_raw(data: Any, reader: _NodeReader) -> list[Problem]:
         for i, dep in enumerate(deps):
             if isinstance(dep, str) and dep not in services:
                 problems.append(
-                    _unknown(reader, ("services", sid, "depends_on", i), "service", dep, services)
+                    unknown_name(
+                        reader, ("services", sid, "depends_on", i), "service", dep, services
+                    )
                 )
     problems.extend(_cycles(graph, reader))
     groups = data.get("target_groups")
@@ -446,7 +492,7 @@ def _reference_problems_raw(data: Any, reader: _NodeReader) -> list[Problem]:
                     ops = service.get("operations") if isinstance(service, dict) else None
                     if service is None:
                         problems.append(
-                            _unknown(
+                            unknown_name(
                                 reader,
                                 ("target_groups", gid, "critical", i, "operation"),
                                 "service",
@@ -456,7 +502,7 @@ def _reference_problems_raw(data: Any, reader: _NodeReader) -> list[Problem]:
                         )
                     elif isinstance(ops, dict) and oid not in ops:
                         problems.append(
-                            _unknown(
+                            unknown_name(
                                 reader,
                                 ("target_groups", gid, "critical", i, "operation"),
                                 f"operation of {sid}",
@@ -467,7 +513,7 @@ def _reference_problems_raw(data: Any, reader: _NodeReader) -> list[Problem]:
                 proc = item.get("procedure")
                 if isinstance(proc, str) and proc not in procedures:
                     problems.append(
-                        _unknown(
+                        unknown_name(
                             reader,
                             ("target_groups", gid, "critical", i, "procedure"),
                             "procedure",
@@ -478,21 +524,22 @@ def _reference_problems_raw(data: Any, reader: _NodeReader) -> list[Problem]:
     return problems
 
 
-def _unknown(
-    reader: _NodeReader, path: Path_, what: str, name: str, known: Iterable[str]
+def unknown_name(
+    reader: NodeReader, path: Path_, what: str, name: str, known: Iterable[str]
 ) -> Problem:
+    """``unknown service 'insurabilty'`` at ``path``, with the closest known name as a hint."""
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known) or 'none'}"
     return reader.problem(path, f"unknown {what} {name!r}", hint)
 
 
-def _cycle_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
+def _cycle_problems(catalog: Catalog, reader: NodeReader) -> list[Problem]:
     graph = {sid: list(s.depends_on) for sid, s in catalog.services.items()}
     return _cycles(graph, reader)
 
 
-def _cycles(graph: dict[str, list[str]], reader: _NodeReader) -> list[Problem]:
+def _cycles(graph: dict[str, list[str]], reader: NodeReader) -> list[Problem]:
     problems: list[Problem] = []
     seen_cycles: set[frozenset[str]] = set()
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
@@ -526,7 +573,7 @@ def _cycles(graph: dict[str, list[str]], reader: _NodeReader) -> list[Problem]:
     return problems
 
 
-def _prefix_problems(catalog: Catalog, reader: _NodeReader) -> list[Problem]:
+def _prefix_problems(catalog: Catalog, reader: NodeReader) -> list[Problem]:
     problems = []
     prefixes = sorted((s.path_prefix.rstrip("/") + "/", sid) for sid, s in catalog.services.items())
     for (a, sid_a), (b, sid_b) in itertools.pairwise(prefixes):

@@ -19,7 +19,9 @@ from garde.cli.common import catalog_option, console, json_option, load, print_j
 from garde.errors import UsageError
 
 if TYPE_CHECKING:
+    from garde.catalog import Catalog
     from garde.monitor.store.base import Incident, Store
+    from garde.monitor.targets import ProbeSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_PORT = 8490
@@ -60,11 +62,52 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     return found
 
 
+def _public_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise UsageError(
+            f"--public-url must be an http(s) base URL like https://status.example.org/, got"
+            f" {value!r}"
+        )
+    return value.rstrip("/")
+
+
+def _probe_settings(probes_file: str | None, catalog: Catalog) -> ProbeSettings | None:
+    """The ``--probes`` file checked against the catalog (every problem at once), or None."""
+    if probes_file is None:
+        return None
+    from garde.monitor.settings import load_probe_settings
+
+    return load_probe_settings(probes_file, catalog)
+
+
+def _print_check(catalog: Catalog, settings: ProbeSettings | None, probes_file: str | None) -> None:
+    from garde.monitor.targets import targets_from_catalog
+
+    targets = targets_from_catalog(catalog, settings)
+    checks = sum(len(t.assertions) for t in targets)
+    what = f"{probes_file}: valid" if probes_file is not None else "no --probes file"
+    click.echo(
+        f"{what}; catalog {catalog.name}: {len(targets)} targets, {checks} assertion checks"
+        " (nothing was started)"
+    )
+
+
 @click.command()
 @catalog_option
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port.")
+@click.option(
+    "--public-url",
+    envvar="GARDE_MONITOR_PUBLIC_URL",
+    default=None,
+    metavar="URL",
+    help="Base URL readers reach the monitor at, for the Atom feed's ids and links"
+    " (default: the address it listens on; env GARDE_MONITOR_PUBLIC_URL).",
+)
 @click.option("--location", default="local", show_default=True, help="Name of this probe site.")
 @click.option(
     "--quorum",
@@ -120,11 +163,18 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option(
     "--keep-days", default="forever", show_default=True, help="Per-day rows (or forever)."
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Check the options, the catalog and the --probes file, then exit (1 listing every"
+    " problem); nothing is opened or started.",
+)
 def monitor(
     catalog_source: str,
     db_url: str,
     host: str,
     port: int,
+    public_url: str | None,
     location: str,
     quorum: int | None,
     no_probes: bool,
@@ -138,6 +188,7 @@ def monitor(
     keep_minutes: str,
     keep_hours: str,
     keep_days: str,
+    check: bool,
 ) -> None:
     """Probe every service in every data center; serve the status page, API and feeds."""
     import uvicorn
@@ -160,14 +211,15 @@ def monitor(
         day=None if keep_days == "forever" else _duration(keep_days, "--keep-days"),
     )
     tokens = _pairs(location_token, "--location-token")
-    settings = None
-    if probes_file is not None:
-        from garde.monitor.targets import load_probe_settings
-
-        settings = load_probe_settings(probes_file)
+    if public_url is not None:
+        public_url = _public_url(public_url)
     if quorum is not None and quorum < 1:
         raise UsageError("--quorum must be at least 1")
     catalog = load(catalog_source)
+    settings = _probe_settings(probes_file, catalog)
+    if check:
+        _print_check(catalog, settings, probes_file)
+        return
     store = _open(db_url)
     mon = Monitor(
         catalog,
@@ -180,7 +232,7 @@ def monitor(
         push_tokens=tokens,
         probe_locally=not no_probes,
     )
-    app = create_app(mon, admin_token=admin_token)
+    app = create_app(mon, admin_token=admin_token, public_url=public_url)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -230,14 +282,14 @@ def probe(
 ) -> None:
     """Probe from this site and push the results to a monitor."""
     from garde.monitor.agent import ProbeAgent
-    from garde.monitor.targets import load_probe_settings, targets_from_catalog
+    from garde.monitor.targets import targets_from_catalog
 
     if not push_url.startswith(("http://", "https://")):
         raise UsageError(f"--push must be the monitor's http(s) URL, got {push_url!r}")
     limit = None if run_for is None else _duration(run_for, "--for")
-    settings = None if probes_file is None else load_probe_settings(probes_file)
+    catalog = load(catalog_source)
     agent = ProbeAgent(
-        targets_from_catalog(load(catalog_source), settings),
+        targets_from_catalog(catalog, _probe_settings(probes_file, catalog)),
         location=location,
         push_url=push_url,
         token=token,

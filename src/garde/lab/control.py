@@ -8,12 +8,17 @@ Routes (all JSON unless said):
 - ``GET /ledger?key=&service=&effect=``: effects; ``GET /ledger/duplicates``;
   ``GET /ledger/export``: every effect as JSON lines (``application/x-ndjson``).
 - ``GET /openapi.json``: this API described; ``GET /health``.
+
+A request whose ``Origin`` is not the lab's own is refused (403), and a body must be sent as
+``application/json`` (415): a web page open in the tester's browser could otherwise inject
+faults with a cross-site form post (browsers send those as ``text/plain`` without asking).
 """
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from garde.errors import GardeError
 from garde.lab.faults import OPTIONS, FaultKind
@@ -39,10 +44,40 @@ class ControlApi:
 
     def handle(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]
+        refused = self._refuse_cross_site(request)
+        if refused is not None:
+            return refused
         try:
             return self._route(request, parts)
         except GardeError as exc:
             return _error(exc.status if exc.status < 500 else 400, str(exc))
+
+    def own_origins(self) -> set[str]:
+        """``http://HOST:PORT`` of the control API, under each name of its loopback address."""
+        parts = urlsplit(self.lab.control_url)
+        names = {parts.hostname or "", "127.0.0.1", "localhost", "[::1]"}
+        return {f"http://{name}:{parts.port}" for name in names if name}
+
+    def _refuse_cross_site(self, request: Request) -> Response | None:
+        origin = request.headers.get("origin")
+        if origin is not None and origin.rstrip("/").lower() not in self.own_origins():
+            return _error(
+                403,
+                f"cross-site request refused: Origin {origin} is not the lab's own"
+                f" ({self.lab.control_url}); call the control API from garde lab, a script or a"
+                " test (they send no Origin), not from a web page",
+            )
+        if request.method in ("POST", "PUT", "PATCH") or request.body:
+            kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if kind != JSON:
+                shown = f"Content-Type {kind}" if kind else "no Content-Type"
+                return _error(
+                    415,
+                    f"the body must be JSON, sent with Content-Type: application/json (got"
+                    f" {shown}); e.g. curl -H 'Content-Type: application/json' -d"
+                    ' \'{"service": "hub", "dc": "dc1", "kind": "down"}\'',
+                )
+        return None
 
     def _route(self, request: Request, parts: list[str]) -> Response:
         method = request.method
@@ -145,6 +180,8 @@ def openapi() -> dict[str, Any]:
     }
     ok = {"description": "OK", "content": {JSON: {"schema": {"type": "object"}}}}
     bad = {"description": "bad request: the error says what to fix"}
+    foreign = {"description": "an Origin other than the lab's own (a cross-site request)"}
+    not_json = {"description": "a body not sent as Content-Type: application/json"}
     heal = {
         "summary": "Heal faults (optionally only of one kind)",
         "parameters": [{"name": "kind", "in": "query", "schema": {"type": "string"}}],
@@ -167,7 +204,7 @@ def openapi() -> dict[str, Any]:
                 "post": {
                     "summary": "Inject a fault",
                     "requestBody": {"content": {JSON: {"schema": fault}}},
-                    "responses": {"201": ok, "400": bad},
+                    "responses": {"201": ok, "400": bad, "403": foreign, "415": not_json},
                 },
                 "delete": heal,
             },

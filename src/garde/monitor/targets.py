@@ -111,7 +111,10 @@ class ProbeSettings:
     tls_warn_days: float = 30.0
     interval_override: float | None = None
     assertions: dict[str, tuple[Assertion, ...]] = field(default_factory=dict)
-    """Extra assertions per target id (``service@dc``) or per service id."""
+    """Extra assertions per target id (``service@dc``) or per service id.
+
+    Read from a file with ``garde.monitor.settings.load_probe_settings``, which checks it all
+    against the catalog first."""
 
 
 def soap_envelope(body: str, token: str | None = None) -> bytes:
@@ -218,111 +221,3 @@ def _service_target(
         headers=(("Content-Type", "text/xml; charset=utf-8"), ("SOAPAction", f'"{action}"')),
         token=token,
     )
-
-
-_SETTING_KEYS = {
-    "identity",
-    "credential",
-    "probe_niss",
-    "probe_cbe",
-    "latency_factor",
-    "tls_min_days",
-    "tls_warn_days",
-    "assertions",
-    "fields",
-}
-
-
-def load_probe_settings(path: str) -> ProbeSettings:
-    """Read ``--probes FILE`` (YAML); every error names the key and what is expected."""
-    import os
-
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"{path}: cannot read the probe settings: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping of probe settings")
-    unknown = sorted(set(data) - _SETTING_KEYS)
-    if unknown:
-        raise UsageError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; known: "
-            + ", ".join(sorted(_SETTING_KEYS))
-        )
-    values: dict[str, object] = {}
-    for key in ("identity", "credential", "probe_niss", "probe_cbe"):
-        if key in data:
-            value = str(data[key])
-            if value.startswith("env:"):
-                found = os.environ.get(value[4:])
-                if not found:
-                    raise UsageError(f"{path}: {key}: environment variable {value[4:]} is unset")
-                value = found
-            values[key] = value
-    for key in ("latency_factor", "tls_min_days", "tls_warn_days"):
-        if key in data:
-            try:
-                values[key] = float(data[key])
-            except (TypeError, ValueError):
-                raise UsageError(f"{path}: {key}: expected a number, got {data[key]!r}") from None
-    fields = data.get("fields", {})
-    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
-        raise UsageError(f"{path}: fields: expected service.operation: '<op:Field>...</op:Field>'")
-    values["fields"] = {**PROBE_FIELDS, **{str(k): v for k, v in fields.items()}}
-    assertions: dict[str, tuple[Assertion, ...]] = {}
-    for where, items in (data.get("assertions") or {}).items():
-        if not isinstance(items, list):
-            raise UsageError(f"{path}: assertions.{where}: expected a list")
-        found_items = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or set(item) - {
-                "xpath",
-                "jsonpath",
-                "equals",
-                "namespaces",
-            }:
-                raise UsageError(
-                    f"{path}: assertions.{where}[{i}]: expected {{xpath|jsonpath, equals?,"
-                    " namespaces?}"
-                )
-            namespaces = item.get("namespaces") or {}
-            if not isinstance(namespaces, dict):
-                raise UsageError(
-                    f"{path}: assertions.{where}[{i}].namespaces: expected prefix: uri"
-                )
-            _check_expression(path, f"assertions.{where}[{i}]", item)
-            found_items.append(
-                Assertion(
-                    xpath=item.get("xpath"),
-                    jsonpath=item.get("jsonpath"),
-                    equals=None if item.get("equals") is None else str(item["equals"]),
-                    namespaces=tuple((str(k), str(v)) for k, v in namespaces.items()),
-                )
-            )
-        assertions[str(where)] = tuple(found_items)
-    values["assertions"] = assertions
-    return ProbeSettings(**values)  # type: ignore[arg-type]
-
-
-def _check_expression(path: str, where: str, item: dict[str, object]) -> None:
-    """Compile the XPath or JSONPath now, so a typo fails at start and not at every probe."""
-    if item.get("xpath") is not None:
-        from lxml import etree
-
-        try:
-            etree.XPath(str(item["xpath"]), namespaces=item.get("namespaces") or None)  # type: ignore[arg-type]
-        except etree.XPathSyntaxError as exc:
-            raise UsageError(f"{path}: {where}.xpath: invalid XPath ({exc})") from None
-    elif item.get("jsonpath") is not None:
-        from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
-        from jsonpath_ng.ext.parser import parse
-
-        try:
-            parse(str(item["jsonpath"]))
-        except (JsonPathLexerError, JsonPathParserError) as exc:
-            raise UsageError(f"{path}: {where}.jsonpath: invalid JSONPath ({exc})") from None
-    else:
-        raise UsageError(f"{path}: {where}: needs xpath or jsonpath")

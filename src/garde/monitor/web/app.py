@@ -4,8 +4,11 @@ feeds, metrics, SLA reports. Store calls run in worker threads; the page reads a
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import hmac
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from garde.errors import GardeError, UsageError
 from garde.monitor.feeds import atom_feed, mode_feed
@@ -33,9 +37,19 @@ from garde.monitor.web.views import History, incident_json, status_json, status_
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_PUSH_RESULTS = 10_000
 MAX_BODY = 4 << 20
+"""Largest push from a probe location (10,000 results fit in about 2 MiB)."""
+MAX_ADMIN_BODY = 64 << 10
+"""Largest body of an operator write (incident update, maintenance window)."""
+BODY_TIMEOUT = 30.0
+"""Seconds a client has to send a whole body once its headers are in."""
 
 
-def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette:
+def create_app(
+    monitor: Monitor, *, admin_token: str | None = None, public_url: str | None = None
+) -> Starlette:
+    """The monitor's web side. ``public_url`` is the base URL the monitor is reached at, for
+    the Atom feed's ids and links; without it, the address the request reached (the
+    listening socket's), never the request's ``Host`` header, which the client chooses."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html"]),
@@ -54,10 +68,8 @@ def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette
         if not _bearer_ok(request, admin_token):
             raise _Http(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
 
-    async def body_json(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise _Http(413, f"body larger than {MAX_BODY} bytes")
+    async def body_json(request: Request, limit: int = MAX_ADMIN_BODY) -> dict[str, Any]:
+        raw = await read_body(request, limit)
         try:
             data = json.loads(raw)
         except ValueError:
@@ -136,13 +148,17 @@ def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette
         return Response(status_code=204)
 
     async def api_push(request: Request) -> Response:
-        data = await body_json(request)
+        # The token first, then the declared length, and only then the body, read bounded:
+        # an unauthenticated client must not make the monitor read (and hold) megabytes.
+        locations = _push_locations(request, monitor.push_tokens)
+        data = await body_json(request, MAX_BODY)
         location = str(data.get("location") or "")
-        token = monitor.push_tokens.get(location)
-        if token is None:
-            raise _Http(403, f"unknown probe location {location!r}: add it with --location-token")
-        if not _bearer_ok(request, token):
-            raise _Http(401, "missing or wrong bearer token for this location")
+        if location not in locations:
+            raise _Http(
+                403,
+                f"this token is the one of location {', '.join(sorted(locations))}, not of"
+                f" {location!r}: each location pushes with its own --location-token",
+            )
         items = data.get("results")
         if not isinstance(items, list) or len(items) > MAX_PUSH_RESULTS:
             raise _Http(400, f'"results" must be a list of at most {MAX_PUSH_RESULTS} results')
@@ -190,7 +206,7 @@ def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette
 
     async def feed(request: Request) -> Response:
         found = await asyncio.to_thread(monitor.store.incidents, limit=50)
-        body = atom_feed(found, str(request.base_url), monitor.clock.now())
+        body = atom_feed(found, public_url or _bound_url(request), monitor.clock.now())
         return Response(body, media_type="application/atom+xml")
 
     async def metrics(request: Request) -> Response:
@@ -222,10 +238,16 @@ def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette
 
     async def on_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, _Http):
-            return problem(exc.status, exc.message)
-        if isinstance(exc, GardeError):
-            return problem(exc.status, str(exc))
-        raise exc
+            response = problem(exc.status, exc.message)
+        elif isinstance(exc, GardeError):
+            response = problem(exc.status, str(exc))
+        else:
+            raise exc
+        if "content-length" in request.headers or "transfer-encoding" in request.headers:
+            # The body may not have been read (refused before, or cut at the limit): close,
+            # or the server would read the rest of it to find the next request.
+            response.headers["Connection"] = "close"
+        return response
 
     routes = [
         Route("/", page),
@@ -247,9 +269,104 @@ def create_app(monitor: Monitor, *, admin_token: str | None = None) -> Starlette
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(GZipMiddleware, minimum_size=2048)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(GZipMiddleware, minimum_size=2048),
+        ],
         exception_handlers={_Http: on_error, GardeError: on_error},
     )
+
+
+def _style_hash() -> str:
+    # The page's only inline content is base.html's <style>: allow exactly that, by hash,
+    # so that the policy needs no 'unsafe-inline'.
+    text = (TEMPLATES / "base.html").read_text(encoding="utf-8")
+    found = re.search(r"<style>(.*?)</style>", text, re.DOTALL)
+    style = found.group(1) if found else ""
+    return "sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+
+
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src '{_style_hash()}'; img-src 'self'; base-uri 'none';"
+    " form-action 'none'; frame-ancestors 'none'"
+)
+"""No script, no framing, no form, nothing loaded from elsewhere: the page is static HTML."""
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """Adds ``SECURITY_HEADERS`` to every answer (pages, API, feeds, errors alike)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is declared or found to be over ``limit``
+    (chunked bodies too) and with 408 when it takes longer than ``BODY_TIMEOUT``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdigit():
+        raise _Http(400, "Content-Length must be a number of bytes")
+    if declared is not None and int(declared) > limit:
+        raise _Http(413, f"body of {declared} bytes over the limit of {limit}: send less")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _Http(413, f"body over the limit of {limit} bytes: send less")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise _Http(408, f"the body took longer than {BODY_TIMEOUT:g} s to arrive") from None
+    return b"".join(chunks)
+
+
+def _push_locations(request: Request, tokens: dict[str, str]) -> set[str]:
+    """The probe locations whose token the request carries; 401/403 before any body is read."""
+    if not tokens:
+        raise _Http(403, "pushes are disabled: start the monitor with --location-token NAME=TOKEN")
+    given = request.headers.get("authorization", "")
+    if not given.startswith("Bearer "):
+        raise _Http(401, "missing bearer token (Authorization: Bearer <the location's token>)")
+    # Compare with every token, so the time taken does not tell which name was close.
+    found = {
+        name
+        for name, token in tokens.items()
+        if hmac.compare_digest(given[7:].encode(), token.encode())
+    }
+    if not found:
+        raise _Http(401, "wrong bearer token: no probe location has it (see --location-token)")
+    return found
+
+
+def _bound_url(request: Request) -> str:
+    """``http://ADDRESS:PORT`` of the socket the request reached, not what ``Host`` says."""
+    server = request.scope.get("server")
+    if not server:
+        return "http://127.0.0.1"
+    host, port = str(server[0]), server[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}" if port in (None, 80) else f"http://{host}:{port}"
 
 
 class _Http(Exception):
