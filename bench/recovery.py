@@ -111,7 +111,8 @@ class Gateway:
         return self.port
 
     async def _drain(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         with contextlib.suppress(Exception):
             while await self.process.stdout.read(65536):
                 pass
