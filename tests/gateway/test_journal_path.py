@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from garde.catalog import Catalog
 from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
@@ -141,3 +143,125 @@ def test_sender_never_delivers_past_the_deadline(catalog: Catalog) -> None:
     delivery, transport = _send(catalog, ok, _submission(deadline=time.time() - 1))
     assert delivery.outcome is Outcome.CONFLICT
     assert transport.calls == []
+
+
+def test_sender_unreachable_is_the_services_failure_not_the_entrys(catalog: Catalog) -> None:
+    delivery, _ = _send(catalog, refuse)
+    assert delivery.unreachable, "the replayer holds the service instead of backing off"
+
+
+def test_replay_readiness_follows_the_health_view(catalog: Catalog) -> None:
+    """A service whose data centers all fail their health checks gets no replay attempt
+    (live traffic still tries them); a half-open data center admits one trial."""
+    gateway = Gateway(catalog, FakeTransport(), GatewayConfig(health_checks=False), None)
+    sender = GatewaySender(gateway)
+    upstreams = gateway.upstreams["recipe-executor"]
+    assert sender.ready("recipe-executor")
+    for link in upstreams.links:
+        upstreams.health_result(link, False, "health check: refused")
+        upstreams.health_result(link, False, "health check: refused")
+    assert upstreams.plan(), "live traffic still tries the last data centers that might answer"
+    assert not sender.ready("recipe-executor")
+    link = upstreams.links[1]
+    link.healthy, link.probation, link.ejected_until = True, True, 0.0
+    assert sender.ready("recipe-executor"), "a half-open data center: one trial"
+    link.probation = False
+    assert sender.ready("recipe-executor")
+    assert not sender.ready("no-such-service")
+
+
+def _write(header: str = "", extra: list[tuple[bytes, bytes]] | None = None) -> Request:
+    return soap_request(
+        EXECUTOR,
+        "markAsDelivered",
+        RECIPE,
+        "<x:Rid>BEP0ABCDEFGH</x:Rid>",
+        extra=extra,
+        header=header,
+    )
+
+
+def test_a_write_that_could_never_be_sent_is_refused_not_acknowledged(
+    catalog: Catalog, journal: MemoryJournal
+) -> None:
+    """No token at all, a signed message, a token the gateway cannot read: 503 with the
+    procedure, never a receipt for a write that could not be delivered later."""
+    transport = FakeTransport()
+    for dc in ("dc1", "dc2", "dc3"):
+        transport.set(dc, refuse)
+    gateway = Gateway(catalog, transport, GatewayConfig(health_checks=False), journal)
+    signed = caller_security().replace(
+        "</wsse:Security>",
+        '<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"/></wsse:Security>',
+    )
+    cases = {
+        "none": _write(),
+        "ds:Signature": _write(signed),
+        "can read": _write(caller_security(token="opaque-vendor-token")),
+    }
+    for why, request in cases.items():
+        reply = asyncio.run(gateway.handle(request))
+        assert reply.status == 503, why
+        assert why.encode() in reply.body, reply.body
+        assert b"paper" in reply.body, "the refusal names the procedure"
+    assert journal.entries == {}
+    with_identity = _write(extra=[(b"Garde-Identity", b"ph1")])
+    assert asyncio.run(gateway.handle(with_identity)).status == 400  # no credentials for ph1
+
+
+def test_the_journal_is_watched_in_metrics_with_its_rpo(
+    catalog: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Depth, states, oldest age, attempts, last error and the RPO (recipe-executor's is 0 s:
+    any write that has to wait exceeds it) are on /metrics, and the alert is logged once."""
+    from garde.gateway.backlog import RpoWatch
+
+    transport = FakeTransport()
+    for dc in ("dc1", "dc2", "dc3"):
+        transport.set(dc, refuse)
+
+    async def main() -> str:
+        journal = await open_journal(str(tmp_path / "journal.db"), Keyring.clear())
+        config = GatewayConfig(port=0, health_checks=False)
+        policy = ReplayPolicy(poll_interval=0.05, backoff=0.05)
+        async with RunningGateway(
+            catalog, config, journal, transport=transport, replay=policy
+        ) as running:
+            gateway = running.gateway
+            for n in range(3):
+                request = _write(caller_security(), [(b"Idempotency-Key", f"m-{n}".encode())])
+                assert (await gateway.handle(request)).status == 202
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                text = (await gateway.handle(Request(b"GET", b"/metrics", []))).body.decode()
+                if 'garde_journal_last_error_info{service="recipe-executor"' in text:
+                    break
+                await asyncio.sleep(0.05)
+            watch = RpoWatch(journal, catalog)
+            assert [o.operation for o in await watch.check()] == ["markAsDelivered"]
+            await watch.check()  # still exceeded: not logged again
+            return text
+
+    text = asyncio.run(main())
+    labels = 'service="recipe-executor",operation="markAsDelivered"'
+    assert "garde_journal_up 1.0" in text
+    waiting = [
+        line
+        for line in text.splitlines()
+        if line.startswith("garde_journal_entries{" + labels)
+        and ('state="journaled"' in line or 'state="delivering"' in line)
+    ]
+    assert sum(float(line.split()[-1]) for line in waiting) == 3, waiting
+    assert 'garde_journal_depth{service="recipe-executor"} 3.0' in text
+    assert 'garde_journal_depth{service="ehbox"} 0.0' in text
+    age = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("garde_journal_oldest_entry_age") and "recipe-executor" in line
+    )
+    assert float(age.split()[-1]) > 0
+    assert "garde_journal_rpo_exceeded{" + labels + "} 1.0" in text
+    assert "garde_journal_rpo_seconds{" + labels + "} 0.0" in text
+    assert "refused" in text  # the last error, as the data center gave it
+    alerts = [r for r in caplog.records if "RPO exceeded" in r.getMessage()]
+    assert len(alerts) == 1, alerts

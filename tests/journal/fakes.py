@@ -43,7 +43,7 @@ class FakeUpstream:
         if submission.service in self.down:
             if self.retry_after is not None:
                 return Delivery(Outcome.RETRY_LATER, reason="429", retry_after=self.retry_after)
-            return Delivery(Outcome.RETRY_LATER, reason="connection refused")
+            return Delivery(Outcome.RETRY_LATER, reason="connection refused", unreachable=True)
         key = (submission.service, submission.operation, submission.idempotency_key)
         if key in self.answers:
             return Delivery(Outcome.DELIVERED, self.answers[key])

@@ -10,6 +10,7 @@ import pytest
 from garde.errors import EntryNotFound, JournalUnavailable, UsageError
 from garde.journal.base import (
     Answer,
+    CallerToken,
     Delivery,
     Journal,
     JournalStore,
@@ -529,5 +530,56 @@ def test_workers_opening_a_new_journal_at_once_all_start(tmp_path: Any) -> None:
             )
             for journal in journals:
                 await journal.close()
+
+    run(body())
+
+
+def _caller(subject: str, until: float, mark: str) -> CallerToken:
+    security = (
+        '<wsse:Security xmlns:wsse="urn:wsse"><wsse:BinarySecurityToken>'
+        f"{mark}</wsse:BinarySecurityToken></wsse:Security>"
+    ).encode()
+    return CallerToken(security, subject, until)
+
+
+def test_an_entry_waiting_for_a_token_holds_its_key_and_is_released_by_its_subject(
+    backend: Backend,
+) -> None:
+    """needs_token: counted in the depth and the backlog, holds later entries of its key, is
+    found by its subject's key only, and a release reseals it with the newer token."""
+
+    async def body() -> None:
+        async with backend.open() as journal:
+            old = _caller("19012345001", 1000.0, "OLD")
+            await journal.accept(sub(1, identity="", caller=old))
+            await journal.accept(sub(2, identity="", caller=old))  # same RID: held behind
+            await journal.accept(
+                sub(3, key="RID-OTHER", identity="", caller=_caller("x", 1.0, "X"))
+            )
+            leased = await journal.lease("r", ["recipe-executor"], 10, 30)
+            assert {e.submission.idempotency_key for e in leased} == {"idem-1", "idem-3"}
+            first = next(e for e in leased if e.submission.idempotency_key == "idem-1")
+            assert first.submission.caller == old, "the caller's header comes back as sent"
+            for entry in leased:
+                why = "the caller's own token expired"
+                receipt = await journal.settle(entry, Delivery(Outcome.NEEDS_TOKEN, reason=why))
+                assert receipt is not None
+                assert receipt.state is State.NEEDS_TOKEN
+            assert await journal.depth() == 3
+            assert await journal.lease("r", ["recipe-executor"], 10, 30) == []
+            waiting = await journal.waiting_subjects()
+            assert waiting == {journal.subject_key("19012345001"), journal.subject_key("x")}
+            backlog = await journal.backlog()
+            counts = {g.state: g.count for g in backlog.groups}
+            assert counts == {State.NEEDS_TOKEN: 2, State.JOURNALED: 1}
+            assert "expired" in backlog.last_errors["recipe-executor"][1]
+            new = _caller("19012345001", 2000.0, "NEW")
+            released = await journal.release("19012345001", new)
+            assert [r.state for r in released] == [State.JOURNALED]
+            assert await journal.release("nobody", new) == []
+            again = await journal.lease("r", ["recipe-executor"], 10, 30)
+            assert [e.submission.idempotency_key for e in again] == ["idem-1"]
+            assert again[0].submission.caller == new
+            assert await journal.waiting_subjects() == {journal.subject_key("x")}
 
     run(body())

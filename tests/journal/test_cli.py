@@ -75,6 +75,11 @@ def test_ls_lists_with_masked_reasons(filled: tuple[str, list[str]]) -> None:
     assert [e["state"] for e in data["entries"]] == ["delivered", "journaled", "conflict"]
     assert NISS not in result.output
     assert {"service": "eattest", "state": "conflict", "count": 1} in data["counts"]
+    # Listed without the key: what is sealed is said to be sealed, not a key to add back.
+    assert "not in the keyring" not in result.output
+    assert "answer_problem" not in data["entries"][0]
+    assert data["entries"][0]["answer_sealed"].startswith("sealed")
+    assert data["entries"][0]["answer_status"] == 200
     only = CliRunner().invoke(
         cli, ["journal", "ls", "--journal", location, "--state", "conflict", "--json"]
     )

@@ -162,6 +162,13 @@ def view_json(view: EntryView, reveal: bool) -> dict[str, Any]:
         data["identity"] = mask(submission.identity)
         data["ordering_key"] = mask(submission.ordering_key) if submission.ordering_key else None
         data["payload_bytes"] = len(submission.payload)
+    if submission is not None and submission.caller is not None:
+        # Sent with the caller's own token: whose, and until when (the header stays sealed).
+        caller = submission.caller
+        data["caller_token"] = {
+            "subject": caller.subject if reveal else mask(caller.subject),
+            "valid_until": caller.not_on_or_after,
+        }
     return data
 
 

@@ -231,6 +231,13 @@ class CallerTokens:
             log.warning("journal unavailable while reading entries waiting for a token: %s", exc)
             return
         was = self.wanted
+        if len(waiting) > len(self.waiting):
+            log.warning(
+                "journaled writes of %d callers wait for a newer token of their own (their"
+                " token expired): each caller's next call releases its writes; see"
+                " `garde journal ls --state needs_token`",
+                len(waiting),
+            )
         self.waiting = waiting
         if self.wanted != was:
             for listener in self.listeners:

@@ -486,7 +486,9 @@ class Replayer:
             )
         elif delivery.outcome is Outcome.NEEDS_TOKEN:
             self.stats.needs_token += 1
-            log.warning(
+            # One line per entry would flood the log after a long outage: the gateway says
+            # once how many callers' writes wait (``CallerTokens.refresh``).
+            log.debug(
                 "journal entry %s (%s.%s) waits for a newer token of its caller: %s",
                 entry.id,
                 entry.submission.service,
