@@ -130,6 +130,20 @@ static int starts_with_ci(const char *s, size_t n, const char *lowered) {
     return 1;
 }
 
+static int is_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static const char *find(const char *s, size_t n, const char *needle) {
+    return memmem(s, n, needle, strlen(needle));
+}
+
+/* An encoding name a body may be in (soapxml._ENCODINGS): UTF-8 and its subset. */
+static int utf8_name(const char *v, size_t n) {
+    return (n == 5 && starts_with_ci(v, n, "utf-8")) || (n == 4 && starts_with_ci(v, n, "utf8")) ||
+           (n == 8 && starts_with_ci(v, n, "us-ascii")) || (n == 5 && starts_with_ci(v, n, "ascii"));
+}
+
 /* What a request may be and still be served natively (beyond them, Python answers). */
 typedef struct {
     size_t max_body, max_headers, max_header_bytes;
@@ -634,6 +648,24 @@ static long head_end(const char *s, size_t n, size_t *scanned) {
     return -1;
 }
 
+/* soapxml.check_charset: 1 if a Content-Type value names a charset other than UTF-8. */
+static int charset_refused(const char *v, size_t n) {
+    for (size_t i = 0; i + 7 <= n; i++) {
+        if (!starts_with_ci(v + i, n - i, "charset")) continue;
+        size_t at = i + 7;
+        while (at < n && is_space((unsigned char)v[at])) at++;
+        if (at == n || v[at++] != '=') return 1;
+        while (at < n && is_space((unsigned char)v[at])) at++;
+        if (at < n && (v[at] == '"' || v[at] == '\'')) at++;
+        size_t start = at;
+        while (at < n && !is_space((unsigned char)v[at]) && v[at] != ';' && v[at] != '"' &&
+               v[at] != '\'')
+            at++;
+        return !utf8_name(v + start, at - start);
+    }
+    return 0;
+}
+
 static int parse_request(const Limits *p, const char *s, size_t n, size_t *scanned, Request *r) {
     /* What the method and the target's start must be, checked on the first bytes already:
      * anything else is Python's at once, not after waiting for a head that never ends. */
@@ -693,33 +725,51 @@ static int parse_request(const Limits *p, const char *s, size_t n, size_t *scann
             /* chunked bodies, 100-continue, tokens, deadlines; and the old proxies' header,
              * which httptools honours for keep-alive */
             return PARSE_PYTHON;
-        } else if (name_is(name, nl, "soapaction") && !r->has_action) {
-            r->has_action = 1; /* the first one counts, as in Python */
+        } else if (name_is(name, nl, "content-type")) {
+            if (charset_refused(v, vl)) return PARSE_PYTHON; /* not UTF-8: Python answers 415 */
+        } else if (name_is(name, nl, "soapaction")) {
+            if (r->has_action) return PARSE_PYTHON; /* sent twice: Python refuses it (400) */
+            r->has_action = 1;
             r->action = v;
             r->action_len = f.value_len;
         }
         if (!hop_by_hop(name, nl) && !starts_with_ci(name, nl, "garde-")) r->fwd[r->nfwd++] = f;
     }
     if (!content_length) return PARSE_PYTHON; /* an empty body is not an envelope */
+    if (!host_seen) return PARSE_PYTHON;       /* HTTP/1.1 without Host: Python answers 400 */
     r->body_len = body;
     if (n - r->head_len < body) return PARSE_MORE;
     return PARSE_OK;
 }
 
-static int is_space(unsigned char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+/* soapxml._check_encoding on ``head`` (the first bytes after whitespace and a UTF-8 BOM):
+ * 0 if an XML declaration there names no encoding or UTF-8. A DTD check on bytes is blind
+ * to other encodings, so Python refuses them (415); the plane leaves them to it. */
+static int encoding_refused(const char *h, size_t n) {
+    if (n < 5 || memcmp(h, "<?xml", 5) != 0) return 0;
+    const char *end = find(h, n, "?>");
+    if (!end) return 1;
+    const char *at = find(h, (size_t)(end - h), "encoding");
+    if (!at) return 0;
+    at += 8;
+    while (at < end && is_space((unsigned char)*at)) at++;
+    if (at == end || *at++ != '=') return 1;
+    while (at < end && is_space((unsigned char)*at)) at++;
+    if (at == end || (*at != '"' && *at != '\'')) return 1;
+    const char *name = ++at;
+    while (at < end && *at != '"' && *at != '\'') at++;
+    return !utf8_name(name, (size_t)(at - name));
 }
 
-static const char *find(const char *s, size_t n, const char *needle) {
-    return memmem(s, n, needle, strlen(needle));
-}
-
-/* soapxml.check_envelope, the same tests on the same bytes: 0 if it passes. */
+/* soapxml.check_envelope, the same tests on the same bytes: 0 if it passes. (UTF-16 and
+ * UTF-32 bodies fail the tests of markup below, their bytes not being ASCII's.) */
 static int envelope_refused(const char *b, size_t n) {
     if (memchr(b, '!', n) && (find(b, n, "<!DOCTYPE") || find(b, n, "<!ENTITY"))) return 1;
     size_t hn = n < 1024 ? n : 1024, i = 0;
+    if (memchr(b, 0, n < 4 ? n : 4)) return 1;
     while (i < hn && is_space((unsigned char)b[i])) i++;
     if (hn - i >= 3 && memcmp(b + i, "\xef\xbb\xbf", 3) == 0) i += 3;
+    if (encoding_refused(b + i, hn - i)) return 1;
     if (i >= hn || b[i] != '<' || !find(b + i, hn - i, "Envelope")) return 1;
     size_t ts = n > 128 ? n - 128 : 0, te = n;
     while (te > ts && is_space((unsigned char)b[te - 1])) te--;

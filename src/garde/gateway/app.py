@@ -65,11 +65,15 @@ class _ClientConnection(asyncio.Protocol):
         self.busy = False
         self.paused = False
         self.closed = False
+        self.continue_owed = False
+        """A 100 Continue to write once the requests before it are answered."""
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.fields: dict[bytes, bytes] = {}
         self.forward: list[bytes] = []
         self.repeated = False
+        self.action_again: bytes | None = None
+        self.head_done = False
         self.body: list[bytes] = []
         self.size = 0
         self.header_bytes = 0
@@ -104,6 +108,16 @@ class _ClientConnection(asyncio.Protocol):
             self._fatal(400, "protocol upgrades are refused: the gateway speaks HTTP/1.1 only")
         except httptools.HttpParserError as exc:
             self._fatal(400, f"malformed HTTP request: {exc}")
+        if self.continue_owed and not self.busy:
+            self._continue()
+
+    def _continue(self) -> None:
+        """Answer ``Expect: 100-continue``, whose caller waits for it before sending the body:
+        once the head is read and found acceptable, or, when pipelined requests come before
+        it, once they are answered (an interim answer must not come before their final ones)."""
+        self.continue_owed = False
+        if self.transport is not None and not self.closed:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     # -- httptools callbacks ---------------------------------------------------------------------
     def _begin(self) -> None:
@@ -113,6 +127,8 @@ class _ClientConnection(asyncio.Protocol):
         self.fields = {}
         self.forward = []
         self.repeated = False
+        self.action_again = None
+        self.head_done = False
         self.body = []
         self.size = 0
         self.header_bytes = 0
@@ -121,6 +137,10 @@ class _ClientConnection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            # A chunked body's trailer fields: dropped. As headers they would reach the data
+            # center past every check made when the head ended (a second SOAPAction...).
+            return
         headers = self.headers
         self.header_bytes += len(name) + len(value)
         if len(headers) >= self.max_headers or self.header_bytes > self.max_header_bytes:
@@ -135,6 +155,8 @@ class _ClientConnection(asyncio.Protocol):
         if lowered in fields:
             if lowered in _ONCE:
                 self.repeated = True
+            elif lowered == b"soapaction" and self.action_again is None:
+                self.action_again = value
         else:
             fields[lowered] = value
         # Rendered now for the fast path, while the name is at hand lower-cased.
@@ -142,6 +164,7 @@ class _ClientConnection(asyncio.Protocol):
             self.forward += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
+        self.head_done = True
         method = self.parser.get_method()
         if method == b"CONNECT":
             raise _Fatal(405, "CONNECT is refused: the gateway is not an open proxy")
@@ -161,9 +184,24 @@ class _ClientConnection(asyncio.Protocol):
                 "duplicate Content-Length or Host, or both Content-Length and"
                 " Transfer-Encoding: send each once",
             )
+        if self.action_again is not None:
+            # The gateway reads the first, a service may read the last: refused, not guessed.
+            first = fields[b"soapaction"].decode("latin-1")
+            again = self.action_again.decode("latin-1")
+            raise _Fatal(
+                400,
+                f"SOAPAction is sent more than once ({first!r}, then {again!r}): send one"
+                " SOAPAction, the one of the operation in the body",
+            )
         server = self.server
         allowed = server.allowed_hosts
         host = fields.get(b"host")
+        if host is None and self.parser.get_http_version() == "1.1":
+            raise _Fatal(
+                400,
+                "HTTP/1.1 requests must send Host (RFC 9112, section 3.2): send"
+                " Host: with the name the gateway is called by",
+            )
         if allowed is not None and host is not None and host not in server.hosts_seen:
             host_name = _host_name(host)
             if host_name not in allowed:
@@ -174,14 +212,23 @@ class _ClientConnection(asyncio.Protocol):
                 )
             if len(server.hosts_seen) < 64:  # bounded: Host values with any port are allowed
                 server.hosts_seen.add(host)
+        expect = fields.get(b"expect")
+        if (
+            expect is not None
+            and expect.strip().lower() == b"100-continue"
+            and self.parser.get_http_version() == "1.1"  # HTTP/1.0 has no interim answers
+        ):
+            self.continue_owed = True
 
     def on_body(self, body: bytes) -> None:
+        self.continue_owed = False  # the caller did not wait: no 100 needed (RFC 9110 10.1.1)
         self.size += len(body)
         if self.size > self.max_body:
             raise _Fatal(413, f"body larger than {self.max_body} bytes")
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.continue_owed = False
         body = self.body
         request = Request(
             self.parser.get_method(),
@@ -221,6 +268,8 @@ class _ClientConnection(asyncio.Protocol):
         assert transport is not None
         if not self.queue:
             self.busy = False
+            if self.continue_owed:
+                self._continue()
             if self.paused and not transport.is_closing():
                 self.paused = False
                 transport.resume_reading()

@@ -19,7 +19,7 @@ from garde.errors import AttemptFailed, RequestRejected
 from garde.gateway.forwarding import FAILING_STATUSES, is_server_failure
 from garde.gateway.handler import Gateway
 from garde.gateway.routing import OperationRoute
-from garde.gateway.soapxml import check_envelope, parse_envelope
+from garde.gateway.soapxml import check_charset, check_envelope, parse_envelope
 from garde.gateway.transport import HttpTransport, Response
 from garde.gateway.upstreams import Link, Mode, ServiceUpstreams
 from garde.gateway.wire import RESPONSE_SKIP, Request, status_line
@@ -110,6 +110,7 @@ class FastPath:
             return False
         route, upstreams = found
         try:
+            check_charset(fields.get(b"content-type"))
             if gateway.full_validation:
                 parse_envelope(request.body)  # well-formed, or refused (the tree is dropped)
             else:

@@ -25,6 +25,7 @@ from garde.gateway.refusals import rejection_fault, rejection_problem
 from garde.gateway.routing import OperationRoute, Router
 from garde.gateway.soapxml import (
     Envelope,
+    check_charset,
     check_envelope,
     fault_of,
     parse_envelope,
@@ -141,7 +142,7 @@ class Gateway:
         started = time.monotonic()
         try:
             entry = self.router.service(path)
-            if b"%" in request.target or "/." in path or "//" in path:
+            if b"%" in request.target or "/." in path or "//" in path or "\\" in path:
                 _check_path(path, request.target)
             envelope: Envelope | None = None
             fields = request.fields
@@ -150,6 +151,7 @@ class Gateway:
                     raise RequestRejected(
                         405, f"SOAP operations are called with POST, not {request.method.decode()}"
                     )
+                check_charset(fields.get(b"content-type"))
                 found = self.router.by_action(entry, fields.get(b"soapaction"))
                 if (
                     found is None
@@ -332,16 +334,20 @@ class AdminLike(Interface):
 
 def _check_path(path: str, target: bytes) -> None:
     lowered = target.lower()
-    segments = path.split("/")
+    # A segment's matrix parameters (";x") are cut off first: some servers read "..;" as "..".
+    segments = [segment.split(";", 1)[0] for segment in path.split("/")]
     if (
         ".." in segments
         or "." in segments
         or "//" in path
+        or "\\" in path  # some servers read a backslash as a slash: ..\ is ..
         or b"%2e" in lowered
         or (b"%2f" in lowered or b"%5c" in lowered)
+        or b"%25" in lowered.split(b"?", 1)[0]  # double encoding: "%252e" decodes to "%2e"
     ):
         raise RequestRejected(
             400,
-            "dot segments, empty segments and encoded slashes or dots are refused in paths:"
-            " call the operation's path as the catalog gives it",
+            "dot segments (also as ..;/ or ..\\), empty segments, backslashes and encoded"
+            " slashes, dots or percent signs are refused in paths: call the operation's path"
+            " as the catalog gives it",
         )
