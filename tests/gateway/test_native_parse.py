@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from garde.errors import RequestRejected
 from garde.gateway import native
-from garde.gateway.soapxml import check_envelope
+from garde.gateway.soapxml import check_envelope, first_body_child
 from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP
 
 if not native.available():
@@ -422,3 +422,42 @@ def test_the_plane_checks_the_declared_encoding_as_python_does(
         assert refused
     else:
         assert not refused
+
+
+_PIECES = [
+    b"",
+    b" ",
+    b"\xef\xbb\xbf",
+    b'<?xml version="1.0"?>',
+    b"<?xml>",
+    b"<s:Envelope xmlns:s='x'>",
+    b"<Envelope>",
+    b"<a:b:Envelope>",
+    b"<s:Header>",
+    b"</s:Header>",
+    b"<s:Header/>",
+    b"<s:Body>",
+    b"<Body>",
+    b"<s:Body/>",
+    b'<s:Body a="x>y">',
+    b"<s:Body a='1",
+    b"<s:BodyX>",
+    b"<s:Body\n>",
+    b"<!-- c -->",
+    b"<x:Get xmlns:x='u'>",
+    b"<Get/>",
+    b"<a:b:c>",
+    b"</x:Get>",
+    b"</s:Body>",
+    b"</s:Envelope>",
+    b"text",
+]
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(_PIECES), max_size=10).map(b"".join) | st.binary(max_size=120))
+@example(b"<s:Envelope><s:Body><x:Get/></s:Body></s:Envelope>")
+@example(b"<s:Envelope><s:Header><s:Body><A/></s:Body></s:Header><s:Body><B/></s:Body>")
+def test_the_body_s_first_element_is_read_as_python_reads_it(body: bytes) -> None:
+    """The plane and the Python fast path take the same body for the same operation's."""
+    assert _plane.first_body_child(body) == first_body_child(body)

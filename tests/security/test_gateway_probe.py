@@ -13,7 +13,7 @@ import pytest
 from garde.catalog import Catalog
 from garde.gateway import native
 from garde.gateway.runner import RunningGateway
-from tests.gateway.doubles import RECIPE
+from tests.gateway.doubles import RECIPE, envelope
 from tests.gateway.test_server import BODY, raw, run, soap_post
 from tests.gateway.upstream import Upstream
 
@@ -346,5 +346,93 @@ def test_utf8_bodies_however_declared_are_forwarded(
         answer = await raw(gw.port, request)
         assert status(answer) == 200, answer[:300]
         assert dc1.requests[-1][3] == body
+
+    serve(belgium, plane, test)
+
+
+# -- SOAPAction against the body ------------------------------------------------------------
+
+WRITE_BODY = envelope("MarkAsDeliveredRequest", RECIPE, "<x:Rid>BEP0ABCDEFGH</x:Rid>")
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "named", "found"),
+    [
+        (ACTION, WRITE_BODY, b"getPrescriptionForExecutor", b"markAsDelivered"),
+        (WRITE_ACTION, BODY, b"markAsDelivered", b"getPrescriptionForExecutor"),
+        (
+            ACTION.strip(b'"'),
+            WRITE_BODY.replace(
+                b"<soap:Header></soap:Header>", b"<soap:Header><!-- x --></soap:Header>"
+            ),
+            b"getPrescriptionForExecutor",
+            b"markAsDelivered",
+        ),
+        (
+            ACTION,
+            WRITE_BODY.replace(
+                b"<soap:Header></soap:Header>",
+                b"<soap:Header><soap:Body><y:GetPrescriptionForExecutorRequest xmlns:y='"
+                + RECIPE.encode()
+                + b"'/></soap:Body></soap:Header>",
+            ),
+            b"getPrescriptionForExecutor",
+            b"markAsDelivered",
+        ),
+    ],
+    ids=["write-under-read", "read-under-write", "behind-a-comment", "decoy-in-header"],
+)
+def test_a_body_of_another_operation_than_the_soapaction_s_is_refused(
+    belgium: Catalog, plane: str, action: bytes, body: bytes, named: bytes, found: bytes
+) -> None:
+    """A markAsDelivered body under getPrescriptionForExecutor's SOAPAction was retried as a
+    read, and applied twice: now a 400 that says which operation each one names."""
+
+    async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
+        answer = await raw(gw.port, soap_post(body).replace(ACTION, action, 1))
+        assert status(answer) == 400, answer[:400]
+        assert b"SOAPAction names " + named in answer
+        assert b"is " + found in answer
+        untouched(dc1, dc2)
+
+    serve(belgium, plane, test)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        BODY,
+        BODY.replace(b"<soap:Body>", b"<soap:Body><!-- the read -->"),
+        BODY.replace(b"x:GetPrescriptionForExecutorRequest", b"x:SomethingTheCatalogLacks"),
+    ],
+    ids=["plain", "comment", "unknown-element"],
+)
+def test_a_body_that_agrees_with_its_soapaction_is_served(
+    belgium: Catalog, plane: str, body: bytes
+) -> None:
+    """The action's own body, or an element the catalog does not know (the service's parser
+    has the last word on it), is forwarded as before."""
+
+    async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
+        answer = await raw(gw.port, soap_post(body))
+        assert status(answer) == 200, answer[:400]
+        assert dc1.requests[-1][3] == body
+
+    serve(belgium, plane, test)
+
+
+def test_an_empty_or_absent_soapaction_still_routes_by_the_body(
+    belgium: Catalog, plane: str
+) -> None:
+    """Operations found by their body element alone (SOAPAction "" or none) are served."""
+
+    async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
+        for request in (
+            soap_post(BODY).replace(ACTION, b'""'),
+            soap_post(BODY).replace(b"SOAPAction: " + ACTION + b"\r\n", b""),
+        ):
+            answer = await raw(gw.port, request)
+            assert status(answer) == 200, answer[:400]
+        assert len(dc1.requests) == 2
 
     serve(belgium, plane, test)

@@ -177,6 +177,8 @@ typedef struct {
     int link; /* index into the table's links */
     double timeout, min_try, factor, valid_until;
     int alternatives; /* another data center could answer: the per-try timeout may shrink */
+    char *element;    /* the local name the body's first element must have (routing.py) */
+    size_t element_len;
 } Route;
 
 typedef struct Table {
@@ -209,6 +211,7 @@ static void table_free(Table *t) {
     for (int i = 0; i < t->nroutes; i++) {
         free(t->routes[i].path);
         free(t->routes[i].action);
+        free(t->routes[i].element);
     }
     free(t->links);
     free(t->routes);
@@ -778,6 +781,91 @@ static int envelope_refused(const char *b, size_t n) {
     return 0;
 }
 
+static int name_start(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static int name_char(unsigned char c) {
+    return name_start(c) || (c >= '0' && c <= '9') || c == '.' || c == '-';
+}
+
+static int tag_end(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '/' || c == '>';
+}
+
+/* A qualified name at b[*i]: its local part (after the prefix and colon, if any) and the
+ * index of the byte after it, which must end a tag name. -1 if it is not one. */
+static int read_qname(const char *b, size_t n, size_t *i, size_t *prefix_len, size_t *local) {
+    size_t j = *i;
+    if (j >= n || !name_start((unsigned char)b[j])) return -1;
+    while (j < n && name_char((unsigned char)b[j])) j++;
+    *prefix_len = 0;
+    *local = *i;
+    if (j < n && b[j] == ':') {
+        *prefix_len = j + 1 - *i;
+        *local = ++j;
+        if (j >= n || !name_start((unsigned char)b[j])) return -1;
+        while (j < n && name_char((unsigned char)b[j])) j++;
+    }
+    if (j >= n || !tag_end((unsigned char)b[j])) return -1;
+    *i = j;
+    return 0;
+}
+
+/* soapxml.first_body_child, the same reading of the same bytes: the local name of the SOAP
+ * Body's first element (``*len`` bytes), or NULL when that cannot be told without parsing
+ * (Python then parses the body, and refuses it if it is another operation's). */
+static const char *first_body_child(const char *b, size_t n, size_t *len) {
+    size_t i = 0, plen, local;
+    while (i < n && is_space((unsigned char)b[i])) i++;
+    if (n - i >= 3 && memcmp(b + i, "\xef\xbb\xbf", 3) == 0) i += 3;
+    if (n - i >= 5 && memcmp(b + i, "<?xml", 5) == 0) {
+        const char *gt = memchr(b + i, '>', n - i);
+        if (!gt || gt - 1 < b + i + 5 || gt[-1] != '?') return NULL;
+        i = (size_t)(gt - b) + 1;
+    }
+    while (i < n && is_space((unsigned char)b[i])) i++;
+    if (i >= n || b[i++] != '<') return NULL;
+    size_t start = i;
+    if (read_qname(b, n, &i, &plen, &local) || i - local != 8 || memcmp(b + local, "Envelope", 8))
+        return NULL;
+    /* The Body by the Envelope's prefix, then its first element. */
+    char tag[80], close[80];
+    if (plen > 64) return NULL;
+    int tn = snprintf(tag, sizeof tag, "<%.*sBody", (int)plen, b + start);
+    int cn = snprintf(close, sizeof close, "</%.*sHeader", (int)plen, b + start);
+    const char *at = NULL;
+    size_t from = i;
+    while (from < n && (at = memmem(b + from, n - from, tag, (size_t)tn))) {
+        size_t after = (size_t)(at - b) + (size_t)tn;
+        if (after < n && tag_end((unsigned char)b[after])) break;
+        from = (size_t)(at - b) + 1; /* "<Body" beginning a longer name: search on */
+        at = NULL;
+    }
+    /* "<!" is a comment or CDATA (a DTD is refused before): markup could hide in them. A
+     * Header closing after the "Body" found means that one was inside the Header. */
+    if (!at || memmem(b, (size_t)(at - b), "<!", 2) ||
+        memmem(at, n - (size_t)(at - b), close, (size_t)cn))
+        return NULL;
+    size_t j = (size_t)(at - b) + (size_t)tn;
+    if (j < n && is_space((unsigned char)b[j])) { /* attributes, values quoted */
+        while (j < n && b[j] != '>') {
+            if (b[j] == '"' || b[j] == '\'') {
+                const char *q = memchr(b + j + 1, b[j], n - j - 1);
+                if (!q) return NULL;
+                j = (size_t)(q - b);
+            }
+            j++;
+        }
+    }
+    if (j >= n || b[j++] != '>') return NULL;
+    while (j < n && is_space((unsigned char)b[j])) j++;
+    if (j >= n || b[j++] != '<') return NULL;
+    if (read_qname(b, n, &j, &plen, &local)) return NULL;
+    *len = j - local;
+    return b + local;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Upstream attempts                                                                     */
 
@@ -1016,9 +1104,15 @@ static void client_serve(Plane *p, Conn *c) {
     Route *route =
         table_find(p->table, r.target, r.path_len, r.action, r.action_len, r.has_action);
     double now = now_monotonic();
-    if (!route || route->link < 0 || now >= route->valid_until ||
-        envelope_refused(buf_start(&c->in) + r.head_len, r.body_len)) {
-        hand_over(p, c, 0); /* another operation, a data center to choose, or a refusal */
+    const char *body = buf_start(&c->in) + r.head_len, *element = NULL;
+    size_t element_len = 0;
+    if (route && !envelope_refused(body, r.body_len))
+        element = first_body_child(body, r.body_len, &element_len);
+    if (!route || route->link < 0 || now >= route->valid_until || !element ||
+        element_len != route->element_len || memcmp(element, route->element, element_len)) {
+        /* another operation (by its SOAPAction or its body: Python refuses a mismatch), a
+         * data center to choose, or a refusal */
+        hand_over(p, c, 0);
         return;
     }
     start_attempt(p, c, &r, route, now);
@@ -1818,11 +1912,11 @@ static PyObject *plane_publish(Plane *p, PyObject *args) {
     }
     for (Py_ssize_t i = 0; i < nr; i++) {
         Route *r = &t->routes[i];
-        PyObject *path, *action;
+        PyObject *path, *action, *element;
         int link_id;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(routes, i), "iSOiddddp", &r->id, &path, &action,
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(routes, i), "iSOiddddpS", &r->id, &path, &action,
                               &link_id, &r->timeout, &r->min_try, &r->factor, &r->valid_until,
-                              &r->alternatives))
+                              &r->alternatives, &element))
             goto fail;
         t->nroutes = (int)i + 1;
         if (r->id < 0 || r->id >= MAX_ROUTE_ID) {
@@ -1830,6 +1924,7 @@ static PyObject *plane_publish(Plane *p, PyObject *args) {
             goto fail;
         }
         if (!(r->path = copy_bytes(path, &r->path_len))) goto fail;
+        if (!(r->element = copy_bytes(element, &r->element_len))) goto fail;
         if (action != Py_None && !(r->action = copy_bytes(action, &r->action_len))) goto fail;
         r->link = -1;
         for (int j = 0; j < t->nlinks; j++)
@@ -2189,7 +2284,19 @@ static PyObject *py_envelope_refused(PyObject *m, PyObject *arg) {
     return PyBool_FromLong(refused);
 }
 
+static PyObject *py_first_body_child(PyObject *m, PyObject *arg) {
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE)) return NULL;
+    size_t len = 0;
+    const char *found = first_body_child(data.buf, (size_t)data.len, &len);
+    PyObject *out = found ? PyBytes_FromStringAndSize(found, (Py_ssize_t)len) : Py_NewRef(Py_None);
+    PyBuffer_Release(&data);
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
+    {"first_body_child", (PyCFunction)py_first_body_child, METH_O,
+     "first_body_child(body) -> soapxml.first_body_child(body), as the plane reads it."},
     {"read_request", (PyCFunction)(void (*)(void))py_read_request, METH_VARARGS | METH_KEYWORDS,
      "read_request(data, ...) -> None (more bytes needed), False (Python's to serve) or what"
      " the plane read: target, path, action, keep_alive, forward, body, length."},

@@ -28,6 +28,7 @@ from garde.gateway.soapxml import (
     check_charset,
     check_envelope,
     fault_of,
+    first_body_child,
     parse_envelope,
     with_token,
 )
@@ -160,11 +161,19 @@ class Gateway:
                     or b"garde-identity" in fields
                 ):
                     envelope = parse_envelope(request.body)
-                    route = found or self.router.by_element(entry, envelope)
+                    if found is None:
+                        route = self.router.by_element(entry, envelope)
+                    else:
+                        self.router.check_action(entry, found, envelope)
+                        route = found
                 else:
                     # Identified by SOAPAction and nothing needed from the body: checked, not
-                    # parsed (the parse would cost more than the rest of the request).
+                    # parsed (the parse would cost more than the rest of the request), unless
+                    # its first element is not plainly the SOAPAction's operation's.
                     check_envelope(request.body)
+                    if found.element is None or first_body_child(request.body) != found.element:
+                        envelope = parse_envelope(request.body)
+                        self.router.check_action(entry, found, envelope)
                     route = found
             else:
                 route = self.router.by_rest(entry, request.method.decode(), path)

@@ -204,7 +204,9 @@ class NativePlane:
         config = gateway.config
         fast = self.server.fast
         links: list[tuple[int, int, str, int, bytes, bytes, bytes, str | None]] = []
-        routes: list[tuple[int, bytes, bytes | None, int, float, float, float, float, bool]] = []
+        routes: list[
+            tuple[int, bytes, bytes | None, int, float, float, float, float, bool, bytes]
+        ] = []
         valid_until = float("inf")
         for entry in gateway.router.services:
             if not entry.soap:
@@ -236,7 +238,7 @@ class NativePlane:
             )
             prefix = entry.prefix.encode("latin-1")
             for action, route in entry.by_action.items():
-                if not route.retry_safe or route.needs_envelope:
+                if not route.retry_safe or route.needs_envelope or route.element is None:
                     continue
                 for raw in _variants(action):
                     if gateway.router.by_action(entry, raw) is not route:
@@ -252,6 +254,7 @@ class NativePlane:
                             config.try_timeout_factor,
                             until,
                             len(plan) > 1,
+                            route.element,
                         )
                     )
         self._valid_until = valid_until
