@@ -5,13 +5,16 @@ the caller sees the same either way)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from garde.catalog import Catalog
+from garde.errors import UsageError
 from garde.gateway import native
+from garde.gateway.config import GatewayConfig
 from garde.gateway.runner import RunningGateway
 from tests.gateway.doubles import RECIPE, envelope
 from tests.gateway.test_server import BODY, raw, run, soap_post
@@ -436,3 +439,90 @@ def test_an_empty_or_absent_soapaction_still_routes_by_the_body(
         assert len(dc1.requests) == 2
 
     serve(belgium, plane, test)
+
+
+# -- slow and idle clients, and the cap on connections ------------------------------------
+
+QUICK = {"client_header_timeout": 0.3, "client_idle_timeout": 0.3}
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """What the gateway sends before it closes the connection; fails after ``seconds``."""
+    return await asyncio.wait_for(reader.read(), seconds)
+
+
+def test_an_idle_connection_is_closed(belgium: Catalog, plane: str) -> None:
+    """A connection that never sends a request, or goes quiet after its answers, is closed
+    after client_idle_timeout."""
+
+    async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        assert await _closed_within(reader, 5) == b""
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(soap_post(BODY))
+        assert status(await _whole(reader)) == 200
+        assert await _closed_within(reader, 5) == b""
+        writer.close()
+
+    serve(belgium, plane, test, **QUICK)
+
+
+@pytest.mark.parametrize("stop_after", [b"POST /Recipe/v4/Exec", b"\r\n\r\n<?xml"])
+def test_a_request_that_stops_arriving_is_closed(
+    belgium: Catalog, plane: str, stop_after: bytes
+) -> None:
+    """Slowloris: a head that never ends is closed after client_header_timeout (the idle
+    timeout is long here), and a body that stops arriving after client_idle_timeout."""
+    request = soap_post(BODY)
+    partial = request[: request.index(stop_after) + len(stop_after)]
+    config = (
+        {"client_header_timeout": 0.3, "client_idle_timeout": 60.0}
+        if stop_after.startswith(b"POST")
+        else {"client_header_timeout": 60.0, "client_idle_timeout": 0.3}
+    )
+
+    async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(partial)
+        assert await _closed_within(reader, 5) == b""
+        writer.close()
+        untouched(dc1, dc2)
+
+    serve(belgium, plane, test, **config)
+
+
+def test_a_request_is_served_while_max_clients_are_held(
+    belgium: Catalog, plane: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At max_clients, a new caller is still served: the connection waiting longest for its
+    caller makes room, and the log says the cap was reached."""
+
+    async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
+        held = [await asyncio.open_connection("127.0.0.1", gw.port) for _ in range(4)]
+        for attempt in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(soap_post(BODY))
+            assert status(await _whole(reader)) == 200, attempt
+            held.append((reader, writer))
+        closed = 0
+        for reader, _ in held[:3]:
+            closed += await _closed_within(reader, 5) == b""
+        assert closed == 3
+        async with asyncio.timeout(5):
+            while "max_clients (4) reached" not in caplog.text:
+                await asyncio.sleep(0.01)
+        for _, writer in held:
+            writer.close()
+
+    with caplog.at_level(logging.WARNING, logger="garde.gateway"):
+        serve(belgium, plane, test, max_clients=4)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("client_header_timeout", 0), ("client_idle_timeout", -1), ("max_clients", 0)],
+)
+def test_client_limits_that_cannot_work_are_refused(setting: str, value: object) -> None:
+    with pytest.raises(UsageError, match=setting):
+        GatewayConfig(**{setting: value}).check()  # type: ignore[arg-type]

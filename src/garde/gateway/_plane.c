@@ -293,6 +293,10 @@ struct Conn {
     int keep_alive;    /* of the request in flight */
     size_t scanned;    /* bytes of in already searched for the end of the head */
     int closing;       /* close once out is written */
+    /* waiting for the caller (app.py's _ClientConnection.expired): since when there was
+     * nothing to do, the first byte of the request being read (0: none), the last byte */
+    double since, first_byte, last_byte;
+    int head_done;
     /* upstream side */
     Conn *client;      /* NULL when idle, or when its client went away */
     Table *table;      /* holds the link and route for the attempt in flight */
@@ -338,6 +342,9 @@ typedef struct {
     Limits limits;
     double connect_timeout, idle_timeout;
     int max_idle;
+    double header_timeout, client_idle_timeout, next_sweep;
+    size_t max_clients;
+    atomic_size_t python_clients; /* connections Python holds: they count for the cap */
 #ifdef GARDE_PLANE_TLS
     SSL_CTX *tls_ctx; /* as ssl.create_default_context(): system CAs, peer and name verified */
 #endif
@@ -362,7 +369,7 @@ typedef struct {
     size_t nhandovers, cap_handovers;
     Event *events_q;
     size_t nevents, cap_events;
-    uint64_t handed_over, served, accepted;
+    uint64_t handed_over, served, accepted, cap_reached;
     int notified;
 } Plane;
 
@@ -1095,8 +1102,13 @@ static void client_serve(Plane *p, Conn *c) {
         return;
     }
     Request r;
+    r.head_len = 0;
     int parsed = parse_request(&p->limits, buf_start(&c->in), c->in.len, &c->scanned, &r);
-    if (parsed == PARSE_MORE) return;
+    if (!c->first_byte) c->first_byte = now_monotonic(); /* pipelined: read with the last */
+    if (parsed == PARSE_MORE) {
+        c->head_done = r.head_len > 0; /* the body is what is awaited */
+        return;
+    }
     if (parsed == PARSE_PYTHON) {
         hand_over(p, c, 0);
         return;
@@ -1159,6 +1171,8 @@ static void client_readable(Plane *p, Conn *c) {
         ssize_t n = recv(c->fd, buf_start(&c->in) + c->in.len, READ_CHUNK, 0);
         if (n > 0) {
             c->in.len += (size_t)n;
+            c->last_byte = now_monotonic();
+            if (!c->first_byte) c->first_byte = c->last_byte;
             if ((size_t)n < READ_CHUNK) break;
         } else if (n == 0) {
             client_close(p, c); /* the caller hung up */
@@ -1389,6 +1403,9 @@ static void answer_client(Plane *p, Conn *c, Link *link, Response *r, const char
     buf_consume(&c->in, c->req_len);
     c->req_len = 0;
     c->scanned = 0;
+    c->since = now_monotonic();
+    c->first_byte = 0; /* the next request's bytes, if here, are dated by client_serve */
+    c->head_done = 0;
     if (client_flush(p, c) == 0) client_serve(p, c);
 }
 
@@ -1584,6 +1601,36 @@ static void scan_deadlines(Plane *p, double now) {
 /* ------------------------------------------------------------------------------------ */
 /* The loop                                                                              */
 
+/* At max_clients, make room for one more (as app.py's GatewayServer.admit): close the client
+ * connection that has waited longest for its caller; 0 if every one is being served. */
+static int admit(Plane *p) {
+    if (atomic_load(&p->nclients) + atomic_load(&p->python_clients) < p->max_clients) return 1;
+    Conn *oldest = NULL;
+    for (Conn *c = p->clients.next; c; c = c->next)
+        if (!c->upstream && !c->out.len && (!oldest || c->since < oldest->since)) oldest = c;
+    pthread_mutex_lock(&p->lock);
+    p->cap_reached++; /* Python logs it (native.py) */
+    pthread_mutex_unlock(&p->lock);
+    if (oldest) client_close(p, oldest);
+    return oldest != NULL;
+}
+
+/* Close the client connections whose caller kept them waiting too long (as app.py's
+ * _ClientConnection.expired): idle, a head that does not end, a body that stopped. */
+static void sweep_clients(Plane *p, double now) {
+    Conn *c = p->clients.next;
+    while (c) {
+        Conn *next = c->next;
+        if (!c->upstream && !c->out.len) {
+            int expired = !c->first_byte  ? now - c->since > p->client_idle_timeout
+                          : !c->head_done ? now - c->first_byte > p->header_timeout
+                                          : now - c->last_byte > p->client_idle_timeout;
+            if (expired) client_close(p, c);
+        }
+        c = next;
+    }
+}
+
 static void accept_clients(Plane *p) {
     for (;;) {
         int fd = accept4(p->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1606,6 +1653,12 @@ static void accept_clients(Plane *p) {
         }
         c->kind = KIND_CLIENT;
         c->fd = fd;
+        c->since = now_monotonic();
+        if (!admit(p)) {
+            close(fd);
+            free(c);
+            continue;
+        }
         link_after(&p->clients, c);
         p->nclients++;
         pthread_mutex_lock(&p->lock);
@@ -1633,6 +1686,11 @@ static void *run(void *arg) {
     while (!atomic_load(&p->stop)) {
         if (atomic_load(&p->table_ready)) take_table(p);
         int timeout = p->busy.next ? (int)(TIMER_GRANULARITY * 1000) : -1;
+        double sweep_every = p->header_timeout < p->client_idle_timeout ? p->header_timeout
+                                                                        : p->client_idle_timeout;
+        sweep_every = sweep_every / 4 > 1.0 ? 1.0 : sweep_every / 4 < 0.01 ? 0.01 : sweep_every / 4;
+        if (p->clients.next && (timeout < 0 || timeout > (int)(sweep_every * 1000)))
+            timeout = (int)(sweep_every * 1000) + 1;
         if (p->listen_paused_until) {
             if (now_monotonic() >= p->listen_paused_until) {
                 struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &listen_marker};
@@ -1669,6 +1727,13 @@ static void *run(void *arg) {
             if (now >= p->next_scan) {
                 scan_deadlines(p, now);
                 p->next_scan = now + TIMER_GRANULARITY;
+            }
+        }
+        if (p->clients.next) {
+            double now = now_monotonic();
+            if (now >= p->next_sweep) {
+                sweep_clients(p, now);
+                p->next_sweep = now + sweep_every;
             }
         }
         bury(p);
@@ -1731,15 +1796,24 @@ static int limits_set(Limits *l, Py_ssize_t max_body, Py_ssize_t max_headers,
 static int plane_init(Plane *p, PyObject *args, PyObject *kw) {
     static char *names[] = {"listen_fd", "max_body", "max_headers", "max_header_bytes",
                             "connect_timeout", "idle_timeout", "max_idle", "allowed_hosts",
-                            "status_lines", "buckets", NULL};
+                            "status_lines", "buckets", "header_timeout",
+                            "client_idle_timeout", "max_clients", NULL};
     int listen_fd, max_idle;
-    Py_ssize_t max_body, max_headers, max_header_bytes;
-    double connect_timeout, idle_timeout;
+    Py_ssize_t max_body, max_headers, max_header_bytes, max_clients = 1000;
+    double connect_timeout, idle_timeout, header_timeout = 10.0, client_idle_timeout = 60.0;
     PyObject *allowed, *statuses, *buckets;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "innnddiOOO", names, &listen_fd, &max_body,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "innnddiOOO|ddn", names, &listen_fd, &max_body,
                                      &max_headers, &max_header_bytes, &connect_timeout,
-                                     &idle_timeout, &max_idle, &allowed, &statuses, &buckets))
+                                     &idle_timeout, &max_idle, &allowed, &statuses, &buckets,
+                                     &header_timeout, &client_idle_timeout, &max_clients))
         return -1;
+    if (header_timeout <= 0 || client_idle_timeout <= 0 || max_clients < 1) {
+        PyErr_SetString(PyExc_ValueError, "the client timeouts and max_clients: positive");
+        return -1;
+    }
+    p->header_timeout = header_timeout;
+    p->client_idle_timeout = client_idle_timeout;
+    p->max_clients = (size_t)max_clients;
     if (p->epoll_fd) {
         PyErr_SetString(PyExc_RuntimeError, "a Plane is initialised once");
         return -1;
@@ -2104,9 +2178,10 @@ static PyObject *plane_drain(Plane *p, PyObject *unused) {
 static PyObject *plane_counters(Plane *p, PyObject *unused) {
     pthread_mutex_lock(&p->lock);
     unsigned long long accepted = p->accepted, served = p->served, handed = p->handed_over;
+    unsigned long long capped = p->cap_reached;
     pthread_mutex_unlock(&p->lock);
-    return Py_BuildValue("{sKsKsK}", "accepted", accepted, "served", served, "handed_over",
-                         handed);
+    return Py_BuildValue("{sKsKsKsK}", "accepted", accepted, "served", served, "handed_over",
+                         handed, "cap_reached", capped);
 }
 
 static void close_everything(Plane *p) {
@@ -2321,7 +2396,20 @@ static PyMethodDef plane_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *plane_get_python_clients(Plane *p, void *closure) {
+    return PyLong_FromSize_t(atomic_load(&p->python_clients));
+}
+
+static int plane_set_python_clients(Plane *p, PyObject *value, void *closure) {
+    size_t n = value ? PyLong_AsSize_t(value) : (size_t)-1;
+    if (n == (size_t)-1 && PyErr_Occurred()) return -1;
+    atomic_store(&p->python_clients, n);
+    return 0;
+}
+
 static PyGetSetDef plane_getset[] = {
+    {"python_clients", (getter)plane_get_python_clients, (setter)plane_set_python_clients,
+     "Client connections Python holds (set by Python): they count for max_clients.", NULL},
     {"notify_fd", (getter)plane_get_notify_fd, NULL,
      "Readable when hand-overs or failures wait in drain().", NULL},
     {"clients", (getter)plane_get_clients, NULL, "Client connections served natively.", NULL},

@@ -26,7 +26,12 @@ class Plane:
         allowed_hosts: Sequence[bytes] | None,
         status_lines: Sequence[bytes],
         buckets: Sequence[float],
+        header_timeout: float = ...,
+        client_idle_timeout: float = ...,
+        max_clients: int = ...,
     ) -> None: ...
+    python_clients: int
+    """Client connections Python holds (it sets this): they count for ``max_clients``."""
     def publish(
         self,
         links: list[tuple[int, int, str, int, bytes, bytes, bytes, str | None]],

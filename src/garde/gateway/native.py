@@ -95,7 +95,11 @@ class NativePlane:
             None if allowed is None else tuple(sorted(h.encode("latin-1") for h in allowed)),
             [status_line(status) for status in range(600)],
             BUCKETS,
+            config.client_header_timeout,
+            config.client_idle_timeout,
+            config.max_clients,
         )
+        self._cap_reached = 0
         self._link_ids: dict[Link, int] = {}
         self._links: list[tuple[ServiceUpstreams, Link]] = []
         self._route_ids: dict[int, int] = {}
@@ -146,6 +150,10 @@ class NativePlane:
 
     def _on_tick(self) -> None:
         self.drain()
+        capped = int(self.plane.counters()["cap_reached"])
+        if capped > self._cap_reached:
+            self.server.capped(capped - self._cap_reached)  # logged by the server, as its own
+            self._cap_reached = capped
         if time.monotonic() >= self._valid_until:
             self.publish()  # an ejection ran out: the plan changes by the clock
         assert self._loop is not None
