@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from garde.errors import RequestRejected
 from garde.gateway import native
-from garde.gateway.soapxml import check_envelope
+from garde.gateway.soapxml import check_envelope, first_body_child
 from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP
 
 if not native.available():
@@ -223,7 +223,7 @@ def test_any_bytes_are_read_or_declined_without_harm(data: bytes) -> None:
 
 
 def test_limits_send_requests_to_python_which_refuses_them() -> None:
-    head = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n"
+    head = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
     assert _plane.read_request(head + b"A: b\r\nC: d\r\n\r\nabc", max_headers=2) is False
     assert (
         _plane.read_request(head + b"A: " + b"b" * 40 + b"\r\n\r\nabc", max_header_bytes=30)
@@ -365,11 +365,99 @@ def _python_refuses(body: bytes) -> bool:
 @given(
     st.binary(max_size=200)
     | st.builds(
-        lambda a, b, c: a + b + c,
-        st.sampled_from([b"", b" \n", b"\xef\xbb\xbf", b"<!DOCTYPE x>", b"x"]),
+        lambda a, d, b, c: a + d + b + c,
+        st.sampled_from([b"", b" \n", b"\xef\xbb\xbf", b"<!DOCTYPE x>", b"x", b"\x00"]),
+        st.sampled_from(
+            [b"", b'<?xml version="1.0"?>', b"<?xml encoding='utf-7'?>", b"<?xml encoding=?>"]
+            + [b'<?xml version="1.0" encoding="%s"?>' % e for e in (b"UTF-8", b"utf-16", b"x")]
+        ),
         st.sampled_from([ENVELOPE, b"<Envelope>", b"<a>Body</a>", b"<!ENTITY e 'x'>" + ENVELOPE]),
         st.sampled_from([b"", b"  \r\n", b"<x/>", b"!" * 200]),
     )
 )
 def test_the_envelope_check_is_python_s(body: bytes) -> None:
     assert _plane.envelope_refused(body) is _python_refuses(body)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"POST /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: h\r\nSOAPAction: a\r\nSOAPAction: b\r\n"
+        b"Content-Length: 0\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Type: text/xml; charset=utf-7\r\n"
+        b"Content-Length: 0\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Type: text/xml;charset\r\n"
+        b"Content-Length: 0\r\n\r\n",
+    ],
+    ids=["no-host", "two-soapactions", "charset-utf7", "charset-without-value"],
+)
+def test_what_python_refuses_is_never_served_natively(data: bytes) -> None:
+    """No Host, a repeated SOAPAction, a charset other than UTF-8: Python's to refuse."""
+    assert _plane.read_request(data) is False
+
+
+@pytest.mark.parametrize(
+    ("declaration", "refused"),
+    [
+        (b'<?xml version="1.0"?>', False),
+        (b'<?xml version="1.0" encoding="UTF-8"?>', False),
+        (b"<?xml version='1.0' encoding = 'us-ascii'?>", False),
+        (b'\xef\xbb\xbf<?xml version="1.0" encoding="utf8"?>', False),
+        (b'<?xml version="1.0" encoding="UTF-7"?>', True),
+        (b'<?xml version="1.0" encoding="utf-16"?>', True),
+        (b'<?xml version="1.0" encoding=utf-8?>', True),
+        (b'<?xml version="1.0" encoding="utf-8"', True),
+        (b"\x00<\x00?", True),
+    ],
+)
+def test_the_plane_checks_the_declared_encoding_as_python_does(
+    declaration: bytes, refused: bool
+) -> None:
+    body = declaration + b"<s:Envelope><s:Body><a/></s:Body></s:Envelope>"
+    assert _plane.envelope_refused(body) is refused
+    try:
+        check_envelope(body)
+    except RequestRejected:
+        assert refused
+    else:
+        assert not refused
+
+
+_PIECES = [
+    b"",
+    b" ",
+    b"\xef\xbb\xbf",
+    b'<?xml version="1.0"?>',
+    b"<?xml>",
+    b"<s:Envelope xmlns:s='x'>",
+    b"<Envelope>",
+    b"<a:b:Envelope>",
+    b"<s:Header>",
+    b"</s:Header>",
+    b"<s:Header/>",
+    b"<s:Body>",
+    b"<Body>",
+    b"<s:Body/>",
+    b'<s:Body a="x>y">',
+    b"<s:Body a='1",
+    b"<s:BodyX>",
+    b"<s:Body\n>",
+    b"<!-- c -->",
+    b"<x:Get xmlns:x='u'>",
+    b"<Get/>",
+    b"<a:b:c>",
+    b"</x:Get>",
+    b"</s:Body>",
+    b"</s:Envelope>",
+    b"text",
+]
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(_PIECES), max_size=10).map(b"".join) | st.binary(max_size=120))
+@example(b"<s:Envelope><s:Body><x:Get/></s:Body></s:Envelope>")
+@example(b"<s:Envelope><s:Header><s:Body><A/></s:Body></s:Header><s:Body><B/></s:Body>")
+def test_the_body_s_first_element_is_read_as_python_reads_it(body: bytes) -> None:
+    """The plane and the Python fast path take the same body for the same operation's."""
+    assert _plane.first_body_child(body) == first_body_child(body)

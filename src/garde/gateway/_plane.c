@@ -130,6 +130,20 @@ static int starts_with_ci(const char *s, size_t n, const char *lowered) {
     return 1;
 }
 
+static int is_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static const char *find(const char *s, size_t n, const char *needle) {
+    return memmem(s, n, needle, strlen(needle));
+}
+
+/* An encoding name a body may be in (soapxml._ENCODINGS): UTF-8 and its subset. */
+static int utf8_name(const char *v, size_t n) {
+    return (n == 5 && starts_with_ci(v, n, "utf-8")) || (n == 4 && starts_with_ci(v, n, "utf8")) ||
+           (n == 8 && starts_with_ci(v, n, "us-ascii")) || (n == 5 && starts_with_ci(v, n, "ascii"));
+}
+
 /* What a request may be and still be served natively (beyond them, Python answers). */
 typedef struct {
     size_t max_body, max_headers, max_header_bytes;
@@ -163,6 +177,8 @@ typedef struct {
     int link; /* index into the table's links */
     double timeout, min_try, factor, valid_until;
     int alternatives; /* another data center could answer: the per-try timeout may shrink */
+    char *element;    /* the local name the body's first element must have (routing.py) */
+    size_t element_len;
 } Route;
 
 typedef struct Table {
@@ -195,6 +211,7 @@ static void table_free(Table *t) {
     for (int i = 0; i < t->nroutes; i++) {
         free(t->routes[i].path);
         free(t->routes[i].action);
+        free(t->routes[i].element);
     }
     free(t->links);
     free(t->routes);
@@ -276,6 +293,10 @@ struct Conn {
     int keep_alive;    /* of the request in flight */
     size_t scanned;    /* bytes of in already searched for the end of the head */
     int closing;       /* close once out is written */
+    /* waiting for the caller (app.py's _ClientConnection.expired): since when there was
+     * nothing to do, the first byte of the request being read (0: none), the last byte */
+    double since, first_byte, last_byte;
+    int head_done;
     /* upstream side */
     Conn *client;      /* NULL when idle, or when its client went away */
     Table *table;      /* holds the link and route for the attempt in flight */
@@ -321,6 +342,9 @@ typedef struct {
     Limits limits;
     double connect_timeout, idle_timeout;
     int max_idle;
+    double header_timeout, client_idle_timeout, next_sweep;
+    size_t max_clients;
+    atomic_size_t python_clients; /* connections Python holds: they count for the cap */
 #ifdef GARDE_PLANE_TLS
     SSL_CTX *tls_ctx; /* as ssl.create_default_context(): system CAs, peer and name verified */
 #endif
@@ -345,7 +369,7 @@ typedef struct {
     size_t nhandovers, cap_handovers;
     Event *events_q;
     size_t nevents, cap_events;
-    uint64_t handed_over, served, accepted;
+    uint64_t handed_over, served, accepted, cap_reached;
     int notified;
 } Plane;
 
@@ -634,6 +658,24 @@ static long head_end(const char *s, size_t n, size_t *scanned) {
     return -1;
 }
 
+/* soapxml.check_charset: 1 if a Content-Type value names a charset other than UTF-8. */
+static int charset_refused(const char *v, size_t n) {
+    for (size_t i = 0; i + 7 <= n; i++) {
+        if (!starts_with_ci(v + i, n - i, "charset")) continue;
+        size_t at = i + 7;
+        while (at < n && is_space((unsigned char)v[at])) at++;
+        if (at == n || v[at++] != '=') return 1;
+        while (at < n && is_space((unsigned char)v[at])) at++;
+        if (at < n && (v[at] == '"' || v[at] == '\'')) at++;
+        size_t start = at;
+        while (at < n && !is_space((unsigned char)v[at]) && v[at] != ';' && v[at] != '"' &&
+               v[at] != '\'')
+            at++;
+        return !utf8_name(v + start, at - start);
+    }
+    return 0;
+}
+
 static int parse_request(const Limits *p, const char *s, size_t n, size_t *scanned, Request *r) {
     /* What the method and the target's start must be, checked on the first bytes already:
      * anything else is Python's at once, not after waiting for a head that never ends. */
@@ -693,39 +735,142 @@ static int parse_request(const Limits *p, const char *s, size_t n, size_t *scann
             /* chunked bodies, 100-continue, tokens, deadlines; and the old proxies' header,
              * which httptools honours for keep-alive */
             return PARSE_PYTHON;
-        } else if (name_is(name, nl, "soapaction") && !r->has_action) {
-            r->has_action = 1; /* the first one counts, as in Python */
+        } else if (name_is(name, nl, "content-type")) {
+            if (charset_refused(v, vl)) return PARSE_PYTHON; /* not UTF-8: Python answers 415 */
+        } else if (name_is(name, nl, "soapaction")) {
+            if (r->has_action) return PARSE_PYTHON; /* sent twice: Python refuses it (400) */
+            r->has_action = 1;
             r->action = v;
             r->action_len = f.value_len;
         }
         if (!hop_by_hop(name, nl) && !starts_with_ci(name, nl, "garde-")) r->fwd[r->nfwd++] = f;
     }
     if (!content_length) return PARSE_PYTHON; /* an empty body is not an envelope */
+    if (!host_seen) return PARSE_PYTHON;       /* HTTP/1.1 without Host: Python answers 400 */
     r->body_len = body;
     if (n - r->head_len < body) return PARSE_MORE;
     return PARSE_OK;
 }
 
-static int is_space(unsigned char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+/* soapxml._check_encoding on ``head`` (the first bytes after whitespace and a UTF-8 BOM):
+ * 0 if an XML declaration there names no encoding or UTF-8. A DTD check on bytes is blind
+ * to other encodings, so Python refuses them (415); the plane leaves them to it. */
+static int encoding_refused(const char *h, size_t n) {
+    if (n < 5 || memcmp(h, "<?xml", 5) != 0) return 0;
+    const char *end = find(h, n, "?>");
+    if (!end) return 1;
+    const char *at = find(h, (size_t)(end - h), "encoding");
+    if (!at) return 0;
+    at += 8;
+    while (at < end && is_space((unsigned char)*at)) at++;
+    if (at == end || *at++ != '=') return 1;
+    while (at < end && is_space((unsigned char)*at)) at++;
+    if (at == end || (*at != '"' && *at != '\'')) return 1;
+    const char *name = ++at;
+    while (at < end && *at != '"' && *at != '\'') at++;
+    return !utf8_name(name, (size_t)(at - name));
 }
 
-static const char *find(const char *s, size_t n, const char *needle) {
-    return memmem(s, n, needle, strlen(needle));
-}
-
-/* soapxml.check_envelope, the same tests on the same bytes: 0 if it passes. */
+/* soapxml.check_envelope, the same tests on the same bytes: 0 if it passes. (UTF-16 and
+ * UTF-32 bodies fail the tests of markup below, their bytes not being ASCII's.) */
 static int envelope_refused(const char *b, size_t n) {
     if (memchr(b, '!', n) && (find(b, n, "<!DOCTYPE") || find(b, n, "<!ENTITY"))) return 1;
     size_t hn = n < 1024 ? n : 1024, i = 0;
+    if (memchr(b, 0, n < 4 ? n : 4)) return 1;
     while (i < hn && is_space((unsigned char)b[i])) i++;
     if (hn - i >= 3 && memcmp(b + i, "\xef\xbb\xbf", 3) == 0) i += 3;
+    if (encoding_refused(b + i, hn - i)) return 1;
     if (i >= hn || b[i] != '<' || !find(b + i, hn - i, "Envelope")) return 1;
     size_t ts = n > 128 ? n - 128 : 0, te = n;
     while (te > ts && is_space((unsigned char)b[te - 1])) te--;
     if (te - ts < 9 || memcmp(b + te - 9, "Envelope>", 9) != 0) return 1;
     if (!find(b + ts, te - ts, "Body")) return 1;
     return 0;
+}
+
+static int name_start(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static int name_char(unsigned char c) {
+    return name_start(c) || (c >= '0' && c <= '9') || c == '.' || c == '-';
+}
+
+static int tag_end(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '/' || c == '>';
+}
+
+/* A qualified name at b[*i]: its local part (after the prefix and colon, if any) and the
+ * index of the byte after it, which must end a tag name. -1 if it is not one. */
+static int read_qname(const char *b, size_t n, size_t *i, size_t *prefix_len, size_t *local) {
+    size_t j = *i;
+    if (j >= n || !name_start((unsigned char)b[j])) return -1;
+    while (j < n && name_char((unsigned char)b[j])) j++;
+    *prefix_len = 0;
+    *local = *i;
+    if (j < n && b[j] == ':') {
+        *prefix_len = j + 1 - *i;
+        *local = ++j;
+        if (j >= n || !name_start((unsigned char)b[j])) return -1;
+        while (j < n && name_char((unsigned char)b[j])) j++;
+    }
+    if (j >= n || !tag_end((unsigned char)b[j])) return -1;
+    *i = j;
+    return 0;
+}
+
+/* soapxml.first_body_child, the same reading of the same bytes: the local name of the SOAP
+ * Body's first element (``*len`` bytes), or NULL when that cannot be told without parsing
+ * (Python then parses the body, and refuses it if it is another operation's). */
+static const char *first_body_child(const char *b, size_t n, size_t *len) {
+    size_t i = 0, plen, local;
+    while (i < n && is_space((unsigned char)b[i])) i++;
+    if (n - i >= 3 && memcmp(b + i, "\xef\xbb\xbf", 3) == 0) i += 3;
+    if (n - i >= 5 && memcmp(b + i, "<?xml", 5) == 0) {
+        const char *gt = memchr(b + i, '>', n - i);
+        if (!gt || gt - 1 < b + i + 5 || gt[-1] != '?') return NULL;
+        i = (size_t)(gt - b) + 1;
+    }
+    while (i < n && is_space((unsigned char)b[i])) i++;
+    if (i >= n || b[i++] != '<') return NULL;
+    size_t start = i;
+    if (read_qname(b, n, &i, &plen, &local) || i - local != 8 || memcmp(b + local, "Envelope", 8))
+        return NULL;
+    /* The Body by the Envelope's prefix, then its first element. */
+    char tag[80], close[80];
+    if (plen > 64) return NULL;
+    int tn = snprintf(tag, sizeof tag, "<%.*sBody", (int)plen, b + start);
+    int cn = snprintf(close, sizeof close, "</%.*sHeader", (int)plen, b + start);
+    const char *at = NULL;
+    size_t from = i;
+    while (from < n && (at = memmem(b + from, n - from, tag, (size_t)tn))) {
+        size_t after = (size_t)(at - b) + (size_t)tn;
+        if (after < n && tag_end((unsigned char)b[after])) break;
+        from = (size_t)(at - b) + 1; /* "<Body" beginning a longer name: search on */
+        at = NULL;
+    }
+    /* "<!" is a comment or CDATA (a DTD is refused before): markup could hide in them. A
+     * Header closing after the "Body" found means that one was inside the Header. */
+    if (!at || memmem(b, (size_t)(at - b), "<!", 2) ||
+        memmem(at, n - (size_t)(at - b), close, (size_t)cn))
+        return NULL;
+    size_t j = (size_t)(at - b) + (size_t)tn;
+    if (j < n && is_space((unsigned char)b[j])) { /* attributes, values quoted */
+        while (j < n && b[j] != '>') {
+            if (b[j] == '"' || b[j] == '\'') {
+                const char *q = memchr(b + j + 1, b[j], n - j - 1);
+                if (!q) return NULL;
+                j = (size_t)(q - b);
+            }
+            j++;
+        }
+    }
+    if (j >= n || b[j++] != '>') return NULL;
+    while (j < n && is_space((unsigned char)b[j])) j++;
+    if (j >= n || b[j++] != '<') return NULL;
+    if (read_qname(b, n, &j, &plen, &local)) return NULL;
+    *len = j - local;
+    return b + local;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -957,8 +1102,13 @@ static void client_serve(Plane *p, Conn *c) {
         return;
     }
     Request r;
+    r.head_len = 0;
     int parsed = parse_request(&p->limits, buf_start(&c->in), c->in.len, &c->scanned, &r);
-    if (parsed == PARSE_MORE) return;
+    if (!c->first_byte) c->first_byte = now_monotonic(); /* pipelined: read with the last */
+    if (parsed == PARSE_MORE) {
+        c->head_done = r.head_len > 0; /* the body is what is awaited */
+        return;
+    }
     if (parsed == PARSE_PYTHON) {
         hand_over(p, c, 0);
         return;
@@ -966,9 +1116,15 @@ static void client_serve(Plane *p, Conn *c) {
     Route *route =
         table_find(p->table, r.target, r.path_len, r.action, r.action_len, r.has_action);
     double now = now_monotonic();
-    if (!route || route->link < 0 || now >= route->valid_until ||
-        envelope_refused(buf_start(&c->in) + r.head_len, r.body_len)) {
-        hand_over(p, c, 0); /* another operation, a data center to choose, or a refusal */
+    const char *body = buf_start(&c->in) + r.head_len, *element = NULL;
+    size_t element_len = 0;
+    if (route && !envelope_refused(body, r.body_len))
+        element = first_body_child(body, r.body_len, &element_len);
+    if (!route || route->link < 0 || now >= route->valid_until || !element ||
+        element_len != route->element_len || memcmp(element, route->element, element_len)) {
+        /* another operation (by its SOAPAction or its body: Python refuses a mismatch), a
+         * data center to choose, or a refusal */
+        hand_over(p, c, 0);
         return;
     }
     start_attempt(p, c, &r, route, now);
@@ -1015,6 +1171,8 @@ static void client_readable(Plane *p, Conn *c) {
         ssize_t n = recv(c->fd, buf_start(&c->in) + c->in.len, READ_CHUNK, 0);
         if (n > 0) {
             c->in.len += (size_t)n;
+            c->last_byte = now_monotonic();
+            if (!c->first_byte) c->first_byte = c->last_byte;
             if ((size_t)n < READ_CHUNK) break;
         } else if (n == 0) {
             client_close(p, c); /* the caller hung up */
@@ -1245,6 +1403,9 @@ static void answer_client(Plane *p, Conn *c, Link *link, Response *r, const char
     buf_consume(&c->in, c->req_len);
     c->req_len = 0;
     c->scanned = 0;
+    c->since = now_monotonic();
+    c->first_byte = 0; /* the next request's bytes, if here, are dated by client_serve */
+    c->head_done = 0;
     if (client_flush(p, c) == 0) client_serve(p, c);
 }
 
@@ -1440,6 +1601,36 @@ static void scan_deadlines(Plane *p, double now) {
 /* ------------------------------------------------------------------------------------ */
 /* The loop                                                                              */
 
+/* At max_clients, make room for one more (as app.py's GatewayServer.admit): close the client
+ * connection that has waited longest for its caller; 0 if every one is being served. */
+static int admit(Plane *p) {
+    if (atomic_load(&p->nclients) + atomic_load(&p->python_clients) < p->max_clients) return 1;
+    Conn *oldest = NULL;
+    for (Conn *c = p->clients.next; c; c = c->next)
+        if (!c->upstream && !c->out.len && (!oldest || c->since < oldest->since)) oldest = c;
+    pthread_mutex_lock(&p->lock);
+    p->cap_reached++; /* Python logs it (native.py) */
+    pthread_mutex_unlock(&p->lock);
+    if (oldest) client_close(p, oldest);
+    return oldest != NULL;
+}
+
+/* Close the client connections whose caller kept them waiting too long (as app.py's
+ * _ClientConnection.expired): idle, a head that does not end, a body that stopped. */
+static void sweep_clients(Plane *p, double now) {
+    Conn *c = p->clients.next;
+    while (c) {
+        Conn *next = c->next;
+        if (!c->upstream && !c->out.len) {
+            int expired = !c->first_byte  ? now - c->since > p->client_idle_timeout
+                          : !c->head_done ? now - c->first_byte > p->header_timeout
+                                          : now - c->last_byte > p->client_idle_timeout;
+            if (expired) client_close(p, c);
+        }
+        c = next;
+    }
+}
+
 static void accept_clients(Plane *p) {
     for (;;) {
         int fd = accept4(p->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1462,6 +1653,12 @@ static void accept_clients(Plane *p) {
         }
         c->kind = KIND_CLIENT;
         c->fd = fd;
+        c->since = now_monotonic();
+        if (!admit(p)) {
+            close(fd);
+            free(c);
+            continue;
+        }
         link_after(&p->clients, c);
         p->nclients++;
         pthread_mutex_lock(&p->lock);
@@ -1489,6 +1686,11 @@ static void *run(void *arg) {
     while (!atomic_load(&p->stop)) {
         if (atomic_load(&p->table_ready)) take_table(p);
         int timeout = p->busy.next ? (int)(TIMER_GRANULARITY * 1000) : -1;
+        double sweep_every = p->header_timeout < p->client_idle_timeout ? p->header_timeout
+                                                                        : p->client_idle_timeout;
+        sweep_every = sweep_every / 4 > 1.0 ? 1.0 : sweep_every / 4 < 0.01 ? 0.01 : sweep_every / 4;
+        if (p->clients.next && (timeout < 0 || timeout > (int)(sweep_every * 1000)))
+            timeout = (int)(sweep_every * 1000) + 1;
         if (p->listen_paused_until) {
             if (now_monotonic() >= p->listen_paused_until) {
                 struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &listen_marker};
@@ -1525,6 +1727,13 @@ static void *run(void *arg) {
             if (now >= p->next_scan) {
                 scan_deadlines(p, now);
                 p->next_scan = now + TIMER_GRANULARITY;
+            }
+        }
+        if (p->clients.next) {
+            double now = now_monotonic();
+            if (now >= p->next_sweep) {
+                sweep_clients(p, now);
+                p->next_sweep = now + sweep_every;
             }
         }
         bury(p);
@@ -1587,15 +1796,24 @@ static int limits_set(Limits *l, Py_ssize_t max_body, Py_ssize_t max_headers,
 static int plane_init(Plane *p, PyObject *args, PyObject *kw) {
     static char *names[] = {"listen_fd", "max_body", "max_headers", "max_header_bytes",
                             "connect_timeout", "idle_timeout", "max_idle", "allowed_hosts",
-                            "status_lines", "buckets", NULL};
+                            "status_lines", "buckets", "header_timeout",
+                            "client_idle_timeout", "max_clients", NULL};
     int listen_fd, max_idle;
-    Py_ssize_t max_body, max_headers, max_header_bytes;
-    double connect_timeout, idle_timeout;
+    Py_ssize_t max_body, max_headers, max_header_bytes, max_clients = 1000;
+    double connect_timeout, idle_timeout, header_timeout = 10.0, client_idle_timeout = 60.0;
     PyObject *allowed, *statuses, *buckets;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "innnddiOOO", names, &listen_fd, &max_body,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "innnddiOOO|ddn", names, &listen_fd, &max_body,
                                      &max_headers, &max_header_bytes, &connect_timeout,
-                                     &idle_timeout, &max_idle, &allowed, &statuses, &buckets))
+                                     &idle_timeout, &max_idle, &allowed, &statuses, &buckets,
+                                     &header_timeout, &client_idle_timeout, &max_clients))
         return -1;
+    if (header_timeout <= 0 || client_idle_timeout <= 0 || max_clients < 1) {
+        PyErr_SetString(PyExc_ValueError, "the client timeouts and max_clients: positive");
+        return -1;
+    }
+    p->header_timeout = header_timeout;
+    p->client_idle_timeout = client_idle_timeout;
+    p->max_clients = (size_t)max_clients;
     if (p->epoll_fd) {
         PyErr_SetString(PyExc_RuntimeError, "a Plane is initialised once");
         return -1;
@@ -1768,11 +1986,11 @@ static PyObject *plane_publish(Plane *p, PyObject *args) {
     }
     for (Py_ssize_t i = 0; i < nr; i++) {
         Route *r = &t->routes[i];
-        PyObject *path, *action;
+        PyObject *path, *action, *element;
         int link_id;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(routes, i), "iSOiddddp", &r->id, &path, &action,
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(routes, i), "iSOiddddpS", &r->id, &path, &action,
                               &link_id, &r->timeout, &r->min_try, &r->factor, &r->valid_until,
-                              &r->alternatives))
+                              &r->alternatives, &element))
             goto fail;
         t->nroutes = (int)i + 1;
         if (r->id < 0 || r->id >= MAX_ROUTE_ID) {
@@ -1780,6 +1998,7 @@ static PyObject *plane_publish(Plane *p, PyObject *args) {
             goto fail;
         }
         if (!(r->path = copy_bytes(path, &r->path_len))) goto fail;
+        if (!(r->element = copy_bytes(element, &r->element_len))) goto fail;
         if (action != Py_None && !(r->action = copy_bytes(action, &r->action_len))) goto fail;
         r->link = -1;
         for (int j = 0; j < t->nlinks; j++)
@@ -1959,9 +2178,10 @@ static PyObject *plane_drain(Plane *p, PyObject *unused) {
 static PyObject *plane_counters(Plane *p, PyObject *unused) {
     pthread_mutex_lock(&p->lock);
     unsigned long long accepted = p->accepted, served = p->served, handed = p->handed_over;
+    unsigned long long capped = p->cap_reached;
     pthread_mutex_unlock(&p->lock);
-    return Py_BuildValue("{sKsKsK}", "accepted", accepted, "served", served, "handed_over",
-                         handed);
+    return Py_BuildValue("{sKsKsKsK}", "accepted", accepted, "served", served, "handed_over",
+                         handed, "cap_reached", capped);
 }
 
 static void close_everything(Plane *p) {
@@ -2139,7 +2359,19 @@ static PyObject *py_envelope_refused(PyObject *m, PyObject *arg) {
     return PyBool_FromLong(refused);
 }
 
+static PyObject *py_first_body_child(PyObject *m, PyObject *arg) {
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE)) return NULL;
+    size_t len = 0;
+    const char *found = first_body_child(data.buf, (size_t)data.len, &len);
+    PyObject *out = found ? PyBytes_FromStringAndSize(found, (Py_ssize_t)len) : Py_NewRef(Py_None);
+    PyBuffer_Release(&data);
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
+    {"first_body_child", (PyCFunction)py_first_body_child, METH_O,
+     "first_body_child(body) -> soapxml.first_body_child(body), as the plane reads it."},
     {"read_request", (PyCFunction)(void (*)(void))py_read_request, METH_VARARGS | METH_KEYWORDS,
      "read_request(data, ...) -> None (more bytes needed), False (Python's to serve) or what"
      " the plane read: target, path, action, keep_alive, forward, body, length."},
@@ -2164,7 +2396,20 @@ static PyMethodDef plane_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *plane_get_python_clients(Plane *p, void *closure) {
+    return PyLong_FromSize_t(atomic_load(&p->python_clients));
+}
+
+static int plane_set_python_clients(Plane *p, PyObject *value, void *closure) {
+    size_t n = value ? PyLong_AsSize_t(value) : (size_t)-1;
+    if (n == (size_t)-1 && PyErr_Occurred()) return -1;
+    atomic_store(&p->python_clients, n);
+    return 0;
+}
+
 static PyGetSetDef plane_getset[] = {
+    {"python_clients", (getter)plane_get_python_clients, (setter)plane_set_python_clients,
+     "Client connections Python holds (set by Python): they count for max_clients.", NULL},
     {"notify_fd", (getter)plane_get_notify_fd, NULL,
      "Readable when hand-overs or failures wait in drain().", NULL},
     {"clients", (getter)plane_get_clients, NULL, "Client connections served natively.", NULL},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -65,11 +66,20 @@ class _ClientConnection(asyncio.Protocol):
         self.busy = False
         self.paused = False
         self.closed = False
+        self.continue_owed = False
+        """A 100 Continue to write once the requests before it are answered."""
+        self.since = time.monotonic()
+        """When this connection last had nothing to do (accepted, or its answer written)."""
+        self.first_byte = 0.0
+        """When the first byte of the request being read arrived; 0: none being read."""
+        self.last_byte = 0.0
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.fields: dict[bytes, bytes] = {}
         self.forward: list[bytes] = []
         self.repeated = False
+        self.action_again: bytes | None = None
+        self.head_done = False
         self.body: list[bytes] = []
         self.size = 0
         self.header_bytes = 0
@@ -78,7 +88,12 @@ class _ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as such.
         self.transport = cast(asyncio.Transport, transport)
+        if not self.server.admit(self):
+            self.closed = True
+            self.transport.close()
+            return
         self.server.connections.add(self)
+        self.server.held_changed()
         if self.read:
             read, self.read = self.read, b""
             self.data_received(read)
@@ -86,11 +101,15 @@ class _ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        self.server.held_changed()
         # The parser holds this protocol's callbacks: dropping it breaks the cycle now,
         # rather than leaving it for the garbage collector to find.
         self.parser = _NO_PARSER
 
     def data_received(self, data: bytes) -> None:
+        self.last_byte = now = time.monotonic()
+        if not self.first_byte:
+            self.first_byte = now
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -104,6 +123,16 @@ class _ClientConnection(asyncio.Protocol):
             self._fatal(400, "protocol upgrades are refused: the gateway speaks HTTP/1.1 only")
         except httptools.HttpParserError as exc:
             self._fatal(400, f"malformed HTTP request: {exc}")
+        if self.continue_owed and not self.busy:
+            self._continue()
+
+    def _continue(self) -> None:
+        """Answer ``Expect: 100-continue``, whose caller waits for it before sending the body:
+        once the head is read and found acceptable, or, when pipelined requests come before
+        it, once they are answered (an interim answer must not come before their final ones)."""
+        self.continue_owed = False
+        if self.transport is not None and not self.closed:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     # -- httptools callbacks ---------------------------------------------------------------------
     def _begin(self) -> None:
@@ -113,6 +142,8 @@ class _ClientConnection(asyncio.Protocol):
         self.fields = {}
         self.forward = []
         self.repeated = False
+        self.action_again = None
+        self.head_done = False
         self.body = []
         self.size = 0
         self.header_bytes = 0
@@ -121,6 +152,10 @@ class _ClientConnection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            # A chunked body's trailer fields: dropped. As headers they would reach the data
+            # center past every check made when the head ended (a second SOAPAction...).
+            return
         headers = self.headers
         self.header_bytes += len(name) + len(value)
         if len(headers) >= self.max_headers or self.header_bytes > self.max_header_bytes:
@@ -135,6 +170,8 @@ class _ClientConnection(asyncio.Protocol):
         if lowered in fields:
             if lowered in _ONCE:
                 self.repeated = True
+            elif lowered == b"soapaction" and self.action_again is None:
+                self.action_again = value
         else:
             fields[lowered] = value
         # Rendered now for the fast path, while the name is at hand lower-cased.
@@ -142,6 +179,7 @@ class _ClientConnection(asyncio.Protocol):
             self.forward += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
+        self.head_done = True
         method = self.parser.get_method()
         if method == b"CONNECT":
             raise _Fatal(405, "CONNECT is refused: the gateway is not an open proxy")
@@ -161,9 +199,24 @@ class _ClientConnection(asyncio.Protocol):
                 "duplicate Content-Length or Host, or both Content-Length and"
                 " Transfer-Encoding: send each once",
             )
+        if self.action_again is not None:
+            # The gateway reads the first, a service may read the last: refused, not guessed.
+            first = fields[b"soapaction"].decode("latin-1")
+            again = self.action_again.decode("latin-1")
+            raise _Fatal(
+                400,
+                f"SOAPAction is sent more than once ({first!r}, then {again!r}): send one"
+                " SOAPAction, the one of the operation in the body",
+            )
         server = self.server
         allowed = server.allowed_hosts
         host = fields.get(b"host")
+        if host is None and self.parser.get_http_version() == "1.1":
+            raise _Fatal(
+                400,
+                "HTTP/1.1 requests must send Host (RFC 9112, section 3.2): send"
+                " Host: with the name the gateway is called by",
+            )
         if allowed is not None and host is not None and host not in server.hosts_seen:
             host_name = _host_name(host)
             if host_name not in allowed:
@@ -174,14 +227,24 @@ class _ClientConnection(asyncio.Protocol):
                 )
             if len(server.hosts_seen) < 64:  # bounded: Host values with any port are allowed
                 server.hosts_seen.add(host)
+        expect = fields.get(b"expect")
+        if (
+            expect is not None
+            and expect.strip().lower() == b"100-continue"
+            and self.parser.get_http_version() == "1.1"  # HTTP/1.0 has no interim answers
+        ):
+            self.continue_owed = True
 
     def on_body(self, body: bytes) -> None:
+        self.continue_owed = False  # the caller did not wait: no 100 needed (RFC 9110 10.1.1)
         self.size += len(body)
         if self.size > self.max_body:
             raise _Fatal(413, f"body larger than {self.max_body} bytes")
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.continue_owed = False
+        self.first_byte = 0.0
         body = self.body
         request = Request(
             self.parser.get_method(),
@@ -221,6 +284,9 @@ class _ClientConnection(asyncio.Protocol):
         assert transport is not None
         if not self.queue:
             self.busy = False
+            self.since = time.monotonic()
+            if self.continue_owed:
+                self._continue()
             if self.paused and not transport.is_closing():
                 self.paused = False
                 transport.resume_reading()
@@ -288,6 +354,18 @@ class _ClientConnection(asyncio.Protocol):
         finally:
             transport.close()
 
+    def expired(self, now: float) -> bool:
+        """Whether this connection has waited too long for its caller (``sweep``): idle,
+        a head that does not end, or a body that stopped arriving."""
+        if self.busy or self.closed:
+            return False  # serving a request: its deadline is the gateway's business
+        config = self.config
+        if not self.first_byte:
+            return now - self.since > config.client_idle_timeout
+        if not self.head_done:
+            return now - self.first_byte > config.client_header_timeout
+        return now - self.last_byte > config.client_idle_timeout
+
 
 class _Drive:
     """Runs one request's coroutine without an asyncio Task.
@@ -349,6 +427,63 @@ class GatewayServer:
         self.native: NativePlane | None = None
         """The native data plane serving the listening socket, when it does."""
         self._sock: socket.socket | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.cap_reached = 0
+        """New connections that found ``max_clients`` held (since the start)."""
+        self._cap_logged = 0.0
+
+    # -- client connections: timeouts and the cap --------------------------------------------
+    def sweep_interval(self) -> float:
+        config = self.gateway.config
+        least = min(config.client_header_timeout, config.client_idle_timeout)
+        return min(1.0, max(0.01, least / 4))
+
+    def _sweep(self) -> None:
+        """Close the connections whose caller kept them waiting too long (the native plane
+        sweeps its own the same way)."""
+        now = time.monotonic()
+        for connection in [c for c in self.connections if c.expired(now)]:
+            if connection.transport is not None:
+                connection.transport.close()
+        self._sweeper = asyncio.get_running_loop().call_later(self.sweep_interval(), self._sweep)
+
+    def admit(self, connection: _ClientConnection) -> bool:
+        """At ``max_clients``, make room for ``connection`` by closing the connection that has
+        waited longest for its caller; False if all are serving (``connection`` is closed)."""
+        limit = self.gateway.config.max_clients
+        held = len(self.connections) + (self.native.plane.clients if self.native else 0)
+        if held < limit:
+            return True
+        waiting = [(c.since, id(c), c) for c in self.connections if not c.busy and not c.closed]
+        if not waiting:
+            self.capped(1, closed_new=True)
+            return False
+        victim = min(waiting)[2]
+        if victim.transport is not None:
+            victim.transport.close()
+        self.capped(1)
+        return True
+
+    def held_changed(self) -> None:
+        """Tell the native plane how many connections Python holds (they count for the cap)."""
+        if self.native is not None:
+            self.native.plane.python_clients = len(self.connections)
+
+    def capped(self, count: int, closed_new: bool = False) -> None:
+        """Count (and log, at most every 10 s) connections that found ``max_clients`` held."""
+        self.cap_reached += count
+        now = time.monotonic()
+        if now - self._cap_logged >= 10.0:
+            self._cap_logged = now
+            log.warning(
+                "client connections: max_clients (%d) reached (%d times so far): %s; raise"
+                " max_clients (below the descriptor limit) if callers need more",
+                self.gateway.config.max_clients,
+                self.cap_reached,
+                "a new connection was closed, all others being served"
+                if closed_new
+                else "the connection waiting longest for its caller was closed",
+            )
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -358,6 +493,7 @@ class GatewayServer:
         self, host: str, port: int, *, reuse_port: bool = False, sock: socket.socket | None = None
     ) -> int:
         loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(self.sweep_interval(), self._sweep)
         if self._native_wanted():
             if sock is None:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -406,6 +542,8 @@ class GatewayServer:
             sock.close()
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self.native is not None:
             self.native.close()
         if self._sock is not None:

@@ -37,6 +37,14 @@ class GatewayConfig:
     max_body: int = 4 * 1024 * 1024
     max_headers: int = 100
     max_header_bytes: int = 16 * 1024
+    client_header_timeout: float = 10.0
+    """A request's head must arrive within this of its first byte (slowloris guard)."""
+    client_idle_timeout: float = 60.0
+    """A caller's connection with nothing to do (no request being read or answered), or a
+    body that stops arriving for this long, is closed."""
+    max_clients: int = 1000
+    """Caller connections held at once (per worker); at the cap, a new one closes the one
+    that has waited longest without a request in progress (or is closed itself)."""
     connect_timeout: float = 1.0
     min_try_timeout: float = 0.25
     try_timeout_factor: float = 10.0
@@ -89,13 +97,24 @@ class GatewayConfig:
         return str(self.fast_path)
 
     def check(self) -> None:
-        for name, least in (("max_body", 0), ("max_headers", 1), ("max_header_bytes", 1)):
+        for name, least in (
+            ("max_body", 0),
+            ("max_headers", 1),
+            ("max_header_bytes", 1),
+            ("max_clients", 1),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise UsageError(
                     f"{name}: expected a whole number of at least {least}, got {value!r}"
                 )
-        for name in ("connect_timeout", "health_timeout", "min_try_timeout"):
+        for name in (
+            "connect_timeout",
+            "health_timeout",
+            "min_try_timeout",
+            "client_header_timeout",
+            "client_idle_timeout",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise UsageError(f"{name}: expected a positive duration (250ms, 1s), got {value!r}")
@@ -183,6 +202,8 @@ def load_config(path: str | Path | None) -> GatewayConfig:
                 value = _secret(value, f"{path}: admin_token")
             elif key in (
                 "connect_timeout",
+                "client_header_timeout",
+                "client_idle_timeout",
                 "health_interval",
                 "health_timeout",
                 "min_try_timeout",

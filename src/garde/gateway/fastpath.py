@@ -19,7 +19,12 @@ from garde.errors import AttemptFailed, RequestRejected
 from garde.gateway.forwarding import FAILING_STATUSES, is_server_failure
 from garde.gateway.handler import Gateway
 from garde.gateway.routing import OperationRoute
-from garde.gateway.soapxml import check_envelope, parse_envelope
+from garde.gateway.soapxml import (
+    check_charset,
+    check_envelope,
+    first_body_child,
+    parse_envelope,
+)
 from garde.gateway.transport import HttpTransport, Response
 from garde.gateway.upstreams import Link, Mode, ServiceUpstreams
 from garde.gateway.wire import RESPONSE_SKIP, Request, status_line
@@ -76,7 +81,12 @@ class FastPath:
         entry = self.services.get(path)
         route = None if entry is None else self.gateway.router.by_action(entry, action)
         found = None
-        if route is not None and route.retry_safe and not route.needs_envelope:
+        if (
+            route is not None
+            and route.retry_safe
+            and not route.needs_envelope
+            and route.element is not None
+        ):
             found = (route, self.gateway.upstreams[route.service.id])
         if len(self.routes) < 4096:  # bounded: callers choose what they send
             self.routes[key] = found
@@ -111,12 +121,15 @@ class FastPath:
             return False
         route, upstreams = found
         try:
+            check_charset(fields.get(b"content-type"))
             if gateway.full_validation:
                 parse_envelope(request.body)  # well-formed, or refused (the tree is dropped)
             else:
                 check_envelope(request.body)
         except RequestRejected:
             return False  # the general path refuses it, with the explanation
+        if first_body_child(request.body) != route.element:
+            return False  # another operation's body, maybe: the general path parses it
         plan = upstreams.plan()
         if not plan or plan[0].probation:
             return False  # nothing to try, or a half-open trial: the general path decides

@@ -26,8 +26,10 @@ from garde.gateway.refusals import rejection_fault, rejection_problem
 from garde.gateway.routing import OperationRoute, Router
 from garde.gateway.soapxml import (
     Envelope,
+    check_charset,
     check_envelope,
     fault_of,
+    first_body_child,
     parse_envelope,
     with_token,
 )
@@ -145,7 +147,7 @@ class Gateway:
         started = time.monotonic()
         try:
             entry = self.router.service(path)
-            if b"%" in request.target or "/." in path or "//" in path:
+            if b"%" in request.target or "/." in path or "//" in path or "\\" in path:
                 _check_path(path, request.target)
             envelope: Envelope | None = None
             fields = request.fields
@@ -154,6 +156,7 @@ class Gateway:
                     raise RequestRejected(
                         405, f"SOAP operations are called with POST, not {request.method.decode()}"
                     )
+                check_charset(fields.get(b"content-type"))
                 found = self.router.by_action(entry, fields.get(b"soapaction"))
                 if (
                     found is None
@@ -163,11 +166,19 @@ class Gateway:
                     or self.callers.wanted  # entries wait for a token this call may carry
                 ):
                     envelope = parse_envelope(request.body)
-                    route = found or self.router.by_element(entry, envelope)
+                    if found is None:
+                        route = self.router.by_element(entry, envelope)
+                    else:
+                        self.router.check_action(entry, found, envelope)
+                        route = found
                 else:
                     # Identified by SOAPAction and nothing needed from the body: checked, not
-                    # parsed (the parse would cost more than the rest of the request).
+                    # parsed (the parse would cost more than the rest of the request), unless
+                    # its first element is not plainly the SOAPAction's operation's.
                     check_envelope(request.body)
+                    if found.element is None or first_body_child(request.body) != found.element:
+                        envelope = parse_envelope(request.body)
+                        self.router.check_action(entry, found, envelope)
                     route = found
             else:
                 route = self.router.by_rest(entry, request.method.decode(), path)
@@ -341,16 +352,20 @@ class AdminLike(Interface):
 
 def _check_path(path: str, target: bytes) -> None:
     lowered = target.lower()
-    segments = path.split("/")
+    # A segment's matrix parameters (";x") are cut off first: some servers read "..;" as "..".
+    segments = [segment.split(";", 1)[0] for segment in path.split("/")]
     if (
         ".." in segments
         or "." in segments
         or "//" in path
+        or "\\" in path  # some servers read a backslash as a slash: ..\ is ..
         or b"%2e" in lowered
         or (b"%2f" in lowered or b"%5c" in lowered)
+        or b"%25" in lowered.split(b"?", 1)[0]  # double encoding: "%252e" decodes to "%2e"
     ):
         raise RequestRejected(
             400,
-            "dot segments, empty segments and encoded slashes or dots are refused in paths:"
-            " call the operation's path as the catalog gives it",
+            "dot segments (also as ..;/ or ..\\), empty segments, backslashes and encoded"
+            " slashes, dots or percent signs are refused in paths: call the operation's path"
+            " as the catalog gives it",
         )

@@ -95,7 +95,11 @@ class NativePlane:
             None if allowed is None else tuple(sorted(h.encode("latin-1") for h in allowed)),
             [status_line(status) for status in range(600)],
             BUCKETS,
+            config.client_header_timeout,
+            config.client_idle_timeout,
+            config.max_clients,
         )
+        self._cap_reached = 0
         self._link_ids: dict[Link, int] = {}
         self._links: list[tuple[ServiceUpstreams, Link]] = []
         self._route_ids: dict[int, int] = {}
@@ -149,6 +153,10 @@ class NativePlane:
 
     def _on_tick(self) -> None:
         self.drain()
+        capped = int(self.plane.counters()["cap_reached"])
+        if capped > self._cap_reached:
+            self.server.capped(capped - self._cap_reached)  # logged by the server, as its own
+            self._cap_reached = capped
         if time.monotonic() >= self._valid_until:
             self.publish()  # an ejection ran out: the plan changes by the clock
         assert self._loop is not None
@@ -212,7 +220,9 @@ class NativePlane:
         config = gateway.config
         fast = self.server.fast
         links: list[tuple[int, int, str, int, bytes, bytes, bytes, str | None]] = []
-        routes: list[tuple[int, bytes, bytes | None, int, float, float, float, float, bool]] = []
+        routes: list[
+            tuple[int, bytes, bytes | None, int, float, float, float, float, bool, bytes]
+        ] = []
         valid_until = float("inf")
         for entry in gateway.router.services:
             if not entry.soap or gateway.callers.wanted:
@@ -244,7 +254,7 @@ class NativePlane:
             )
             prefix = entry.prefix.encode("latin-1")
             for action, route in entry.by_action.items():
-                if not route.retry_safe or route.needs_envelope:
+                if not route.retry_safe or route.needs_envelope or route.element is None:
                     continue
                 for raw in _variants(action):
                     if gateway.router.by_action(entry, raw) is not route:
@@ -260,6 +270,7 @@ class NativePlane:
                             config.try_timeout_factor,
                             until,
                             len(plan) > 1,
+                            route.element,
                         )
                     )
         self._valid_until = valid_until

@@ -71,6 +71,10 @@ class OperationRoute:
     label: str = ""
     needs_envelope: bool = False
     """The gateway must read the body on every call (cache or idempotency key in it)."""
+    element: bytes | None = None
+    """The local name of the operation's body element, when no other operation of the
+    service has it: a body whose first element bears it is this operation's (the fast paths
+    check so without parsing); None: only parsing tells."""
 
     @property
     def service_id(self) -> str:
@@ -147,6 +151,11 @@ class Router:
                             route,
                         )
                     )
+            locals_ = [tag.rsplit("}", 1)[-1] for tag in entry.by_element]
+            for tag, route in entry.by_element.items():
+                local = tag.rsplit("}", 1)[-1]
+                if locals_.count(local) == 1:
+                    route.element = local.encode("latin-1")
             self.services.append(entry)
         # Longest prefix first, so /MyCareNet/eAttest/v3 wins over a hypothetical /MyCareNet.
         self.services.sort(key=lambda s: len(s.prefix), reverse=True)
@@ -174,6 +183,22 @@ class Router:
             return None
         action = soap_action.decode("latin-1").strip().strip('"')
         return entry.by_action.get(action) if action else None
+
+    @staticmethod
+    def check_action(entry: ServiceRoute, found: OperationRoute, envelope: Envelope) -> None:
+        """Refuse (400) a body that is another operation's than the SOAPAction's: a write
+        under a read's action would be retried as a read, and applied twice."""
+        named = entry.by_element.get(envelope.operation_tag)
+        if named is None or named is found:
+            return  # the same operation, or an element the catalog does not know
+        service = entry.service
+        raise RequestRejected(
+            400,
+            f"the SOAPAction names {found.operation_id}"
+            f" ({service.soap_action_of(found.operation)!r}) but the body's first element"
+            f" {envelope.operation_tag} is {named.operation_id}'s: send the SOAPAction of the"
+            f" operation in the body ({service.soap_action_of(named.operation)!r})",
+        )
 
     @staticmethod
     def by_element(entry: ServiceRoute, envelope: Envelope) -> OperationRoute:
