@@ -63,7 +63,9 @@ def caller_token(envelope: Envelope) -> CallerToken | None:
     security = security_of(envelope)
     if security is None:
         return None
-    if security.find(f".//{{{DSIG}}}Signature") is not None:
+    # A signature of the message is a child of wsse:Security; one inside a SAML assertion is
+    # the STS's own (every assertion has one) and travels with the token unharmed.
+    if security.find(f"{{{DSIG}}}Signature") is not None:
         raise CannotJournal(
             "the message is signed by the calling software (ds:Signature): a signature covers"
             " the body and a timestamp, so it cannot be sent later once the service is back;"

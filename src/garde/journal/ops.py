@@ -284,8 +284,12 @@ def release(
         row = Row.of(values)
         try:
             key_id, sealed, total = with_caller(row, keyring, caller)
-        except SealError:
-            continue  # leasing it will quarantine it with the reason; nothing to release
+        except SealError as exc:
+            # Damaged, or sealed with a key gone from the ring: set aside for the operator
+            # (it is never leased while it waits for a token, so nothing else would).
+            tx.run(sql.QUARANTINE, (now, clip(str(exc)), row.seq))
+            released.append(_replace(row, state=State.QUARANTINED, reason=str(exc)))
+            continue
         note = "released by a newer token of the same subject"
         if tx.run(sql.RELEASE, (now, key_id, sealed, total, note, row.seq, row.checksum)):
             released.append(

@@ -428,7 +428,11 @@ class Replayer:
             if self._too_long and task in self._too_long:  # fired, but the sender ate the cancel
                 self._too_long.discard(task)
                 task.uncancel()
-        if not delivery.unreachable and self._down_rounds.pop(service, 0):
+        answered = delivery.answer is not None or delivery.outcome in (
+            Outcome.DELIVERED,
+            Outcome.CONFLICT,
+        )
+        if answered and self._down_rounds.pop(service, 0):
             self._down_until.pop(service, 0.0)  # it answers again: all that is due goes now
             self.poke()
         retry_at = None

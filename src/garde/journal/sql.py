@@ -137,9 +137,11 @@ BACKLOG = (
     "SELECT service, operation, state, count(*), min(created_at), sum(attempts) FROM entries"
     f" WHERE state IN {HOLDING_SQL} GROUP BY service, operation, state"
 )
+# Both read through the entries_backlog index, whose predicate is HOLDING_SQL as written
+# (SQLite uses a partial index only when the query repeats its predicate term).
 LAST_FAILED = (
-    f"SELECT service, max(updated_at) FROM entries WHERE state IN {UNSETTLED_SQL}"
-    " AND last_error IS NOT NULL GROUP BY service"
+    f"SELECT service, max(updated_at) FROM entries WHERE state IN {HOLDING_SQL}"
+    f" AND state IN {UNSETTLED_SQL} AND last_error IS NOT NULL GROUP BY service"
 )
 LAST_ERROR_OF = (
     f"SELECT last_error FROM entries WHERE service = ? AND state IN {UNSETTLED_SQL}"

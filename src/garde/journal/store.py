@@ -165,7 +165,7 @@ class StoreBase(ABC):
         key = self.subject_key(subject)
         rows = await self._write(lambda tx: ops.release(tx, key, caller, now, self.keyring))
         self._tell(rows)
-        return [receipt_of(r, self.keyring) for r in rows]
+        return [receipt_of(r, self.keyring) for r in rows if r.state is State.JOURNALED]
 
     async def lease(
         self,
