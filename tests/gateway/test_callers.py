@@ -48,3 +48,11 @@ def test_a_timestamp_shortens_the_validity_and_a_message_signature_cannot_wait()
     with pytest.raises(CannotJournal, match="signed by the calling software"):
         caller_token(parse_envelope(_security(signed)))
     assert caller_token(parse_envelope(envelope("X", RECIPE))) is None
+
+
+def test_a_header_with_two_tokens_cannot_wait() -> None:
+    """Two assertions (or an assertion and a binary token): whose name would the write be
+    sent in later? The gateway refuses rather than guess."""
+    twice = ASSERTION + ASSERTION.replace('AssertionID="a1"', 'AssertionID="a2"')
+    with pytest.raises(CannotJournal, match="2 tokens"):
+        caller_token(parse_envelope(_security(twice)))

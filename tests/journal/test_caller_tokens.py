@@ -114,3 +114,82 @@ async def _wait(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+def test_a_forged_token_of_a_subject_never_delivers_its_writes(
+    belgium: Catalog, tmp_path: Path
+) -> None:
+    """Someone on the practice's network sends a token that claims Alice's identity (her
+    claims, a later expiry, no valid STS signature): the gateway cannot tell it from hers
+    until a service answers, so it may try her waiting write with it once; the service
+    refuses it, the write waits again, the forged token is never offered again, and Alice's
+    own next call delivers the write, once."""
+    import base64
+    import json
+
+    from garde import soap
+    from garde.gateway.config import GatewayConfig
+    from garde.gateway.runner import RunningGateway
+    from garde.journal.base import State
+    from garde.journal.factory import open_journal
+    from garde.journal.replayer import ReplayPolicy
+    from garde.journal.sealing import Keyring
+
+    from .callerkit import Practice, _delivered, _list_request
+    from .crashkit import OPERATION, SERVICE, message, post
+
+    def forged(token: str) -> str:
+        claims_part = token.partition(".")[0]
+        claims = json.loads(base64.urlsafe_b64decode(claims_part + "=" * (-len(claims_part) % 4)))
+        claims["exp"] = float(claims["exp"]) + 3600
+        data = json.dumps(claims, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode() + ".not-the-sts-signature"
+
+    async def main(lab: Lab) -> None:
+        catalog = belgium.with_endpoints(lab.endpoints)
+        service = catalog.services[SERVICE]
+        action = service.soap_action_of(service.operations[OPERATION]) or ""
+        list_action = service.soap_action_of(service.operations["getMessagesList"]) or ""
+        for dc in service.endpoints:
+            lab.faults.set(SERVICE, dc, "down")
+        journal = await open_journal(str(tmp_path / "j.db"), Keyring.clear())
+        config = GatewayConfig(port=0, health_interval=0.1)
+        policy = ReplayPolicy(poll_interval=0.05, backoff=0.05)
+        alice = Practice(lab, SUBJECTS[0])
+
+        async def state() -> State:
+            (receipt,) = await journal.receipts()
+            return receipt.state
+
+        async with RunningGateway(catalog, config, journal, replay=policy) as running:
+            body = await alice.signed(message(lab, 1))
+            assert await post(running.port, body, "alice", action, identity=None) == 202
+            real = (await alice.sign_in()).token
+            await asyncio.sleep(VALIDITY + 0.5)
+            lab.faults.heal(service=SERVICE)
+            for _ in range(400):
+                if await state() is State.NEEDS_TOKEN:
+                    break
+                await asyncio.sleep(0.05)
+            assert await state() is State.NEEDS_TOKEN
+            fake = soap.with_token(_list_request(lab), forged(real))
+            assert await post(running.port, fake, "-", list_action, identity=None) == 500
+            await asyncio.sleep(1.5)  # a release and a replay attempt, had they happened
+            assert "alice" not in _delivered(lab)
+            assert await state() is State.NEEDS_TOKEN
+            alice.token = None  # her next sign-in
+            assert (
+                await post(
+                    running.port,
+                    await alice.signed(_list_request(lab)),
+                    "-",
+                    list_action,
+                    identity=None,
+                )
+                == 200
+            )
+            await _wait(lambda: "alice" in _delivered(lab))
+        assert _delivered(lab) == {"alice": 1}
+
+    with lab_in_thread(belgium, token_validity=VALIDITY) as lab:
+        asyncio.run(main(lab))

@@ -38,6 +38,11 @@ WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utilit
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 SAML1 = "urn:oasis:names:tc:SAML:1.0:assertion"
 SAML2 = "urn:oasis:names:tc:SAML:2.0:assertion"
+TOKEN_ELEMENTS = (
+    f"{{{WSSE}}}BinarySecurityToken",
+    f"{{{SAML1}}}Assertion",
+    f"{{{SAML2}}}Assertion",
+)
 SHELF_SIZE = 10_000
 """Subjects whose freshest token is kept in memory (one pharmacy has a handful; a hospital's
 gateway some hundreds)."""
@@ -70,6 +75,13 @@ def caller_token(envelope: Envelope) -> CallerToken | None:
             "the message is signed by the calling software (ds:Signature): a signature covers"
             " the body and a timestamp, so it cannot be sent later once the service is back;"
             " send Garde-Identity to let the gateway authenticate at send time"
+        )
+    tokens = sum(1 for _ in security.iter(*TOKEN_ELEMENTS))
+    if tokens > 1:
+        raise CannotJournal(
+            f"the caller's wsse:Security holds {tokens} tokens: the gateway cannot tell whose"
+            " identity the service will act on, so it cannot send the write later in that"
+            " name; send one token (or Garde-Identity)"
         )
     found = _lab_token(security) or _saml_token(security)
     if found is None:

@@ -224,10 +224,11 @@ class Gateway:
         identity_header = fields.get(b"garde-identity")
         identity = identity_header.decode("latin-1") if identity_header else None
         body = request.body
+        caller = None
         if identity is None and envelope is not None and b"Security" in body:
-            token = sighted(envelope)
-            if token is not None:
-                self.callers.sight(token)
+            caller = sighted(envelope)
+            if caller is not None:
+                self.callers.sight(caller)
         if identity is not None and envelope is not None:
             try:
                 body = with_token(envelope, await self.tokens.token(identity))
@@ -258,10 +259,15 @@ class Gateway:
         link = outcome.link
         assert link is not None
         out = [(n, v) for n, v in response.headers if n.lower() not in RESPONSE_SKIP]
-        if response.status >= 500 and identity is not None:
+        if response.status >= 500 and (identity is not None or caller is not None):
             fault = fault_of(response.body)
             if fault is not None and any(t in fault[0] for t in TOKEN_FAULTS):
-                self.tokens.invalidate(identity)
+                if identity is not None:
+                    self.tokens.invalidate(identity)
+                elif caller is not None:
+                    # The service does not take the caller's token (forged, revoked): it
+                    # must not stand in for the subject's journaled writes.
+                    self.callers.refused(caller)
         elif response.status == 200 and route.continuity is Continuity.CACHEABLE:
             self.policy.remember(route, request, envelope, identity, 200, out, response.body)
         upstreams = self.upstreams[route.service_id]
