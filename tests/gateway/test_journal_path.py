@@ -170,6 +170,23 @@ def test_replay_readiness_follows_the_health_view(catalog: Catalog) -> None:
     assert not sender.ready("no-such-service")
 
 
+def test_live_answers_outweigh_a_broken_health_check(catalog: Catalog) -> None:
+    """The health endpoint fails, but live calls are answered: the journal is sent too."""
+    clock = [1000.0]
+    gateway = Gateway(catalog, FakeTransport(), GatewayConfig(health_checks=False), None)
+    sender = GatewaySender(gateway)
+    upstreams = gateway.upstreams["recipe-executor"]
+    upstreams.clock = lambda: clock[0]
+    for link in upstreams.links:
+        for _ in range(3):
+            upstreams.health_result(link, False, "health check: 404")
+    assert not sender.ready("recipe-executor")
+    upstreams.succeeded(upstreams.links[0])  # a live call went through
+    assert sender.ready("recipe-executor")
+    clock[0] += 31  # no live answer for longer than LIVE_EVIDENCE: the health view rules
+    assert not sender.ready("recipe-executor")
+
+
 def _write(header: str = "", extra: list[tuple[bytes, bytes]] | None = None) -> Request:
     return soap_request(
         EXECUTOR,

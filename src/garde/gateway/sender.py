@@ -31,6 +31,9 @@ from garde.gateway.transport import Headers
 from garde.journal.base import Answer, CallerToken, Delivery, Outcome, Submission
 
 DEFAULT_RETRY = 30.0
+LIVE_EVIDENCE = 30.0
+"""Seconds a request answered by a data center counts as proof that it serves, whatever
+its health check says."""
 
 # A journaled payload as the gateway stored it (lxml's serialization of the envelope without
 # its WS-Security header): an XML declaration, the Envelope start tag, then the Body or the
@@ -120,7 +123,10 @@ class GatewaySender:
 
         Stricter than live traffic, which also tries a data center failing its health
         checks (it might still answer): a journaled write can wait, and attempts spent on a
-        service known to be down only push its entries' next try further away.
+        service known to be down only push its entries' next try further away. But live
+        answers outweigh the health check: a data center that served a request within
+        ``LIVE_EVIDENCE`` seconds serves the journal too, so a broken health endpoint
+        cannot hold writes back while the service works.
         """
         upstreams = self.gateway.upstreams.get(service)
         if upstreams is None:
@@ -129,6 +135,11 @@ class GatewaySender:
         return any(
             link.available(now)
             or (link.probation and link.ejected_until <= now and not link.trial_in_flight)
+            or (
+                not link.probation
+                and link.ejected_until <= now
+                and now - link.answered_at < LIVE_EVIDENCE
+            )
             for link in upstreams.links
         )
 

@@ -59,6 +59,7 @@ class Link:
     """One service in one data center, as this gateway has seen it."""
 
     __slots__ = (
+        "answered_at",
         "consecutive_failures",
         "dc",
         "ejected_until",
@@ -97,6 +98,8 @@ class Link:
         self.last_error: str | None = None
         self.latency = 0.0
         """Moving average of this data center's answer time; 0 until it answered once."""
+        self.answered_at = float("-inf")
+        """When a request last succeeded here (live traffic or replay), by ``clock``."""
 
     def breaker(self, now: float) -> Breaker:
         if self.ejected_until > now:
@@ -206,6 +209,7 @@ class ServiceUpstreams:
         """``count`` successful attempts on ``link`` (the native data plane reports several
         at a time)."""
         link.consecutive_failures = 0
+        link.answered_at = self.clock()
         self._count(link, failed=False, count=count)
         if link.probation:
             link.probation = False
