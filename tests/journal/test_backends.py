@@ -583,3 +583,25 @@ def test_an_entry_waiting_for_a_token_holds_its_key_and_is_released_by_its_subje
             assert await journal.waiting_subjects() == {journal.subject_key("x")}
 
     run(body())
+
+
+def test_a_release_goes_in_chunks_and_leaves_nothing_behind(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subject with more waiting entries than one transaction releases gets them all."""
+    from garde.journal import ops
+
+    monkeypatch.setattr(ops, "RELEASE_CHUNK", 2)
+
+    async def body() -> None:
+        async with backend.open() as journal:
+            old = _caller("19012345001", 1000.0, "OLD")
+            for n in range(5):
+                await journal.accept(sub(n, key=f"RID-{n}", identity="", caller=old))
+            for entry in await journal.lease("r", ["recipe-executor"], 10, 30):
+                await journal.settle(entry, Delivery(Outcome.NEEDS_TOKEN, reason="expired"))
+            released = await journal.release("19012345001", _caller("19012345001", 2e9, "NEW"))
+            assert len(released) == 5
+            assert await journal.waiting_subjects() == set()
+
+    run(body())

@@ -274,13 +274,19 @@ def listing(tx: Tx, state: State | None, service: str | None, limit: int, after:
     return [Row.of(r) for r in tx.rows(query, params)]
 
 
+RELEASE_CHUNK = 500
+"""Entries released per transaction: a subject with thousands waiting does not hold the
+journal's writer (and every acknowledgement behind it) for the whole lot at once."""
+
+
 def release(
     tx: Tx, subject_key: str, caller: CallerToken, now: float, keyring: Keyring
 ) -> list[Row]:
-    """Entries of ``subject_key`` in ``needs_token`` take ``caller`` and are journaled again
-    (due at once); the rows released. One that cannot be opened stays as it is."""
+    """Up to ``RELEASE_CHUNK`` entries of ``subject_key`` in ``needs_token`` take ``caller``
+    and are journaled again (due at once), or are quarantined if they cannot be opened; the
+    rows changed. The caller repeats while a full chunk comes back."""
     released = []
-    for values in tx.rows(sql.NEEDS_TOKEN_OF, (subject_key,)):
+    for values in tx.rows(sql.NEEDS_TOKEN_OF, (subject_key, RELEASE_CHUNK)):
         row = Row.of(values)
         try:
             key_id, sealed, total = with_caller(row, keyring, caller)

@@ -153,6 +153,7 @@ WAITING_SUBJECTS = (
 )
 NEEDS_TOKEN_OF = (
     f"SELECT {SELECT} FROM entries WHERE state = 'needs_token' AND subject_key = ? ORDER BY seq"
+    " LIMIT ?"
 )
 RELEASE = (
     "UPDATE entries SET state = 'journaled', updated_at = ?, key_id = ?, sealed = ?,"

@@ -163,9 +163,13 @@ class StoreBase(ABC):
     async def release(self, subject: str, caller: CallerToken) -> list[Receipt]:
         now = self.clock()
         key = self.subject_key(subject)
-        rows = await self._write(lambda tx: ops.release(tx, key, caller, now, self.keyring))
-        self._tell(rows)
-        return [receipt_of(r, self.keyring) for r in rows if r.state is State.JOURNALED]
+        receipts = []
+        while True:
+            rows = await self._write(lambda tx: ops.release(tx, key, caller, now, self.keyring))
+            self._tell(rows)
+            receipts += [receipt_of(r, self.keyring) for r in rows if r.state is State.JOURNALED]
+            if len(rows) < ops.RELEASE_CHUNK:
+                return receipts
 
     async def lease(
         self,
