@@ -280,5 +280,8 @@ def test_the_journal_is_watched_in_metrics_with_its_rpo(
     assert "garde_journal_rpo_exceeded{" + labels + "} 1.0" in text
     assert "garde_journal_rpo_seconds{" + labels + "} 0.0" in text
     assert "refused" in text  # the last error, as the data center gave it
+    info = next(line for line in text.splitlines() if "garde_journal_last_error_info{" in line)
+    label = info.split('error="')[1].rsplit('"}', 1)[0]
+    assert not any(c.isdigit() for c in label), "one series per kind of error"
     alerts = [r for r in caplog.records if "RPO exceeded" in r.getMessage()]
     assert len(alerts) == 1, alerts

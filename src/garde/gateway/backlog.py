@@ -11,6 +11,7 @@ every gateway on it) when it is scraped, and checks the RPO on its own every
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ log = logging.getLogger("garde.gateway")
 Gauge = tuple[str, str, dict[str, str], float]
 RPO_CHECK_INTERVAL = 10.0
 """Seconds between the gateway's own RPO checks (a scrape checks too)."""
+_DIGITS = re.compile(r"\d+")
 MAX_LABEL = 200
 """Longest last-error text put in a label (an upstream can answer with pages of HTML)."""
 
@@ -114,7 +116,9 @@ def gauges(backlog: Backlog | None, catalog: Catalog, now: float) -> list[Gauge]
             )
         )
     for service, (at, error) in sorted(backlog.last_errors.items()):
-        text = mask_text(error)[:MAX_LABEL]
+        # Numbers and times vary per entry: without them the label takes a few values per
+        # service (one per kind of failure), not one per entry, and Prometheus's series stay few.
+        text = _DIGITS.sub("#", mask_text(error))[:MAX_LABEL]
         out.append(
             (
                 "garde_journal_last_error_timestamp_seconds",

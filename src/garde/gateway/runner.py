@@ -23,9 +23,8 @@ from garde.gateway.sender import GatewaySender
 from garde.gateway.transport import HttpTransport, Transport
 from garde.gateway.upstreams import Mode, ServiceUpstreams
 from garde.gateway.workers import WorkerBoard
-from garde.journal.base import Journal, JournalStore, Receipt, State
+from garde.journal.base import Journal, JournalStore
 from garde.journal.replayer import Replayer, ReplayPolicy, describer
-from garde.journal.store import StoreBase
 
 log = logging.getLogger("garde.gateway")
 
@@ -67,7 +66,8 @@ class RunningGateway:
         )
         self.reuse_port = reuse_port
         self.port = 0
-        self.sender = GatewaySender(self.gateway)
+        self._token_check = asyncio.Event()
+        self.sender = GatewaySender(self.gateway, on_needs_token=self._token_check.set)
         self.replayer: Replayer | None = None
         self._replaying: asyncio.Task[None] | None = None
         if isinstance(journal, JournalStore) and replays:
@@ -81,9 +81,6 @@ class RunningGateway:
             self.gateway.callers.on_released = lambda _count: self._poke()
         self._watching: asyncio.Task[None] | None = None
         self._rpo: asyncio.Task[None] | None = None
-        self._token_check = asyncio.Event()
-        if isinstance(journal, StoreBase):
-            journal.listeners.append(self._receipt_changed)
 
     @property
     def url(self) -> str:
@@ -137,10 +134,6 @@ class RunningGateway:
         while True:
             await watch.check()
             await asyncio.sleep(RPO_CHECK_INTERVAL)
-
-    def _receipt_changed(self, receipt: Receipt) -> None:
-        if receipt.state is State.NEEDS_TOKEN:
-            self._token_check.set()  # read the waiting subjects now, not in a second
 
     def _poke(self) -> None:
         if self.replayer is not None:

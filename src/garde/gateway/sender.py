@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
@@ -113,8 +114,11 @@ def _needs_token(own: CallerToken) -> str:
 
 
 class GatewaySender:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, on_needs_token: Callable[[], None] | None = None) -> None:
         self.gateway = gateway
+        self.on_needs_token = on_needs_token
+        """Called when an entry must wait for a newer token of its caller (the gateway then
+        reads the waiting subjects at once, not at its next round)."""
         self._routes: dict[tuple[str, str], OperationRoute] = {}
 
     def ready(self, service: str) -> bool:
@@ -162,6 +166,12 @@ class GatewaySender:
         raise RequestRejected(404, f"{submission.service}.{submission.operation} is not routable")
 
     async def send(self, submission: Submission) -> Delivery:
+        delivery = await self._send(submission)
+        if delivery.outcome is Outcome.NEEDS_TOKEN and self.on_needs_token is not None:
+            self.on_needs_token()
+        return delivery
+
+    async def _send(self, submission: Submission) -> Delivery:
         gateway = self.gateway
         try:
             route = self._route(submission)
