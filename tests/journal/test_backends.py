@@ -605,3 +605,57 @@ def test_a_release_goes_in_chunks_and_leaves_nothing_behind(
             assert await journal.waiting_subjects() == set()
 
     run(body())
+
+
+def test_an_older_journal_is_brought_up_to_date_and_a_current_one_is_left_alone(
+    backend: Backend,
+) -> None:
+    """An upgrade opens a journal written before ``subject_key`` existed: the column is
+    added and its entries stay deliverable. On PostgreSQL a journal already current runs no
+    DDL at start, so a worker starting beside a long write transaction does not wait for it
+    (nor make every other writer wait behind its lock request)."""
+    if backend.kind == "postgres":
+        import psycopg
+
+        from .conftest import PG_URL
+
+        def downgrade() -> None:
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f'SET search_path = "{backend.location}"')
+                conn.execute("DROP INDEX entries_needs_token")
+                conn.execute("ALTER TABLE entries DROP COLUMN subject_key")
+                conn.execute("DELETE FROM meta WHERE name = 'schema_version'")
+    else:
+        import sqlite3
+
+        def downgrade() -> None:
+            with sqlite3.connect(backend.location) as conn:
+                conn.execute("DROP INDEX IF EXISTS entries_needs_token")
+                conn.execute("ALTER TABLE entries DROP COLUMN subject_key")
+
+    async def body() -> None:
+        async with backend.open() as journal:
+            await journal.accept(sub(1))
+        downgrade()
+        async with backend.open() as journal:
+            leased = await journal.lease("r", ["recipe-executor"], 10, 30)
+            assert [e.submission.idempotency_key for e in leased] == ["idem-1"]
+            assert await journal.waiting_subjects() == set()
+        if backend.kind != "postgres":
+            return
+        import psycopg
+
+        from .conftest import PG_URL
+
+        async def start_and_count() -> int:
+            async with backend.open() as journal:
+                return await journal.depth()
+
+        with psycopg.connect(PG_URL) as writer:
+            writer.execute(f'LOCK TABLE "{backend.location}".entries IN ROW EXCLUSIVE MODE')
+            try:
+                assert await asyncio.wait_for(start_and_count(), 10) == 1
+            finally:
+                writer.rollback()  # releases a start that waits, so that the test ends
+
+    run(body())

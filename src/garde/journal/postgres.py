@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
+SCHEMA_VERSION = b"2"
+"""Bump with every change to ``SCHEMA``: a journal at this version runs no DDL at start."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS {s}.meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS {s}.entries (
@@ -217,10 +219,19 @@ class PostgresJournal(StoreBase):
             with pool.connection() as conn, conn.transaction():
                 # Several instances may start at once: one creates, the others wait.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
-                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                for statement in SCHEMA.format(s=f'"{self.schema}"').split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                if self._schema_version(conn) != SCHEMA_VERSION:
+                    # DDL only when the schema is behind: even a no-op ALTER or CREATE INDEX
+                    # IF NOT EXISTS locks the table, and every start would queue the other
+                    # gateways' writes behind the longest transaction running.
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                    for statement in SCHEMA.format(s=f'"{self.schema}"').split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(
+                        f'INSERT INTO "{self.schema}".meta VALUES (%s, %s) ON CONFLICT (name)'
+                        " DO UPDATE SET value = EXCLUDED.value",
+                        ("schema_version", SCHEMA_VERSION),
+                    )
                 found = conn.execute(
                     f'SELECT value FROM "{self.schema}".meta WHERE name = %s', ("order_salt",)
                 ).fetchone()
@@ -235,6 +246,15 @@ class PostgresJournal(StoreBase):
         except self._errors as exc:
             pool.close()
             raise _unavailable(exc) from None
+
+    def _schema_version(self, conn: psycopg.Connection[Any]) -> bytes | None:
+        found = conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".meta',)).fetchone()
+        if found is None or found[0] is None:
+            return None
+        row = conn.execute(
+            f'SELECT value FROM "{self.schema}".meta WHERE name = %s', ("schema_version",)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def _run(self, fn: Callable[[_Tx], T]) -> T:
         if self._pool is None:
