@@ -1,8 +1,8 @@
 """garde: business continuity for the Belgian eHealth chain.
 
 Parts (one package each): ``catalog`` (the chain as data), ``gateway`` (the continuity proxy),
-``journal`` (durable writes that may wait), ``monitor``, ``lab`` (simulated chain) and
-``drill``. ``cli`` wires them together.
+``journal`` (durable writes that may wait), ``monitor`` and ``lab`` (the simulated chain).
+``cli`` wires them together.
 """
 
 from __future__ import annotations

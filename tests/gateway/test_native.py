@@ -27,6 +27,7 @@ from garde.gateway.runner import RunningGateway
 from tests.gateway.doubles import RECIPE, envelope
 from tests.gateway.test_server import BODY, TOKEN, raw, run, soap_post
 from tests.gateway.upstream import Upstream
+from tests.polling import until
 
 needs_plane = pytest.mark.skipif(
     not native.available(),
@@ -154,13 +155,6 @@ def with_target(data: bytes, target: bytes) -> bytes:
 def counters(gw: RunningGateway) -> dict[str, Any]:
     assert gw.server.native is not None, "the native plane is not serving this gateway"
     return gw.server.native.counters()
-
-
-async def until(condition: Any, seconds: float = 5.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``seconds``."""
-    async with asyncio.timeout(seconds):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 async def metrics(gw: RunningGateway) -> bytes:

@@ -28,6 +28,7 @@ from lxml import etree
 from garde import soap
 from garde.catalog import Catalog
 from garde.lab import Lab
+from tests.polling import until
 
 from .crashkit import OPERATION, SERVICE, GatewayProcess, message, post, write_files
 
@@ -121,14 +122,6 @@ async def _get(port: int, path: str) -> str:
         return (await reader.read()).split(b"\r\n\r\n", 1)[1].decode()
     finally:
         writer.close()
-
-
-async def _until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        await asyncio.sleep(0.1)
 
 
 def _journal_cli(*args: str) -> list[str]:
@@ -236,14 +229,14 @@ async def caller_crash_run(
     )
     assert status == 200, status
     own = set(report.acknowledged[first.subject])
-    await _until(lambda: own <= set(_delivered(lab)), 30, "the first practice's writes")
+    await until(lambda: own <= set(_delivered(lab)), 30, "the first practice's writes")
     await asyncio.sleep(0.5)  # nothing else may follow
     report.released_by_first = sorted(set(_delivered(lab)) - before)
     for practice in practices[1:]:
         await practice.sign_in()
         body = await practice.signed(_list_request(lab))
         assert await post(port, body, f"list-{practice.subject}", list_action, None) == 200
-    await _until(lambda: wanted <= set(_delivered(lab)), 30, "every acknowledged write")
+    await until(lambda: wanted <= set(_delivered(lab)), 30, "every acknowledged write")
     await gateway.stop()
     counts = _delivered(lab)
     report.missing = sorted(k for k in wanted if counts.get(k, 0) == 0)

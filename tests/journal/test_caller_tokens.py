@@ -4,13 +4,13 @@ own token while valid, then with a newer token of the same subject, never with n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from garde.catalog import Catalog
 from garde.lab import Lab, lab_in_thread
+from tests.polling import until
 
 from .callerkit import SUBJECTS, caller_crash_run
 
@@ -89,31 +89,26 @@ def test_a_valid_caller_token_is_used_and_an_expired_one_waits_for_its_subject(
             assert await read(carol) == 503  # ehbox is down; her new token is seen all the same
             await write(bob, "bob")
             lab.faults.heal(service=SERVICE)
-            await _wait(lambda: {"bob", "carol"} <= set(_delivered(lab)))
+            await until(lambda: {"bob", "carol"} <= set(_delivered(lab)))
+
             # The lab's ledger sees a delivery a moment before the journal settles it.
-            for _ in range(400):
-                receipts = {r.state.value: r for r in await journal.receipts()}
-                if not {"delivering", "journaled"} & set(receipts):
-                    break
-                await asyncio.sleep(0.05)
+            async def settled() -> bool:
+                states = {r.state.value for r in await journal.receipts()}
+                return not {"delivering", "journaled"} & states
+
+            await until(settled, what="the journal settling what the lab received")
+            receipts = {r.state.value: r for r in await journal.receipts()}
             assert sorted(receipts) == ["delivered", "needs_token"], receipts
             assert "expired" in (receipts["needs_token"].last_error or "")
             assert await read(bob) == 200
             await asyncio.sleep(1.5)  # the watch runs every second: time enough to go wrong
             assert "alice" not in _delivered(lab), "another subject's token was used"
             assert await read(alice) == 200
-            await _wait(lambda: "alice" in _delivered(lab))
+            await until(lambda: "alice" in _delivered(lab))
         assert _delivered(lab) == {"alice": 1, "bob": 1, "carol": 1}
 
     with lab_in_thread(belgium, token_validity=VALIDITY) as lab:
         asyncio.run(main(lab))
-
-
-async def _wait(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def test_a_forged_token_of_a_subject_never_delivers_its_writes(
@@ -167,11 +162,11 @@ def test_a_forged_token_of_a_subject_never_delivers_its_writes(
             real = (await alice.sign_in()).token
             await asyncio.sleep(VALIDITY + 0.5)
             lab.faults.heal(service=SERVICE)
-            for _ in range(400):
-                if await state() is State.NEEDS_TOKEN:
-                    break
-                await asyncio.sleep(0.05)
-            assert await state() is State.NEEDS_TOKEN
+
+            async def waits_for_token() -> bool:
+                return await state() is State.NEEDS_TOKEN
+
+            await until(waits_for_token, what="alice's write waiting for a token")
             fake = soap.with_token(_list_request(lab), forged(real))
             assert await post(running.port, fake, "-", list_action, identity=None) == 500
             await asyncio.sleep(1.5)  # a release and a replay attempt, had they happened
@@ -188,7 +183,7 @@ def test_a_forged_token_of_a_subject_never_delivers_its_writes(
                 )
                 == 200
             )
-            await _wait(lambda: "alice" in _delivered(lab))
+            await until(lambda: "alice" in _delivered(lab))
         assert _delivered(lab) == {"alice": 1}
 
     with lab_in_thread(belgium, token_validity=VALIDITY) as lab:

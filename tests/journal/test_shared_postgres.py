@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import time
 from pathlib import Path
 
 import pytest
 
 from garde.catalog import Catalog
 from garde.lab import Lab, lab_in_thread
+from tests.polling import until
 
 from .conftest import PG_URL, postgres_reachable
 from .crashkit import OPERATION, SERVICE, GatewayProcess, message, post, write_files
@@ -26,14 +26,6 @@ def _applied(lab: Lab, keys: set[str]) -> dict[str, int]:
         if effect.idempotency_key in keys:
             counts[effect.idempotency_key] = counts.get(effect.idempotency_key, 0) + 1
     return counts
-
-
-async def _until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 def _leases_held_by(schema: str, pid: int) -> int:
@@ -85,13 +77,13 @@ def test_a_gateway_killed_mid_replay_is_taken_over_without_duplicates(
             lab.faults.heal(service=SERVICE)
             for dc in service.endpoints:
                 lab.faults.set(SERVICE, dc, "latency", latency=0.15)
-            await _until(lambda: len(_applied(lab, wanted)) >= WRITES // 5, 60, "replay start")
+            await until(lambda: len(_applied(lab, wanted)) >= WRITES // 5, 60, "replay start")
             assert one.process is not None
             pid = one.process.pid
-            await _until(lambda: _leases_held_by(schema, pid) > 0, 30, "a lease held by one")
+            await until(lambda: _leases_held_by(schema, pid) > 0, 30, "a lease held by one")
             await one.kill()  # mid-replay: its leased entries are stranded until they lapse
             assert len(_applied(lab, wanted)) < WRITES, "killed too late to prove anything"
-            await _until(lambda: len(_applied(lab, wanted)) == WRITES, 90, "takeover")
+            await until(lambda: len(_applied(lab, wanted)) == WRITES, 90, "takeover")
             counts = _applied(lab, wanted)
             assert [k for k, n in counts.items() if n > 1] == []
             assert lab.ledger.duplicates() == []

@@ -14,6 +14,7 @@ from garde import soap
 from garde.errors import UsageError
 from garde.lab import Lab, make_fault
 from tests.lab.labkit import PATIENT, Client
+from tests.polling import wait_for
 
 
 @pytest.fixture(params=["asyncio", "uvloop", "asyncio-tcp"])
@@ -35,15 +36,6 @@ def _wsdl(lab: Lab, service: str = "insurability", dc: str = "dc1", timeout: flo
         return response.read()
     finally:
         conn.close()
-
-
-def _poll(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def _refused(lab: Lab, service: str = "insurability", dc: str = "dc1") -> bool:
@@ -142,15 +134,15 @@ def test_slow_limits_the_bandwidth(lab: Lab) -> None:
 
 def test_flap_alternates_down_and_up(lab: Lab) -> None:
     lab.faults.set("insurability", "dc1", "flap", period="300ms")
-    assert _poll(lambda: _refused(lab))
-    assert _poll(lambda: _serves(lab))
-    assert _poll(lambda: _refused(lab))
+    wait_for(lambda: _refused(lab), 5, "the fault to apply")
+    wait_for(lambda: _serves(lab), 5, "the data center to serve again")
+    wait_for(lambda: _refused(lab), 5, "the fault to apply")
 
 
 def test_a_timed_fault_heals_itself(lab: Lab) -> None:
     lab.faults.set("insurability", "dc1", "down", for_="1s")
     assert _refused(lab)
-    assert _poll(lambda: _serves(lab))
+    wait_for(lambda: _serves(lab), 5, "the data center to serve again")
     assert lab.faults.active("insurability", "dc1") == []
 
 

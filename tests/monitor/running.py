@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
 
 from garde.monitor.service import Monitor
 from garde.monitor.web.app import create_app
+from tests.polling import wait_for  # noqa: F401 (the monitor tests import it from here)
 
 
 @contextmanager
@@ -58,13 +58,3 @@ def monitor_in_thread(
         assert isinstance(loop, asyncio.AbstractEventLoop) and isinstance(stop, asyncio.Event)
         loop.call_soon_threadsafe(stop.set)
         thread.join(15)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    """Poll ``condition`` until true or fail after ``timeout`` seconds (never a blind sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what or condition}")

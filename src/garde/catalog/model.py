@@ -313,6 +313,22 @@ class Catalog(_Model):
         service = self.services[service_id]
         return service, service.operations[operation_id]
 
+    def procedure_for(
+        self, service: str, operation: str, group: str | None = None
+    ) -> Procedure | None:
+        """The fallback procedure for ``service.operation``: ``group``'s own, else the first
+        other target group's that names one (a caller that gave no group, or a group that
+        has none, still learns what to do)."""
+        wanted = f"{service}.{operation}"
+        groups = list(self.target_groups.values())
+        if group in self.target_groups:
+            groups.sort(key=lambda g: g.id != group)
+        for target in groups:
+            for critical in target.critical:
+                if critical.operation == wanted and critical.procedure in self.procedures:
+                    return self.procedures[critical.procedure]
+        return None
+
     def procedure_text(self, procedure_id: str | None, language: str = "en") -> str | None:
         if procedure_id is None or procedure_id not in self.procedures:
             return None

@@ -51,18 +51,11 @@ class ProcedureRef:
 def procedure_for(
     catalog: Catalog, service: str, operation: str, group: str | None, language: str
 ) -> ProcedureRef:
-    """The fallback procedure of ``group`` for the operation; another group's if it has none."""
-    wanted = f"{service}.{operation}"
-    groups = list(catalog.target_groups.values())
-    if group in catalog.target_groups:
-        groups.sort(key=lambda g: g.id != group)
-    for target in groups:
-        for critical in target.critical:
-            if critical.operation == wanted and critical.procedure is not None:
-                procedure = catalog.procedures.get(critical.procedure)
-                if procedure is not None:
-                    return ProcedureRef(procedure.id, procedure.text.get(language), procedure.link)
-    return ProcedureRef(None, None, None)
+    """The fallback procedure of ``group`` for the operation, in ``language``."""
+    procedure = catalog.procedure_for(service, operation, group)
+    if procedure is None:
+        return ProcedureRef(None, None, None)
+    return ProcedureRef(procedure.id, procedure.text.get(language), procedure.link)
 
 
 @dataclass(frozen=True, slots=True)

@@ -513,20 +513,8 @@ def describer(catalog: Catalog, language: str = "en") -> Describe:
     for the caller's target group (any group's, when the caller gave none)."""
 
     def describe(service: str, operation: str, target_group: str | None) -> str:
-        wanted = f"{service}.{operation}"
-        groups = list(catalog.target_groups.values())
-        if target_group in catalog.target_groups:
-            groups.insert(0, catalog.target_groups[target_group])
-        procedure = next(
-            (
-                c.procedure
-                for g in groups
-                for c in g.critical
-                if c.operation == wanted and c.procedure
-            ),
-            None,
-        )
-        text = catalog.procedure_text(procedure, language)
+        procedure = catalog.procedure_for(service, operation, target_group)
+        text = None if procedure is None else procedure.text.get(language)
         head = f"its deadline passed before {service} could take it"
         if text is None:
             return f"{head}; the catalog names no fallback procedure: ask the service's helpdesk"
