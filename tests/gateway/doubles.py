@@ -9,8 +9,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from garde.catalog import load_catalog
-from garde.errors import ConnectFailed, EntryNotFound, JournalUnavailable, SentFailed
-from garde.gateway.transport import Endpoint, Headers, Response
+from garde.errors import (
+    AttemptFailed,
+    ConnectFailed,
+    EntryNotFound,
+    JournalUnavailable,
+    SentFailed,
+)
+from garde.gateway.transport import Endpoint, Headers, Pending, Response
 from garde.gateway.wire import Reply, Request
 from garde.journal.base import Receipt, State, Submission
 from garde.lab.tokens import TokenAuthority
@@ -138,6 +144,37 @@ class FakeTransport:
 
     async def close(self) -> None:
         pass
+
+
+class RawFakeTransport(FakeTransport):
+    """``FakeTransport`` that the Python fast path can use too (``RawTransport``): it reads
+    the bytes the fast path rendered back into a ``Call`` and settles the waiter from the
+    event loop, as a connection's read callback would."""
+
+    raw_calls: int = 0
+
+    def send_now(self, endpoint: Endpoint, data: bytes, timeout: float, waiter: Pending) -> bool:
+        head, _, body = data.partition(b"\r\n\r\n")
+        line, *fields = head.split(b"\r\n")
+        method, target, _ = line.split(b" ", 2)
+        headers = [tuple(f.split(b": ", 1)) for f in fields]
+        dc = f"dc{endpoint.port % 10}"
+        call = Call(dc, method, target, headers, body, timeout)  # type: ignore[arg-type]
+        self.calls.append(call)
+        self.raw_calls += 1
+
+        async def answer() -> None:
+            try:
+                result = self.behaviour.get(dc, ok)(call)
+                response = await result if asyncio.iscoroutine(result) else result
+            except AttemptFailed as exc:
+                waiter.settle(None, exc)
+                return
+            assert isinstance(response, Response)
+            waiter.settle(response)
+
+        asyncio.get_running_loop().create_task(answer())
+        return True
 
 
 class MemoryJournal:

@@ -25,7 +25,7 @@ from garde.gateway.soapxml import (
     first_body_child,
     parse_envelope,
 )
-from garde.gateway.transport import HttpTransport, Response
+from garde.gateway.transport import RawTransport, Response
 from garde.gateway.upstreams import Link, Mode, ServiceUpstreams
 from garde.gateway.wire import RESPONSE_SKIP, Request, status_line
 
@@ -61,8 +61,8 @@ class FastPath:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         transport = gateway.transport
-        self.transport: HttpTransport | None = None
-        if gateway.config.fast_path_mode() != "off" and isinstance(transport, HttpTransport):
+        self.transport: RawTransport | None = None
+        if gateway.config.fast_path_mode() != "off" and isinstance(transport, RawTransport):
             self.transport = transport
         self.services = {entry.prefix: entry for entry in gateway.router.services if entry.soap}
         self.routes: dict[tuple[str, bytes | None], Servable | None] = {}

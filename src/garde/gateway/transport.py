@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol, cast, runtime_checkable
 from urllib.parse import urlsplit
 
 import httptools
@@ -113,6 +113,16 @@ class Transport(Protocol):
     ) -> Response: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class RawTransport(Transport, Protocol):
+    """A transport the Python fast path can use: it takes a request already rendered as
+    HTTP/1.1 bytes and answers ``waiter`` from its own callback, with no task in between."""
+
+    def send_now(self, endpoint: Endpoint, data: bytes, timeout: float, waiter: Pending) -> bool:
+        """Send ``data`` at once if a connection is ready; False to take the general path."""
+        ...
 
 
 def render(
