@@ -1,22 +1,18 @@
 """The gateway's own settings (the chain itself is in the catalog).
 
-Read from an optional YAML file (``garde gateway --config``); command-line options override
-it. Secrets (the admin token, credentials) may be given as ``env:NAME`` so the file can be
-shared without them.
+Read from an optional YAML file (``garde gateway --config``, checked by
+``garde.gateway.settings``); command-line options override it. Secrets (the admin token,
+credentials) may be given as ``env:NAME`` so the file can be shared without them.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from garde.catalog.durations import parse_duration
 from garde.errors import UsageError
-from garde.gateway.tokens import Credential, IdentityConfig
+from garde.gateway.tokens import IdentityConfig
 from garde.gateway.upstreams import OutlierSettings
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -140,78 +136,9 @@ class GatewayConfig:
             )
 
 
-def _secret(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise UsageError(f"{where}: expected a non-empty string (or env:NAME)")
-    if value.startswith("env:"):
-        name = value[4:]
-        found = os.environ.get(name)
-        if not found:
-            raise UsageError(f"{where}: environment variable {name} is not set")
-        return found
-    return value
-
-
-def _credential(data: Any, where: str) -> Credential:
-    if not isinstance(data, dict) or set(data) - {"type", "secret"}:
-        raise UsageError(f"{where}: expected {{type: eid|keystore, secret: ...}}")
-    kind = data.get("type", "eid")
-    if kind not in ("eid", "keystore"):
-        raise UsageError(f"{where}.type: expected eid or keystore, got {kind!r}")
-    return Credential(kind, _secret(data.get("secret"), f"{where}.secret"))
-
-
 def load_config(path: str | Path | None) -> GatewayConfig:
-    """Read a gateway configuration file; errors name the key and the fix."""
-    if path is None:
-        return GatewayConfig()
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"{path}: cannot read the gateway configuration: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping of settings")
-    known = {f for f in GatewayConfig.__dataclass_fields__ if f not in ("identities", "outlier")}
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "identities":
-            if not isinstance(value, dict):
-                raise UsageError(f"{path}: identities: expected a mapping identity -> credentials")
-            identities = {}
-            for name, spec in value.items():
-                where = f"{path}: identities.{name}"
-                if not isinstance(spec, dict) or "primary" not in spec:
-                    raise UsageError(f"{where}: expected {{primary: {{...}}, fallback: {{...}}}}")
-                fallback = spec.get("fallback")
-                identities[str(name)] = IdentityConfig(
-                    _credential(spec["primary"], f"{where}.primary"),
-                    None if fallback is None else _credential(fallback, f"{where}.fallback"),
-                )
-            values["identities"] = identities
-        elif key == "outlier":
-            try:
-                settings: dict[str, Any] = {
-                    k: parse_duration(v) if isinstance(v, str) else v
-                    for k, v in (value or {}).items()
-                }
-                values["outlier"] = OutlierSettings(**settings)
-            except (TypeError, ValueError) as exc:
-                raise UsageError(f"{path}: outlier: {exc}") from None
-        elif key in known:
-            if key == "admin_token":
-                value = _secret(value, f"{path}: admin_token")
-            elif key in (
-                "connect_timeout",
-                "client_header_timeout",
-                "client_idle_timeout",
-                "health_interval",
-                "health_timeout",
-                "min_try_timeout",
-            ) and isinstance(value, str):
-                value = parse_duration(value)
-            elif key == "allowed_hosts":
-                value = tuple(value)
-            values[key] = value
-        else:
-            raise UsageError(f"{path}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
-    return GatewayConfig(**values)
+    """Read the gateway's settings file (``garde.gateway.settings``): every problem, with
+    its file and line, in one ``SettingsInvalid``; without a file, the defaults."""
+    from garde.gateway.settings import load_gateway_settings
+
+    return load_gateway_settings(path)

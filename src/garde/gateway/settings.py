@@ -1,0 +1,221 @@
+"""The gateway's settings file (``garde gateway --config FILE``), checked entirely at start.
+
+The file is read with the catalog loader's YAML reader and checked with pydantic, so that a
+typo, a wrong type or an unset ``env:NAME`` is reported with its file and line, every problem
+in one run, before the gateway serves anything. The defaults live in one place,
+``GatewayConfig`` (and ``OutlierSettings``): a setting the file leaves out keeps its default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from garde.catalog.durations import parse_duration
+from garde.catalog.load import NodeReader, Path_, compose_mapping, schema_problems
+from garde.errors import Problem, SettingsInvalid
+from garde.gateway.config import GatewayConfig
+from garde.gateway.tokens import Credential, IdentityConfig
+from garde.gateway.upstreams import OutlierSettings
+
+DOCS = "docs/gateway-contract.md"
+
+
+def _duration(value: Any) -> Any:
+    """``250ms``, ``1s``, ``5m`` or a number of seconds; anything else is left to the schema."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (write it as 250ms, 1s or 5m)") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _number(value: Any) -> Any:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+Ratio = Annotated[float, BeforeValidator(_number), Field(ge=0, le=1)]
+Positive = Annotated[float, BeforeValidator(_number), Field(gt=0)]
+
+
+class _File(BaseModel):
+    # Strict: YAML reads `port: "8480"` as text and `fast_path: yes` as a boolean; a setting
+    # silently converted would not be the one its writer meant.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class CredentialFile(_File):
+    type: Literal["eid", "keystore"] = "eid"
+    secret: str = Field(min_length=1)
+
+
+class IdentityFile(_File):
+    primary: CredentialFile
+    fallback: CredentialFile | None = None
+
+
+class OutlierFile(_File):
+    consecutive_failures: int | None = Field(None, ge=1)
+    failure_rate: Ratio | None = None
+    min_requests: int | None = Field(None, ge=1)
+    window: Duration | None = None
+    base_ejection: Duration | None = None
+    max_ejection: Duration | None = None
+    jitter: Ratio | None = None
+    health_failures: int | None = Field(None, ge=1)
+    health_successes: int | None = Field(None, ge=1)
+
+
+class GatewaySettingsFile(_File):
+    """The whole file; every key is optional (``docs/gateway-contract.md`` shows each)."""
+
+    host: str | None = Field(None, min_length=1)
+    port: int | None = Field(None, ge=0, le=65535)
+    target_group: str | None = Field(None, min_length=1)
+    admin_token: str | None = Field(None, min_length=1)
+    allowed_hosts: list[str] | None = None
+    max_body: int | None = Field(None, ge=0)
+    max_headers: int | None = Field(None, ge=1)
+    max_header_bytes: int | None = Field(None, ge=1)
+    client_header_timeout: Duration | None = None
+    client_idle_timeout: Duration | None = None
+    max_clients: int | None = Field(None, ge=1)
+    connect_timeout: Duration | None = None
+    min_try_timeout: Duration | None = None
+    try_timeout_factor: Positive | None = None
+    health_checks: bool | None = None
+    health_interval: Duration | None = None
+    health_timeout: Duration | None = None
+    monitor_feed: str | None = Field(None, pattern=r"^https?://")
+    retry_ratio: Ratio | None = None
+    retry_min_per_second: Annotated[float, BeforeValidator(_number), Field(ge=0)] | None = None
+    retry_after: int | None = Field(None, ge=0)
+    cache_entries: int | None = Field(None, ge=0)
+    fast_path: bool | Literal["auto", "native", "python", "off"] | None = None
+    xml_validation: Literal["when_needed", "full"] | None = None
+    outlier: OutlierFile | None = None
+    identities: dict[str, IdentityFile] | None = None
+
+
+def load_gateway_settings(
+    path: str | Path | None, *, env: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Read and check the gateway's settings file; ``SettingsInvalid`` lists every problem.
+    Without a file, the defaults."""
+    if path is None:
+        return GatewayConfig()
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        problem = Problem(file, None, None, "", f"cannot read the gateway settings: {reason}")
+        raise SettingsInvalid(file, [problem]) from None
+    return parse_gateway_settings(text, file, env=os.environ if env is None else env)
+
+
+def parse_gateway_settings(
+    text: str, file: str, *, env: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Gateway settings from YAML ``text`` (``file`` names it in messages)."""
+    env = os.environ if env is None else env
+    root = compose_mapping(
+        text,
+        file,
+        expected="gateway settings are a YAML mapping (target_group: ..., admin_token: ...)",
+        hint=f"start from the example in {DOCS}",
+        empty_ok=True,
+    )
+    if isinstance(root, Problem):
+        raise SettingsInvalid(file, [root])
+    reader = NodeReader(file, None)
+    data: dict[str, Any] = {} if root is None else reader.value(root, ())
+    problems = list(reader.problems)
+    model: GatewaySettingsFile | None = None
+    try:
+        model = GatewaySettingsFile.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(schema_problems(exc, reader, allowed=_allowed, docs=DOCS))
+    secrets = _secrets(data, env, reader, problems)
+    if problems:
+        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+        raise SettingsInvalid(file, problems)
+    assert model is not None
+    return _config(model, secrets)
+
+
+def _allowed(loc: Path_) -> list[str]:
+    if not loc:
+        return sorted(GatewaySettingsFile.model_fields)
+    if loc == ("outlier",):
+        return sorted(OutlierFile.model_fields)
+    if len(loc) == 2 and loc[0] == "identities":
+        return sorted(IdentityFile.model_fields)
+    if len(loc) == 3 and loc[0] == "identities":
+        return sorted(CredentialFile.model_fields)
+    return []
+
+
+def _secrets(
+    data: dict[str, Any], env: Mapping[str, str], reader: NodeReader, problems: list[Problem]
+) -> dict[Path_, str]:
+    """``env:NAME`` values resolved, by where they are in the file (a problem if unset)."""
+    wanted: list[Path_] = [("admin_token",)]
+    identities = data.get("identities")
+    if isinstance(identities, dict):
+        for name, spec in identities.items():
+            for role in ("primary", "fallback"):
+                if isinstance(spec, dict) and isinstance(spec.get(role), dict):
+                    wanted.append(("identities", name, role, "secret"))
+    found: dict[Path_, str] = {}
+    for where in wanted:
+        value: Any = data
+        for part in where:
+            value = value.get(part) if isinstance(value, dict) else None
+        if not (isinstance(value, str) and value.startswith("env:")):
+            continue
+        name = value[4:]
+        if env.get(name):
+            found[where] = env[name]
+        else:
+            problems.append(
+                reader.problem(
+                    where,
+                    f"environment variable {name} is unset or empty",
+                    f"export {name}=... before starting the gateway, or write the value itself",
+                )
+            )
+    return found
+
+
+def _config(model: GatewaySettingsFile, secrets: dict[Path_, str]) -> GatewayConfig:
+    values: dict[str, Any] = model.model_dump(exclude_unset=True, exclude={"outlier", "identities"})
+    if "admin_token" in values:
+        values["admin_token"] = secrets.get(("admin_token",), values["admin_token"])
+    if "allowed_hosts" in values and values["allowed_hosts"] is not None:
+        values["allowed_hosts"] = tuple(values["allowed_hosts"])
+    if model.outlier is not None:
+        values["outlier"] = OutlierSettings(**model.outlier.model_dump(exclude_none=True))
+    if model.identities is not None:
+
+        def credential(spec: CredentialFile, where: Path_) -> Credential:
+            return Credential(spec.type, secrets.get(where, spec.secret))
+
+        values["identities"] = {
+            name: IdentityConfig(
+                credential(spec.primary, ("identities", name, "primary", "secret")),
+                None
+                if spec.fallback is None
+                else credential(spec.fallback, ("identities", name, "fallback", "secret")),
+            )
+            for name, spec in model.identities.items()
+        }
+    return GatewayConfig(**values)
