@@ -160,7 +160,6 @@ _LABELS: dict[str, dict[str, str]] = {
         "fr": "sur {span} d'observation",
         "nl": "over {span} waargenomen",
     },
-    "worst": {"en": "Worst state", "fr": "Pire état", "nl": "Ergste toestand"},
 }
 
 _UNITS = {"en": ("d", "h", "min"), "fr": ("j", "h", "min"), "nl": ("d", "u", "min")}
