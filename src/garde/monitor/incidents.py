@@ -97,6 +97,7 @@ a worse status retitles the incident."""
 
 
 def stored_badness(incident: Incident) -> Badness:
+    """The worst moment of an incident read back from the store (after a restart)."""
     statuses = {s.value: s for s in ServiceStatus}
     worst = statuses.get(incident.worst_status)
     if worst is None:
