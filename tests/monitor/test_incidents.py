@@ -228,3 +228,143 @@ def test_only_status_changes_alert_not_each_data_center(harness: Harness) -> Non
     assert [k for k, _ in harness.kinds()] == ["incident.opened", "incident.updated"]
     (incident,) = harness.monitor.store.incidents(open_only=True)
     assert len(incident.updates) == 3, "every change is in the timeline"
+
+
+def test_an_outage_keeps_its_title_when_it_recovers_through_reduced_redundancy(
+    belgium: Catalog, store: Store
+) -> None:
+    """Recip-e down everywhere, then only dc2, then back: the register, the API, the Atom
+    feed and ``garde incident`` call it an outage (not "reduced redundancy, dc2 down; the
+    others serve"), and its timeline has the three changes in order."""
+    from click.testing import CliRunner
+    from lxml import etree
+    from starlette.testclient import TestClient
+
+    from garde.cli import cli
+    from garde.monitor.web.app import create_app
+    from tests.monitor.test_figures import db_url
+
+    harness = Harness(belgium, store)
+    harness.round()
+    for _ in range(4):
+        harness.round(lambda t: t.startswith("recipe-executor@"))
+    for _ in range(3):
+        harness.round(lambda t: t == "recipe-executor@dc2")
+    for _ in range(3):
+        harness.round()
+    outage = "Recip-e executor v4: outage, no data center answers"
+    reduced = "Recip-e executor v4: reduced redundancy, dc2 down; the others serve"
+    assert harness.kinds() == [
+        ("incident.opened", "recipe-executor"),
+        ("incident.updated", "recipe-executor"),
+        ("incident.resolved", "recipe-executor"),
+    ]
+    (updated,) = [e for e in harness.recorder.events if e.kind is EventKind.UPDATED]
+    assert updated.message == reduced, "the alert says what changed"
+    assert updated.incident.title == outage, "its subject, how bad it got"
+
+    c = TestClient(create_app(harness.monitor))
+    (incident,) = c.get("/api/v1/incidents").json()["incidents"]
+    assert incident["title"] == outage
+    assert incident["worst_status"] == "outage"
+    assert incident["severity"] == "major"
+    assert incident["state"] == "resolved"
+    timeline = [(u["status"], u["message"]) for u in incident["updates"]]
+    assert timeline == [
+        ("outage", outage),
+        ("reduced_redundancy", reduced),
+        ("resolved", "Recip-e executor v4: operational again"),
+    ]
+
+    register = etree.HTML(c.get("/").text).xpath(f'//tr[@id="incident-{incident["id"]}"]')[0]
+    assert outage in "".join(register.itertext())
+    assert "reduced redundancy" not in "".join(register.itertext())
+
+    atom = {"a": "http://www.w3.org/2005/Atom"}
+    (entry,) = etree.fromstring(c.get("/feed.atom").content).xpath("//a:entry", namespaces=atom)
+    assert entry.findtext("a:title", namespaces=atom) == f"[resolved] {outage}"
+    summary = entry.findtext("a:summary", namespaces=atom)
+    assert summary.startswith(f"{outage} (major). Started ")
+    assert "resolved" in summary
+    content = entry.findtext("a:content", namespaces=atom).splitlines()
+    assert [line.split(" ", 1)[1] for line in content] == [
+        f"outage: {outage}",
+        f"reduced_redundancy: {reduced}",
+        "resolved: Recip-e executor v4: operational again",
+    ]
+
+    listed = CliRunner().invoke(cli, ["incident", "list", "--db", db_url(store)])
+    assert listed.exit_code == 0, listed.output
+    (line,) = listed.output.splitlines()
+    assert line.endswith(f"[resolved] {outage}")
+    shown = CliRunner().invoke(
+        cli, ["incident", "show", str(incident["id"]), "--db", db_url(store)]
+    )
+    lines = shown.output.splitlines()
+    assert lines[0].startswith(f"#{incident['id']} {outage} (major, resolved)")
+    assert [x.split(" UTC ", 1)[1] for x in lines[2:]] == [
+        f"outage: {outage}",
+        f"reduced_redundancy: {reduced}",
+        "resolved: Recip-e executor v4: operational again",
+    ]
+
+
+def test_a_worse_moment_retitles_a_milder_one_never(harness: Harness) -> None:
+    """dc1 down, then dc1 and dc2, then only dc2, then every data center: the title follows
+    each worse moment (two data centers down is worse than one) and never a milder one."""
+    store = harness.monitor.store
+    harness.round()
+    titles = []
+    for failing in (
+        {"recipe-executor@dc1"},
+        {"recipe-executor@dc1", "recipe-executor@dc2"},
+        {"recipe-executor@dc2"},
+        {"recipe-executor@dc1", "recipe-executor@dc2", "recipe-executor@dc3"},
+    ):
+        for _ in range(4):
+            harness.round(lambda t, failing=failing: t in failing)  # type: ignore[misc]
+        (incident,) = store.incidents(open_only=True)
+        titles.append((incident.title.split(": ", 1)[1], incident.worst_status))
+    assert titles == [
+        ("reduced redundancy, dc1 down; the others serve", "reduced_redundancy"),
+        ("reduced redundancy, dc1, dc2 down; the others serve", "reduced_redundancy"),
+        ("reduced redundancy, dc1, dc2 down; the others serve", "reduced_redundancy"),
+        ("outage, no data center answers", "outage"),
+    ]
+    (incident,) = store.incidents(open_only=True)
+    assert incident.severity == "major"
+    assert [u.message.split(": ", 1)[1] for u in incident.updates] == [
+        "reduced redundancy, dc1 down; the others serve",
+        "reduced redundancy, dc1, dc2 down; the others serve",
+        "reduced redundancy, dc2 down; the others serve",
+        "outage, no data center answers",
+    ]
+
+
+def test_the_worst_moment_survives_a_restart(belgium: Catalog, tmp_path: Path) -> None:
+    """A monitor restarted while an outage recovers keeps the outage as the title, and does
+    not add a timeline entry or an alert for a state it had already recorded."""
+    first = Harness(belgium, SqliteStore(tmp_path / "m.sqlite"))
+    first.round()
+    for _ in range(4):
+        first.round(lambda t: t.startswith("hub@"))
+    for _ in range(3):
+        first.round(lambda t: t == "hub@dc2")
+    second = Harness(belgium, SqliteStore(tmp_path / "m.sqlite"))
+    second.clock = first.clock
+    second.monitor.clock = first.clock
+    # The restarted monitor learns the states again (hysteresis) before its first tick.
+    for _ in range(3):
+        for tid in second.monitor.tracker.targets:
+            ok = tid != "hub@dc2"
+            second.monitor.ingest(ProbeResult(tid, second.clock.now(), ok, 0.02))
+        second.clock.advance(10)
+    for _ in range(3):
+        second.round()
+    (incident,) = second.monitor.store.incidents()
+    assert (
+        incident.title
+        == "Hub (RSW, RSB/Abrumet, Vitalink) with SumEHR: outage, no data center answers"
+    )
+    assert [u.status for u in incident.updates] == ["outage", "reduced_redundancy", "resolved"]
+    assert second.kinds() == [("incident.resolved", "hub")]

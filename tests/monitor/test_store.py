@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from garde.errors import NotFound, UsageError
 from garde.monitor.history import Aggregator
 from garde.monitor.probes import ProbeResult
 from garde.monitor.store import open_store
-from garde.monitor.store.base import IncidentState, Resolution, Retention, Store
+from garde.monitor.store.base import Aggregate, IncidentState, Resolution, Retention, Store
 
 DAY = 86400.0
 T0 = 1_800_000_000.0  # a day boundary is irrelevant: buckets are computed, not assumed
@@ -118,3 +123,114 @@ def test_maintenance_windows(store: Store) -> None:
 def test_open_store_rejects_unknown_urls() -> None:
     with pytest.raises(UsageError, match="use sqlite:///PATH or postgresql://"):
         open_store("mysql://x")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def old_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Callable[[str], None], Callable[[], Store], str]]:
+    """A database made by the garde before ``observed`` and ``worst_status``: a way to run
+    SQL on it, to open it with today's store, and its ``--db`` URL."""
+    from garde.monitor.store.sql import POSTGRES, SQLITE, schema
+
+    def old_schema(dialect: Any) -> list[str]:
+        statements = []
+        for statement in schema(dialect):
+            old = statement.replace(f" observed {dialect.real} NOT NULL DEFAULT 0,", "")
+            old = old.replace(", worst_status TEXT NOT NULL DEFAULT ''", "")
+            statements.append(old)
+        assert statements != schema(dialect)
+        return statements
+
+    if request.param == "sqlite":
+        import sqlite3
+
+        from garde.monitor.store.sqlite import SqliteStore
+
+        path = tmp_path / "old.sqlite"
+        connection = sqlite3.connect(path)
+        for statement in old_schema(SQLITE):
+            connection.execute(statement)
+
+        def run(text: str) -> None:
+            connection.execute(text)
+            connection.commit()
+
+        yield run, lambda: SqliteStore(path), f"sqlite:///{path}"
+        connection.close()
+        return
+    import psycopg
+
+    from garde.monitor.store.postgres import PostgresStore
+    from tests.monitor.conftest import PG_URL
+
+    name = f"garde_old_{uuid.uuid4().hex[:12]}"
+    try:
+        connection = psycopg.connect(PG_URL, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable ({exc})")
+    connection.execute(f"CREATE SCHEMA {name}")
+    connection.execute(f"SET search_path TO {name}")
+    for statement in old_schema(POSTGRES):
+        connection.execute(statement)
+    try:
+        yield (
+            lambda text: connection.execute(text) and None,
+            lambda: PostgresStore(PG_URL, schema=name),
+            f"{PG_URL}?schema={name}",
+        )
+    finally:
+        connection.execute(f"DROP SCHEMA {name} CASCADE")
+        connection.close()
+
+
+def test_an_older_database_is_upgraded_and_its_register_repaired(
+    old_database: tuple[Callable[[str], None], Callable[[], Store], str],
+) -> None:
+    """Opening a database of the previous version adds the new columns; the incidents its
+    monitor retitled at each change get back the title of their worst moment, from their
+    timeline; history rows keep their counts, and opening twice changes nothing more."""
+    from click.testing import CliRunner
+
+    from garde.cli import cli
+
+    run, open_it, url = old_database
+    outage = "Recip-e executor v4: outage, no data center answers"
+    reduced = "Recip-e executor v4: reduced redundancy, dc2 down; the others serve"
+    run(
+        "INSERT INTO incidents (id, service, title, severity, state, started_at, resolved_at,"
+        f" impacted, groups_, in_maintenance) VALUES (1, 'recipe-executor', '{reduced}',"
+        f" 'major', 'resolved', {T0}, {T0 + 1260}, '[]', '[\"pharmacist\"]', 0)"
+    )
+    for i, (status, message) in enumerate(
+        [
+            ("outage", f"{outage}; also impacted: recipe-prescriber"),
+            ("investigating", "SAN controller"),
+            ("reduced_redundancy", reduced),
+            ("resolved", "Recip-e executor v4: operational again"),
+        ]
+    ):
+        kind = "operator" if status == "investigating" else "auto"
+        run(
+            "INSERT INTO incident_updates (incident_id, at, kind, status, message, author)"
+            f" VALUES (1, {T0 + i * 300}, '{kind}', '{status}', '{message}', '')"
+        )
+    histogram = ", ".join(f"h{i}" for i in range(16))
+    run(
+        "INSERT INTO aggregates (resolution, target, bucket, n, up, slow, maint, latency_sum,"
+        f" latency_max, {histogram}) VALUES ('d', 'service:hub', {int(T0 // DAY * DAY)}, 8640,"
+        f" 8640, 0, 0, 1.0, 0.1, {', '.join('0' * 16)})"
+    )
+    for _ in range(2):
+        store = open_it()
+        try:
+            incident = store.incident(1)
+            assert (incident.title, incident.worst_status) == (outage, "outage")
+            assert [u.status for u in incident.updates][-1] == "resolved"
+            (day,) = store.aggregates(Resolution.DAY, 0, targets=["service:hub"])
+            assert (day.n, day.up, day.observed) == (8640, 8640, 0.0)
+            store.add_aggregates([Aggregate(Resolution.MINUTE, "x", int(T0), 1, 1, observed=5)])
+        finally:
+            store.close()
+    listed = CliRunner().invoke(cli, ["incident", "list", "--db", url])
+    assert listed.output.strip().endswith(f"[resolved] {outage}")

@@ -49,7 +49,13 @@ def _duration(value: str, what: str) -> float:
 def _open(db_url: str) -> Store:
     from garde.monitor.store import open_store
 
-    return open_store(db_url)
+    store = open_store(db_url)
+    # Closed when the command ends, whatever the way: a PostgreSQL connection left open
+    # would only be closed by the garbage collector, with a warning.
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(store.close)
+    return store
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -312,14 +318,19 @@ def _when(ts: float | None) -> str:
 
 
 def _print_incident(incident: Incident) -> None:
+    from rich.markup import escape
+
     out = console()
-    out.print(f"[bold]#{incident.id} {incident.title}[/] ({incident.severity}, {incident.state})")
+    out.print(
+        f"[bold]#{incident.id} {escape(incident.title)}[/] ({incident.severity}, {incident.state})"
+    )
     out.print(f"  started {_when(incident.started_at)}, resolved {_when(incident.resolved_at)}")
     if incident.impacted:
         out.print(f"  also impacted: {', '.join(incident.impacted)}")
     for u in incident.updates:
         author = f" ({u.author})" if u.author else ""
-        out.print(f"  {_when(u.at)} {u.status}: {u.message}{author}")
+        # Plain text: an operator's message is not rich markup.
+        out.print(f"  {_when(u.at)} {u.status}: {u.message}{author}", markup=False)
 
 
 @click.group()
@@ -342,7 +353,8 @@ def incident_list(db_url: str, open_only: bool, as_json: bool) -> None:
     if not found:
         console().print("no incidents")
     for i in found:
-        console().print(f"#{i.id} {_when(i.started_at)} [{i.state}] {i.title}")
+        # Plain text: "[resolved]" and the titles are not rich markup.
+        console().print(f"#{i.id} {_when(i.started_at)} [{i.state}] {i.title}", markup=False)
 
 
 @incident.command("show")
@@ -490,54 +502,54 @@ def maintenance_cancel(maintenance_id: int, db_url: str) -> None:
 )
 @json_option
 def sla(catalog_source: str, db_url: str, month: str, fmt: str, as_json: bool) -> None:
-    """Monthly availability per service and data center, maintenance excluded."""
-    from garde.monitor.sla import sla_csv, sla_report
+    """Monthly availability per service and data center over the time observed, maintenance
+    excluded; the month so far while it runs."""
+    from garde.monitor.sla import sla_csv, sla_json, sla_report
 
-    report = sla_report(load(catalog_source), _open(db_url), month)
+    report = sla_report(load(catalog_source), _open(db_url), month, time.time())
     if as_json:
-        print_json(
-            {
-                "month": month,
-                "services": [
-                    {
-                        "service": r.service,
-                        "availability": r.availability,
-                        "downtime_minutes": r.downtime_minutes,
-                        "maintenance_minutes": r.maintenance_minutes,
-                        "incidents": r.incidents,
-                        "data_centers": r.data_centers,
-                    }
-                    for r in report
-                ],
-            }
-        )
+        print_json(sla_json(report))
         return
     if fmt == "csv":
         sys.stdout.write(sla_csv(report))
         return
     if fmt == "html":
-        from jinja2 import Environment, FileSystemLoader, select_autoescape
+        from garde.monitor.web.app import render_sla, templates
 
-        from garde.monitor.web.app import TEMPLATES
-        from garde.monitor.web.i18n import labels
-
-        env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
-        dcs = sorted({dc for r in report for dc in r.data_centers})
-        sys.stdout.write(
-            env.get_template("sla.html").render(
-                lang="en", t=labels("en"), month=month, rows=report, dcs=dcs
-            )
-        )
+        sys.stdout.write(render_sla(templates(), report, "en"))
         return
     from rich.table import Table
 
-    table = Table(title=f"SLA {month} (maintenance excluded)")
-    for column in ("service", "availability", "downtime min", "maintenance min", "incidents"):
+    from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED, duration
+    from garde.monitor.web.views import when
+
+    running = "" if report.complete else ", month in progress"
+    table = Table(
+        title=f"SLA {month}: {when(report.start)} – {when(report.until)}{running}",
+        caption=f"Availability over the time observed, maintenance excluded; none with less"
+        f" than {MIN_COVERAGE:.0%} of the period or {duration(MIN_OBSERVED)} observed.",
+    )
+    for column in (
+        "service",
+        "availability",
+        "observed",
+        "coverage",
+        "downtime min",
+        "maintenance min",
+        "incidents",
+    ):
         table.add_column(column)
-    for r in report:
+    for r in report.rows:
+        if r.availability is not None:
+            figure = f"{r.availability * 100:.3f}%"
+        else:
+            figure = "insufficient data" if not r.observed.sufficient else "–"
+        coverage = r.observed.coverage
         table.add_row(
             r.service,
-            "–" if r.availability is None else f"{r.availability * 100:.3f}%",
+            figure,
+            duration(r.observed.seconds),
+            "–" if coverage is None else f"{coverage * 100:.3f}%",
             "–" if r.downtime_minutes is None else f"{r.downtime_minutes:.1f}",
             f"{r.maintenance_minutes:.1f}",
             str(r.incidents),

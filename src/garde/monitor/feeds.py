@@ -95,8 +95,20 @@ def atom_feed(incidents: list[Incident], base_url: str, now: float) -> bytes:
             [incident.started_at, incident.resolved_at or 0.0] + [u.at for u in incident.updates]
         )
         entry.updated(datetime.fromtimestamp(last, UTC))
+        # The title and summary say how bad it got; the content, every change in order.
+        entry.summary(_summary(incident), type="text")
         lines = [f"{rfc3339(u.at)} {u.status}: {u.message}" for u in incident.updates]
         if incident.impacted:
             lines.append("Also impacted: " + ", ".join(incident.impacted))
         entry.content("\n".join(lines) or incident.title, type="text")
     return bytes(feed.atom_str(pretty=True))
+
+
+def _summary(incident: Incident) -> str:
+    from garde.monitor.observed import duration
+
+    text = f"{incident.title} ({incident.severity}). Started {rfc3339(incident.started_at)}"
+    if incident.resolved_at is None:
+        return text + ", ongoing."
+    lasted = duration(incident.resolved_at - incident.started_at)
+    return text + f", resolved {rfc3339(incident.resolved_at)} after {lasted}."

@@ -3,6 +3,9 @@ closes, then added (summed) into the store at all three resolutions in one batch
 
 Because rows merge by addition, nothing is read back: a result that arrives late (a remote
 location pushing after the minute closed) is just another small addition.
+
+Each row also sums the seconds its samples cover (``observed``), so that availability is
+given over the time the monitor watched, and a figure says how much of its period that was.
 """
 
 from __future__ import annotations
@@ -18,21 +21,43 @@ SERVICE_PREFIX = "service:"
 GRACE = 5.0
 """Seconds after a minute ends before it is flushed, so results still in flight land in it."""
 
+SERVICE_SAMPLE_INTERVAL = 10.0
+"""Seconds between two samples of a service's own state (the monitor's default)."""
+
+REACH = 2.0
+"""A sample covers the time since its series' previous sample, up to this many intervals:
+ticks run a little late, but a longer silence is a gap nobody watched."""
+
 
 class Aggregator:
     def __init__(self) -> None:
         self._open: dict[tuple[str, int], Aggregate] = {}
         self._oldest = float("inf")
         """Start of the oldest open minute: most ticks have nothing to flush and stop here."""
+        self._covered: dict[str, float] = {}
+        """Per series, the newest instant a sample has covered."""
 
-    def add(self, result: ProbeResult, in_maintenance: bool = False) -> None:
+    def add(self, result: ProbeResult, in_maintenance: bool = False, interval: float = 0.0) -> None:
+        """Count ``result`` in its minute. ``interval``: how often its series is sampled (0:
+        unknown, the sample then covers no time). A sample covers the time since the newest
+        one of its series, at most ``REACH`` intervals; the first of a series one interval.
+        Several locations probing one target thus cover the time once, not once each, and a
+        result older than the newest (a late push) covers nothing more."""
+        newest = self._covered.get(result.target)
+        if newest is None:
+            seconds = interval
+            self._covered[result.target] = result.at
+        else:
+            seconds = min(max(0.0, result.at - newest), REACH * interval)
+            if result.at > newest:
+                self._covered[result.target] = result.at
         minute = Resolution.MINUTE.bucket(result.at)
         key = (result.target, minute)
         row = self._open.get(key)
         if row is None:
             row = self._open[key] = Aggregate(Resolution.MINUTE, result.target, minute)
             self._oldest = min(self._oldest, minute)
-        row.add(result, in_maintenance)
+        row.add(result, in_maintenance, seconds)
 
     def __len__(self) -> int:
         return len(self._open)

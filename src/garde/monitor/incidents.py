@@ -5,6 +5,9 @@ dependency is down gets no incident and no alert: it is listed as impacted on th
 dependency's incident (the STS fails: one alert, not twenty). Monitoring of that service
 goes on, and every resolution is notified, also during maintenance windows, which mute the
 other alerts.
+
+An incident is titled by its worst moment (an outage that recovers through reduced redundancy
+stays registered as an outage); its timeline keeps every change, in order.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Event:
                 "title": i.title,
                 "severity": i.severity,
                 "state": i.state.value,
+                "worst_status": i.worst_status,
                 "started_at": i.started_at,
                 "resolved_at": i.resolved_at,
                 "impacted": list(i.impacted),
@@ -71,6 +75,46 @@ def describe(catalog: Catalog, service: ServiceSnapshot) -> str:
 
 def severity_of(status: ServiceStatus) -> str:
     return "major" if status is ServiceStatus.OUTAGE else "minor"
+
+
+Badness = tuple[int, int, int]
+
+
+def badness(service: ServiceSnapshot) -> Badness:
+    """How bad a moment is: the status first (``ServiceStatus.rank``: outage, degraded,
+    reduced redundancy), then how many data centers are down, then how many are slow."""
+    states = service.data_centers.values()
+    return (
+        service.status.rank,
+        sum(1 for s in states if s is TargetStatus.DOWN),
+        sum(1 for s in states if s is TargetStatus.DEGRADED),
+    )
+
+
+_UNCOUNTED = 1 << 30
+"""Data centers of a worst moment known only by its status (read back from the store): only
+a worse status retitles the incident."""
+
+
+def stored_badness(incident: Incident) -> Badness:
+    """The worst moment of an incident read back from the store (after a restart)."""
+    statuses = {s.value: s for s in ServiceStatus}
+    worst = statuses.get(incident.worst_status)
+    if worst is None:
+        # Made by hand, or by a version that did not record it: the timeline, else severity.
+        seen = [statuses[u.status] for u in incident.updates if u.status in statuses]
+        worst = max(seen, key=lambda s: s.rank, default=None)
+    if worst is None:
+        worst = ServiceStatus.OUTAGE if incident.severity == "major" else ServiceStatus.DEGRADED
+    return (worst.rank, _UNCOUNTED, _UNCOUNTED)
+
+
+def _latest_auto(incident: Incident) -> tuple[str, str] | None:
+    """The status and description of the incident's latest automatic update."""
+    for update in reversed(incident.updates):
+        if update.kind == "auto":
+            return update.status, update.message.partition("; also impacted: ")[0]
+    return None
 
 
 class IncidentManager:
@@ -101,10 +145,14 @@ class IncidentManager:
         self._pending: dict[str, float] = {}
         self._lock = threading.Lock()
         self._open: dict[str, Incident] = {i.service: i for i in store.incidents(open_only=True)}
-        self._last: dict[str, str] = {sid: i.title for sid, i in self._open.items()}
-        self._status: dict[str, str] = {
-            sid: i.updates[-1].status if i.updates else "" for sid, i in self._open.items()
-        }
+        self._last: dict[str, str] = {}
+        """Per service with an open incident, the description of its latest change."""
+        self._status: dict[str, str] = {}
+        self._worst: dict[str, Badness] = {}
+        for sid, i in self._open.items():
+            latest = _latest_auto(i)
+            self._status[sid], self._last[sid] = latest if latest else ("", i.title)
+            self._worst[sid] = stored_badness(i)
 
     def open_incidents(self) -> dict[str, Incident]:
         return dict(self._open)
@@ -156,12 +204,14 @@ class IncidentManager:
             impacted=impacted,
             groups=self._groups(service.service),
             in_maintenance=muted,
+            worst_status=service.status.value,
         )
         self.store.add_update(incident.id, now, "auto", service.status.value, title)
         incident = self.store.incident(incident.id)
         self._open[service.service] = incident
         self._last[service.service] = title
         self._status[service.service] = service.status.value
+        self._worst[service.service] = badness(service)
         return Event(EventKind.OPENED, incident, title, now, muted=muted)
 
     def _changed(
@@ -175,9 +225,19 @@ class IncidentManager:
         severity = severity_of(service.status)
         # Severity only goes up during an incident: it was an outage even if it now recovers.
         new_severity = "major" if "major" in (severity, incident.severity) else "minor"
-        # The title says what is true now; the timeline keeps how it got there.
+        # The title says how bad it got, so the register, the feed and the alerts' subject
+        # keep "outage" for an outage that ends as reduced redundancy; what is true now is
+        # the timeline's latest entry.
+        bad = badness(service)
+        worse = bad > self._worst.get(service.service, (-1, 0, 0))
+        if worse:
+            self._worst[service.service] = bad
         self.store.update_incident(
-            incident.id, title=title, severity=new_severity, impacted=impacted
+            incident.id,
+            title=title if worse else None,
+            severity=new_severity,
+            impacted=impacted,
+            worst_status=service.status.value if worse else None,
         )
         message = title
         if tuple(impacted) != incident.impacted and impacted:
@@ -203,6 +263,7 @@ class IncidentManager:
         del self._open[incident.service]
         self._last.pop(incident.service, None)
         self._status.pop(incident.service, None)
+        self._worst.pop(incident.service, None)
         # Resolutions are never muted: whoever heard of the incident must hear it is over.
         return Event(EventKind.RESOLVED, self.store.incident(incident.id), message, now)
 

@@ -18,6 +18,19 @@ def _get(summary: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+_OBSERVED = {
+    "observed_seconds": {"type": "number", "description": "Time the samples cover"},
+    "coverage": {
+        "type": ["number", "null"],
+        "description": "Observed share of the period (null: the period has not begun)",
+    },
+    "insufficient_data": {
+        "type": "boolean",
+        "description": "Too little observed for a figure (under min_coverage of the period"
+        " or min_observed_seconds): the availability is then null",
+    },
+}
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 OPENAPI: dict[str, Any] = {
@@ -42,6 +55,31 @@ OPENAPI: dict[str, Any] = {
                     "since": {"type": ["string", "null"], "format": "date-time"},
                     "advice": {"type": "string"},
                     "valid_until": {"type": "string", "format": "date-time"},
+                },
+            },
+            "Observed": {"type": "object", "properties": _OBSERVED},
+            "SlaService": {
+                "type": "object",
+                "properties": {
+                    "service": {"type": "string"},
+                    "name": {"type": "string"},
+                    "availability": {
+                        **_NUMBER_OR_NULL,
+                        "description": "Over the time observed, maintenance excluded; null"
+                        " when nothing was measured or the data is insufficient",
+                    },
+                    "downtime_minutes": {
+                        **_NUMBER_OR_NULL,
+                        "description": "Minutes observed in outage (never extrapolated)",
+                    },
+                    "maintenance_minutes": {"type": "number"},
+                    "incidents": {"type": "integer"},
+                    "data_centers": {"type": "object", "additionalProperties": _NUMBER_OR_NULL},
+                    **_OBSERVED,
+                    "data_centers_observed": {
+                        "type": "object",
+                        "additionalProperties": {"$ref": "#/components/schemas/Observed"},
+                    },
                 },
             },
             "Result": {
@@ -79,7 +117,33 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/targets": {"get": _get("What is probed, where and how often")},
         "/api/v1/history/{target}": {
             "get": _get(
-                "Availability and latency percentiles per bucket (?resolution=m|h|d&days=N)"
+                "Availability and latency percentiles per bucket (?resolution=m|h|d&days=N),"
+                " and the availability over the window with the time observed"
+            )
+        },
+        "/api/v1/sla/{month}": {
+            "get": _get(
+                "Monthly SLA report (month: YYYY-MM): per service, availability over the time"
+                " observed, coverage, minutes down",
+                {
+                    "type": "object",
+                    "properties": {
+                        "month": {"type": "string"},
+                        "period_start": {"type": "number"},
+                        "period_end": {
+                            "type": "number",
+                            "description": "The month's end, or now while it runs",
+                        },
+                        "period_seconds": {"type": "number"},
+                        "complete": {"type": "boolean"},
+                        "min_coverage": {"type": "number"},
+                        "min_observed_seconds": {"type": "number"},
+                        "services": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/SlaService"},
+                        },
+                    },
+                },
             )
         },
         "/api/v1/incidents": {"get": _get("Incidents, newest first (?open=1: open only)")},
@@ -177,8 +241,8 @@ OPENAPI: dict[str, Any] = {
         },
         "/sla/{month}": {
             "get": {
-                "summary": "Monthly SLA report: YYYY-MM.html or YYYY-MM.csv",
-                "responses": {"200": {"description": "HTML or CSV"}},
+                "summary": "Monthly SLA report: YYYY-MM.html, YYYY-MM.csv or YYYY-MM.json",
+                "responses": {"200": {"description": "HTML, CSV or JSON"}},
             }
         },
     },

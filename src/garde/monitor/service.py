@@ -12,7 +12,7 @@ from typing import Any
 from garde.catalog.model import Catalog
 from garde.monitor.alerts import Notifier
 from garde.monitor.clock import Clock, SystemClock
-from garde.monitor.history import SERVICE_PREFIX, Aggregator, expand
+from garde.monitor.history import SERVICE_PREFIX, SERVICE_SAMPLE_INTERVAL, Aggregator, expand
 from garde.monitor.incidents import Event, IncidentManager
 from garde.monitor.maintenance import Calendar
 from garde.monitor.probes import Prober, ProbeResult
@@ -40,7 +40,7 @@ class Monitor:
         push_tokens: dict[str, str] | None = None,
         probe_locally: bool = True,
         max_concurrency: int = 512,
-        sample_interval: float = 10.0,
+        sample_interval: float = SERVICE_SAMPLE_INTERVAL,
         settle_factor: float = 2.0,
     ) -> None:
         self.catalog = catalog
@@ -87,7 +87,7 @@ class Monitor:
         if self.tracker.feed(result):
             self._changed = True
         in_maintenance = self.calendar.in_maintenance(result.at, target.service, target.dc)
-        self.aggregator.add(result, in_maintenance)
+        self.aggregator.add(result, in_maintenance, target.interval)
         self._pending.append(result)
         self.results_ingested += 1
 
@@ -148,7 +148,9 @@ class Monitor:
                 slow=service.status in (ServiceStatus.DEGRADED, ServiceStatus.REDUCED_REDUNDANCY),
                 location=self.location,
             )
-            self.aggregator.add(sample, self.calendar.in_maintenance(snap.at, sid))
+            self.aggregator.add(
+                sample, self.calendar.in_maintenance(snap.at, sid), self.sample_interval
+            )
 
     def _remember(self, events: list[Event]) -> None:
         self.recent_events.extend(events)

@@ -55,8 +55,12 @@ class Aggregate:
     latency_sum: float = 0.0
     latency_max: float = 0.0
     histogram: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    observed: float = 0.0
+    """Seconds of the bucket its samples cover, maintenance included (``history.Aggregator``
+    says how much each sample covers). 0 in rows written before garde counted it."""
 
-    def add(self, result: ProbeResult, in_maintenance: bool) -> None:
+    def add(self, result: ProbeResult, in_maintenance: bool, observed: float = 0.0) -> None:
+        self.observed += observed
         if in_maintenance:
             self.maint += 1
             return
@@ -76,6 +80,7 @@ class Aggregate:
         self.latency_sum += other.latency_sum
         self.latency_max = max(self.latency_max, other.latency_max)
         self.histogram = [a + b for a, b in zip(self.histogram, other.histogram, strict=True)]
+        self.observed += other.observed
 
     @property
     def availability(self) -> float | None:
@@ -109,6 +114,8 @@ class Summary(NamedTuple):
     n: int
     up: int
     latency_sum: float
+    maint: int = 0
+    observed: float = 0.0
 
     @property
     def availability(self) -> float | None:
@@ -151,6 +158,10 @@ class Incident:
     groups: tuple[str, ...] = ()
     in_maintenance: bool = False
     updates: tuple[IncidentUpdate, ...] = ()
+    worst_status: str = ""
+    """The worst service status the incident reached (``outage``, ``degraded``,
+    ``reduced_redundancy``); its title describes that moment. Empty when unknown (an incident
+    made by hand)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +230,7 @@ class Store(Protocol):
         impacted: Sequence[str] = (),
         groups: Sequence[str] = (),
         in_maintenance: bool = False,
+        worst_status: str = "",
     ) -> Incident: ...
 
     def update_incident(
@@ -229,6 +241,7 @@ class Store(Protocol):
         severity: str | None = None,
         impacted: Sequence[str] | None = None,
         groups: Sequence[str] | None = None,
+        worst_status: str | None = None,
     ) -> None: ...
 
     def add_update(

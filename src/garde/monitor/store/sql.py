@@ -31,6 +31,7 @@ from garde.monitor.store.base import (
     Retention,
     Summary,
 )
+from garde.monitor.store.migrations import upgrade
 
 _H = [f"h{i}" for i in range(BUCKETS)]
 _AGG_COLUMNS = [
@@ -43,6 +44,7 @@ _AGG_COLUMNS = [
     "maint",
     "latency_sum",
     "latency_max",
+    "observed",
     *_H,
 ]
 
@@ -73,13 +75,13 @@ def schema(d: Dialect) -> list[str]:
             resolution CHAR(1) NOT NULL, target TEXT NOT NULL, bucket BIGINT NOT NULL,
             n INTEGER NOT NULL, up INTEGER NOT NULL, slow INTEGER NOT NULL,
             maint INTEGER NOT NULL, latency_sum {d.real} NOT NULL,
-            latency_max {d.real} NOT NULL, {histogram},
+            latency_max {d.real} NOT NULL, observed {d.real} NOT NULL DEFAULT 0, {histogram},
             PRIMARY KEY (resolution, bucket, target)){d.without_rowid}""",
         f"""CREATE TABLE IF NOT EXISTS incidents (
             id {d.id_column}, service TEXT NOT NULL, title TEXT NOT NULL,
             severity TEXT NOT NULL, state TEXT NOT NULL, started_at {d.real} NOT NULL,
             resolved_at {d.real}, impacted TEXT NOT NULL, groups_ TEXT NOT NULL,
-            in_maintenance SMALLINT NOT NULL)""",
+            in_maintenance SMALLINT NOT NULL, worst_status TEXT NOT NULL DEFAULT '')""",
         "CREATE INDEX IF NOT EXISTS incidents_started ON incidents (started_at)",
         f"""CREATE TABLE IF NOT EXISTS incident_updates (
             id {d.id_column}, incident_id BIGINT NOT NULL REFERENCES incidents (id),
@@ -116,10 +118,11 @@ class SqlStore:
         with self._tx() as cur:
             for statement in schema(dialect):
                 cur.execute(statement)
+            upgrade(cur, dialect is POSTGRES, self._sql)
         cols = ", ".join(_AGG_COLUMNS)
         sums = ", ".join(
             f"{c} = aggregates.{c} + excluded.{c}"
-            for c in ["n", "up", "slow", "maint", "latency_sum", *_H]
+            for c in ["n", "up", "slow", "maint", "latency_sum", "observed", *_H]
         )
         self._upsert_aggregate = self._sql(
             f"INSERT INTO aggregates ({cols}) VALUES ({', '.join('?' * len(_AGG_COLUMNS))})"
@@ -210,6 +213,7 @@ class SqlStore:
                 a.maint,
                 a.latency_sum,
                 a.latency_max,
+                a.observed,
                 *a.histogram,
             )
             for a in rows
@@ -247,7 +251,8 @@ class SqlStore:
                 int(r[6]),
                 float(r[7]),
                 float(r[8]),
-                [int(h) for h in r[9:]],
+                [int(h) for h in r[10:]],
+                float(r[9]),
             )
             for r in self._query(text, params)
         ]
@@ -256,7 +261,7 @@ class SqlStore:
         self, resolution: Resolution, since: float, until: float | None = None
     ) -> list[Summary]:
         text = (
-            "SELECT target, bucket, n, up, latency_sum FROM aggregates"
+            "SELECT target, bucket, n, up, latency_sum, maint, observed FROM aggregates"
             " WHERE resolution = ? AND bucket >= ?"
         )
         params: list[Any] = [resolution.value, int(since)]
@@ -298,13 +303,14 @@ class SqlStore:
         impacted: Sequence[str] = (),
         groups: Sequence[str] = (),
         in_maintenance: bool = False,
+        worst_status: str = "",
     ) -> Incident:
         with self._tx() as cur:
             cur.execute(
                 self._sql(
                     "INSERT INTO incidents (service, title, severity, state, started_at,"
-                    " resolved_at, impacted, groups_, in_maintenance)"
-                    " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?) RETURNING id"
+                    " resolved_at, impacted, groups_, in_maintenance, worst_status)"
+                    " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?) RETURNING id"
                 ),
                 (
                     service,
@@ -315,6 +321,7 @@ class SqlStore:
                     json.dumps(list(impacted)),
                     json.dumps(list(groups)),
                     int(in_maintenance),
+                    worst_status,
                 ),
             )
             new_id = int(cur.fetchone()[0])
@@ -328,6 +335,7 @@ class SqlStore:
         severity: str | None = None,
         impacted: Sequence[str] | None = None,
         groups: Sequence[str] | None = None,
+        worst_status: str | None = None,
     ) -> None:
         sets: list[str] = []
         params: list[Any] = []
@@ -343,6 +351,9 @@ class SqlStore:
         if groups is not None:
             sets.append("groups_ = ?")
             params.append(json.dumps(list(groups)))
+        if worst_status is not None:
+            sets.append("worst_status = ?")
+            params.append(worst_status)
         if sets:
             self._query_no_result(
                 f"UPDATE incidents SET {', '.join(sets)} WHERE id = ?", [*params, incident_id]
@@ -379,7 +390,7 @@ class SqlStore:
 
     _INCIDENT_COLUMNS = (
         "id, service, title, severity, state, started_at, resolved_at, impacted, groups_,"
-        " in_maintenance"
+        " in_maintenance, worst_status"
     )
 
     def incident(self, incident_id: int) -> Incident:
@@ -432,6 +443,7 @@ class SqlStore:
                 tuple(json.loads(r[8])),
                 bool(r[9]),
                 tuple(updates[int(r[0])]),
+                r[10],
             )
             for r in rows
         ]

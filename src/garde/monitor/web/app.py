@@ -24,14 +24,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from garde.errors import GardeError, UsageError
 from garde.monitor.feeds import atom_feed, mode_feed
+from garde.monitor.history import SERVICE_PREFIX, combine
 from garde.monitor.maintenance import check_rrule, check_scope
 from garde.monitor.metrics import render_metrics
+from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED, Observed, row_seconds
 from garde.monitor.openapi import OPENAPI
 from garde.monitor.probes import ProbeResult
 from garde.monitor.service import Monitor
-from garde.monitor.sla import sla_csv, sla_report
+from garde.monitor.sla import SlaReport, sla_csv, sla_json, sla_report
 from garde.monitor.store.base import Resolution
-from garde.monitor.web.i18n import labels, pick_language
+from garde.monitor.web.i18n import labels, pick_language, span
 from garde.monitor.web.views import History, incident_json, status_json, status_page, when
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -50,13 +52,7 @@ def create_app(
     """The monitor's web side. ``public_url`` is the base URL the monitor is reached at, for
     the Atom feed's ids and links; without it, the address the request reached (the
     listening socket's), never the request's ``Host`` header, which the client chooses."""
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
+    env = templates()
     history = History()
 
     def problem(status: int, message: str) -> JSONResponse:
@@ -178,12 +174,23 @@ def create_app(
             raise _Http(400, "resolution must be m, h or d, and days a number") from None
         if not 0 < days <= 3660:
             raise _Http(400, "days must be between 0 and 3660")
-        since = monitor.clock.now() - days * 86400
+        now = monitor.clock.now()
+        since = now - days * 86400
         rows = await asyncio.to_thread(monitor.store.aggregates, resolution, since, None, [target])
+        interval = _interval(monitor, target)
+        # The rows are those of the buckets that begin in the window: the period starts there.
+        first = -(-int(since) // resolution.seconds) * resolution.seconds
+        observed = Observed.of(rows, resolution.seconds, interval, now - first)
         return JSONResponse(
             {
                 "target": target,
                 "resolution": resolution.value,
+                "period_start": first,
+                "period_end": now,
+                "availability": observed.figure(
+                    combine(rows, resolution, target, first).availability
+                ),
+                **observed.as_json(),
                 "buckets": [
                     {
                         "start": row.bucket,
@@ -195,6 +202,9 @@ def create_app(
                         "latency_p95": row.percentile(0.95),
                         "latency_p99": row.percentile(0.99),
                         "latency_max": row.latency_max if row.up else None,
+                        "observed_seconds": round(
+                            row_seconds(row, resolution.seconds, interval), 1
+                        ),
                     }
                     for row in rows
                 ],
@@ -214,21 +224,27 @@ def create_app(
 
     async def sla(request: Request) -> Response:
         month, _, fmt = request.path_params["month"].partition(".")
-        report = await asyncio.to_thread(sla_report, monitor.catalog, monitor.store, month)
+        if fmt not in ("", "html", "csv", "json"):
+            raise _Http(404, "SLA reports exist as .html, .csv and .json")
+        report = await asyncio.to_thread(
+            sla_report, monitor.catalog, monitor.store, month, monitor.clock.now()
+        )
         if fmt == "csv":
             return PlainTextResponse(sla_csv(report), media_type="text/csv")
-        if fmt not in ("", "html"):
-            raise _Http(404, "SLA reports exist as .html and .csv")
+        if fmt == "json":
+            return JSONResponse(sla_json(report))
         lang = language(request)
-        dcs = sorted({dc for row in report for dc in row.data_centers})
-        html = env.get_template("sla.html").render(
-            lang=lang,
-            t=labels(lang),
-            month=month,
-            rows=report,
-            dcs=dcs,
+        return HTMLResponse(render_sla(env, report, lang), headers={"Content-Language": lang})
+
+    async def api_sla(request: Request) -> Response:
+        report = await asyncio.to_thread(
+            sla_report,
+            monitor.catalog,
+            monitor.store,
+            request.path_params["month"],
+            monitor.clock.now(),
         )
-        return HTMLResponse(html)
+        return JSONResponse(sla_json(report))
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
@@ -260,6 +276,7 @@ def create_app(
         Route("/api/v1/modes", api_modes),
         Route("/api/v1/targets", api_targets),
         Route("/api/v1/history/{target}", api_history),
+        Route("/api/v1/sla/{month}", api_sla),
         Route("/api/v1/incidents", api_incidents),
         Route("/api/v1/incidents/{id}", api_incident),
         Route("/api/v1/incidents/{id}/updates", api_incident_update, methods=["POST"]),
@@ -275,6 +292,38 @@ def create_app(
         ],
         exception_handlers={_Http: on_error, GardeError: on_error},
     )
+
+
+def templates() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_sla(env: Environment, report: SlaReport, lang: str) -> str:
+    """The SLA report page (also ``garde sla --format html``)."""
+    return env.get_template("sla.html").render(
+        lang=lang,
+        t=labels(lang),
+        report=report,
+        dcs=sorted({dc for row in report.rows for dc in row.data_centers}),
+        start=when(report.start),
+        until=when(report.until),
+        span=lambda seconds: span(seconds, lang),
+        min_coverage=MIN_COVERAGE,
+        min_observed=MIN_OBSERVED,
+    )
+
+
+def _interval(monitor: Monitor, target: str) -> float:
+    """How often ``target``'s series is sampled (for rows from before observed time)."""
+    if target.startswith(SERVICE_PREFIX):
+        return monitor.sample_interval
+    known = monitor.tracker.targets.get(target)
+    return known.interval if known is not None else 0.0
 
 
 def _style_hash() -> str:

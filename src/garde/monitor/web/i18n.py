@@ -109,12 +109,73 @@ _LABELS: dict[str, dict[str, str]] = {
         "fr": "Rapport SLA mensuel",
         "nl": "Maandelijks SLA-rapport",
     },
+    "sla_intro": {
+        "en": "Availability over the time observed, maintenance windows excluded; never"
+        " extrapolated to the rest of the month.",
+        "fr": "Disponibilité sur le temps observé, fenêtres de maintenance exclues ; jamais"
+        " extrapolée au reste du mois.",
+        "nl": "Beschikbaarheid over de waargenomen tijd, onderhoudsvensters uitgesloten; nooit"
+        " doorgetrokken naar de rest van de maand.",
+    },
+    "sla_threshold": {
+        "en": "No figure with less than {coverage} of the period observed, or less than {minimum}.",
+        "fr": "Pas de chiffre si moins de {coverage} de la période est observé, ou moins de"
+        " {minimum}.",
+        "nl": "Geen cijfer als minder dan {coverage} van de periode is waargenomen, of minder"
+        " dan {minimum}.",
+    },
+    "period": {"en": "Period", "fr": "Période", "nl": "Periode"},
+    "month_running": {
+        "en": "month in progress",
+        "fr": "mois en cours",
+        "nl": "lopende maand",
+    },
+    "service": {"en": "Service", "fr": "Service", "nl": "Dienst"},
+    "availability": {"en": "Availability", "fr": "Disponibilité", "nl": "Beschikbaarheid"},
+    "downtime_observed": {
+        "en": "Downtime observed (min)",
+        "fr": "Indisponibilité observée (min)",
+        "nl": "Waargenomen onbeschikbaarheid (min)",
+    },
+    "maintenance_min": {
+        "en": "Maintenance (min)",
+        "fr": "Maintenance (min)",
+        "nl": "Onderhoud (min)",
+    },
+    "incident_count": {"en": "Incidents", "fr": "Incidents", "nl": "Incidenten"},
+    "observed": {"en": "Observed", "fr": "Observé", "nl": "Waargenomen"},
+    "coverage": {"en": "Coverage", "fr": "Couverture", "nl": "Dekking"},
+    "insufficient_data": {
+        "en": "insufficient data",
+        "fr": "données insuffisantes",
+        "nl": "onvoldoende gegevens",
+    },
+    "insufficient_for": {
+        "en": "insufficient data ({span} observed)",
+        "fr": "données insuffisantes ({span} d'observation)",
+        "nl": "onvoldoende gegevens ({span} waargenomen)",
+    },
+    "over_observed": {
+        "en": "over {span} observed",
+        "fr": "sur {span} d'observation",
+        "nl": "over {span} waargenomen",
+    },
 }
+
+_UNITS = {"en": ("d", "h", "min"), "fr": ("j", "h", "min"), "nl": ("d", "u", "min")}
+"""Day, hour and minute, as durations are written in each language."""
 
 
 def labels(language: str) -> dict[str, str]:
     lang = language if language in LANGUAGES else "en"
     return {key: texts[lang] for key, texts in _LABELS.items()}
+
+
+def span(seconds: float, language: str) -> str:
+    """A duration in ``language``'s units: ``45 j 3 h``, ``3 u 20 min``, ``12 min``."""
+    from garde.monitor.observed import duration
+
+    return duration(seconds, _UNITS.get(language, _UNITS["en"]))
 
 
 def pick_language(query: str | None, accept_language: str | None) -> str:

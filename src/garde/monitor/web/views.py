@@ -11,14 +11,17 @@ from typing import Any
 from garde.catalog.impact import Status
 from garde.catalog.model import Catalog
 from garde.monitor.maintenance import Calendar
+from garde.monitor.observed import Observed, row_seconds
 from garde.monitor.state import ServiceStatus, Snapshot
 from garde.monitor.store.base import Incident, Resolution, Store, Summary
 from garde.monitor.web import svg
-from garde.monitor.web.i18n import labels
+from garde.monitor.web.i18n import labels, span
 
 DAY = 86400
 BAR_DAYS = 90
 SPARK_HOURS = 48
+FULL = 0.995
+"""Coverage from which a figure is shown without saying how much was observed."""
 
 
 def when(ts: float | None) -> str:
@@ -34,7 +37,11 @@ class DataCenterRow:
     bar: str
     sparkline: str
     availability: float | None
+    """Over the time observed in the 90 days; None when too little was (see ``observed``)."""
     error: str | None
+    observed: str = ""
+    """What the figure stands on, in the page's language: "over 12 d observed" when less
+    than the 90 days were, "insufficient data (12 min observed)" instead of a figure."""
 
 
 @dataclass
@@ -64,6 +71,8 @@ class TargetHistory:
     n: int = 0
     up: int = 0
     markup: str = ""
+    observed: float = 0.0
+    """Seconds the day rows cover (each at most its day)."""
     """The SVG cells of ``cells`` (cached for the closed days)."""
 
 
@@ -80,7 +89,9 @@ class History:
         self._key: tuple[int, int] | None = None
         self._frozen: dict[str, TargetHistory] = {}
 
-    def load(self, store: Store, now: float, targets: list[str]) -> dict[str, TargetHistory]:
+    def load(self, store: Store, now: float, targets: dict[str, float]) -> dict[str, TargetHistory]:
+        """``targets``: each target's probe interval (to estimate rows from before garde
+        counted observed time)."""
         first_day = Resolution.DAY.bucket(now) - (BAR_DAYS - 1) * DAY
         days = [first_day + i * DAY for i in range(BAR_DAYS)]
         first_hour = Resolution.HOUR.bucket(now) - (SPARK_HOURS - 1) * 3600
@@ -92,8 +103,8 @@ class History:
                 day_rows = _index(store.summaries(Resolution.DAY, first_day, live_day))
                 hour_rows = _index(store.summaries(Resolution.HOUR, first_hour, live_hour))
                 self._frozen = {}
-                for tid in targets:
-                    old = _history(tid, day_rows, hour_rows, days[:-2], hours[:-2])
+                for tid, interval in targets.items():
+                    old = _history(tid, interval, day_rows, hour_rows, days[:-2], hours[:-2])
                     old.markup = svg.bar_cells(old.cells, labels[:-2])
                     self._frozen[tid] = old
                 self._key = (first_day, live_hour)
@@ -101,20 +112,21 @@ class History:
         live_days = _index(store.summaries(Resolution.DAY, live_day))
         live_hours = _index(store.summaries(Resolution.HOUR, live_hour))
         result = {}
-        for tid in targets:
+        for tid, interval in targets.items():
             cached = frozen.get(tid)
             if cached is not None:
                 old = cached
             else:
-                old = _history(tid, {}, {}, days[:-2], hours[:-2])
+                old = _history(tid, interval, {}, {}, days[:-2], hours[:-2])
                 old.markup = svg.bar_cells(old.cells, labels[:-2])
-            new = _history(tid, live_days, live_hours, days[-2:], hours[-2:])
+            new = _history(tid, interval, live_days, live_hours, days[-2:], hours[-2:])
             result[tid] = TargetHistory(
                 old.cells + new.cells,
                 old.points + new.points,
                 old.n + new.n,
                 old.up + new.up,
                 old.markup + svg.bar_cells(new.cells, labels[-2:], BAR_DAYS - 2),
+                old.observed + new.observed,
             )
         return result
 
@@ -125,6 +137,7 @@ def _index(rows: list[Summary]) -> dict[tuple[str, int], Summary]:
 
 def _history(
     tid: str,
+    interval: float,
     day_rows: dict[tuple[str, int], Summary],
     hour_rows: dict[tuple[str, int], Summary],
     days: list[int],
@@ -132,8 +145,11 @@ def _history(
 ) -> TargetHistory:
     cells: list[float | None] = []
     n = up = 0
+    observed = 0.0
     for start in days:
         row = day_rows.get((tid, start))
+        if row is not None:
+            observed += row_seconds(row, DAY, interval)
         if row is None or not row.n:
             cells.append(None)
             continue
@@ -141,7 +157,7 @@ def _history(
         n += row.n
         up += row.up
     points = [_mean(hour_rows.get((tid, start))) for start in hours]
-    return TargetHistory(cells, points, n, up)
+    return TargetHistory(cells, points, n, up, observed=observed)
 
 
 def status_page(
@@ -154,8 +170,14 @@ def status_page(
     history: History | None = None,
 ) -> dict[str, Any]:
     words = labels(language)
-    page_targets = [f"{sid}@{dc}" for sid, s in snap.services.items() for dc in s.data_centers]
+    page_targets = {
+        f"{sid}@{dc}": catalog.services[sid].probe.interval
+        for sid, s in snap.services.items()
+        for dc in s.data_centers
+    }
     histories = (history or History()).load(store, now, page_targets)
+    # The bars' period: 89 whole days and today so far.
+    period = now - (Resolution.DAY.bucket(now) - (BAR_DAYS - 1) * DAY)
     services = []
     for sid, service in snap.services.items():
         row = ServiceRow(
@@ -169,6 +191,7 @@ def status_page(
             tid = f"{sid}@{dc}"
             past = histories[tid]
             view = snap.targets.get(tid)
+            observed = Observed(min(past.observed, period), period)
             row.dcs.append(
                 DataCenterRow(
                     dc,
@@ -177,8 +200,9 @@ def status_page(
                         past.markup, BAR_DAYS, f"{row.name} {dc}: {words['availability_90']}"
                     ),
                     svg.sparkline(past.points, f"{row.name} {dc}: {words['latency_48']}"),
-                    past.up / past.n if past.n else None,
+                    observed.figure(past.up / past.n if past.n else None),
                     view.error if view is not None else None,
+                    _observed_words(observed, words, language),
                 )
             )
         services.append(row)
@@ -235,6 +259,7 @@ def _incident(incident: Incident) -> dict[str, Any]:
         "service": incident.service,
         "severity": incident.severity,
         "state": incident.state.value,
+        "worst_status": incident.worst_status,
         "started": when(incident.started_at),
         "resolved": when(incident.resolved_at),
         "impacted": list(incident.impacted),
@@ -251,6 +276,16 @@ def _incident(incident: Incident) -> dict[str, Any]:
             for u in reversed(incident.updates)
         ],
     }
+
+
+def _observed_words(observed: Observed, words: dict[str, str], language: str) -> str:
+    if not observed.seconds:
+        return ""  # nothing yet: the bar's empty cells say it
+    if not observed.sufficient:
+        return words["insufficient_for"].format(span=span(observed.seconds, language))
+    if observed.coverage is not None and observed.coverage < FULL:
+        return words["over_observed"].format(span=span(observed.seconds, language))
+    return ""
 
 
 def _mean(row: Summary | None) -> float | None:
@@ -292,6 +327,7 @@ def incident_json(incident: Incident) -> dict[str, Any]:
         "title": incident.title,
         "severity": incident.severity,
         "state": incident.state.value,
+        "worst_status": incident.worst_status,
         "started_at": incident.started_at,
         "resolved_at": incident.resolved_at,
         "impacted": list(incident.impacted),
