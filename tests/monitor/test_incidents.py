@@ -368,3 +368,26 @@ def test_the_worst_moment_survives_a_restart(belgium: Catalog, tmp_path: Path) -
     )
     assert [u.status for u in incident.updates] == ["outage", "reduced_redundancy", "resolved"]
     assert second.kinds() == [("incident.resolved", "hub")]
+
+
+def test_a_restart_during_an_outage_neither_resolves_nor_reopens_it(
+    belgium: Catalog, tmp_path: Path
+) -> None:
+    """The restarted monitor does not know its data centers' states until it has probed them
+    enough: until then the open incident stays open, with no resolved/opened pair of alerts
+    sent for nothing; once the data centers are known to serve, it resolves."""
+    first = Harness(belgium, SqliteStore(tmp_path / "m.sqlite"))
+    first.round()
+    for _ in range(4):
+        first.round(lambda t: t.startswith("hub@"))
+    second = Harness(belgium, SqliteStore(tmp_path / "m.sqlite"))
+    second.clock = first.clock
+    second.monitor.clock = first.clock
+    for _ in range(4):
+        second.round(lambda t: t.startswith("hub@"))
+    assert [k for k in second.kinds() if k[1] == "hub"] == []
+    (incident,) = second.monitor.store.incidents(open_only=True)
+    assert incident.service == "hub"
+    for _ in range(3):
+        second.round()
+    assert second.kinds() == [("incident.resolved", "hub")]

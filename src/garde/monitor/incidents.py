@@ -170,8 +170,13 @@ class IncidentManager:
             current = self._open.get(sid)
             if service.status is ServiceStatus.OPERATIONAL:
                 self._pending.pop(sid, None)
-                if current is not None:
+                if (
+                    current is not None
+                    and TargetStatus.UNKNOWN not in service.data_centers.values()
+                ):
                     events.append(self._resolve(current, now))
+                # else: a data center not (yet) judged, as after a restart while its states
+                # are learnt again, is no proof the incident is over: it stays open.
                 continue
             impacted = sorted(d for d, s in snap.services.items() if sid in s.impacted_by)
             if current is None:
