@@ -12,8 +12,10 @@ import hmac
 import json
 import os
 import time
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 from garde.errors import EntryNotFound, JournalError, RequestRejected
 from garde.gateway.backlog import gauges as backlog_gauges
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
     from garde.gateway.handler import Gateway
 
 JSON = (b"Content-Type", b"application/json")
+
+
+def _rfc3339(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _json(status: int, data: object) -> Reply:
@@ -68,6 +74,8 @@ class Admin:
             return Reply(200, [(b"Content-Type", b"text/plain; version=0.0.4")], body)
         if path == "/_garde/status":
             return _json(200, await self.status())
+        if path in ("/_garde", "/_garde/"):
+            return await self.page(request)
         if path == "/_garde/events":
             snapshot = [mode_event(u) for u in gateway.upstreams.values()]
             headers = [(b"Content-Type", b"text/event-stream"), (b"Cache-Control", b"no-cache")]
@@ -77,11 +85,37 @@ class Admin:
         return gateway.reject(
             RequestRejected(
                 404,
-                f"no admin endpoint {path}: try /_garde/status, /_garde/events,"
+                f"no admin endpoint {path}: try /_garde/ (the page), /_garde/status,"
+                " /_garde/events,"
                 " /_garde/receipts/<id> or /metrics",
             ),
             request,
         )
+
+    async def page(self, request: Request) -> Reply:
+        """The local page (``localpage.py``) for the site's IT person."""
+        from garde.gateway import localpage
+
+        query = {
+            k: v[-1] for k, v in parse_qs(urlsplit(request.target.decode("latin-1")).query).items()
+        }
+        accept = request.header(b"accept-language")
+        language = localpage.language_of(query, accept.decode("latin-1") if accept else None)
+        body = await localpage.render(
+            self.gateway, await self.status(), language, query.get("receipt")
+        )
+        headers = [
+            (b"Content-Type", b"text/html; charset=utf-8"),
+            (b"Cache-Control", b"no-store"),
+            (
+                b"Content-Security-Policy",
+                b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self';"
+                b" base-uri 'none'; frame-ancestors 'none'",
+            ),
+            (b"X-Content-Type-Options", b"nosniff"),
+            (b"Referrer-Policy", b"no-referrer"),
+        ]
+        return Reply(200, headers, body)
 
     def snapshot(self) -> Snapshot:
         """What this worker shares with the others (see ``workers.py``)."""
@@ -144,6 +178,7 @@ class Admin:
             "gateway": {
                 "catalog": gateway.catalog.name,
                 "started": gateway.started,
+                "started_at": _rfc3339(gateway.started),
                 "uptime": round(time.time() - gateway.started, 1),
                 "target_group": gateway.config.target_group,
                 "journal": gateway.journal is not None,
