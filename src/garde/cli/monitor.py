@@ -17,6 +17,7 @@ import click
 from garde.catalog.durations import DURATION_FORMAT, parse_duration
 from garde.cli.common import catalog_option, console, json_option, load, print_json
 from garde.errors import UsageError
+from garde.storage import MONITOR
 
 if TYPE_CHECKING:
     from garde.catalog import Catalog
@@ -25,16 +26,15 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_PORT = 8490
-DEFAULT_DB = "sqlite:///garde-monitor.sqlite"
 
 
 def db_option(function: F) -> F:
     return click.option(
         "--db",
         "db_url",
-        default=DEFAULT_DB,
+        default=MONITOR.default,
         show_default=True,
-        envvar="GARDE_MONITOR_DB",
+        envvar=MONITOR.env,
         help="sqlite:///PATH or postgresql://USER@HOST/DB[?schema=NAME] (env GARDE_MONITOR_DB).",
     )(function)
 
@@ -306,7 +306,7 @@ def probe(
 
 
 def _when(ts: float | None) -> str:
-    from garde.monitor.web.views import when
+    from garde.monitor.formats import when
 
     return when(ts) or "–"
 
@@ -333,7 +333,7 @@ def incident() -> None:
 @json_option
 def incident_list(db_url: str, open_only: bool, as_json: bool) -> None:
     """Incidents, newest first."""
-    from garde.monitor.web.views import incident_json
+    from garde.monitor.formats import incident_json
 
     found = _open(db_url).incidents(open_only=open_only)
     if as_json:
@@ -351,7 +351,7 @@ def incident_list(db_url: str, open_only: bool, as_json: bool) -> None:
 @json_option
 def incident_show(incident_id: int, db_url: str, as_json: bool) -> None:
     """One incident with its timeline."""
-    from garde.monitor.web.views import incident_json
+    from garde.monitor.formats import incident_json
 
     found = _open(db_url).incident(incident_id)
     if as_json:
@@ -411,8 +411,8 @@ def maintenance_add(
     until: str | None,
 ) -> None:
     """Plan a maintenance window (one-off, or recurring with --rrule)."""
+    from garde.monitor.formats import parse_time
     from garde.monitor.maintenance import check_rrule, check_scope
-    from garde.monitor.web.app import parse_time
 
     catalog = load(catalog_source)
     check_scope(scope, {sid: list(s.endpoints) for sid, s in catalog.services.items()})
@@ -438,24 +438,11 @@ def maintenance_add(
 @json_option
 def maintenance_list(db_url: str, as_json: bool) -> None:
     """Maintenance windows, cancelled ones left out."""
+    from garde.monitor.formats import maintenance_json
+
     windows = _open(db_url).maintenances()
     if as_json:
-        print_json(
-            {
-                "maintenance": [
-                    {
-                        "id": w.id,
-                        "title": w.title,
-                        "scope": list(w.scope),
-                        "starts_at": w.starts_at,
-                        "ends_at": w.ends_at,
-                        "rrule": w.rrule,
-                        "until": w.until,
-                    }
-                    for w in windows
-                ]
-            }
-        )
+        print_json({"maintenance": [maintenance_json(w) for w in windows]})
         return
     if not windows:
         console().print("no maintenance planned")

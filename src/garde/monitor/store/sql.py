@@ -15,7 +15,6 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from garde.errors import NotFound, StoreUnavailable
@@ -31,6 +30,7 @@ from garde.monitor.store.base import (
     Retention,
     Summary,
 )
+from garde.storage import Dialect
 
 _H = [f"h{i}" for i in range(BUCKETS)]
 _AGG_COLUMNS = [
@@ -45,19 +45,6 @@ _AGG_COLUMNS = [
     "latency_max",
     *_H,
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    placeholder: str
-    id_column: str
-    real: str
-    greatest: str
-    without_rowid: str
-
-
-SQLITE = Dialect("?", "INTEGER PRIMARY KEY", "REAL", "MAX", " WITHOUT ROWID")
-POSTGRES = Dialect("%s", "BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION", "GREATEST", "")
 
 
 def schema(d: Dialect) -> list[str]:
@@ -128,7 +115,7 @@ class SqlStore:
         )
 
     def _sql(self, text: str) -> str:
-        return text if self._d.placeholder == "?" else text.replace("?", self._d.placeholder)
+        return self._d.sql(text)
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
