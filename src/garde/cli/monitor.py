@@ -191,12 +191,11 @@ def monitor(
     check: bool,
 ) -> None:
     """Probe every service in every data center; serve the status page, API and feeds."""
-    import uvicorn
-
     from garde.monitor.alerts import AppriseChannel, Channel, Notifier, WebhookChannel
     from garde.monitor.service import Monitor
     from garde.monitor.store.base import Retention
     from garde.monitor.web.app import create_app
+    from garde.monitor.web.server import serve
 
     if webhook and not webhook_secret:
         raise UsageError("--webhook needs --webhook-secret so receivers can verify events")
@@ -234,26 +233,14 @@ def monitor(
     )
     app = create_app(mon, admin_token=admin_token, public_url=public_url)
 
-    async def serve() -> None:
-        stop = asyncio.Event()
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
-        running = asyncio.create_task(mon.run(stop))
-        serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.02)
-        if server.started:
-            # With --port 0 the system picks the port: say which, for scripts and tests.
-            bound = server.servers[0].sockets[0].getsockname()[1]
-            click.echo(f"garde monitor: http://{host}:{bound}/ ({len(mon.targets)} targets)")
-        try:
-            await serving
-        finally:
-            stop.set()
-            await running
-            store.close()
+    def listening(bound: int) -> None:
+        # With --port 0 the system picks the port: say which, for scripts and tests.
+        click.echo(f"garde monitor: http://{host}:{bound}/ ({len(mon.targets)} targets)")
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve(mon, app, host, port, on_listening=listening))
+    finally:
+        store.close()
 
 
 @click.command()
