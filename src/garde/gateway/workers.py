@@ -273,9 +273,10 @@ class Workers:
         """Stop every worker, killing one that does not stop within ``STOP_GRACE``, and
         remove the board."""
         self.terminate()
-        for process in self.processes:
+        started = [p for p in self.processes if p.pid is not None]  # all, unless start failed
+        for process in started:
             process.join(STOP_GRACE)
-        for process in self.processes:
+        for process in started:
             if process.is_alive():
                 # Stuck in its own shutdown: killed, so that the gateway does stop and its
                 # service manager can restart it (the journal is safe against a kill -9).
