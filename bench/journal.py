@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from garde.catalog import Catalog
-from garde.cli.common import run_loop
 from garde.journal.base import Answer, Delivery, Outcome, Sender, Submission
 from garde.journal.replayer import Replayer, ReplayPolicy
 from garde.journal.sealing import Keyring
 from garde.journal.sqlite import SqliteJournal
+from garde.loop import run_loop
 
 if TYPE_CHECKING:
     import psycopg
@@ -384,9 +384,9 @@ async def replay_to_lab(directory: Path, count: int, keys: int, concurrency: int
     from garde.catalog import load_catalog
     from garde.gateway.config import load_config
     from garde.gateway.handler import Gateway
+    from garde.gateway.replay import journal_replayer
     from garde.gateway.sender import GatewaySender
     from garde.gateway.transport import HttpTransport
-    from garde.journal.replayer import describer
 
     lab = subprocess.Popen(
         [sys.executable, "-m", "bench._journal_lab"],
@@ -418,11 +418,10 @@ async def replay_to_lab(directory: Path, count: int, keys: int, concurrency: int
         for first in range(0, count, 5000):
             await asyncio.gather(*(journal.accept(s) for s in work[first : first + 5000]))
         del work  # a gateway does not keep what it journaled in memory; nor does the bench
-        replayer = Replayer(
+        replayer = journal_replayer(
+            gateway,
             journal,
-            sender,
-            lambda service: True,
-            describer(catalog),
+            ready=lambda service: True,
             policy=ReplayPolicy(concurrency=concurrency, batch=concurrency, honour_backoff=False),
         )
         gc.freeze()  # as `garde journal replay` does before it drains

@@ -12,6 +12,7 @@ import pytest
 from garde.catalog import Catalog
 from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
+from garde.gateway.replay import ReplayNow, ReplayResult
 from garde.gateway.runner import RunningGateway
 from garde.gateway.sender import GatewaySender
 from garde.gateway.transport import Response
@@ -285,3 +286,46 @@ def test_the_journal_is_watched_in_metrics_with_its_rpo(
     assert not any(c.isdigit() for c in label), "one series per kind of error"
     alerts = [r for r in caplog.records if "RPO exceeded" in r.getMessage()]
     assert len(alerts) == 1, alerts
+
+
+def test_replay_now_drains_through_the_same_wiring_and_counts_what_settled(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """``garde journal replay --now``'s drain, called as a library: one delivered, one
+    conflict, the other service's entry left alone (not chosen), each settled one told."""
+    transport = FakeTransport()
+
+    def answer(call):  # type: ignore[no-untyped-def]
+        if call.header(b"idempotency-key") == b"k2":
+            return Response(500, [], BUSINESS_FAULT)
+        return ok(call)
+
+    for dc in ("dc1", "dc2", "dc3"):
+        transport.set(dc, answer)
+    told: list[str] = []
+
+    async def main() -> ReplayResult:
+        journal = await open_journal(str(tmp_path / "journal.db"), Keyring.clear())
+        try:
+            await journal.accept(_submission(idempotency_key="k1", ordering_key="BEP0A"))
+            await journal.accept(_submission(idempotency_key="k2", ordering_key="BEP0B"))
+            await journal.accept(_submission(service="eattest", idempotency_key="k3"))
+            now = ReplayNow(
+                catalog,
+                GatewayConfig(health_checks=False),
+                journal,
+                ["recipe-executor"],
+                on_settled=lambda receipt: told.append(receipt.state.value),
+                transport=transport,
+            )
+            assert await now.waiting() == 2
+            result = await now.run(timeout=30)
+            assert await journal.depth("eattest") == 1
+            return result
+        finally:
+            await journal.close()
+
+    result = asyncio.run(main())
+    assert result == ReplayResult(delivered=1, conflict=1, expired=0, waiting=0)
+    assert sorted(told) == ["conflict", "delivered"]
+    assert {c.header(b"idempotency-key") for c in transport.calls} == {b"k1", b"k2"}

@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,11 +17,13 @@ import pytest
 import yaml
 
 from garde.catalog import Catalog
+from garde.errors import UsageError
 from garde.gateway.admin import Admin
+from garde.gateway.board import WorkerBoard, worst_mode
 from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
 from garde.gateway.metrics import Metrics
-from garde.gateway.workers import WorkerBoard, worst_mode
+from garde.gateway.workers import JournalChoice, Workers, run_gateway
 from tests.gateway.doubles import RECIPE, FakeTransport, caller_security, envelope
 from tests.gateway.test_cli_process import call
 from tests.gateway.upstream import Upstream
@@ -267,3 +270,70 @@ def test_workers_stop_when_their_supervisor_is_killed(catalog: Catalog, tmp_path
                 await process.wait()
 
     asyncio.run(main())
+
+
+# -- the process model as a library caller sees it -------------------------------------------
+
+
+def _worker_pids(port: int, deadline: float) -> list[int]:
+    """The pids the gateway on ``port`` reports, once both of its workers answer."""
+    while time.monotonic() < deadline:
+        try:
+            raw = asyncio.run(call(port, b"GET /_garde/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+            workers = _status(raw)["gateway"]["workers"]  # type: ignore[index]
+            if len(workers) == 2:
+                return [int(w["pid"]) for w in workers]
+        except (OSError, EOFError):
+            pass  # not listening yet
+        time.sleep(0.2)
+    pytest.fail("the workers did not both answer within 60 s")
+
+
+@pytest.mark.e2e
+def test_a_library_caller_runs_workers_and_stops_them() -> None:
+    """``Workers`` from Python, no command line: two processes on one loopback port answer
+    for each other; ``wait`` returns when woken or when a worker dies; leaving the block
+    stops the rest and removes the board."""
+    port = _free_port()
+    said: list[str] = []
+    config = GatewayConfig(port=port, health_checks=False)
+    with Workers("belgium", config, JournalChoice("none"), 2, say=said.append) as workers:
+        pids = _worker_pids(port, time.monotonic() + 60)
+        assert sorted(pids) == sorted(p.pid for p in workers.processes)  # type: ignore[misc]
+        board = workers.board
+        assert board is not None and Path(board).is_dir()
+
+        threading.Timer(0.1, workers.wake).start()
+        assert workers.wait(timeout=30) is None  # woken: nobody ended
+
+        os.kill(pids[1], signal.SIGKILL)
+        ended = workers.wait(timeout=30)
+        assert ended is not None and ended.pid == pids[1] and ended.exitcode == -signal.SIGKILL
+    assert not any(p.is_alive() for p in workers.processes)
+    survivor = next(p for p in workers.processes if p.pid == pids[0])
+    assert survivor.exitcode == 0  # stopped cleanly by SIGTERM
+    assert workers.board is None and not Path(board).exists()
+    assert said == [f"garde gateway: 2 workers share port {port}"]
+
+
+def test_run_gateway_checks_before_it_starts_anything(tmp_path: Path) -> None:
+    """The journal's key, its URL, a shared port and the target group are checked first:
+    one clear error, no worker started, no journal created."""
+    fixed = GatewayConfig(port=_free_port(), health_checks=False)
+    journal = JournalChoice(f"sqlite:///{tmp_path / 'j.db'}")
+    with pytest.raises(UsageError, match="needs a key: give --journal-key-file"):
+        run_gateway("belgium", fixed, journal, 2, env={})
+    with pytest.raises(UsageError, match="unknown scheme mysql://"):
+        run_gateway("belgium", fixed, JournalChoice("mysql://h/db", no_encryption=True), 2)
+    with pytest.raises(UsageError, match="--workers needs a fixed --port"):
+        run_gateway("belgium", GatewayConfig(port=0), JournalChoice("none"), 2)
+    with pytest.raises(UsageError, match="--target-group nobody: unknown"):
+        run_gateway("belgium", GatewayConfig(target_group="nobody"), JournalChoice("none"), 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_a_postgres_journal_is_replayed_by_every_worker() -> None:
+    assert JournalChoice("postgresql://h/db").leased
+    assert not JournalChoice("sqlite:///j.db").leased
+    assert not JournalChoice("j.db").leased
+    assert not JournalChoice("none").leased

@@ -7,10 +7,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import uvicorn
-
 from garde.monitor.service import Monitor
 from garde.monitor.web.app import create_app
+from garde.monitor.web.server import serve
 from tests.polling import wait_for  # noqa: F401 (the monitor tests import it from here)
 
 
@@ -26,25 +25,13 @@ def monitor_in_thread(
         stop = asyncio.Event()
         state["loop"] = asyncio.get_running_loop()
         state["stop"] = stop
-        config = uvicorn.Config(
-            create_app(monitor, admin_token=admin_token, public_url=public_url),
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="off",
-        )
-        server = uvicorn.Server(config)
-        server_task = asyncio.create_task(server.serve())
-        monitor_task = asyncio.create_task(monitor.run(stop, tick_every=0.2))
-        while not server.started:
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        state["url"] = f"http://127.0.0.1:{port}"
-        ready.set()
-        await stop.wait()
-        server.should_exit = True
-        await server_task
-        await monitor_task
+
+        def listening(port: int) -> None:
+            state["url"] = f"http://127.0.0.1:{port}"
+            ready.set()
+
+        app = create_app(monitor, admin_token=admin_token, public_url=public_url)
+        await serve(monitor, app, "127.0.0.1", 0, on_listening=listening, stop=stop, tick_every=0.2)
 
     thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
     thread.start()

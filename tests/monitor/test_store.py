@@ -131,7 +131,8 @@ def old_database(
 ) -> Iterator[tuple[Callable[[str], None], Callable[[], Store], str]]:
     """A database made by the garde before ``observed`` and ``worst_status``: a way to run
     SQL on it, to open it with today's store, and its ``--db`` URL."""
-    from garde.monitor.store.sql import POSTGRES, SQLITE, schema
+    from garde.monitor.store.sql import schema
+    from garde.storage import POSTGRES, SQLITE
 
     def old_schema(dialect: Any) -> list[str]:
         statements = []

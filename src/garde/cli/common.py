@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
@@ -14,7 +13,6 @@ from rich.console import Console
 from garde.catalog import Catalog, load_catalog
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 LANGUAGES = ("en", "fr", "nl")
 
@@ -60,13 +58,3 @@ def print_json(data: Any) -> None:
 def console() -> Console:
     # Wide enough that procedure texts stay readable when output goes to a file or a pipe.
     return Console(width=None if sys.stdout.isatty() else 140)
-
-
-def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on uvloop where it is installed (every platform but Windows): the
-    servers and the replayer spend a good part of their CPU in the event loop itself."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return asyncio.run(main)
-    return uvloop.run(main)

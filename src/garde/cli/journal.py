@@ -8,9 +8,7 @@ bar.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import gc
 import getpass
 import json
 import os
@@ -23,14 +21,15 @@ from typing import Any, TypeVar
 import click
 from rich.table import Table
 
-from garde.cli.common import catalog_option, console, json_option, load, print_json, run_loop
+from garde.cli.common import catalog_option, console, json_option, load, print_json
 from garde.errors import UsageError
-from garde.journal.base import FINAL, EntryView, JournalStore, Receipt, RekeyReport, State
+from garde.journal.base import EntryView, JournalStore, Receipt, RekeyReport, State
+from garde.loop import run_loop
 from garde.masking import mask, mask_text
+from garde.storage import JOURNAL
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
-DEFAULT_JOURNAL = "sqlite:///garde-journal.db"
 
 
 def journal_options(function: F) -> F:
@@ -49,9 +48,9 @@ def journal_options(function: F) -> F:
     return click.option(
         "--journal",
         "location",
-        default=DEFAULT_JOURNAL,
+        default=JOURNAL.default,
         show_default=True,
-        envvar="GARDE_JOURNAL",
+        envvar=JOURNAL.env,
         help="sqlite:///path or postgresql://... (env GARDE_JOURNAL).",
     )(function)
 
@@ -74,32 +73,6 @@ def _who(operator: str | None) -> str:
         return f"uid:{os.getuid()}"
 
 
-async def _open(
-    location: str, key_file: str | None, no_encryption: bool, need_key: bool
-) -> JournalStore:
-    from garde.journal.factory import is_postgres, open_journal
-    from garde.journal.sealing import ENV_KEYS, Keyring
-
-    if not is_postgres(location):
-        path = Path(location.removeprefix("sqlite:///"))
-        if not path.exists():
-            raise UsageError(
-                f"no journal at {path}: give --journal (or GARDE_JOURNAL) as the gateway has it"
-            )
-    if key_file or os.environ.get(ENV_KEYS):
-        keyring = Keyring.load(key_file, os.environ)
-    elif no_encryption:
-        keyring = Keyring.clear()
-    elif need_key:
-        raise UsageError(
-            "this needs the journal's keys: give --journal-key-file FILE or set"
-            f" {ENV_KEYS} (or --journal-no-encryption if the journal stores payloads in clear)"
-        )
-    else:
-        keyring = Keyring.none()  # listing needs no key; sealed fields stay sealed
-    return await open_journal(location, keyring)
-
-
 def _run(
     location: str,
     key_file: str | None,
@@ -108,7 +81,9 @@ def _run(
     need_key: bool = False,
 ) -> T:
     async def main() -> T:
-        store = await _open(location, key_file, no_encryption, need_key)
+        from garde.journal.factory import open_for_operator
+
+        store = await open_for_operator(location, key_file, no_encryption, need_key)
         try:
             return await body(store)
         finally:
@@ -490,22 +465,14 @@ def replay(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from garde.gateway.config import load_config
-    from garde.gateway.handler import Gateway
-    from garde.gateway.sender import GatewaySender
-    from garde.gateway.transport import HttpTransport
-    from garde.journal.replayer import Replayer, ReplayPolicy, describer
+    from garde.gateway.replay import ReplayNow, ReplayResult
 
     catalog = load(catalog_source)
     unknown = sorted(set(services) - set(catalog.services))
     if unknown:
         raise UsageError(f"--service {', '.join(unknown)}: not in catalog {catalog.name}")
 
-    async def body(store: JournalStore) -> dict[str, int]:
-        config = load_config(config_file)
-        gateway = Gateway(catalog, HttpTransport(), config, None)
-        sender = GatewaySender(gateway)
-        chosen = set(services) or set(catalog.services)
-        total = sum([await store.depth(s) for s in chosen])
+    async def body(store: JournalStore) -> ReplayResult:
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -514,47 +481,23 @@ def replay(
             console=console(),
             transient=False,
         )
-        bar = progress.add_task("replaying", total=total)
-        settled = {"delivered": 0, "conflict": 0, "expired": 0}
-
-        def on_settled(receipt: Receipt) -> None:
-            if receipt.state in FINAL or receipt.state is State.CONFLICT:
-                progress.advance(bar)
-                key = receipt.state.value if receipt.state.value in settled else "delivered"
-                settled[key] += 1
-
-        replayer = Replayer(
+        now = ReplayNow(
+            catalog,
+            load_config(config_file),
             store,
-            sender,
-            lambda service: service in chosen,
-            describer(catalog),
-            policy=ReplayPolicy(
-                concurrency=concurrency, rate=rate, poll_interval=0.2, honour_backoff=False
-            ),
-            on_settled=on_settled,
+            services,
+            concurrency=concurrency,
+            rate=rate,
+            on_settled=lambda _receipt: progress.advance(bar),
         )
-        give_up = time.monotonic() + timeout
-        # As the gateway does once started: what setup made (modules, catalog, gateway) lives
-        # as long as the command, so the collector stops walking it (the collector's share
-        # of a lab replay's CPU: 4.8-5.6 % -> 3.3-3.5 %, perf, docs/benchmarks.md).
-        gc.freeze()
-        try:
-            with progress:
-                while time.monotonic() < give_up:
-                    await replayer.drain()
-                    if sum([await store.depth(s) for s in chosen]) == 0:
-                        break
-                    # What is left waits out a back-off or the service's Retry-After.
-                    await asyncio.sleep(0.5)
-        finally:
-            await gateway.close()
-        settled["waiting"] = sum([await store.depth(s) for s in chosen])
-        return settled
+        bar = progress.add_task("replaying", total=await now.waiting())
+        with progress:
+            return await now.run(timeout)
 
     result = _run(location, journal_key_file, journal_no_encryption, body, need_key=True)
     click.echo(
-        f"delivered {result['delivered']}, conflicts {result['conflict']}, expired"
-        f" {result['expired']}, still waiting {result['waiting']}"
+        f"delivered {result.delivered}, conflicts {result.conflict}, expired"
+        f" {result.expired}, still waiting {result.waiting}"
     )
-    if result["waiting"]:
+    if result.waiting:
         sys.exit(2)

@@ -21,8 +21,9 @@ import click
 from rich.table import Table
 
 from garde.catalog.durations import parse_duration
-from garde.cli.common import catalog_option, console, json_option, load, print_json, run_loop
+from garde.cli.common import catalog_option, console, json_option, load, print_json
 from garde.errors import LabError, UsageError
+from garde.loop import run_loop
 from garde.masking import mask_text
 
 DEFAULT_CONTROL = "http://127.0.0.1:18000"

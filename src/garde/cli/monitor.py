@@ -17,6 +17,7 @@ import click
 from garde.catalog.durations import DURATION_FORMAT, parse_duration
 from garde.cli.common import catalog_option, console, json_option, load, print_json
 from garde.errors import UsageError
+from garde.storage import MONITOR
 
 if TYPE_CHECKING:
     from garde.catalog import Catalog
@@ -25,16 +26,15 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_PORT = 8490
-DEFAULT_DB = "sqlite:///garde-monitor.sqlite"
 
 
 def db_option(function: F) -> F:
     return click.option(
         "--db",
         "db_url",
-        default=DEFAULT_DB,
+        default=MONITOR.default,
         show_default=True,
-        envvar="GARDE_MONITOR_DB",
+        envvar=MONITOR.env,
         help="sqlite:///PATH or postgresql://USER@HOST/DB[?schema=NAME] (env GARDE_MONITOR_DB).",
     )(function)
 
@@ -197,12 +197,11 @@ def monitor(
     check: bool,
 ) -> None:
     """Probe every service in every data center; serve the status page, API and feeds."""
-    import uvicorn
-
     from garde.monitor.alerts import AppriseChannel, Channel, Notifier, WebhookChannel
     from garde.monitor.service import Monitor
     from garde.monitor.store.base import Retention
     from garde.monitor.web.app import create_app
+    from garde.monitor.web.server import serve
 
     if webhook and not webhook_secret:
         raise UsageError("--webhook needs --webhook-secret so receivers can verify events")
@@ -240,26 +239,14 @@ def monitor(
     )
     app = create_app(mon, admin_token=admin_token, public_url=public_url)
 
-    async def serve() -> None:
-        stop = asyncio.Event()
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
-        running = asyncio.create_task(mon.run(stop))
-        serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.02)
-        if server.started:
-            # With --port 0 the system picks the port: say which, for scripts and tests.
-            bound = server.servers[0].sockets[0].getsockname()[1]
-            click.echo(f"garde monitor: http://{host}:{bound}/ ({len(mon.targets)} targets)")
-        try:
-            await serving
-        finally:
-            stop.set()
-            await running
-            store.close()
+    def listening(bound: int) -> None:
+        # With --port 0 the system picks the port: say which, for scripts and tests.
+        click.echo(f"garde monitor: http://{host}:{bound}/ ({len(mon.targets)} targets)")
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve(mon, app, host, port, on_listening=listening))
+    finally:
+        store.close()
 
 
 @click.command()
@@ -312,7 +299,7 @@ def probe(
 
 
 def _when(ts: float | None) -> str:
-    from garde.monitor.web.views import when
+    from garde.monitor.formats import when
 
     return when(ts) or "–"
 
@@ -344,7 +331,7 @@ def incident() -> None:
 @json_option
 def incident_list(db_url: str, open_only: bool, as_json: bool) -> None:
     """Incidents, newest first."""
-    from garde.monitor.web.views import incident_json
+    from garde.monitor.formats import incident_json
 
     found = _open(db_url).incidents(open_only=open_only)
     if as_json:
@@ -363,7 +350,7 @@ def incident_list(db_url: str, open_only: bool, as_json: bool) -> None:
 @json_option
 def incident_show(incident_id: int, db_url: str, as_json: bool) -> None:
     """One incident with its timeline."""
-    from garde.monitor.web.views import incident_json
+    from garde.monitor.formats import incident_json
 
     found = _open(db_url).incident(incident_id)
     if as_json:
@@ -423,8 +410,8 @@ def maintenance_add(
     until: str | None,
 ) -> None:
     """Plan a maintenance window (one-off, or recurring with --rrule)."""
+    from garde.monitor.formats import parse_time
     from garde.monitor.maintenance import check_rrule, check_scope
-    from garde.monitor.web.app import parse_time
 
     catalog = load(catalog_source)
     check_scope(scope, {sid: list(s.endpoints) for sid, s in catalog.services.items()})
@@ -450,24 +437,11 @@ def maintenance_add(
 @json_option
 def maintenance_list(db_url: str, as_json: bool) -> None:
     """Maintenance windows, cancelled ones left out."""
+    from garde.monitor.formats import maintenance_json
+
     windows = _open(db_url).maintenances()
     if as_json:
-        print_json(
-            {
-                "maintenance": [
-                    {
-                        "id": w.id,
-                        "title": w.title,
-                        "scope": list(w.scope),
-                        "starts_at": w.starts_at,
-                        "ends_at": w.ends_at,
-                        "rrule": w.rrule,
-                        "until": w.until,
-                    }
-                    for w in windows
-                ]
-            }
-        )
+        print_json({"maintenance": [maintenance_json(w) for w in windows]})
         return
     if not windows:
         console().print("no maintenance planned")
@@ -520,8 +494,8 @@ def sla(catalog_source: str, db_url: str, month: str, fmt: str, as_json: bool) -
         return
     from rich.table import Table
 
+    from garde.monitor.formats import when
     from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED, duration
-    from garde.monitor.web.views import when
 
     running = "" if report.complete else ", month in progress"
     table = Table(

@@ -19,10 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from garde.errors import EntryNotFound, JournalError, RequestRejected
 from garde.gateway.backlog import gauges as backlog_gauges
+from garde.gateway.board import MODES, Snapshot, worst_mode
 from garde.gateway.events import mode_event
 from garde.gateway.metrics import Metrics
 from garde.gateway.wire import Reply, Request
-from garde.gateway.workers import MODES, Snapshot, worst_mode
 from garde.journal.base import Backlog
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class Admin:
         return Reply(200, headers, body)
 
     def snapshot(self) -> Snapshot:
-        """What this worker shares with the others (see ``workers.py``)."""
+        """What this worker shares with the others (see ``board.py``)."""
         gateway = self.gateway
         for sync in gateway.syncs:
             sync()

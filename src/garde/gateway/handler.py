@@ -14,6 +14,7 @@ from typing import Protocol as Interface
 
 from garde.catalog.model import Catalog, Continuity, Kind, Protocol
 from garde.errors import RequestRejected, TokenUnavailable, UpstreamUnavailable
+from garde.gateway.board import WorkerBoard
 from garde.gateway.budget import RetryBudget
 from garde.gateway.cache import StaleCache
 from garde.gateway.callers import CallerTokens, sighted
@@ -43,7 +44,6 @@ from garde.gateway.tokens import (
 from garde.gateway.transport import Headers, Transport
 from garde.gateway.upstreams import ServiceUpstreams
 from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP, Reply, Request
-from garde.gateway.workers import WorkerBoard
 from garde.journal.base import Journal, JournalStore
 
 log = logging.getLogger("garde.gateway")

@@ -15,16 +15,16 @@ from garde.catalog.model import Catalog
 from garde.gateway.admin import Admin
 from garde.gateway.app import GatewayServer
 from garde.gateway.backlog import RPO_CHECK_INTERVAL, RpoWatch
+from garde.gateway.board import WorkerBoard
 from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
 from garde.gateway.health import HealthChecker
 from garde.gateway.modefeed import ModeFeedFollower
-from garde.gateway.sender import GatewaySender
+from garde.gateway.replay import journal_replayer
 from garde.gateway.transport import HttpTransport, Transport
 from garde.gateway.upstreams import Mode, ServiceUpstreams
-from garde.gateway.workers import WorkerBoard
 from garde.journal.base import Journal, JournalStore
-from garde.journal.replayer import Replayer, ReplayPolicy, describer
+from garde.journal.replayer import Replayer, ReplayPolicy
 
 log = logging.getLogger("garde.gateway")
 
@@ -67,14 +67,12 @@ class RunningGateway:
         self.reuse_port = reuse_port
         self.port = 0
         self._token_check = asyncio.Event()
-        self.sender = GatewaySender(self.gateway, on_needs_token=self._token_check.set)
         self.replayer: Replayer | None = None
         self._replaying: asyncio.Task[None] | None = None
         if isinstance(journal, JournalStore) and replays:
-            # The journal is drained by this gateway's own upstream side: fresh tokens, the
-            # same data-center choice and breakers as live traffic.
-            self.replayer = Replayer(
-                journal, self.sender, self.sender.ready, describer(catalog), policy=replay
+            # The journal is drained by this gateway's own upstream side (replay.py).
+            self.replayer = journal_replayer(
+                self.gateway, journal, policy=replay, on_needs_token=self._token_check.set
             )
             self.gateway.events.listeners.append(self._mode_changed)
             self.gateway.policy.on_journaled = self.replayer.poke
@@ -109,7 +107,7 @@ class RunningGateway:
         return self
 
     async def _publish(self) -> None:
-        """Keep this worker's snapshot fresh on the board (see ``workers.py``)."""
+        """Keep this worker's snapshot fresh on the board (see ``board.py``)."""
         board = self.gateway.board
         assert board is not None
         while True:

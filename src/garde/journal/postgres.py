@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,13 +22,13 @@ from garde.journal import ops
 from garde.journal.records import INSERT_COLUMNS, Row
 from garde.journal.sealing import Keyring
 from garde.journal.store import Clock, StoreBase
+from garde.storage import JOURNAL, POSTGRES, check_schema
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
 T = TypeVar("T")
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 SCHEMA_VERSION = b"2"
 """Bump with every change to ``SCHEMA``: a journal at this version runs no DDL at start."""
@@ -82,18 +81,13 @@ CREATE TABLE IF NOT EXISTS {s}.audit (
 
 
 class _Tx:
-    """``ops.Tx`` over a psycopg connection: ``?`` becomes ``%s``."""
-
-    _cache: dict[str, str] = {}  # noqa: RUF012 (a cache of translated statements)
+    """``ops.Tx`` over a psycopg connection: ``?`` becomes ``%s`` (``storage.POSTGRES``)."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
 
     def _sql(self, query: str) -> str:
-        found = self._cache.get(query)
-        if found is None:
-            found = self._cache[query] = query.replace("%", "%%").replace("?", "%s")
-        return found
+        return POSTGRES.sql(query)
 
     def rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self.conn.execute(self._sql(query), params)
@@ -168,13 +162,8 @@ class PostgresJournal(StoreBase):
         connect_timeout: float = 5.0,
     ) -> None:
         super().__init__(keyring, clock)
-        if not _SCHEMA_NAME.match(schema):
-            raise UsageError(
-                f"journal schema {schema!r} is not a plain name: use lowercase letters,"
-                " digits and _"
-            )
         self.conninfo = conninfo
-        self.schema = schema
+        self.schema = check_schema(schema, JOURNAL)
         self.min_size = min_size
         self.max_size = max_size
         self.connect_timeout = connect_timeout

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
-
 from garde.monitor.store.base import (
     Aggregate,
     Incident,
@@ -14,6 +12,7 @@ from garde.monitor.store.base import (
     Retention,
     Store,
 )
+from garde.storage import MONITOR, PostgresUrl, parse_url
 
 __all__ = [
     "Aggregate",
@@ -27,28 +26,15 @@ __all__ = [
     "open_store",
 ]
 
-DEFAULT_DB = "sqlite:///garde-monitor.sqlite"
-
 
 def open_store(url: str) -> Store:
-    """``sqlite:///path``, a plain file path, or ``postgresql://...[?schema=NAME]``."""
-    if url.startswith(("postgresql://", "postgres://")):
+    """``sqlite:///path``, a plain file path, or ``postgresql://...[?schema=NAME]`` (the
+    syntax of ``garde.storage``, shared with the journal)."""
+    location = parse_url(url, MONITOR)
+    if isinstance(location, PostgresUrl):
         from garde.monitor.store.postgres import PostgresStore
 
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        schema = query.pop("schema", [None])[0]
-        rest = "&".join(f"{k}={v[0]}" for k, v in query.items())
-        clean = parts._replace(query=rest).geturl()
-        return PostgresStore(clean, schema=schema)
+        return PostgresStore(location.conninfo, schema=location.schema)
     from garde.monitor.store.sqlite import SqliteStore
 
-    if url.startswith("sqlite:///"):
-        return SqliteStore(url[len("sqlite:///") :])
-    if "://" in url:
-        from garde.errors import UsageError
-
-        raise UsageError(
-            f"unknown database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
-        )
-    return SqliteStore(url)
+    return SqliteStore(location.path)

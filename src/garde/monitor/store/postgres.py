@@ -5,12 +5,9 @@
 
 from __future__ import annotations
 
-import re
-
 from garde.errors import StoreUnavailable, UsageError
-from garde.monitor.store.sql import POSTGRES, SqlStore
-
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+from garde.monitor.store.sql import SqlStore
+from garde.storage import MONITOR, POSTGRES, check_schema, redact
 
 
 class PostgresStore(SqlStore):
@@ -19,9 +16,7 @@ class PostgresStore(SqlStore):
             import psycopg
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise UsageError("PostgreSQL needs psycopg: pip install 'garde[postgres]'") from exc
-        if schema is not None and not _SCHEMA.match(schema):
-            raise UsageError(f"invalid schema name {schema!r}: use lowercase letters, digits, _")
-        self.schema = schema
+        self.schema = None if schema is None else check_schema(schema, MONITOR)
         try:
             connection = psycopg.connect(url, connect_timeout=10)
             if schema is not None:
@@ -34,10 +29,10 @@ class PostgresStore(SqlStore):
                 reader.execute(f"SET search_path TO {schema}")
         except psycopg.Error as exc:
             raise StoreUnavailable(
-                f"cannot connect to PostgreSQL ({_safe(url)}): {exc}; check the URL, that the"
+                f"cannot connect to PostgreSQL ({redact(url)}): {exc}; check the URL, that the"
                 " server runs and accepts this user"
             ) from exc
-        super().__init__(connection, POSTGRES, (psycopg.Error,), _safe(url), reader)
+        super().__init__(connection, POSTGRES, (psycopg.Error,), redact(url), reader)
 
     def drop_schema(self) -> None:
         """Remove this store's schema and everything in it (tests, decommissioning)."""
@@ -45,8 +40,3 @@ class PostgresStore(SqlStore):
             raise UsageError("drop_schema needs a store opened with a schema")
         with self._tx() as cur:
             cur.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, fit for a message."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)

@@ -15,7 +15,6 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from garde.errors import NotFound, StoreUnavailable
@@ -32,6 +31,7 @@ from garde.monitor.store.base import (
     Summary,
 )
 from garde.monitor.store.migrations import upgrade
+from garde.storage import Dialect
 
 _H = [f"h{i}" for i in range(BUCKETS)]
 _AGG_COLUMNS = [
@@ -47,19 +47,6 @@ _AGG_COLUMNS = [
     "observed",
     *_H,
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    placeholder: str
-    id_column: str
-    real: str
-    greatest: str
-    without_rowid: str
-
-
-SQLITE = Dialect("?", "INTEGER PRIMARY KEY", "REAL", "MAX", " WITHOUT ROWID")
-POSTGRES = Dialect("%s", "BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION", "GREATEST", "")
 
 
 def schema(d: Dialect) -> list[str]:
@@ -118,7 +105,7 @@ class SqlStore:
         with self._tx() as cur:
             for statement in schema(dialect):
                 cur.execute(statement)
-            upgrade(cur, dialect is POSTGRES, self._sql)
+            upgrade(cur, dialect.name == "postgres", self._sql)
         cols = ", ".join(_AGG_COLUMNS)
         sums = ", ".join(
             f"{c} = aggregates.{c} + excluded.{c}"
@@ -131,7 +118,7 @@ class SqlStore:
         )
 
     def _sql(self, text: str) -> str:
-        return text if self._d.placeholder == "?" else text.replace("?", self._d.placeholder)
+        return self._d.sql(text)
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:

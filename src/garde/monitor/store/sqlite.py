@@ -6,7 +6,8 @@ import sqlite3
 from pathlib import Path
 
 from garde.errors import StoreUnavailable
-from garde.monitor.store.sql import SQLITE, SqlStore
+from garde.monitor.store.sql import SqlStore
+from garde.storage import SQLITE
 from garde.walmode import enter_wal
 
 

@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from garde.errors import GardeError, UsageError
 from garde.monitor.feeds import atom_feed, mode_feed
+from garde.monitor.formats import incident_json, maintenance_json, parse_time, when
 from garde.monitor.history import SERVICE_PREFIX, combine
 from garde.monitor.maintenance import check_rrule, check_scope
 from garde.monitor.metrics import render_metrics
@@ -34,7 +34,7 @@ from garde.monitor.service import Monitor
 from garde.monitor.sla import SlaReport, sla_csv, sla_json, sla_report
 from garde.monitor.store.base import Resolution
 from garde.monitor.web.i18n import labels, pick_language, span
-from garde.monitor.web.views import History, incident_json, status_json, status_page, when
+from garde.monitor.web.views import History, status_json, status_page
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_PUSH_RESULTS = 10_000
@@ -437,22 +437,6 @@ def _bearer_ok(request: Request, token: str) -> bool:
     return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())
 
 
-def parse_time(value: object, what: str) -> float:
-    """RFC 3339 / ISO 8601 text (UTC when no offset) or Unix seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return parsed.timestamp()
-    raise UsageError(f"{what}: expected an ISO 8601 time like 2026-01-31T22:00:00Z, got {value!r}")
-
-
 def add_maintenance(monitor: Monitor, data: dict[str, Any]) -> Any:
     """Validate a maintenance window fully before storing anything."""
     title = str(data.get("title") or "").strip()
@@ -483,16 +467,7 @@ def add_maintenance(monitor: Monitor, data: dict[str, Any]) -> Any:
 
 
 def _window_json(window: Any) -> dict[str, Any]:
-    return {
-        "id": window.id,
-        "title": window.title,
-        "scope": list(window.scope),
-        "starts_at": window.starts_at,
-        "ends_at": window.ends_at,
-        "rrule": window.rrule,
-        "until": window.until,
-        "cancelled": window.cancelled,
-    }
+    return {**maintenance_json(window), "cancelled": window.cancelled}
 
 
 def _target_json(target: Any) -> dict[str, Any]:

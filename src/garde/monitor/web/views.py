@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from garde.catalog.impact import Status
 from garde.catalog.model import Catalog
+from garde.monitor.formats import when
 from garde.monitor.maintenance import Calendar
 from garde.monitor.observed import Observed, row_seconds
 from garde.monitor.state import ServiceStatus, Snapshot
@@ -22,12 +22,6 @@ BAR_DAYS = 90
 SPARK_HOURS = 48
 FULL = 0.995
 """Coverage from which a figure is shown without saying how much was observed."""
-
-
-def when(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @dataclass
@@ -317,31 +311,4 @@ def status_json(catalog: Catalog, snap: Snapshot, language: str) -> dict[str, An
             for tid, v in snap.targets.items()
         },
         "impact": snap.impact(catalog, language).as_json(),
-    }
-
-
-def incident_json(incident: Incident) -> dict[str, Any]:
-    return {
-        "id": incident.id,
-        "service": incident.service,
-        "title": incident.title,
-        "severity": incident.severity,
-        "state": incident.state.value,
-        "worst_status": incident.worst_status,
-        "started_at": incident.started_at,
-        "resolved_at": incident.resolved_at,
-        "impacted": list(incident.impacted),
-        "groups": list(incident.groups),
-        "in_maintenance": incident.in_maintenance,
-        "updates": [
-            {
-                "id": u.id,
-                "at": u.at,
-                "kind": u.kind,
-                "status": u.status,
-                "message": u.message,
-                "author": u.author,
-            }
-            for u in incident.updates
-        ],
     }
