@@ -5,11 +5,10 @@ The file is read with the catalog loader's YAML reader and checked with pydantic
 against its catalog (``garde.drill.checks``), so that every problem is reported at once with
 its file, line and key. Built-in scenarios live in ``garde/drill/scenarios/*.yaml``.
 
-Two clocks: the **timeline** (``duration``, ``at``, ``for``, ``period``) and ``rto`` are on
-the scenario's clock, compressed by ``time_scale``; per-request values (``rate``,
-``think_time``, ``latency``, ``jitter``, ``bandwidth``) and garde's own reaction times
-(``detection``, ``failover``, ``drain``) are real time, because probes, timeouts and replay
-do not run faster in a drill.
+Two clocks: the **timeline** (``duration``, ``at``, ``for``, ``period``) is on the
+scenario's clock, compressed by ``time_scale``; everything else (``rate``, ``think_time``,
+``latency``, ``jitter``, ``bandwidth`` and every expectation) is real time, because requests,
+probes, timeouts and replay do not run faster in a drill.
 """
 
 from __future__ import annotations
