@@ -111,6 +111,30 @@ class FaultEntry(_Strict):
     bandwidth: int | None = Field(None, ge=1)
     period: Positive | None = None
 
+    def targets(self, catalog: Catalog) -> list[tuple[str, str]]:
+        """The (service, data center) pairs a lab fault hits, ``all`` expanded; none for the
+        process kinds."""
+        if self.kind not in LAB_KINDS:
+            return []
+        services = catalog.services.values() if self.service == "all" else []
+        if self.service in catalog.services:
+            services = [catalog.services[self.service]]
+        return [(s.id, dc) for s in services for dc in s.endpoints if self.dc in ("all", dc)]
+
+    def lab_options(self, time_scale: float) -> dict[str, Any]:
+        """The options as the lab's fault API takes them (``garde.lab.faults.make_fault``),
+        in real time: ``for`` and ``period`` compressed by ``time_scale``."""
+        from garde.lab.faults import OPTIONS, FaultKind
+
+        options: dict[str, Any] = {}
+        for name in OPTIONS[FaultKind(self.kind)]:
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = value / time_scale if name == "period" else value
+        if self.for_ is not None:
+            options["for"] = self.for_ / time_scale
+        return options
+
 
 class Rto(_Strict):
     services: dict[str, Duration] = Field(default_factory=dict)
