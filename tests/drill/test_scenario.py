@@ -261,3 +261,36 @@ def test_a_broken_catalog_is_named_at_the_catalog_key(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_mapping_is_one_problem() -> None:
     found = problems_of("- just\n- a list\n")
     assert len(found) == 1 and "a scenario is a YAML mapping" in found[0]
+
+
+DRILLS_MD = Path(__file__).resolve().parents[2] / "docs" / "drills.md"
+
+
+def test_the_complete_example_of_docs_drills_is_valid() -> None:
+    """The example a reader copies from docs/drills.md passes the checker."""
+    text = DRILLS_MD.read_text(encoding="utf-8")
+    example = text.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
+    checked = parse_scenario(example, "docs/drills.md")
+    assert checked.scenario.gateway_count == 5
+
+
+def test_every_scenario_key_and_built_in_is_documented() -> None:
+    """A key of the format or a built-in missing from docs/drills.md fails the build."""
+    from pydantic import BaseModel
+
+    from garde.drill import scenario
+
+    text = DRILLS_MD.read_text(encoding="utf-8")
+    missing = []
+    for cls in vars(scenario).values():
+        if (
+            isinstance(cls, type)
+            and issubclass(cls, BaseModel)
+            and cls.__module__ == scenario.__name__
+        ):
+            for name, info in cls.model_fields.items():
+                if f"`{info.alias or name}`" not in text:
+                    missing.append(f"{cls.__name__}.{info.alias or name}")
+    missing.extend(f"scenario {n}" for n in builtin_names() if f"`{n}`" not in text)
+    missing.extend(f"kind {k}" for k in scenario.KINDS if f"`{k}`" not in text)
+    assert not missing, f"document these in docs/drills.md: {missing}"

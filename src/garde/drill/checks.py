@@ -238,7 +238,8 @@ def _window(
                 f"shorten it to at most {format_duration(duration - at)}, or lengthen duration",
             )
         ]
-    if length is not None and scale is not None and length / scale < MIN_REAL:
+    lab = entry.get("kind") in LAB_KINDS
+    if lab and length is not None and scale is not None and length / scale < MIN_REAL:
         return [
             reader.problem(
                 (*path, "for"),
