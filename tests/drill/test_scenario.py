@@ -294,3 +294,15 @@ def test_every_scenario_key_and_built_in_is_documented() -> None:
     missing.extend(f"scenario {n}" for n in builtin_names() if f"`{n}`" not in text)
     missing.extend(f"kind {k}" for k in scenario.KINDS if f"`{k}`" not in text)
     assert not missing, f"document these in docs/drills.md: {missing}"
+
+
+def test_a_wrong_option_value_is_reported_once() -> None:
+    found = problems_of(
+        minimal(
+            timeline="  - {at: 1m, for: 1m, service: sts, dc: dc1, kind: errors, rate: half}\n"
+            "  - {at: 1m, for: 1m, service: sts, dc: dc2, kind: errors, status: 404}\n"
+        )
+    )
+    assert len(found) == 2, found
+    assert "timeline[0].rate" in found[0]
+    assert "timeline[1].status" in found[1] and "500" in found[1]

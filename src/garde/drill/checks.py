@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from garde.catalog import BUILTIN, Catalog, Continuity, load_catalog
 from garde.catalog.durations import format_duration, parse_duration
 from garde.catalog.load import NodeReader, Path_, unknown_name
-from garde.drill.scenario import KINDS, LAB_KINDS
+from garde.drill.scenario import KINDS, LAB_KINDS, FaultEntry
 from garde.errors import CatalogError, Problem, UsageError
 from garde.lab.faults import OPTIONS, FaultKind, make_fault
 
@@ -175,7 +177,7 @@ def _timeline(
         if kind in LAB_KINDS:
             targets, found = _targets(entry, path, catalog, reader)
             problems.extend(found)
-            if not found and all(key in entry for key in REQUIRED.get(kind, ())):
+            if not found and _well_typed(entry) and all(k in entry for k in REQUIRED.get(kind, ())):
                 problems.extend(_lab_accepts(entry, path, kind, reader, scale))
             if targets and at is not None and duration is not None:
                 end = at + (length if length is not None else max(duration - at, 0))
@@ -289,6 +291,15 @@ def _targets(
             )
     targets = {(s.id, d) for s in services for d in s.endpoints if dc in ("all", d)}
     return targets, problems
+
+
+def _well_typed(entry: dict[str, Any]) -> bool:
+    """Whether the entry passes the schema; if not, the schema has said what is wrong."""
+    try:
+        FaultEntry.model_validate(entry)
+    except ValidationError:
+        return False
+    return True
 
 
 def _lab_accepts(
