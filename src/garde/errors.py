@@ -8,7 +8,7 @@ its dependencies (yaml, sqlite3, psycopg, lxml...) at its boundary.
     │   ├── CatalogSyntaxError       YAML that does not parse
     │   └── CatalogInvalid           parses, but breaks the schema or its references
     ├── UsageError                   a command or argument the user can correct
-    │   ├── SettingsInvalid          a settings file (probe settings) with problems, located
+    │   ├── SettingsInvalid          a settings or scenario file with problems, located
     │   ├── RequestRejected          an HTTP request the gateway refuses to forward (4xx)
     │   └── MalformedMessage         XML/SOAP that is malformed, unsafe (DTD, entities) or wrong
     │       └── MessageTooLarge      a body over the size limit

@@ -14,6 +14,7 @@ import click
 from garde import __version__
 from garde.cli.catalog import catalog
 from garde.cli.demo import demo
+from garde.cli.drill import drill
 from garde.cli.gateway import gateway
 from garde.cli.journal import journal
 from garde.cli.lab import lab
@@ -29,6 +30,7 @@ def cli() -> None:
 
 cli.add_command(catalog)
 cli.add_command(demo)
+cli.add_command(drill)
 for _command in MONITOR_COMMANDS:
     cli.add_command(_command)
 cli.add_command(gateway)
