@@ -330,7 +330,7 @@ def _deliveries(
     a token, the catalog's ordering key: the RID): for each prescription in turn, delivered,
     undelivered, delivered again... so the lab itself refuses any write out of order. Also
     the expected order of idempotency keys per RID."""
-    from garde.gateway.soapxml import parse_envelope, without_security
+    from garde.soap import parse_envelope, without_security
 
     work: list[Submission] = []
     expected: dict[str, list[str]] = defaultdict(list)

@@ -34,14 +34,14 @@ def test_missing_header_means_no_token() -> None:
     assert soap.parse_envelope(_request()).token is None
 
 
-def test_with_token_replaces_and_without_token_strips() -> None:
+def test_with_token_replaces_and_without_security_strips() -> None:
     signed = soap.with_token(_request("old"), "new")
     assert soap.parse_envelope(signed).token == "new"
     assert signed.count(b"BinarySecurityToken") == 2  # one element: open and close tags
-    bare = soap.without_token(signed)
+    bare = soap.without_security(signed)
     envelope = soap.parse_envelope(bare)
     assert envelope.token is None
-    assert envelope.header is None
+    assert envelope.header is not None and len(envelope.header) == 0  # as journaled
     assert envelope.payload_qname == qn(RECIPE, "GetPrescriptionRequest")
 
 
@@ -89,7 +89,7 @@ def test_oversize_is_refused_before_parsing() -> None:
 )
 def test_bad_envelopes_say_what_is_wrong(data: bytes, message: str) -> None:
     with pytest.raises(MalformedMessage, match=message):
-        soap.parse_envelope(data)
+        soap.parse_envelope(data, soap12=False)
 
 
 @given(st.binary(max_size=300))
@@ -148,3 +148,83 @@ def test_token_request_and_response_contract() -> None:
 def test_any_doctype_is_refused(doctype: bytes) -> None:
     with pytest.raises(MalformedMessage, match="DTD"):
         soap.parse_xml(doctype + b"<a/>")
+
+
+SOAP12_FAULT = (
+    b'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body><e:Fault>'
+    b"<e:Code><e:Value>e:Sender</e:Value></e:Code><e:Reason><e:Text>no</e:Text></e:Reason>"
+    b"</e:Fault></e:Body></e:Envelope>"
+)
+
+
+def test_soap12_is_read_unless_refused_and_its_fault_too() -> None:
+    """The gateway passes SOAP 1.2 on (and reads its faults); the lab's services refuse it."""
+    envelope = soap.parse_envelope(SOAP12_FAULT)
+    assert envelope.soap_namespace == soap.SOAP12_ENV_NS
+    fault = soap.read_fault(SOAP12_FAULT)
+    assert fault is not None
+    assert (fault.raw_code, fault.local, fault.string) == ("e:Sender", "Sender", "no")
+    assert fault.is_client
+    with pytest.raises(MalformedMessage, match=r"SOAP 1\.2"):
+        soap.parse_envelope(SOAP12_FAULT, soap12=False)
+
+
+def test_read_fault_is_none_for_answers_that_are_not_faults() -> None:
+    assert soap.read_fault(_request()) is None
+    assert soap.read_fault(b"<Fault>not soap</Fault>") is None
+    assert soap.read_fault(b"Fault, and not even XML") is None
+
+
+def test_a_token_added_to_a_parsed_envelope_is_stripped_from_it_again() -> None:
+    """The header with_token adds is the envelope's from then on: a write that fails after
+    the token was attached is journaled without it."""
+    envelope = soap.parse_envelope(_request())
+    assert envelope.header is None
+    assert b"tok-9" in soap.with_token(envelope, "tok-9")
+    assert envelope.header is not None
+    assert b"tok-9" not in soap.without_security(envelope)
+
+
+def test_rewrites_change_nothing_but_the_security_header() -> None:
+    """Comments and processing instructions are kept: the gateway forwards what it rewrites."""
+    data = _request().replace(b"<soap:Body>", b"<soap:Body><!-- kept --><?pi kept?>")
+    signed = soap.with_token(data, "t")
+    assert b"<!-- kept --><?pi kept?>" in signed
+    assert b"<!-- kept -->" in soap.without_security(signed)
+    assert soap.parse_envelope(data).payload_qname == qn(RECIPE, "GetPrescriptionRequest")
+
+
+def test_the_caller_security_header_is_read_without_lxml_outside_the_stack() -> None:
+    security = (
+        f'<wsse:Security xmlns:wsse="{soap.WSSE_NS}" xmlns:wsu="{soap.WSU_NS}">'
+        "<wsu:Timestamp><wsu:Expires>2026-01-27T10:00:00Z</wsu:Expires></wsu:Timestamp>"
+        "<wsse:BinarySecurityToken> a.b </wsse:BinarySecurityToken></wsse:Security>"
+    ).encode()
+    envelope = soap.parse_envelope(soap.with_security(_request(), security))
+    header = soap.security_of(envelope)
+    assert header is not None
+    assert not header.signed
+    assert header.expires == "2026-01-27T10:00:00Z"
+    assert list(header.binary_tokens()) == ["a.b"]
+    assert list(header.assertions()) == []
+    assert soap.parse_xml(header.serialize()).tag == qn(soap.WSSE_NS, "Security")
+    assert soap.security_of(soap.parse_envelope(_request())) is None
+
+
+def test_with_security_takes_only_a_security_element() -> None:
+    with pytest.raises(MalformedMessage, match="wsse:Security"):
+        soap.with_security(_request(), b"<a/>")
+
+
+def test_an_issued_token_window_is_utc() -> None:
+    issued = soap.IssuedToken("T", "2026-01-27T09:00:00Z", "2026-01-27T10:00:00")
+    assert issued.window() == (1769504400.0, 1769508000.0)
+    with pytest.raises(MalformedMessage, match="not an ISO 8601 time"):
+        soap.IssuedToken("T", "soon", "later").window()
+
+
+def test_a_key_rule_xpath_that_does_not_compile_says_so() -> None:
+    from garde.errors import UsageError
+
+    with pytest.raises(UsageError, match="does not compile"):
+        soap.XPathKey("//r:Rid[", {"r": RECIPE})

@@ -9,9 +9,11 @@ its dependencies (yaml, sqlite3, psycopg, lxml...) at its boundary.
     │   └── CatalogInvalid           parses, but breaks the schema or its references
     ├── UsageError                   a command or argument the user can correct
     │   ├── SettingsInvalid          a settings or scenario file with problems, located
-    │   ├── RequestRejected          an HTTP request the gateway refuses to forward (4xx)
-    │   └── MalformedMessage         XML/SOAP that is malformed, unsafe (DTD, entities) or wrong
-    │       └── MessageTooLarge      a body over the size limit
+    │   └── RequestRejected          an HTTP request the gateway refuses to forward (4xx)
+    │       └── MalformedMessage     XML/SOAP that is malformed, unsafe (DTD, entities) or wrong:
+    │           │                    the one error of ``garde.soap``, wherever a message is read
+    │           ├── MessageTooLarge  a body over the size limit (413)
+    │           └── UnsupportedEncoding  a body not in UTF-8 (415)
     ├── UpstreamError                a service of the chain did not answer usefully
     │   ├── UpstreamUnavailable      no data center could be reached
     │   │   └── TokenUnavailable     no STS token could be obtained for an identity
@@ -110,14 +112,30 @@ class RequestRejected(UsageError):
         self.status = status
 
 
-class MalformedMessage(UsageError):
-    """An XML or SOAP message that does not parse, is unsafe (DTD, entities) or is not SOAP."""
+class MalformedMessage(RequestRejected):
+    """An XML or SOAP message that does not parse, is unsafe (DTD, entities) or is not SOAP.
+
+    The only error ``garde.soap`` raises about a message, for a request as for an answer: a
+    request is refused with ``status`` (the gateway and the lab answer it), an answer is
+    translated by its reader (an unusable STS answer is an ``UpstreamError``).
+    """
+
+    status = 400
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(type(self).status if status is None else status, message)
 
 
 class MessageTooLarge(MalformedMessage):
     """A message over the size limit; refused before any parsing."""
 
     status = 413
+
+
+class UnsupportedEncoding(MalformedMessage):
+    """A message not in UTF-8: a document type declaration could pass unseen in another."""
+
+    status = 415
 
 
 class UpstreamError(GardeError):

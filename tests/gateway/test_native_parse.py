@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from garde.errors import RequestRejected
 from garde.gateway import native
-from garde.gateway.soapxml import check_envelope, first_body_child
 from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP
+from garde.soap import check_envelope, first_body_child
 
 if not native.available():
     if os.environ.get("CI"):

@@ -299,3 +299,13 @@ def test_the_lab_own_origin_and_plain_clients_are_served(lab: Lab) -> None:
     assert code == 201
     code, answer = _control(lab, "GET", "/status", None, {})
     assert code == 200
+
+
+def test_a_body_not_in_utf8_gets_a_415_client_fault(lab: Lab) -> None:
+    """The lab refuses what the gateway refuses: one parser, one policy (UTF-8 only)."""
+    body = (
+        '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>'
+    ).encode("utf-16")
+    got, answer = _raw(lab, body)
+    assert got == 415
+    assert "UTF-8" in _client_fault(answer)

@@ -271,3 +271,15 @@ def test_sts_refuses_empty_identity_or_credential(
     client: Client, fields: dict[str, str], code: str
 ) -> None:
     assert client.call("sts", "requestSecurityToken", fields, token=None).business() == code
+
+
+def test_a_value_split_by_a_comment_reads_whole() -> None:
+    """The one parser keeps comments (the gateway forwards them): the lab reads past them."""
+    from garde import soap
+    from garde.lab.schema import f, parse_fields
+
+    ns = "urn:x"
+    element = soap.parse_xml(
+        f'<x:R xmlns:x="{ns}"><x:Rid>BEP<!-- c -->0A<?p?>B</x:Rid></x:R>'.encode()
+    )
+    assert parse_fields(element, (f("Rid"),), ns) == {"Rid": "BEP0AB"}

@@ -171,14 +171,8 @@ def test_synthetic_sts_token_then_call() -> None:
         body = await request.read()
         assert b"RequestSecurityTokenRequest" in body
         assert b"<sts:Identity>" in body
-        until = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
-        return xml(
-            soap(
-                f'<sts:RequestSecurityTokenResponse xmlns:sts="{STS_NS}">'
-                f"<sts:Token>{issued}</sts:Token><sts:NotOnOrAfter>{until}"
-                "</sts:NotOnOrAfter></sts:RequestSecurityTokenResponse>"
-            )
-        )
+        now = dt.datetime.now(dt.UTC)
+        return xml(_sts_answer(issued, now, now + dt.timedelta(hours=1)))
 
     async def service(request: web.Request) -> web.Response:
         body = await request.text()
@@ -205,6 +199,44 @@ def test_synthetic_sts_token_then_call() -> None:
     assert first.ok, first.error
     assert second.ok
     assert calls["sts"] == 1, "the token is reused while more than half its validity is left"
+
+
+def _sts_answer(token: str, start: dt.datetime | None, end: dt.datetime) -> str:
+    not_before = f"<sts:NotBefore>{start.isoformat()}</sts:NotBefore>" if start else ""
+    return soap(
+        f'<sts:RequestSecurityTokenResponse xmlns:sts="{STS_NS}"><sts:Token>{token}</sts:Token>'
+        f"{not_before}<sts:NotOnOrAfter>{end.isoformat()}</sts:NotOnOrAfter>"
+        "</sts:RequestSecurityTokenResponse>"
+    )
+
+
+def test_an_sts_answer_without_its_validity_fails_the_step_saying_so() -> None:
+    """The STS contract's answer has Token, NotBefore and NotOnOrAfter: one without is the
+    STS's failure (the gateway could not use it either), not a token to call with."""
+
+    async def sts(request: web.Request) -> web.Response:
+        return xml(_sts_answer("tok", None, dt.datetime.now(dt.UTC)))
+
+    async def main() -> ProbeResult:
+        async with serve({"/sts": sts, "/svc": ok_handler}) as base:
+            target = Target(
+                id="svc@dc1",
+                service="svc",
+                dc="dc1",
+                url=base + "/svc",
+                kind=Kind.SOAP,
+                method="POST",
+                body=b"<Ping/>",
+                token=TokenStep(base + "/sts", "m", "s"),
+            )
+            async with Prober() as p:
+                return await p.probe(target)
+
+    result = asyncio.run(main())
+    assert not result.ok
+    assert result.error == (
+        "STS step failed: the STS answer lacks Token, NotBefore or NotOnOrAfter"
+    )
 
 
 def test_synthetic_step_failure_names_the_sts() -> None:

@@ -24,40 +24,22 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
-
-from lxml import etree
 
 from garde.errors import JournalError
-from garde.gateway.soapxml import WSSE, Envelope
 from garde.journal.base import CallerToken, JournalStore
+from garde.soap import Envelope, SecurityHeader, security_of, utc_instant
 
 log = logging.getLogger("garde.gateway")
 
-WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
-DSIG = "http://www.w3.org/2000/09/xmldsig#"
-SAML1 = "urn:oasis:names:tc:SAML:1.0:assertion"
-SAML2 = "urn:oasis:names:tc:SAML:2.0:assertion"
-TOKEN_ELEMENTS = (
-    f"{{{WSSE}}}BinarySecurityToken",
-    f"{{{SAML1}}}Assertion",
-    f"{{{SAML2}}}Assertion",
-)
 SHELF_SIZE = 10_000
 """Subjects whose freshest token is kept in memory (one pharmacy has a handful; a hospital's
 gateway some hundreds)."""
 
+__all__ = ["SHELF_SIZE", "CallerTokens", "CannotJournal", "caller_token", "security_of", "sighted"]
+
 
 class CannotJournal(Exception):
     """The caller's security header would not let the write be delivered later."""
-
-
-def security_of(envelope: Envelope) -> etree._Element | None:
-    """The envelope's ``wsse:Security`` header block, if it has one."""
-    header = envelope.root.find(f"{{{envelope.soap_namespace}}}Header")
-    if header is None:
-        return None
-    return header.find(f"{{{WSSE}}}Security")
 
 
 def caller_token(envelope: Envelope) -> CallerToken | None:
@@ -70,13 +52,13 @@ def caller_token(envelope: Envelope) -> CallerToken | None:
         return None
     # A signature of the message is a child of wsse:Security; one inside a SAML assertion is
     # the STS's own (every assertion has one) and travels with the token unharmed.
-    if security.find(f"{{{DSIG}}}Signature") is not None:
+    if security.signed:
         raise CannotJournal(
             "the message is signed by the calling software (ds:Signature): a signature covers"
             " the body and a timestamp, so it cannot be sent later once the service is back;"
             " send Garde-Identity to let the gateway authenticate at send time"
         )
-    tokens = sum(1 for _ in security.iter(*TOKEN_ELEMENTS))
+    tokens = security.token_count()
     if tokens > 1:
         raise CannotJournal(
             f"the caller's wsse:Security holds {tokens} tokens: the gateway cannot tell whose"
@@ -91,13 +73,13 @@ def caller_token(envelope: Envelope) -> CallerToken | None:
             " whether the write could be sent later"
         )
     subject, until = found
-    expires = security.findtext(f"{{{WSU}}}Timestamp/{{{WSU}}}Expires")
+    expires = security.expires
     if expires:
-        moment = _instant(expires)
+        moment = utc_instant(expires)
         if moment is None:
             raise CannotJournal(f"wsu:Timestamp/wsu:Expires {expires!r} is not a time")
         until = min(until, moment)
-    return CallerToken(_serialize(security), subject, until)
+    return CallerToken(security.serialize(), subject, until)
 
 
 def sighted(envelope: Envelope) -> CallerToken | None:
@@ -108,21 +90,9 @@ def sighted(envelope: Envelope) -> CallerToken | None:
         return None
 
 
-def _serialize(security: etree._Element) -> bytes:
-    # A copy, so the namespaces the element uses from the envelope are declared on it.
-    return bytes(etree.tostring(_detached(security), encoding="utf-8"))
-
-
-def _detached(element: etree._Element) -> etree._Element:
-    copy = etree.fromstring(etree.tostring(element))
-    etree.cleanup_namespaces(copy)
-    return copy
-
-
-def _lab_token(security: etree._Element) -> tuple[str, float] | None:
+def _lab_token(security: SecurityHeader) -> tuple[str, float] | None:
     """An STS token as the lab issues it: ``base64url(JSON claims).signature``."""
-    for binary in security.iter(f"{{{WSSE}}}BinarySecurityToken"):
-        text = (binary.text or "").strip()
+    for text in security.binary_tokens():
         claims_part, dot, _ = text.partition(".")
         if not dot:
             continue
@@ -136,28 +106,13 @@ def _lab_token(security: etree._Element) -> tuple[str, float] | None:
     return None
 
 
-def _saml_token(security: etree._Element) -> tuple[str, float] | None:
+def _saml_token(security: SecurityHeader) -> tuple[str, float] | None:
     """A SAML 1.1 or 2.0 assertion: ``Conditions/@NotOnOrAfter`` and the subject's name."""
-    for namespace, name in ((SAML1, "NameIdentifier"), (SAML2, "NameID")):
-        for assertion in security.iter(f"{{{namespace}}}Assertion"):
-            conditions = assertion.find(f"{{{namespace}}}Conditions")
-            subject = assertion.findtext(f".//{{{namespace}}}Subject/{{{namespace}}}{name}")
-            if conditions is None or not subject or not subject.strip():
-                continue
-            until = _instant(conditions.get("NotOnOrAfter") or "")
-            if until is not None:
-                return subject.strip(), until
+    for subject, not_on_or_after in security.assertions():
+        until = utc_instant(not_on_or_after)
+        if until is not None:
+            return subject, until
     return None
-
-
-def _instant(text: str) -> float | None:
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # WS-Security and SAML times are UTC
-    return moment.timestamp()
 
 
 class CallerTokens:

@@ -19,15 +19,10 @@ from garde.errors import AttemptFailed, RequestRejected
 from garde.gateway.forwarding import FAILING_STATUSES, is_server_failure
 from garde.gateway.handler import Gateway
 from garde.gateway.routing import OperationRoute
-from garde.gateway.soapxml import (
-    check_charset,
-    check_envelope,
-    first_body_child,
-    parse_envelope,
-)
 from garde.gateway.transport import RawTransport, Response
 from garde.gateway.upstreams import Link, Mode, ServiceUpstreams
 from garde.gateway.wire import RESPONSE_SKIP, Request, status_line
+from garde.soap import check_charset, check_envelope, first_body_child, parse_envelope
 
 Servable = tuple[OperationRoute, ServiceUpstreams]
 """An operation this path may serve, with its data centers."""
@@ -123,7 +118,8 @@ class FastPath:
         try:
             check_charset(fields.get(b"content-type"))
             if gateway.full_validation:
-                parse_envelope(request.body)  # well-formed, or refused (the tree is dropped)
+                # Well-formed, or refused (the tree is dropped).
+                parse_envelope(request.body, max_bytes=None)
             else:
                 check_envelope(request.body)
         except RequestRejected:

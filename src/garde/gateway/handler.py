@@ -25,26 +25,21 @@ from garde.gateway.metrics import Metrics
 from garde.gateway.policy import ContinuityPolicy, Failure
 from garde.gateway.refusals import rejection_fault, rejection_problem
 from garde.gateway.routing import OperationRoute, Router
-from garde.gateway.soapxml import (
-    Envelope,
-    check_charset,
-    check_envelope,
-    fault_of,
-    first_body_child,
-    parse_envelope,
-    with_token,
-)
-from garde.gateway.tokens import (
-    Credential,
-    Token,
-    TokenManager,
-    parse_token_response,
-    token_request,
-)
+from garde.gateway.tokens import Credential, Token, TokenManager, parse_token_response
 from garde.gateway.transport import Headers, Transport
 from garde.gateway.upstreams import ServiceUpstreams
 from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP, Reply, Request
 from garde.journal.base import Journal, JournalStore
+from garde.soap import (
+    Envelope,
+    check_charset,
+    check_envelope,
+    first_body_child,
+    parse_envelope,
+    read_fault,
+    token_request,
+    with_token,
+)
 
 log = logging.getLogger("garde.gateway")
 
@@ -165,7 +160,7 @@ class Gateway:
                     or b"garde-identity" in fields
                     or self.callers.wanted  # entries wait for a token this call may carry
                 ):
-                    envelope = parse_envelope(request.body)
+                    envelope = parse_envelope(request.body, max_bytes=None)
                     if found is None:
                         route = self.router.by_element(entry, envelope)
                     else:
@@ -177,7 +172,7 @@ class Gateway:
                     # its first element is not plainly the SOAPAction's operation's.
                     check_envelope(request.body)
                     if found.element is None or first_body_child(request.body) != found.element:
-                        envelope = parse_envelope(request.body)
+                        envelope = parse_envelope(request.body, max_bytes=None)
                         self.router.check_action(entry, found, envelope)
                     route = found
             else:
@@ -260,8 +255,8 @@ class Gateway:
         assert link is not None
         out = [(n, v) for n, v in response.headers if n.lower() not in RESPONSE_SKIP]
         if response.status >= 500 and (identity is not None or caller is not None):
-            fault = fault_of(response.body)
-            if fault is not None and any(t in fault[0] for t in TOKEN_FAULTS):
+            fault = read_fault(response.body, max_bytes=None)
+            if fault is not None and any(t in fault.raw_code for t in TOKEN_FAULTS):
                 if identity is not None:
                     self.tokens.invalidate(identity)
                 elif caller is not None:
@@ -287,7 +282,7 @@ class Gateway:
         if envelope is None and route.service.protocol is Protocol.SOAP:
             # Read now what the fast path did not: the journal and the cache need the body.
             try:
-                envelope = parse_envelope(request.body)
+                envelope = parse_envelope(request.body, max_bytes=None)
             except RequestRejected as exc:
                 return self.reject(exc, request), "rejected"
         # In a real Task: the journal backend may use asyncio features that need one.
@@ -334,14 +329,14 @@ class Gateway:
             b"POST",
             b"",
             headers,
-            token_request(identity, credential),
+            token_request(identity, credential.secret, credential.kind),
             time.monotonic() + route.timeout,
         )
         if outcome.response is None:
             raise UpstreamUnavailable(f"STS unavailable: {outcome.failure}")
         if outcome.response.status != 200:
-            fault = fault_of(outcome.response.body)
-            why = fault[1] if fault else f"HTTP {outcome.response.status}"
+            fault = read_fault(outcome.response.body, max_bytes=None)
+            why = fault.string if fault else f"HTTP {outcome.response.status}"
             raise UpstreamUnavailable(f"STS refused the {credential.kind} login: {why}")
         return parse_token_response(outcome.response.body)
 

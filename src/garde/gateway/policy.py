@@ -20,10 +20,10 @@ from garde.gateway.cache import StaleCache
 from garde.gateway.callers import CallerTokens, CannotJournal, caller_token
 from garde.gateway.refusals import Refusal, language_of, procedure_for
 from garde.gateway.routing import OperationRoute
-from garde.gateway.soapxml import Envelope, body_bytes, without_security
 from garde.gateway.upstreams import Mode, ServiceUpstreams
 from garde.gateway.wire import Reply, Request
 from garde.journal.base import CallerToken, Journal, Submission
+from garde.soap import Envelope, body_bytes, without_security
 
 SOAP_TYPE = (b"Content-Type", b"text/xml; charset=utf-8")
 JSON_PROBLEM = (b"Content-Type", b"application/problem+json")

@@ -22,8 +22,8 @@ from garde.catalog.model import (
     Protocol,
     Service,
 )
-from garde.errors import RequestRejected
-from garde.gateway.soapxml import Envelope, XPathKey
+from garde.errors import MalformedMessage, RequestRejected
+from garde.soap import Envelope, XPathKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +188,8 @@ class Router:
     def check_action(entry: ServiceRoute, found: OperationRoute, envelope: Envelope) -> None:
         """Refuse (400) a body that is another operation's than the SOAPAction's: a write
         under a read's action would be retried as a read, and applied twice."""
-        named = entry.by_element.get(envelope.operation_tag)
+        tag = _operation_tag(envelope)
+        named = entry.by_element.get(tag)
         if named is None or named is found:
             return  # the same operation, or an element the catalog does not know
         service = entry.service
@@ -196,18 +197,19 @@ class Router:
             400,
             f"the SOAPAction names {found.operation_id}"
             f" ({service.soap_action_of(found.operation)!r}) but the body's first element"
-            f" {envelope.operation_tag} is {named.operation_id}'s: send the SOAPAction of the"
+            f" {tag} is {named.operation_id}'s: send the SOAPAction of the"
             f" operation in the body ({service.soap_action_of(named.operation)!r})",
         )
 
     @staticmethod
     def by_element(entry: ServiceRoute, envelope: Envelope) -> OperationRoute:
-        route = entry.by_element.get(envelope.operation_tag)
+        tag = _operation_tag(envelope)
+        route = entry.by_element.get(tag)
         if route is None:
             raise RequestRejected(
                 404,
                 f"{entry.service.id} has no operation whose request element is"
-                f" {envelope.operation_tag}; known operations:"
+                f" {tag}; known operations:"
                 f" {', '.join(sorted(entry.service.operations))}",
             )
         return route
@@ -219,3 +221,11 @@ class Router:
             if verb == method and pattern.match(rest):
                 return route
         raise RequestRejected(404, f"{entry.service.id} has no operation for {method} {rest}")
+
+
+def _operation_tag(envelope: Envelope) -> str:
+    """The body's first element in Clark notation; the gateway routes and checks by it."""
+    payload = envelope.payload
+    if payload is None:
+        raise MalformedMessage("the SOAP Body is empty: it must hold the operation element")
+    return str(payload.tag)

@@ -18,18 +18,18 @@ from xml.sax.saxutils import escape
 from garde.errors import RequestRejected, TokenUnavailable
 from garde.gateway.handler import TOKEN_FAULTS, Gateway
 from garde.gateway.routing import OperationRoute
-from garde.gateway.soapxml import (
-    SOAP11,
-    SOAP12,
+from garde.gateway.transport import Headers
+from garde.journal.base import Answer, CallerToken, Delivery, Outcome, Submission
+from garde.soap import (
+    SOAP12_ENV_NS,
+    SOAP_ENV_NS,
     TOKEN_VALUE_TYPE,
-    WSSE,
-    fault_of,
+    WSSE_NS,
     parse_envelope,
+    read_fault,
     with_security,
     with_token,
 )
-from garde.gateway.transport import Headers
-from garde.journal.base import Answer, CallerToken, Delivery, Outcome, Submission
 
 DEFAULT_RETRY = 30.0
 LIVE_EVIDENCE = 30.0
@@ -45,10 +45,10 @@ _HEADLESS = re.compile(
     rb"(?P<body><(?:(?P<bp>[A-Za-z_][\w.-]*):)?Body>)"
 )
 _XMLNS = re.compile(rb"""\sxmlns(?::([A-Za-z_][\w.-]*))?\s*=\s*["']([^"']*)["']""")
-_SOAP = (SOAP11.encode(), SOAP12.encode())
+_SOAP = (SOAP_ENV_NS.encode(), SOAP12_ENV_NS.encode())
 _SECURITY = (
     b'<wsse:Security xmlns:wsse="%s"><wsse:BinarySecurityToken ValueType="%s">%%s'
-    b"</wsse:BinarySecurityToken></wsse:Security>" % (WSSE.encode(), TOKEN_VALUE_TYPE.encode())
+    b"</wsse:BinarySecurityToken></wsse:Security>" % (WSSE_NS.encode(), TOKEN_VALUE_TYPE.encode())
 )
 
 
@@ -78,14 +78,22 @@ def add_token(payload: bytes, token: str) -> bytes:
     goes through the parser.
     """
     spliced = _splice(payload, _SECURITY % escape(token).encode())
-    return spliced if spliced is not None else with_token(parse_envelope(payload), token)
+    return (
+        spliced
+        if spliced is not None
+        else with_token(parse_envelope(payload, max_bytes=None), token)
+    )
 
 
 def add_security(payload: bytes, security: bytes) -> bytes:
     """``payload`` with ``security`` (a caller's whole ``wsse:Security`` element) as its
     WS-Security header: spliced as ``add_token`` does, else through the parser."""
     spliced = _splice(payload, security)
-    return spliced if spliced is not None else with_security(parse_envelope(payload), security)
+    return (
+        spliced
+        if spliced is not None
+        else with_security(parse_envelope(payload, max_bytes=None), security)
+    )
 
 
 def _splice(payload: bytes, security: bytes) -> bytes | None:
@@ -222,9 +230,9 @@ class GatewaySender:
             return Delivery(
                 Outcome.RETRY_LATER, answer=answer, reason=f"HTTP {status}", retry_after=retry
             )
-        fault = fault_of(response.body)
+        fault = read_fault(response.body, max_bytes=None)
         if fault is not None:
-            code, text, business = fault
+            code, text, business = fault.raw_code, fault.string, fault.business_code
             if any(t in code for t in TOKEN_FAULTS):
                 if caller is not None:
                     # The caller's token (or its stand-in) was refused: only a newer one of

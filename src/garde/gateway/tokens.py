@@ -14,15 +14,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
-from xml.sax.saxutils import escape
 
-from lxml import etree
-
-from garde.errors import RequestRejected, TokenUnavailable, UpstreamError
-
-STS_NAMESPACE = "urn:be:fgov:ehealth:sts:protocol:v1"
+from garde.errors import MalformedMessage, RequestRejected, TokenUnavailable, UpstreamError
+from garde.soap import read_token_response
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,38 +121,12 @@ class TokenManager:
         return token
 
 
-def token_request(identity: str, credential: Credential) -> bytes:
-    """The lab STS's RequestSecurityTokenRequest (see COMMON contracts)."""
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
-        f'<sts:RequestSecurityTokenRequest xmlns:sts="{STS_NAMESPACE}">'
-        f"<sts:Identity>{escape(identity)}</sts:Identity>"
-        f'<sts:Credential type="{escape(credential.kind)}">{escape(credential.secret)}'
-        "</sts:Credential></sts:RequestSecurityTokenRequest></soap:Body></soap:Envelope>"
-    ).encode()
-
-
 def parse_token_response(body: bytes) -> Token:
-    """Read Token, NotBefore, NotOnOrAfter from the STS answer; ``UpstreamError`` if absent."""
+    """The token of an STS answer (read by ``garde.soap``); ``UpstreamError`` if it carries
+    none the gateway can use."""
     try:
-        root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError as exc:
-        raise UpstreamError(f"STS answer is not XML: {exc}") from None
-    found: dict[str, str] = {}
-    for node in root.iter():
-        if isinstance(node.tag, str):
-            local = etree.QName(node).localname
-            if local in ("Token", "NotBefore", "NotOnOrAfter") and node.text:
-                found[local] = node.text.strip()
-    try:
-        return Token(found["Token"], _instant(found["NotBefore"]), _instant(found["NotOnOrAfter"]))
-    except (KeyError, ValueError) as exc:
-        raise UpstreamError(f"STS answer lacks a usable token ({exc})") from None
-
-
-def _instant(text: str) -> float:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # the contract says UTC
-    return moment.timestamp()
+        issued = read_token_response(body, max_bytes=None)
+        not_before, not_on_or_after = issued.window()
+    except MalformedMessage as exc:
+        raise UpstreamError(f"STS answer lacks a usable token: {exc}") from None
+    return Token(issued.token, not_before, not_on_or_after)

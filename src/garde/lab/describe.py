@@ -19,12 +19,6 @@ from garde.lab.services.base import OperationContract
 from garde.soap import qn
 
 
-def _pretty(data: bytes) -> str:
-    root = etree.fromstring(data)
-    etree.indent(root, space="  ")
-    return str(etree.tostring(root, encoding="unicode"))
-
-
 def example_envelope(contract: OperationContract, *, response: bool) -> str:
     """A request (with its token header) or a response, every field filled with a placeholder."""
     fields = contract.response if response else contract.request
@@ -32,7 +26,7 @@ def example_envelope(contract: OperationContract, *, response: bool) -> str:
     element = etree.Element(qn(contract.namespace, name), nsmap={"ns": contract.namespace})
     render_fields(element, fields, example_fields(fields), contract.namespace)
     header = [] if response or not contract.authenticated else [soap.security_header("TOKEN")]
-    return _pretty(soap.build_envelope(element, header=header))
+    return soap.indented(soap.build_envelope(element, header=header))
 
 
 def render_reference(catalog: Catalog) -> str:

@@ -99,7 +99,11 @@ def parse_fields(element: etree._Element, fields: tuple[Field, ...], ns: str) ->
             if field.is_group:
                 parsed.append(parse_fields(child, field.children, ns))
                 continue
-            text = (child.text or "").strip()
+            text = child.text or ""
+            if len(child):
+                # The parser keeps comments: a value split by one reads as if it were not.
+                text += "".join(c.tail or "" for c in child if not isinstance(c.tag, str))
+            text = text.strip()
             if not text and field.type != "string":
                 raise InvalidField(f"<{field.name}> is empty; expected a {field.type}")
             value = _convert(field, text)

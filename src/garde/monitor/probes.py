@@ -18,22 +18,20 @@ from urllib.parse import urlsplit
 import aiohttp
 from lxml import etree
 
+from garde import soap
+from garde.errors import MalformedMessage
 from garde.monitor.clock import Clock, SystemClock
 from garde.monitor.targets import (
-    SOAP_ENV,
     STS_NS,
     Assertion,
     Kind,
     Target,
     TokenStep,
     soap_envelope,
-    sts_request_body,
 )
 
 MAX_BODY = 1 << 20
 """Probes read at most 1 MiB of an answer: a monitor must not be flooded by what it watches."""
-
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +166,7 @@ class Prober:
         body = target.body
         if target.token is not None:
             token = await self._token(target.token)
-            # The operation body was built without a header; rebuild it with the token.
-            inner = _soap_body_inner(body or b"")
-            body = soap_envelope(inner, token)
+            body = _with_token(body or b"", token)
         elif target.kind is Kind.SOAP and body is not None and not body.startswith(b"<?xml"):
             body = soap_envelope(body.decode())
         start = time.perf_counter()
@@ -216,9 +212,7 @@ class Prober:
         now = self.clock.now()
         if cached is not None and now < cached.renew_at:
             return cached.value
-        envelope = soap_envelope(
-            sts_request_body(step.identity, step.credential, step.credential_type)
-        )
+        envelope = soap.token_request(step.identity, step.credential, step.credential_type)
         sts = Target(
             id="sts-step",
             service="sts",
@@ -235,10 +229,13 @@ class Prober:
         fault = _soap_fault(content)
         if fault is not None or status != 200:
             raise ProbeFailed(f"STS step failed: {fault or f'HTTP {status}'}")
-        token, not_after = _parse_token(content)
-        validity = max(0.0, not_after - now) if not_after is not None else 0.0
-        self._tokens[key] = _Token(token, now + validity / 2)
-        return token
+        try:
+            issued = soap.read_token_response(content, max_bytes=None)
+            _, not_after = issued.window()
+        except MalformedMessage as exc:
+            raise ProbeFailed(f"STS step failed: {exc}") from None
+        self._tokens[key] = _Token(issued.token, now + max(0.0, not_after - now) / 2)
+        return issued.token
 
     async def _tls_days_left(self, target: Target) -> float:
         parts = urlsplit(target.url)
@@ -262,54 +259,31 @@ def _statuses(codes: tuple[int, ...]) -> str:
     return " or ".join(str(c) for c in codes)
 
 
-def _parse_xml(content: bytes) -> etree._Element | None:
+def _parse_xml(content: bytes) -> soap.Element | None:
     try:
-        return etree.fromstring(content, _PARSER)
-    except etree.XMLSyntaxError:
+        return soap.parse_xml(content, max_bytes=None)  # read at most MAX_BODY bytes
+    except MalformedMessage:
         return None
 
 
 def _soap_fault(content: bytes) -> str | None:
-    """``faultcode: faultstring`` when the answer is a SOAP 1.1 Fault, else None."""
-    if b"Fault" not in content:
-        return None
-    root = _parse_xml(content)
-    if root is None:
-        return None
-    fault = root.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    """``faultcode: faultstring`` when the answer is a SOAP Fault, else None."""
+    fault = soap.read_fault(content, max_bytes=None)
     if fault is None:
         return None
-    code = (fault.findtext("faultcode") or "").strip()
-    text = (fault.findtext("faultstring") or "").strip()
-    return f"{code}: {text[:200]}" if text else code or "(no faultcode)"
+    code = fault.raw_code
+    return f"{code}: {fault.string[:200]}" if fault.string else code or "(no faultcode)"
 
 
-def _soap_body_inner(envelope_or_body: bytes) -> str:
-    text = envelope_or_body.decode()
-    if "Envelope" not in text:
-        return text
-    root = _parse_xml(envelope_or_body)
-    body = None if root is None else root.find(f"{{{SOAP_ENV}}}Body")
-    if body is None:
-        return ""
-    return "".join(str(etree.tostring(child, encoding="unicode")) for child in body)
-
-
-def _parse_token(content: bytes) -> tuple[str, float | None]:
-    from datetime import datetime
-
-    root = _parse_xml(content)
-    token = None if root is None else root.findtext(f".//{{{STS_NS}}}Token")
-    if not token:
-        raise ProbeFailed("STS step failed: no sts:Token in the answer")
-    not_after_text = root.findtext(f".//{{{STS_NS}}}NotOnOrAfter") if root is not None else None
-    not_after = None
-    if not_after_text:
-        try:
-            not_after = datetime.fromisoformat(not_after_text.strip()).timestamp()
-        except ValueError:
-            not_after = None
-    return token.strip(), not_after
+def _with_token(body: bytes, token: str) -> bytes:
+    """The probe's request with ``token`` in its header: the target's body is the operation
+    element alone (wrapped here), or a whole envelope (its token replaced)."""
+    if b"Envelope" not in body:
+        return soap_envelope(body.decode(), token)
+    try:
+        return soap.with_token(body, token, max_bytes=None)
+    except MalformedMessage as exc:
+        raise ProbeFailed(f"the probe's own request is not a SOAP envelope: {exc}") from None
 
 
 def check_assertion(assertion: Assertion, content: bytes, content_type: str) -> None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from garde.catalog.load import NodeReader, Path_, compose_mapping, schema_problems, unknown_name
 from garde.catalog.model import Catalog, Protocol
-from garde.errors import Problem, SettingsInvalid
+from garde.errors import MalformedMessage, Problem, SettingsInvalid
 from garde.monitor.targets import PROBE_FIELDS, Assertion, ProbeSettings
 
 DOCS = "docs/monitor.md"
@@ -194,7 +194,7 @@ def _tls_problems(data: dict[str, Any], reader: NodeReader) -> list[Problem]:
 
 
 def _field_problems(data: dict[str, Any], catalog: Catalog, reader: NodeReader) -> list[Problem]:
-    from lxml import etree
+    from garde.soap import parse_xml  # lxml, imported when a settings file has fields
 
     fields = data.get("fields")
     if not isinstance(fields, dict):
@@ -250,15 +250,13 @@ def _field_problems(data: dict[str, Any], catalog: Catalog, reader: NodeReader) 
         namespace = service.operations[oid].namespace or service.namespace or "urn:x"
         xml = template.format(niss="0", cbe="0")
         try:
-            etree.fromstring(
-                f'<op:Request xmlns:op="{namespace}">{xml}</op:Request>',
-                etree.XMLParser(resolve_entities=False, no_network=True),
-            )
-        except etree.XMLSyntaxError as exc:
+            parse_xml(f'<op:Request xmlns:op="{namespace}">{xml}</op:Request>'.encode())
+        except MalformedMessage as exc:
+            why = str(exc).removeprefix("malformed XML: ")
             problems.append(
                 reader.problem(
                     path,
-                    f"not well-formed XML ({_LINE_COLUMN.sub('', exc.msg)})",
+                    f"not well-formed XML ({_LINE_COLUMN.sub('', why)})",
                     "elements of the operation take the op: prefix, e.g. <op:Ssin>{niss}</op:Ssin>",
                 )
             )
@@ -342,7 +340,7 @@ def _expression_problems(item: dict[str, Any], path: Path_, reader: NodeReader) 
         return [reader.problem(where, f"invalid XPath ({exc})", "check brackets and quotes")]
     # Compiling does not resolve prefixes, functions or variables; running it once does.
     try:
-        compiled(etree.fromstring(b"<probe/>"))
+        compiled(etree.Element("probe"))
     except etree.XPathEvalError as exc:
         if "prefix" in str(exc).lower():
             return _prefix_problems(xpath, namespaces, where, reader)

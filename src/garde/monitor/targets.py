@@ -131,15 +131,6 @@ def soap_envelope(body: str, token: str | None = None) -> bytes:
     ).encode()
 
 
-def sts_request_body(identity: str, credential: str, credential_type: str) -> str:
-    return (
-        f'<sts:RequestSecurityTokenRequest xmlns:sts="{STS_NS}">'
-        f"<sts:Identity>{_xml_text(identity)}</sts:Identity>"
-        f'<sts:Credential type="{credential_type}">{_xml_text(credential)}</sts:Credential>'
-        "</sts:RequestSecurityTokenRequest>"
-    )
-
-
 def _xml_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -196,7 +187,9 @@ def _service_target(
     sts = catalog.token_service
     is_sts = sts is not None and sts.service == service.id
     if is_sts:
-        body = sts_request_body(settings.identity, settings.credential, "keystore")
+        from garde.soap import token_request  # lxml, imported when a target needs it
+
+        body = token_request(settings.identity, settings.credential, "keystore")
         token = None
     else:
         namespace = operation.namespace or service.namespace
@@ -204,7 +197,7 @@ def _service_target(
         fields = settings.fields.get(f"{service.id}.{operation.id}", "").format(
             niss=_xml_text(settings.probe_niss), cbe=_xml_text(settings.probe_cbe)
         )
-        body = f'<op:{local} xmlns:op="{namespace}">{fields}</op:{local}>'
+        body = f'<op:{local} xmlns:op="{namespace}">{fields}</op:{local}>'.encode()
         token = None
         if sts is not None and sts.service in catalog.dependencies(service.id):
             sts_urls = catalog.services[sts.service].endpoints
@@ -217,7 +210,7 @@ def _service_target(
         url=url,
         kind=Kind.SOAP,
         method="POST",
-        body=body.encode(),
+        body=body,
         headers=(("Content-Type", "text/xml; charset=utf-8"), ("SOAPAction", f'"{action}"')),
         token=token,
     )

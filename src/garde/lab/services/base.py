@@ -23,7 +23,7 @@ from lxml import etree
 
 from garde import soap
 from garde.catalog.model import Kind, Service
-from garde.errors import MalformedMessage, MessageTooLarge
+from garde.errors import MalformedMessage
 from garde.lab.http import Request, Response
 from garde.lab.ledger import Ledger
 from garde.lab.schema import Field, InvalidField, parse_fields, render_envelope
@@ -208,7 +208,7 @@ class SimulatedService:
             element = qn(namespace, local + "Request")
             soap_action = self.service.soap_action.format(namespace=namespace, operation=spec.id)
             write = bool(spec.write)
-        request_local = etree.QName(element).localname
+        request_local = soap.local_name(element)
         response_local = request_local.removesuffix("Request") + "Response"
         self.contracts[element] = OperationContract(
             id=spec.id,
@@ -238,11 +238,11 @@ class SimulatedService:
         if request.method != "POST":
             return _fault(405, "soap:Client", f"method {request.method} not allowed: POST SOAP")
         try:
-            envelope = soap.parse_envelope(request.body, max_bytes=self.ctx.settings.max_body)
-        except MessageTooLarge as exc:
-            return _fault(413, "soap:Client", str(exc))
-        except MalformedMessage as exc:
-            return _fault(400, "soap:Client", str(exc))
+            envelope = soap.parse_envelope(
+                request.body, max_bytes=self.ctx.settings.max_body, soap12=False
+            )
+        except MalformedMessage as exc:  # 400, 413 (too large) or 415 (not UTF-8)
+            return _fault(exc.status, "soap:Client", str(exc))
         payload = envelope.payload
         contract = None if payload is None else self.contracts.get(str(payload.tag))
         if payload is None or contract is None:
