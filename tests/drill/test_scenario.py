@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from garde.drill import builtin_names, load_scenario
 from garde.drill.scenario import parse_scenario
@@ -306,3 +308,48 @@ def test_a_wrong_option_value_is_reported_once() -> None:
     assert len(found) == 2, found
     assert "timeline[0].rate" in found[0]
     assert "timeline[1].status" in found[1] and "500" in found[1]
+
+
+_JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10_000),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+def _paths(data: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found.extend(_paths(value, (*prefix, key)))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found.extend(_paths(value, (*prefix, i)))
+    return found
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_any_value_anywhere_gives_problems_never_a_crash(data: st.DataObject) -> None:
+    """Replace any value of a valid scenario with anything: it loads or lists problems."""
+    import yaml
+
+    from garde.drill.scenario import _read
+
+    text, _, _ = _read(data.draw(st.sampled_from(builtin_names())))
+    tree = yaml.safe_load(text)
+    path = data.draw(st.sampled_from(_paths(tree)))
+    node = tree
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = data.draw(_JUNK)
+    problems: list[object] = []
+    try:
+        parse_scenario(yaml.safe_dump(tree), "fuzz.yaml")
+    except SettingsInvalid as exc:
+        problems = list(exc.problems)
+        assert problems, "an invalid scenario names at least one problem"
