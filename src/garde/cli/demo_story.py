@@ -188,12 +188,8 @@ def show(out: Console, title: str, tally: Tally) -> None:
 
 async def run_story(catalog: Catalog, lab: Lab, out: Console, minute: float) -> bool:
     """The story; True when the ledger shows nothing lost and nothing doubled."""
-    from garde.gateway.config import GatewayConfig
-    from garde.gateway.runner import RunningGateway
-    from garde.gateway.tokens import Credential, IdentityConfig
-    from garde.journal.replayer import ReplayPolicy
-    from garde.journal.sealing import Keyring
-    from garde.journal.sqlite import SqliteJournal
+    from garde.gateway import Credential, GatewayConfig, IdentityConfig, RunningGateway
+    from garde.journal import Keyring, ReplayPolicy, SqliteJournal
 
     chain = catalog.with_endpoints(lab.endpoints)
     identities = {who: IdentityConfig(Credential("eid", "1234")) for who in (GP, PHARMACIST)}

@@ -11,8 +11,7 @@ from garde.cli.common import catalog_option, console
 from garde.storage import JOURNAL
 
 if TYPE_CHECKING:
-    from garde.gateway.runner import RunningGateway
-    from garde.gateway.workers import JournalChoice
+    from garde.gateway import JournalChoice, RunningGateway
 
 
 def _banner(running: RunningGateway, journal: JournalChoice) -> None:
@@ -107,8 +106,7 @@ def gateway(
     fast_path: str | None,
 ) -> None:
     """Run the continuity proxy: the care software calls it instead of the chain."""
-    from garde.gateway.config import load_config
-    from garde.gateway.workers import JournalChoice, run_gateway
+    from garde.gateway import JournalChoice, load_config, run_gateway
 
     config = load_config(config_file).with_overrides(
         host=host,

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from garde.cli.common import catalog_option, console, json_option, load, print_json
 from garde.errors import UsageError
-from garde.journal.base import EntryView, JournalStore, Receipt, RekeyReport, State
+from garde.journal import EntryView, JournalStore, Receipt, RekeyReport, State
 from garde.loop import run_loop
 from garde.masking import mask, mask_text
 from garde.storage import JOURNAL
@@ -81,7 +81,7 @@ def _run(
     need_key: bool = False,
 ) -> T:
     async def main() -> T:
-        from garde.journal.factory import open_for_operator
+        from garde.journal import open_for_operator
 
         store = await open_for_operator(location, key_file, no_encryption, need_key)
         try:
@@ -368,7 +368,7 @@ def _record(record: Any) -> dict[str, Any]:
 @click.option("--id", "key_id", default=None, help="Key id (default: k + the date and time).")
 def keygen(key_file: str, key_id: str | None) -> None:
     """Add a new key to a keyring file (created 0600); the new key seals from now on."""
-    from garde.journal.sealing import new_key_line
+    from garde.journal import new_key_line
 
     key_id = key_id or time.strftime("k%Y%m%d%H%M%S")
     path = Path(key_file)
@@ -464,8 +464,7 @@ def replay(
     """Deliver what waits now, through the gateway's upstream side, with a progress bar."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from garde.gateway.config import load_config
-    from garde.gateway.replay import ReplayNow, ReplayResult
+    from garde.gateway import ReplayNow, ReplayResult, load_config
 
     catalog = load(catalog_source)
     unknown = sorted(set(services) - set(catalog.services))

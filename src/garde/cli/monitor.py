@@ -21,8 +21,7 @@ from garde.storage import MONITOR
 
 if TYPE_CHECKING:
     from garde.catalog import Catalog
-    from garde.monitor.store.base import Incident, Store
-    from garde.monitor.targets import ProbeSettings
+    from garde.monitor import Incident, ProbeSettings, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_PORT = 8490
@@ -47,7 +46,7 @@ def _duration(value: str, what: str) -> float:
 
 
 def _open(db_url: str) -> Store:
-    from garde.monitor.store import open_store
+    from garde.monitor import open_store
 
     store = open_store(db_url)
     # Closed when the command ends, whatever the way: a PostgreSQL connection left open
@@ -84,13 +83,13 @@ def _probe_settings(probes_file: str | None, catalog: Catalog) -> ProbeSettings 
     """The ``--probes`` file checked against the catalog (every problem at once), or None."""
     if probes_file is None:
         return None
-    from garde.monitor.settings import load_probe_settings
+    from garde.monitor import load_probe_settings
 
     return load_probe_settings(probes_file, catalog)
 
 
 def _print_check(catalog: Catalog, settings: ProbeSettings | None, probes_file: str | None) -> None:
-    from garde.monitor.targets import targets_from_catalog
+    from garde.monitor import targets_from_catalog
 
     targets = targets_from_catalog(catalog, settings)
     checks = sum(len(t.assertions) for t in targets)
@@ -197,11 +196,16 @@ def monitor(
     check: bool,
 ) -> None:
     """Probe every service in every data center; serve the status page, API and feeds."""
-    from garde.monitor.alerts import AppriseChannel, Channel, Notifier, WebhookChannel
-    from garde.monitor.service import Monitor
-    from garde.monitor.store.base import Retention
-    from garde.monitor.web.app import create_app
-    from garde.monitor.web.server import serve
+    from garde.monitor import (
+        AppriseChannel,
+        Channel,
+        Monitor,
+        Notifier,
+        Retention,
+        WebhookChannel,
+        create_app,
+        serve,
+    )
 
     if webhook and not webhook_secret:
         raise UsageError("--webhook needs --webhook-secret so receivers can verify events")
@@ -274,8 +278,7 @@ def probe(
     probes_file: str | None,
 ) -> None:
     """Probe from this site and push the results to a monitor."""
-    from garde.monitor.agent import ProbeAgent
-    from garde.monitor.targets import targets_from_catalog
+    from garde.monitor import ProbeAgent, targets_from_catalog
 
     if not push_url.startswith(("http://", "https://")):
         raise UsageError(f"--push must be the monitor's http(s) URL, got {push_url!r}")
@@ -299,7 +302,7 @@ def probe(
 
 
 def _when(ts: float | None) -> str:
-    from garde.monitor.formats import when
+    from garde.monitor import when
 
     return when(ts) or "–"
 
@@ -331,7 +334,7 @@ def incident() -> None:
 @json_option
 def incident_list(db_url: str, open_only: bool, as_json: bool) -> None:
     """Incidents, newest first."""
-    from garde.monitor.formats import incident_json
+    from garde.monitor import incident_json
 
     found = _open(db_url).incidents(open_only=open_only)
     if as_json:
@@ -350,7 +353,7 @@ def incident_list(db_url: str, open_only: bool, as_json: bool) -> None:
 @json_option
 def incident_show(incident_id: int, db_url: str, as_json: bool) -> None:
     """One incident with its timeline."""
-    from garde.monitor.formats import incident_json
+    from garde.monitor import incident_json
 
     found = _open(db_url).incident(incident_id)
     if as_json:
@@ -410,8 +413,7 @@ def maintenance_add(
     until: str | None,
 ) -> None:
     """Plan a maintenance window (one-off, or recurring with --rrule)."""
-    from garde.monitor.formats import parse_time
-    from garde.monitor.maintenance import check_rrule, check_scope
+    from garde.monitor import check_rrule, check_scope, parse_time
 
     catalog = load(catalog_source)
     check_scope(scope, {sid: list(s.endpoints) for sid, s in catalog.services.items()})
@@ -437,7 +439,7 @@ def maintenance_add(
 @json_option
 def maintenance_list(db_url: str, as_json: bool) -> None:
     """Maintenance windows, cancelled ones left out."""
-    from garde.monitor.formats import maintenance_json
+    from garde.monitor import maintenance_json
 
     windows = _open(db_url).maintenances()
     if as_json:
@@ -478,7 +480,7 @@ def maintenance_cancel(maintenance_id: int, db_url: str) -> None:
 def sla(catalog_source: str, db_url: str, month: str, fmt: str, as_json: bool) -> None:
     """Monthly availability per service and data center over the time observed, maintenance
     excluded; the month so far while it runs."""
-    from garde.monitor.sla import sla_csv, sla_json, sla_report
+    from garde.monitor import sla_csv, sla_json, sla_report
 
     report = sla_report(load(catalog_source), _open(db_url), month, time.time())
     if as_json:
@@ -488,14 +490,13 @@ def sla(catalog_source: str, db_url: str, month: str, fmt: str, as_json: bool) -
         sys.stdout.write(sla_csv(report))
         return
     if fmt == "html":
-        from garde.monitor.web.app import render_sla, templates
+        from garde.monitor import render_sla, templates
 
         sys.stdout.write(render_sla(templates(), report, "en"))
         return
     from rich.table import Table
 
-    from garde.monitor.formats import when
-    from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED, duration
+    from garde.monitor import MIN_COVERAGE, MIN_OBSERVED, duration, when
 
     running = "" if report.complete else ", month in progress"
     table = Table(

@@ -3,3 +3,68 @@
 ``base`` holds the seam every backend implements and the gateway uses; ``sqlite`` and
 ``postgres`` are the two backends.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from garde.journal.base import (
+        EntryView,
+        Journal,
+        JournalStore,
+        Receipt,
+        RekeyReport,
+        State,
+        Submission,
+    )
+    from garde.journal.factory import open_for_operator, open_journal
+    from garde.journal.replayer import Replayer, ReplayPolicy
+    from garde.journal.sealing import Keyring, new_key_line
+    from garde.journal.sqlite import SqliteJournal
+
+_FACE = {
+    "EntryView": "garde.journal.base",
+    "Journal": "garde.journal.base",
+    "JournalStore": "garde.journal.base",
+    "Keyring": "garde.journal.sealing",
+    "new_key_line": "garde.journal.sealing",
+    "open_for_operator": "garde.journal.factory",
+    "open_journal": "garde.journal.factory",
+    "Receipt": "garde.journal.base",
+    "RekeyReport": "garde.journal.base",
+    "Replayer": "garde.journal.replayer",
+    "ReplayPolicy": "garde.journal.replayer",
+    "SqliteJournal": "garde.journal.sqlite",
+    "State": "garde.journal.base",
+    "Submission": "garde.journal.base",
+}
+"""What other parts (and the CLI) may use, and where it lives. Anything else is inside the
+part and free to change. Loaded on first use, so importing the part costs nothing."""
+
+__all__ = [
+    "EntryView",
+    "Journal",
+    "JournalStore",
+    "Keyring",
+    "Receipt",
+    "RekeyReport",
+    "ReplayPolicy",
+    "Replayer",
+    "SqliteJournal",
+    "State",
+    "Submission",
+    "new_key_line",
+    "open_for_operator",
+    "open_journal",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

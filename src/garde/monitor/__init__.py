@@ -6,3 +6,98 @@ Layout: ``targets`` (what to probe, from the catalog), ``probes`` (one check), `
 (when), ``state`` (hysteresis, quorum, service state, impact), ``incidents`` and
 ``maintenance``, ``history`` (aggregation), ``store/`` (SQLite, PostgreSQL), ``web/``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from garde.monitor.agent import ProbeAgent
+    from garde.monitor.alerts import AppriseChannel, Channel, Notifier, WebhookChannel
+    from garde.monitor.formats import incident_json, maintenance_json, parse_time, when
+    from garde.monitor.maintenance import check_rrule, check_scope
+    from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED, duration
+    from garde.monitor.service import Monitor
+    from garde.monitor.settings import load_probe_settings
+    from garde.monitor.sla import sla_csv, sla_json, sla_report
+    from garde.monitor.store import open_store
+    from garde.monitor.store.base import Incident, Retention, Store
+    from garde.monitor.targets import ProbeSettings, targets_from_catalog
+    from garde.monitor.web.app import create_app, render_sla, templates
+    from garde.monitor.web.server import serve
+
+_FACE = {
+    "AppriseChannel": "garde.monitor.alerts",
+    "Channel": "garde.monitor.alerts",
+    "check_rrule": "garde.monitor.maintenance",
+    "check_scope": "garde.monitor.maintenance",
+    "create_app": "garde.monitor.web.app",
+    "duration": "garde.monitor.observed",
+    "Incident": "garde.monitor.store.base",
+    "incident_json": "garde.monitor.formats",
+    "load_probe_settings": "garde.monitor.settings",
+    "maintenance_json": "garde.monitor.formats",
+    "MIN_COVERAGE": "garde.monitor.observed",
+    "MIN_OBSERVED": "garde.monitor.observed",
+    "Monitor": "garde.monitor.service",
+    "Notifier": "garde.monitor.alerts",
+    "open_store": "garde.monitor.store",
+    "parse_time": "garde.monitor.formats",
+    "ProbeAgent": "garde.monitor.agent",
+    "ProbeSettings": "garde.monitor.targets",
+    "render_sla": "garde.monitor.web.app",
+    "Retention": "garde.monitor.store.base",
+    "serve": "garde.monitor.web.server",
+    "sla_csv": "garde.monitor.sla",
+    "sla_json": "garde.monitor.sla",
+    "sla_report": "garde.monitor.sla",
+    "Store": "garde.monitor.store.base",
+    "targets_from_catalog": "garde.monitor.targets",
+    "templates": "garde.monitor.web.app",
+    "WebhookChannel": "garde.monitor.alerts",
+    "when": "garde.monitor.formats",
+}
+"""What other parts (and the CLI) may use, and where it lives. Anything else is inside the
+part and free to change. Loaded on first use, so importing the part costs nothing."""
+
+__all__ = [
+    "MIN_COVERAGE",
+    "MIN_OBSERVED",
+    "AppriseChannel",
+    "Channel",
+    "Incident",
+    "Monitor",
+    "Notifier",
+    "ProbeAgent",
+    "ProbeSettings",
+    "Retention",
+    "Store",
+    "WebhookChannel",
+    "check_rrule",
+    "check_scope",
+    "create_app",
+    "duration",
+    "incident_json",
+    "load_probe_settings",
+    "maintenance_json",
+    "open_store",
+    "parse_time",
+    "render_sla",
+    "serve",
+    "sla_csv",
+    "sla_json",
+    "sla_report",
+    "targets_from_catalog",
+    "templates",
+    "when",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,48 @@
+"""Each part's face: what the CLI and the other parts may use, so the inside may change."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "garde"
+PARTS = ("gateway", "journal", "monitor")
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_every_name_of_a_face_is_what_its_module_defines(part: str) -> None:
+    face = importlib.import_module(f"garde.{part}")
+    assert sorted(face.__all__) == sorted(face._FACE), "__all__ and the table agree"
+    for name, where in face._FACE.items():
+        assert getattr(face, name) is getattr(importlib.import_module(where), name), name
+    with pytest.raises(AttributeError, match="no attribute"):
+        face.no_such_name  # noqa: B018
+
+
+def test_the_command_line_uses_only_the_faces() -> None:
+    """``garde.cli`` imports ``garde.gateway``, never ``garde.gateway.runner``: the CLI parses
+    arguments, calls a part and prints."""
+    inside = []
+    for path in sorted((SRC / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                if len(parts) > 2 and parts[0] == "garde" and parts[1] in PARTS:
+                    inside.append(f"{path.name}:{node.lineno} {node.module}")
+    assert inside == [], "import these through the part's face (garde.<part>)"
+
+
+def test_a_face_costs_nothing_until_a_name_is_used() -> None:
+    code = (
+        "import sys, garde.gateway, garde.journal, garde.monitor;"
+        "print(sorted(m for m in sys.modules if m.startswith(('garde.gateway.',"
+        " 'garde.journal.', 'garde.monitor.'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
