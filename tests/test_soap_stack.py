@@ -152,3 +152,15 @@ def test_every_reader_refuses_what_the_gateway_refuses(data: bytes, status: int)
             read()
         assert caught.value.status == status
     assert soap.read_fault(data + b"<!-- Fault -->", max_bytes=1000) is None
+
+
+def test_the_deprecated_gateway_module_is_the_stack() -> None:
+    """garde.gateway.soapxml (deprecated) hands out garde.soap's own objects, parsing nothing."""
+    from garde.gateway import soapxml
+
+    assert soapxml.Envelope is soap.Envelope
+    assert soapxml.check_envelope is soap.check_envelope
+    assert soapxml.SOAP11 == soap.SOAP_ENV_NS
+    body = soap.build_fault("wsse:MessageExpired", "expired")
+    assert soapxml.fault_of(body) == ("wsse:MessageExpired", "expired", None)
+    assert soapxml.parse_envelope(body).payload is not None

@@ -160,6 +160,7 @@ class Gateway:
                     or b"garde-identity" in fields
                     or self.callers.wanted  # entries wait for a token this call may carry
                 ):
+                    # No bound here: the body was bounded by max_body as it was read.
                     envelope = parse_envelope(request.body, max_bytes=None)
                     if found is None:
                         route = self.router.by_element(entry, envelope)
