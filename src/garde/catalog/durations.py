@@ -42,3 +42,22 @@ def format_duration(seconds: float) -> str:
             parts.append(f"{rest // size}{unit}")
             rest %= size
     return "".join(parts)
+
+
+def lenient_duration(value: object) -> object:
+    """For a pydantic ``BeforeValidator``: a written duration or a whole number becomes
+    seconds as a float; anything else is left for the schema to refuse with its own words."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise ValueError(f"expected {DURATION_FORMAT}") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def lenient_number(value: object) -> object:
+    """For a pydantic ``BeforeValidator``: a whole number where a float is wanted (strict
+    models refuse ``2`` for a float otherwise); a boolean stays a boolean, to be refused."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value

@@ -15,15 +15,16 @@ import itertools
 import os
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from garde.catalog.model import ID_PATTERN, OPERATION_ID_PATTERN, Catalog
-from garde.errors import CatalogInvalid, CatalogSyntaxError, Problem
+from garde.errors import CatalogInvalid, CatalogSyntaxError, Problem, SettingsInvalid
 
 BUILTIN = ("belgium", "belgium-production")
 """Catalogs shipped inside the package; ``belgium`` is the default (endpoints on the lab)."""
@@ -522,6 +523,51 @@ def _reference_problems_raw(data: Any, reader: NodeReader) -> list[Problem]:
                         )
                     )
     return problems
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class SettingsRead(Generic[M]):
+    """A settings file read and checked against its schema, the problems kept for the caller
+    to add its own checks to (it reports them all at once)."""
+
+    data: dict[str, Any]
+    """The file as plain data: the caller's cross-checks read it even where the schema failed."""
+    model: M | None
+    """The validated settings; None when the schema found problems."""
+    problems: list[Problem]
+    reader: NodeReader
+
+
+def read_settings(
+    text: str,
+    file: str,
+    model: type[M],
+    *,
+    subject: str,
+    expected: str,
+    hint: str,
+    docs: str,
+    allowed: Callable[[Path_], list[str]],
+    empty_ok: bool = False,
+) -> SettingsRead[M]:
+    """Read a YAML settings file the way every garde file is read: syntax errors located,
+    then ``model``'s errors as located problems with "did you mean". ``SettingsInvalid``
+    (for ``subject``) only when the file is not a mapping at all."""
+    root = compose_mapping(text, file, expected=expected, hint=hint, empty_ok=empty_ok)
+    if isinstance(root, Problem):
+        raise SettingsInvalid(subject, [root])
+    reader = NodeReader(file, None)
+    data: dict[str, Any] = {} if root is None else reader.value(root, ())
+    problems = list(reader.problems)
+    found: M | None = None
+    try:
+        found = model.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(schema_problems(exc, reader, allowed=allowed, docs=docs))
+    return SettingsRead(data, found, problems, reader)
 
 
 def unknown_name(

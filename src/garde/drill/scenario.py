@@ -18,34 +18,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from garde.catalog import Catalog
-from garde.catalog.durations import parse_duration
-from garde.catalog.load import NodeReader, Path_, compose_mapping, schema_problems
+from garde.catalog.durations import lenient_duration, lenient_number
+from garde.catalog.load import Path_, read_settings
 from garde.errors import Problem, SettingsInvalid
 
 DOCS = "docs/drills.md"
 ID = r"^[a-z][a-z0-9-]*$"
-
-
-def _duration(value: Any) -> Any:
-    """``90s``, ``2h``, ``1h30m`` or a number of seconds; anything else is left to the schema."""
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except ValueError:
-            raise ValueError(
-                "expected a duration like 90s, 15m, 1h30m or a number of seconds"
-            ) from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _number(value: Any) -> Any:
-    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _text(value: Any) -> Any:
@@ -53,10 +34,10 @@ def _text(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
-Positive = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
-Number = Annotated[float, BeforeValidator(_number)]
-Share = Annotated[float, BeforeValidator(_number), Field(ge=0, le=1)]
+Duration = Annotated[float, BeforeValidator(lenient_duration), Field(ge=0)]
+Positive = Annotated[float, BeforeValidator(lenient_duration), Field(gt=0)]
+Number = Annotated[float, BeforeValidator(lenient_number)]
+Share = Annotated[float, BeforeValidator(lenient_number), Field(ge=0, le=1)]
 
 LAB_KINDS = ("down", "blackhole", "latency", "errors", "reset", "slow", "flap")
 """Faults the lab's proxies play on a (service, data center): ``garde.lab.faults``."""
@@ -74,8 +55,10 @@ class _Strict(BaseModel):
 class Workload(_Strict):
     """What the care software of one site sends, in real time."""
 
-    rate: Annotated[float, BeforeValidator(_number), Field(gt=0)]
-    mix: dict[str, Annotated[float, BeforeValidator(_number), Field(gt=0)]] = Field(min_length=1)
+    rate: Annotated[float, BeforeValidator(lenient_number), Field(gt=0)]
+    mix: dict[str, Annotated[float, BeforeValidator(lenient_number), Field(gt=0)]] = Field(
+        min_length=1
+    )
     think_time: Duration = 0.0
 
 
@@ -161,7 +144,7 @@ class Scenario(_Strict):
     source: str = ""
     catalog: str = Field("belgium", min_length=1)
     duration: Positive
-    time_scale: Annotated[float, BeforeValidator(_number), Field(gt=0, le=3600)] = 1.0
+    time_scale: Annotated[float, BeforeValidator(lenient_number), Field(gt=0, le=3600)] = 1.0
     sites: list[Site] = Field(min_length=1)
     timeline: list[FaultEntry] = Field(default_factory=list)
     expect: Expectations = Expectations()
@@ -226,22 +209,17 @@ def parse_scenario(text: str, file: str = "<scenario>", *, name: str = "") -> Ch
     from garde.drill.checks import catalog_for, cross_check
 
     subject = f"scenario {file}"
-    root = compose_mapping(
+    read = read_settings(
         text,
         file,
+        Scenario,
+        subject=subject,
         expected="a scenario is a YAML mapping (description: ..., sites: ..., timeline: ...)",
         hint=f"start from a built-in (garde drill --list) or the example in {DOCS}",
+        docs=DOCS,
+        allowed=_allowed,
     )
-    if not isinstance(root, yaml.MappingNode):
-        raise SettingsInvalid(subject, [root] if isinstance(root, Problem) else [])
-    reader = NodeReader(file, None)
-    data: dict[str, Any] = reader.value(root, ())
-    problems = list(reader.problems)
-    scenario: Scenario | None = None
-    try:
-        scenario = Scenario.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(schema_problems(exc, reader, allowed=_allowed, docs=DOCS))
+    data, scenario, problems, reader = read.data, read.model, read.problems, read.reader
     # The cross-checks read the raw data, so that they run even where the schema failed
     # elsewhere: one run lists the typo, the bad duration and the unknown service together.
     catalog, catalog_problems = catalog_for(data, file, reader)

@@ -6,8 +6,9 @@ request path, ``upstreams.py`` the data centers, ``policy.py`` the continuity de
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from garde.faces import lazy
 
 if TYPE_CHECKING:
     from garde.gateway.config import GatewayConfig, load_config
@@ -46,11 +47,4 @@ __all__ = [
     "run_gateway",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _FACE, globals())

@@ -135,11 +135,6 @@ def local_time(moment: float) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S %z")[:-2] + ":" + when.strftime("%z")[-2:]
 
 
-def rfc3339(moment: float) -> str:
-    """``2026-12-02T08:38:00Z``: the time machines read."""
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def language_of(query: dict[str, str], accept: str | None) -> str:
     wanted = query.get("lang")
     if wanted in LANGUAGES:

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from garde.catalog.durations import parse_duration
-from garde.catalog.load import NodeReader, Path_, compose_mapping, schema_problems
+from garde.catalog.durations import lenient_duration, lenient_number
+from garde.catalog.load import NodeReader, Path_, read_settings
 from garde.errors import Problem, SettingsInvalid
 from garde.gateway.config import GatewayConfig
 from garde.gateway.tokens import Credential, IdentityConfig
@@ -25,25 +25,10 @@ from garde.gateway.upstreams import OutlierSettings
 DOCS = "docs/gateway-contract.md"
 
 
-def _duration(value: Any) -> Any:
-    """``250ms``, ``1s``, ``5m`` or a number of seconds; anything else is left to the schema."""
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise ValueError(f"{exc} (write it as 250ms, 1s or 5m)") from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _number(value: Any) -> Any:
-    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
-Ratio = Annotated[float, BeforeValidator(_number), Field(ge=0, le=1)]
-Positive = Annotated[float, BeforeValidator(_number), Field(gt=0)]
+Duration = Annotated[float, BeforeValidator(lenient_duration), Field(gt=0)]
+Ratio = Annotated[float, BeforeValidator(lenient_number), Field(ge=0, le=1)]
+NonNegative = Annotated[float, BeforeValidator(lenient_number), Field(ge=0)]
+Positive = Annotated[float, BeforeValidator(lenient_number), Field(gt=0)]
 
 
 class _File(BaseModel):
@@ -96,7 +81,9 @@ class GatewaySettingsFile(_File):
     health_timeout: Duration | None = None
     monitor_feed: str | None = Field(None, pattern=r"^https?://")
     retry_ratio: Ratio | None = None
-    retry_min_per_second: Annotated[float, BeforeValidator(_number), Field(ge=0)] | None = None
+    retry_min_per_second: Annotated[float, BeforeValidator(lenient_number), Field(ge=0)] | None = (
+        None
+    )
     retry_after: int | None = Field(None, ge=0)
     cache_entries: int | None = Field(None, ge=0)
     fast_path: bool | Literal["auto", "native", "python", "off"] | None = None
@@ -127,23 +114,18 @@ def parse_gateway_settings(
 ) -> GatewayConfig:
     """Gateway settings from YAML ``text`` (``file`` names it in messages)."""
     env = os.environ if env is None else env
-    root = compose_mapping(
+    read = read_settings(
         text,
         file,
+        GatewaySettingsFile,
+        subject=file,
         expected="gateway settings are a YAML mapping (target_group: ..., admin_token: ...)",
         hint=f"start from the example in {DOCS}",
+        docs=DOCS,
+        allowed=_allowed,
         empty_ok=True,
     )
-    if isinstance(root, Problem):
-        raise SettingsInvalid(file, [root])
-    reader = NodeReader(file, None)
-    data: dict[str, Any] = {} if root is None else reader.value(root, ())
-    problems = list(reader.problems)
-    model: GatewaySettingsFile | None = None
-    try:
-        model = GatewaySettingsFile.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(schema_problems(exc, reader, allowed=_allowed, docs=DOCS))
+    data, model, problems, reader = read.data, read.model, read.problems, read.reader
     secrets = _secrets(data, env, reader, problems)
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.column or 0))

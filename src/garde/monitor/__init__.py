@@ -9,8 +9,9 @@ Layout: ``targets`` (what to probe, from the catalog), ``probes`` (one check), `
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from garde.faces import lazy
 
 if TYPE_CHECKING:
     from garde.monitor.agent import ProbeAgent
@@ -93,11 +94,4 @@ __all__ = [
     "when",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _FACE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _FACE, globals())

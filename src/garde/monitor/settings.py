@@ -15,9 +15,9 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from garde.catalog.load import NodeReader, Path_, compose_mapping, schema_problems, unknown_name
+from garde.catalog.load import NodeReader, Path_, read_settings, unknown_name
 from garde.catalog.model import Catalog, Protocol
 from garde.errors import MalformedMessage, Problem, SettingsInvalid
 from garde.monitor.targets import PROBE_FIELDS, Assertion, ProbeSettings
@@ -93,23 +93,18 @@ def parse_probe_settings(
 ) -> ProbeSettings:
     """Probe settings from YAML ``text`` (``file`` names it in messages)."""
     env = os.environ if env is None else env
-    root = compose_mapping(
+    read = read_settings(
         text,
         file,
+        ProbeSettingsFile,
+        subject=file,
         expected="probe settings are a YAML mapping (identity: ..., assertions: ...)",
         hint=f"start from the example in {DOCS}",
+        docs=DOCS,
+        allowed=_allowed,
         empty_ok=True,  # every setting has a default
     )
-    if isinstance(root, Problem):
-        raise SettingsInvalid(file, [root])
-    reader = NodeReader(file, None)
-    data: dict[str, Any] = {} if root is None else reader.value(root, ())
-    problems = list(reader.problems)
-    model: ProbeSettingsFile | None = None
-    try:
-        model = ProbeSettingsFile.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(schema_problems(exc, reader, allowed=_allowed, docs=DOCS))
+    data, model, problems, reader = read.data, read.model, read.problems, read.reader
     # The checks below read the raw data, so that they run even where the schema failed
     # elsewhere: one run lists the typo, the wrong type and the unknown service together.
     secrets = _resolve_secrets(data, env, reader, problems)
