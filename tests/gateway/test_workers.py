@@ -18,7 +18,6 @@ import yaml
 
 from garde.catalog import Catalog
 from garde.errors import UsageError
-from garde.gateway.admin import Admin
 from garde.gateway.board import WorkerBoard, worst_mode
 from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
@@ -32,10 +31,8 @@ EXECUTOR = "/Recipe/v4/Executor"
 
 
 def _gateway(catalog: Catalog, board: WorkerBoard) -> Gateway:
-    gateway = Gateway(catalog, FakeTransport(), GatewayConfig(health_checks=False), None)
-    gateway.admin = Admin(gateway)
-    gateway.board = board
-    return gateway
+    config = GatewayConfig(health_checks=False)
+    return Gateway(catalog, FakeTransport(), config, None, admin=True, board=board)
 
 
 def test_board_gathers_live_workers_own_first_and_skips_gone_ones(tmp_path: Path) -> None:

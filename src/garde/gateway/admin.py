@@ -120,8 +120,7 @@ class Admin:
     def snapshot(self) -> Snapshot:
         """What this worker shares with the others (see ``board.py``)."""
         gateway = self.gateway
-        for sync in gateway.syncs:
-            sync()
+        gateway.sync_reports()
         now = time.monotonic()
         services: dict[str, object] = {}
         for sid, upstreams in gateway.upstreams.items():
@@ -204,7 +203,7 @@ class Admin:
         """Which data plane serves the common case here (this worker), and its counters."""
         gateway = self.gateway
         if gateway.data_plane is not None:
-            return {"kind": "native", **gateway.data_plane()}
+            return {"kind": "native", **gateway.data_plane.counters()}
         return {"kind": "off" if gateway.config.fast_path_mode() == "off" else "python"}
 
     async def receipt(self, entry_id: str, request: Request) -> Reply:

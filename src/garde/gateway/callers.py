@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from garde.errors import JournalError
 from garde.journal.base import CallerToken, JournalStore
+from garde.signals import Signal
 from garde.soap import Envelope, SecurityHeader, security_of, utc_instant
 
 log = logging.getLogger("garde.gateway")
@@ -119,7 +120,7 @@ class CallerTokens:
     """The freshest valid token per subject, and the subjects the journal waits for.
 
     ``wanted`` is true while some entry waits in ``needs_token``: the gateway then reads the
-    token of every call (the fast paths step aside, see ``listeners``), so that the
+    token of every call (the fast paths step aside, see ``wanted_changed``), so that the
     subject's next call releases its entries.
     """
 
@@ -139,10 +140,10 @@ class CallerTokens:
         self.waiting: set[str] = set()
         """Subject keys with entries in ``needs_token`` (as of the last ``refresh``)."""
         self._releasing: dict[str, asyncio.Task[None]] = {}
-        self.listeners: list[Callable[[], None]] = []
-        """Called when ``wanted`` changes (the native data plane republishes its table)."""
-        self.on_released: Callable[[int], None] | None = None
-        """Called with the number of entries a sighting released (the replayer looks now)."""
+        self.wanted_changed: Signal[[]] = Signal("tokens wanted changed")
+        """Fired when ``wanted`` changes (the native data plane republishes its table)."""
+        self.entries_released: Signal[[int]] = Signal("entries released")
+        """Fired with the number of entries a sighting released (the replayer looks now)."""
         self.released = 0
 
     @property
@@ -209,8 +210,7 @@ class CallerTokens:
             )
         self.waiting = waiting
         if self.wanted != was:
-            for listener in self.listeners:
-                listener()
+            self.wanted_changed.emit()
         if waiting:
             # A token seen before its entries went to needs_token releases them now.
             now = self.clock()
@@ -237,10 +237,8 @@ class CallerTokens:
             log.info("%d journaled writes waiting for a token were released", len(receipts))
             self.waiting.discard(self.journal.subject_key(subject))
             if not self.waiting:
-                for listener in self.listeners:
-                    listener()
-            if self.on_released is not None:
-                self.on_released(len(receipts))
+                self.wanted_changed.emit()
+            self.entries_released.emit(len(receipts))
 
 
 def _digest(security: bytes) -> bytes:

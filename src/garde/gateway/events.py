@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
+
+from garde.signals import Signal
 
 if TYPE_CHECKING:
     from garde.gateway.upstreams import ServiceUpstreams
@@ -32,7 +34,8 @@ class EventHub:
         self.queue_size = queue_size
         self._subscribers: set[asyncio.Queue[dict[str, object]]] = set()
         self.history: list[dict[str, object]] = []
-        self.listeners: list[Callable[[ServiceUpstreams], None]] = []
+        self.changed: Signal[[ServiceUpstreams]] = Signal("mode changed")
+        """Fired on every mode change, after it is logged and before the streams see it."""
 
     def mode_changed(self, upstreams: ServiceUpstreams) -> None:
         event = mode_event(upstreams)
@@ -40,8 +43,7 @@ class EventHub:
             "%s is now %s (data center %s)", event["service"], event["mode"], event["data_center"]
         )
         self.history = [*self.history[-99:], event]
-        for listener in self.listeners:
-            listener(upstreams)
+        self.changed.emit(upstreams)
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)

@@ -8,12 +8,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol as Interface
 
 from garde.catalog.model import Catalog, Continuity, Kind, Protocol
 from garde.errors import RequestRejected, TokenUnavailable, UpstreamUnavailable
+from garde.gateway.admin import Admin
 from garde.gateway.board import WorkerBoard
 from garde.gateway.budget import RetryBudget
 from garde.gateway.cache import StaleCache
@@ -83,7 +83,13 @@ class Gateway:
         transport: Transport,
         config: GatewayConfig | None = None,
         journal: Journal | None = None,
+        *,
+        admin: bool = False,
+        board: WorkerBoard | None = None,
     ) -> None:
+        """``admin``: answer ``/_garde/`` and ``/metrics`` (a gateway that only sends, as
+        ``garde journal replay``'s, has none); ``board``: this is one of several workers, and
+        they share counters and modes there."""
         self.catalog = catalog
         self.config = config or GatewayConfig()
         self.transport = transport
@@ -108,6 +114,8 @@ class Gateway:
             try_timeout_factor=self.config.try_timeout_factor,
         )
         self.cache = StaleCache(self.config.cache_entries)
+        self.callers = CallerTokens(journal if isinstance(journal, JournalStore) else None)
+        """Callers' own tokens: the freshest per subject, the subjects the journal waits for."""
         self.policy = ContinuityPolicy(
             catalog,
             self.upstreams,
@@ -115,21 +123,30 @@ class Gateway:
             journal,
             target_group=self.config.target_group,
             retry_after=self.config.retry_after,
+            callers=self.callers,
         )
         self.tokens = TokenManager(self.config.identities, self._fetch_token)
-        self.callers = CallerTokens(journal if isinstance(journal, JournalStore) else None)
-        """Callers' own tokens: the freshest per subject, the subjects the journal waits for."""
-        self.policy.callers = self.callers
         self.started = time.time()
-        self.syncs: list[Callable[[], None]] = []
-        self.data_plane: Callable[[], dict[str, object]] | None = None
-        """The native data plane's counters, while it serves this gateway."""
-        """Called before a report (status, metrics): the native data plane drains into the
-        counters here, so that a report sees every request answered before it."""
         self.full_validation = self.config.xml_validation == "full"
-        self.admin: AdminLike | None = None
-        self.board: WorkerBoard | None = None
-        """Set when this is one of several workers: they share counters and modes there."""
+        self.board = board
+        self.data_plane: DataPlaneTap | None = None
+        """The native data plane, while it serves this gateway's socket."""
+        self.admin: Admin | None = Admin(self) if admin else None
+
+    # -- the native data plane -----------------------------------------------------------------
+    def attach_data_plane(self, plane: DataPlaneTap) -> None:
+        """``plane`` serves requests beside this gateway from now on: reports drain it."""
+        self.data_plane = plane
+
+    def detach_data_plane(self, plane: DataPlaneTap) -> None:
+        if self.data_plane is plane:
+            self.data_plane = None
+
+    def sync_reports(self) -> None:
+        """Before a report (status, metrics): bring in what the native data plane counted,
+        so that a report sees every request answered before it."""
+        if self.data_plane is not None:
+            self.data_plane.drain()
 
     # -- the hot path --------------------------------------------------------------------------
     async def handle(self, request: Request) -> Reply:
@@ -348,8 +365,14 @@ class Gateway:
             await self.journal.close()
 
 
-class AdminLike(Interface):
-    async def handle(self, request: Request) -> Reply: ...
+class DataPlaneTap(Interface):
+    """What the gateway needs of a data plane serving beside it (``native.NativePlane``)."""
+
+    def drain(self) -> None:
+        """Bring the requests it answered into the gateway's counters and modes."""
+
+    def counters(self) -> dict[str, object]:
+        """Its own counters, for ``/_garde/status``."""
 
 
 def _check_path(path: str, target: bytes) -> None:

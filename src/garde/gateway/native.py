@@ -116,10 +116,9 @@ class NativePlane:
     def start(self) -> None:
         self._loop = loop = asyncio.get_running_loop()
         for upstreams in self.gateway.upstreams.values():
-            upstreams.plan_listeners.append(self._plan_changed)
-        self.gateway.callers.listeners.append(self._tokens_wanted)
-        self.gateway.syncs.append(self.drain)
-        self.gateway.data_plane = self.counters
+            upstreams.plan_changed.connect(self._plan_changed)
+        self.gateway.callers.wanted_changed.connect(self._tokens_wanted)
+        self.gateway.attach_data_plane(self)
         self.publish()
         loop.add_reader(self.plane.notify_fd, self.drain)
         self.plane.start()
@@ -135,13 +134,9 @@ class NativePlane:
         self.plane.stop()
         self.drain(adopt=False)  # the last counts; hand-overs left are closed by stop()
         for upstreams in self.gateway.upstreams.values():
-            if self._plan_changed in upstreams.plan_listeners:
-                upstreams.plan_listeners.remove(self._plan_changed)
-        if self._tokens_wanted in self.gateway.callers.listeners:
-            self.gateway.callers.listeners.remove(self._tokens_wanted)
-        if self.drain in self.gateway.syncs:
-            self.gateway.syncs.remove(self.drain)
-        self.gateway.data_plane = None
+            upstreams.plan_changed.disconnect(self._plan_changed)
+        self.gateway.callers.wanted_changed.disconnect(self._tokens_wanted)
+        self.gateway.detach_data_plane(self)
 
     def counters(self) -> dict[str, object]:
         """Connections accepted, requests served natively, connections handed over to Python

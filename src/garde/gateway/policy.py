@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +22,7 @@ from garde.gateway.routing import OperationRoute
 from garde.gateway.upstreams import Mode, ServiceUpstreams
 from garde.gateway.wire import Reply, Request
 from garde.journal.base import CallerToken, Journal, Submission
+from garde.signals import Signal
 from garde.soap import Envelope, body_bytes, without_security
 
 SOAP_TYPE = (b"Content-Type", b"text/xml; charset=utf-8")
@@ -78,6 +78,7 @@ class ContinuityPolicy:
         *,
         target_group: str | None,
         retry_after: int,
+        callers: CallerTokens | None = None,
     ) -> None:
         self.catalog = catalog
         self.upstreams = upstreams
@@ -85,9 +86,10 @@ class ContinuityPolicy:
         self.journal = journal
         self.target_group = target_group
         self.retry_after = retry_after
-        self.on_journaled: Callable[[], None] | None = None
-        self.callers: CallerTokens | None = None
-        """Set by the gateway: callers' own tokens seen, for the entries that carry one."""
+        self.callers = callers
+        """Callers' own tokens seen, for the entries that carry one."""
+        self.entry_journaled: Signal[[]] = Signal("entry journaled")
+        """Fired after each accepted write (the replayer wakes up)."""
         self.stale_served = 0
         self.journaled = 0
         self.refused = 0
@@ -201,8 +203,7 @@ class ContinuityPolicy:
         )
         receipt = await self.journal.accept(submission)
         self.journaled += 1
-        if self.on_journaled is not None:
-            self.on_journaled()
+        self.entry_journaled.emit()
         location = f"/_garde/receipts/{receipt.id}".encode()
         headers = [
             (b"Garde-Receipt", receipt.id.encode()),

@@ -12,7 +12,6 @@ import logging
 from types import TracebackType
 
 from garde.catalog.model import Catalog
-from garde.gateway.admin import Admin
 from garde.gateway.app import GatewayServer
 from garde.gateway.backlog import RPO_CHECK_INTERVAL, RpoWatch
 from garde.gateway.board import WorkerBoard
@@ -46,9 +45,11 @@ class RunningGateway:
         board: WorkerBoard | None = None,
     ) -> None:
         self.config = config or GatewayConfig()
-        self.gateway = Gateway(catalog, transport or HttpTransport(), self.config, journal)
-        self.admin = self.gateway.admin = Admin(self.gateway)
-        self.gateway.board = board
+        self.gateway = Gateway(
+            catalog, transport or HttpTransport(), self.config, journal, admin=True, board=board
+        )
+        assert self.gateway.admin is not None
+        self.admin = self.gateway.admin
         self._publishing: asyncio.Task[None] | None = None
         self.server = GatewayServer(self.gateway)
         self.health = HealthChecker(
@@ -74,9 +75,9 @@ class RunningGateway:
             self.replayer = journal_replayer(
                 self.gateway, journal, policy=replay, on_needs_token=self._token_check.set
             )
-            self.gateway.events.listeners.append(self._mode_changed)
-            self.gateway.policy.on_journaled = self.replayer.poke
-            self.gateway.callers.on_released = lambda _count: self._poke()
+            self.gateway.events.changed.connect(self._mode_changed)
+            self.gateway.policy.entry_journaled.connect(self.replayer.poke)
+            self.gateway.callers.entries_released.connect(lambda _count: self._poke())
         self._watching: asyncio.Task[None] | None = None
         self._rpo: asyncio.Task[None] | None = None
 

@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from garde.catalog.model import Service
 from garde.gateway.transport import Endpoint
+from garde.signals import Signal
 
 
 class Breaker(StrEnum):
@@ -149,8 +150,8 @@ class ServiceUpstreams:
         self.mode = Mode.NORMAL
         self.mode_since = wall()
         self.in_use: str | None = self.links[0].dc
-        self.plan_listeners: list[Callable[[ServiceUpstreams], None]] = []
-        """Called whenever the plan may have changed (the native data plane republishes)."""
+        self.plan_changed: Signal[[ServiceUpstreams]] = Signal("plan changed")
+        """Fired whenever the plan may have changed (the native data plane republishes)."""
 
     # -- choosing --------------------------------------------------------------------------
     def plan(self) -> list[Link]:
@@ -300,8 +301,7 @@ class ServiceUpstreams:
 
     def _changed(self) -> None:
         self._plan = None
-        for listener in self.plan_listeners:
-            listener(self)
+        self.plan_changed.emit(self)
         mode, in_use = self.current()
         if mode is not self.mode or in_use != self.in_use:
             if mode is not self.mode:
