@@ -46,3 +46,15 @@ def test_a_face_costs_nothing_until_a_name_is_used() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_renamed_names_still_answer_with_a_deprecation_warning() -> None:
+    import garde.catalog
+    import garde.catalog.model
+
+    with pytest.warns(DeprecationWarning, match="renamed garde.catalog.FailedService"):
+        assert garde.catalog.Failure is garde.catalog.FailedService  # type: ignore[attr-defined]
+    with pytest.warns(DeprecationWarning, match="WireProtocol"):
+        assert garde.catalog.model.Protocol is garde.catalog.model.WireProtocol  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        garde.catalog.model.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018

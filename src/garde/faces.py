@@ -8,6 +8,7 @@ until a name is used, and type checkers see the names through ``if TYPE_CHECKING
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,5 +23,23 @@ def lazy(part: str, table: Mapping[str, str], namespace: dict[str, Any]) -> Call
         value = getattr(importlib.import_module(module), name)
         namespace[name] = value
         return value
+
+    return __getattr__
+
+
+def renamed(part: str, table: Mapping[str, str], namespace: dict[str, Any]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that still answers a name a part renamed (``table``: old
+    name -> new name), with a ``DeprecationWarning`` telling the caller the new one."""
+
+    def __getattr__(name: str) -> Any:
+        new = table.get(name)
+        if new is None:
+            raise AttributeError(f"module {part!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{part}.{name} was renamed {part}.{new}; the old name will go",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return namespace[new]
 
     return __getattr__

@@ -5,20 +5,20 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from garde.catalog import Catalog, Failure, impact, load_catalog, parse_failures
+from garde.catalog import Catalog, FailedService, impact, load_catalog, parse_failures
 from garde.catalog.coverage import coverage
 from garde.catalog.impact import Action, ServiceState, Status, service_states
 
 BELGIUM = load_catalog("belgium", env={})
 ALL_FAILURES = sorted(
-    [Failure(sid) for sid in BELGIUM.services]
-    + [Failure(sid, dc) for sid, s in BELGIUM.services.items() for dc in s.endpoints],
+    [FailedService(sid) for sid in BELGIUM.services]
+    + [FailedService(sid, dc) for sid, s in BELGIUM.services.items() for dc in s.endpoints],
     key=lambda f: f.sort_key,
 )
 failure_sets = st.sets(st.sampled_from(ALL_FAILURES), max_size=8)
 
 
-def _ranks(failures: set[Failure]) -> dict[str, int]:
+def _ranks(failures: set[FailedService]) -> dict[str, int]:
     return {gid: g.status.rank for gid, g in impact(BELGIUM, failures).groups.items()}
 
 
@@ -76,19 +76,21 @@ def test_unknown_service_or_data_center_is_a_clear_usage_error(belgium: Catalog)
 
 
 @given(failure_sets, failure_sets)
-def test_failing_more_never_helps_anyone(a: set[Failure], b: set[Failure]) -> None:
+def test_failing_more_never_helps_anyone(a: set[FailedService], b: set[FailedService]) -> None:
     smaller, larger = _ranks(a), _ranks(a | b)
     assert all(larger[g] >= smaller[g] for g in smaller)
 
 
 @given(failure_sets)
-def test_order_of_failures_does_not_matter(failures: set[Failure]) -> None:
+def test_order_of_failures_does_not_matter(failures: set[FailedService]) -> None:
     ordered = sorted(failures, key=lambda f: f.sort_key)
     assert impact(BELGIUM, ordered).as_json() == impact(BELGIUM, list(reversed(ordered))).as_json()
 
 
 @given(st.sampled_from(ALL_FAILURES))
-def test_a_service_with_no_dependants_affects_only_its_own_operations(failure: Failure) -> None:
+def test_a_service_with_no_dependants_affects_only_its_own_operations(
+    failure: FailedService,
+) -> None:
     if BELGIUM.dependants(failure.service):
         return
     result = impact(BELGIUM, [failure])
@@ -100,7 +102,7 @@ def test_a_service_with_no_dependants_affects_only_its_own_operations(failure: F
 
 
 @given(failure_sets)
-def test_a_group_is_stopped_only_by_a_refused_operation(failures: set[Failure]) -> None:
+def test_a_group_is_stopped_only_by_a_refused_operation(failures: set[FailedService]) -> None:
     for group in impact(BELGIUM, failures).groups.values():
         refused = any(o.continuity is Action.REFUSE for o in group.operations)
         assert (group.status is Status.STOPPED) == refused

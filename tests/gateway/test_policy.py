@@ -8,7 +8,7 @@ import json
 import pytest
 from lxml import etree
 
-from garde.catalog.model import Protocol
+from garde.catalog.model import WireProtocol
 from garde.gateway.handler import Gateway
 from garde.gateway.refusals import language_of
 from garde.gateway.wire import Request
@@ -150,14 +150,14 @@ def test_online_refusal_names_the_procedure_in_the_callers_language(
 
 
 def test_refusal_is_problem_json_for_rest_callers(gateway: Gateway) -> None:
-    from garde.gateway.policy import Failure
+    from garde.gateway.policy import ForwardFailure
 
     route = gateway.router.services[0].by_action
     _, some = next(iter(route.items()))
     request = Request(b"GET", b"/x", [(b"Accept-Language", b"nl")])
     some_rest = some.__class__(**{f: getattr(some, f) for f in some.__slots__})  # type: ignore[attr-defined]
-    some_rest.service = some.service.model_copy(update={"protocol": Protocol.REST})
-    reply = gateway.policy.refuse(some_rest, request, None, Failure(some.service_id, "down"))
+    some_rest.service = some.service.model_copy(update={"protocol": WireProtocol.REST})
+    reply = gateway.policy.refuse(some_rest, request, None, ForwardFailure(some.service_id, "down"))
     assert reply.header(b"content-type") == b"application/problem+json"
     problem = json.loads(reply.body)
     assert problem["status"] == 503

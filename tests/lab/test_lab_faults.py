@@ -255,11 +255,11 @@ def test_a_request_begun_before_a_fault_is_set_is_served() -> None:
     """A fault set while a request is half received applies from the next request on, also
     when the proxy leaves delimiting requests to its in-memory simulator."""
     from garde.lab.http import HttpServer, Response
-    from garde.lab.proxy import ClientSide, Target
+    from garde.lab.proxy import ClientSide, LinkProxy
 
     async def scenario() -> list[bytes]:
         server = HttpServer(lambda request: Response(200, b"served"))
-        target = Target("s", "dc1", "127.0.0.1", 0, ("127.0.0.1", 9), link=server.make_protocol)
+        target = LinkProxy("s", "dc1", "127.0.0.1", 0, ("127.0.0.1", 9), link=server.make_protocol)
         await target.start()
         sink = _Sink()
         client = ClientSide(target)

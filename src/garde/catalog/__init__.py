@@ -6,15 +6,16 @@ else depends on the catalog, never the other way round.
 
 from __future__ import annotations
 
-from garde.catalog.impact import Failure, Impact, impact, parse_failures
+from garde.catalog.impact import FailedService, Impact, impact, parse_failures
 from garde.catalog.load import BUILTIN, load_catalog, parse_catalog
 from garde.catalog.model import Catalog, Continuity, Operation, Service
+from garde.faces import renamed
 
 __all__ = [
     "BUILTIN",
     "Catalog",
     "Continuity",
-    "Failure",
+    "FailedService",
     "Impact",
     "Operation",
     "Service",
@@ -23,3 +24,5 @@ __all__ = [
     "parse_catalog",
     "parse_failures",
 ]
+
+__getattr__ = renamed(__name__, {"Failure": "FailedService"}, globals())

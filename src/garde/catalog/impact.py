@@ -48,7 +48,7 @@ _RANK = {Status.UNAFFECTED: 0, Status.DEGRADED: 1, Status.STOPPED: 2}
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
+class FailedService:
     """A service failing in one data center, or in all of them (``dc`` is None)."""
 
     service: str
@@ -62,7 +62,7 @@ class Failure:
         return (self.service, self.dc or "")
 
 
-def parse_failures(catalog: Catalog, texts: Iterable[str]) -> list[Failure]:
+def parse_failures(catalog: Catalog, texts: Iterable[str]) -> list[FailedService]:
     """``["sts", "recipe-prescriber@dc1"]`` -> failures; unknown names raise ``UsageError``."""
     failures = []
     for text in texts:
@@ -76,7 +76,7 @@ def parse_failures(catalog: Catalog, texts: Iterable[str]) -> list[Failure]:
                 f"service {service!r} does not run in data center {dc!r};"
                 f" it runs in: {', '.join(endpoints)}"
             )
-        failures.append(Failure(service, dc or None))
+        failures.append(FailedService(service, dc or None))
     return failures
 
 
@@ -88,7 +88,7 @@ class ServiceView:
     """Services whose failure makes this one down (itself when it fails on its own)."""
 
 
-def service_states(catalog: Catalog, failures: Iterable[Failure]) -> dict[str, ServiceView]:
+def service_states(catalog: Catalog, failures: Iterable[FailedService]) -> dict[str, ServiceView]:
     failed_dcs: dict[str, set[str]] = {}
     for failure in failures:
         dcs = catalog.services[failure.service].endpoints
@@ -166,7 +166,7 @@ class GroupImpact:
 
 @dataclass(frozen=True, slots=True)
 class Impact:
-    failures: tuple[Failure, ...]
+    failures: tuple[FailedService, ...]
     services: dict[str, ServiceView]
     groups: dict[str, GroupImpact]
 
@@ -193,7 +193,7 @@ class Impact:
         }
 
 
-def impact(catalog: Catalog, failures: Iterable[Failure], language: str = "en") -> Impact:
+def impact(catalog: Catalog, failures: Iterable[FailedService], language: str = "en") -> Impact:
     """Who is stopped or degraded by ``failures``, per target group, with the procedures."""
     failures = tuple(sorted(set(failures), key=lambda f: f.sort_key))
     views = service_states(catalog, failures)

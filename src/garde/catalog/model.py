@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from garde.catalog.durations import parse_duration
+from garde.faces import renamed
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 """A duration in seconds, written in the catalog as ``10s``, ``5m``, ``1h``..."""
@@ -46,7 +47,7 @@ class DataCenter(_Model):
     """How long a failure of this data center typically lasts (used by the RTO check)."""
 
 
-class Protocol(StrEnum):
+class WireProtocol(StrEnum):
     SOAP = "soap"
     REST = "rest"
 
@@ -181,7 +182,7 @@ class Service(_Model):
     id: str = ""
     name: str
     owner: str
-    protocol: Protocol
+    protocol: WireProtocol
     path_prefix: str = Field(pattern=r"^/")
     """The path the care software calls today; the gateway serves the same path."""
     namespace: str | None = None
@@ -203,7 +204,7 @@ class Service(_Model):
         if operation.match.soap_action is not None:
             return operation.match.soap_action
         namespace = operation.namespace or self.namespace
-        if self.protocol is not Protocol.SOAP or namespace is None:
+        if self.protocol is not WireProtocol.SOAP or namespace is None:
             return None
         capitalised = operation.id[:1].upper() + operation.id[1:]
         return self.soap_action.format(
@@ -214,7 +215,7 @@ class Service(_Model):
         if operation.match.body_element is not None:
             return operation.match.body_element
         namespace = operation.namespace or self.namespace
-        if self.protocol is not Protocol.SOAP or namespace is None:
+        if self.protocol is not WireProtocol.SOAP or namespace is None:
             return None
         local = operation.id[:1].upper() + operation.id[1:] + "Request"
         return "{" + namespace + "}" + local
@@ -372,3 +373,7 @@ def _with_id(key: str, value: Any) -> Any:
     if isinstance(value, dict):
         return {**value, "id": key}
     return value
+
+
+# ``Protocol`` shadowed ``typing.Protocol`` wherever both were needed.
+__getattr__ = renamed(__name__, {"Protocol": "WireProtocol"}, globals())

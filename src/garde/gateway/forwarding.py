@@ -21,7 +21,7 @@ FAILING_STATUSES = frozenset((502, 503, 504))
 
 
 @dataclass(slots=True)
-class Outcome:
+class Forwarded:
     """What forwarding got: a usable answer, or why there is none."""
 
     response: Response | None = None
@@ -76,11 +76,11 @@ class Forwarder:
         headers: Headers,
         body: bytes,
         deadline: float,
-    ) -> Outcome:
+    ) -> Forwarded:
         """Try the service's data centers in order; ``deadline`` is ``time.monotonic()`` based."""
         service = route.service.id
         upstreams = self.upstreams[service]
-        outcome = Outcome()
+        outcome = Forwarded()
         plan = upstreams.plan()
         if not plan:
             outcome.failure = "no data center available (all circuit breakers open)"

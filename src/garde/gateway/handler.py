@@ -9,9 +9,9 @@ import logging
 import time
 import uuid
 from datetime import datetime
-from typing import Protocol as Interface
+from typing import Protocol
 
-from garde.catalog.model import Catalog, Continuity, Kind, Protocol
+from garde.catalog.model import Catalog, Continuity, Kind, WireProtocol
 from garde.errors import RequestRejected, TokenUnavailable, UpstreamUnavailable
 from garde.gateway.admin import Admin
 from garde.gateway.board import WorkerBoard
@@ -22,7 +22,7 @@ from garde.gateway.config import GatewayConfig
 from garde.gateway.events import EventHub
 from garde.gateway.forwarding import Forwarder
 from garde.gateway.metrics import Metrics
-from garde.gateway.policy import ContinuityPolicy, Failure
+from garde.gateway.policy import ContinuityPolicy, ForwardFailure
 from garde.gateway.refusals import rejection_fault, rejection_problem
 from garde.gateway.routing import OperationRoute, Router
 from garde.gateway.tokens import Credential, Token, TokenManager, parse_token_response
@@ -249,7 +249,7 @@ class Gateway:
                 return self.reject(exc, request), "rejected"
             except TokenUnavailable as exc:
                 sts = self.catalog.token_service.service if self.catalog.token_service else "sts"
-                failure = Failure(sts, str(exc))
+                failure = ForwardFailure(sts, str(exc))
                 return await self._degrade(
                     route, request, envelope, identity, idempotency_key, failure
                 )
@@ -265,7 +265,7 @@ class Gateway:
                 value = error.header(b"retry-after")
                 if value is not None and value.isdigit():
                     retry_after = int(value)
-            failure = Failure(
+            failure = ForwardFailure(
                 route.service_id, outcome.failure or "unavailable", outcome.sent, retry_after
             )
             return await self._degrade(route, request, envelope, identity, idempotency_key, failure)
@@ -295,9 +295,9 @@ class Gateway:
         envelope: Envelope | None,
         identity: str | None,
         idempotency_key: str | None,
-        failure: Failure,
+        failure: ForwardFailure,
     ) -> tuple[Reply, str]:
-        if envelope is None and route.service.protocol is Protocol.SOAP:
+        if envelope is None and route.service.protocol is WireProtocol.SOAP:
             # Read now what the fast path did not: the journal and the cache need the body.
             try:
                 envelope = parse_envelope(request.body, max_bytes=None)
@@ -365,7 +365,7 @@ class Gateway:
             await self.journal.close()
 
 
-class DataPlaneTap(Interface):
+class DataPlaneTap(Protocol):
     """What the gateway needs of a data plane serving beside it (``native.NativePlane``)."""
 
     def drain(self) -> None:

@@ -30,7 +30,7 @@ JSON_PROBLEM = (b"Content-Type", b"application/problem+json")
 
 
 @dataclass(slots=True)
-class Failure:
+class ForwardFailure:
     """Why forwarding gave no usable answer."""
 
     service: str
@@ -114,7 +114,7 @@ class ContinuityPolicy:
         envelope: Envelope | None,
         identity: str | None,
         idempotency_key: str | None,
-        failure: Failure,
+        failure: ForwardFailure,
     ) -> tuple[Reply, str]:
         """The reply when forwarding failed, and the outcome label for metrics."""
         continuity = route.continuity
@@ -140,15 +140,14 @@ class ContinuityPolicy:
                     # Acknowledging a write that can never be sent would break the promise
                     # of the receipt: the caller follows the procedure now instead.
                     why = f"{failure.reason}; not journaled: {exc}"
-                    return self.refuse(route, request, envelope, Failure(failure.service, why)), (
-                        "refused"
-                    )
+                    unjournaled = ForwardFailure(failure.service, why)
+                    return self.refuse(route, request, envelope, unjournaled), "refused"
             try:
                 return await self._journal(
                     route, request, envelope, identity, idempotency_key, caller
                 )
             except JournalUnavailable as exc:
-                failure = Failure(
+                failure = ForwardFailure(
                     failure.service, f"{failure.reason}; journal: {exc}", failure.sent
                 )
         return self.refuse(route, request, envelope, failure), "refused"
@@ -232,7 +231,7 @@ class ContinuityPolicy:
         route: OperationRoute,
         request: Request,
         envelope: Envelope | None,
-        failure: Failure,
+        failure: ForwardFailure,
     ) -> Reply:
         self.refused += 1
         group_header = request.header(b"garde-target-group")

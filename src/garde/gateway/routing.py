@@ -19,8 +19,8 @@ from garde.catalog.model import (
     Deferrable,
     KeyRule,
     Operation,
-    Protocol,
     Service,
+    WireProtocol,
 )
 from garde.errors import MalformedMessage, RequestRejected
 from garde.soap import Envelope, XPathKey
@@ -95,7 +95,7 @@ class ServiceRoute:
 
     @property
     def soap(self) -> bool:
-        return self.service.protocol is Protocol.SOAP
+        return self.service.protocol is WireProtocol.SOAP
 
 
 def _operation_route(service: Service, operation: Operation) -> OperationRoute:

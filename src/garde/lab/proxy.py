@@ -44,7 +44,7 @@ def _error_response(status: str) -> bytes:
     return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
-class Target:
+class LinkProxy:
     """The proxy of one (service, data center): its listener, faults and open connections."""
 
     def __init__(
@@ -283,7 +283,7 @@ class _Listener:
 class ClientSide(asyncio.Protocol):
     """A connection from a client to the proxy, paired with one upstream connection."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: LinkProxy) -> None:
         self.target = target
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamSide | MemoryLink | None = None

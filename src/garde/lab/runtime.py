@@ -24,7 +24,7 @@ from garde.errors import LabError, UsageError
 from garde.lab.faults import Fault, FaultKind, make_fault
 from garde.lab.http import HttpServer
 from garde.lab.ledger import Ledger
-from garde.lab.proxy import Target
+from garde.lab.proxy import LinkProxy
 from garde.lab.services import SIMULATORS, SimulatedService
 from garde.lab.services.base import LabContext, LabSettings
 from garde.lab.store import Database, Idempotency
@@ -39,11 +39,11 @@ T = TypeVar("T")
 class FaultControl:
     """Set and heal faults; callable from the lab's event loop or from any other thread."""
 
-    def __init__(self, targets: dict[tuple[str, str], Target], runner: Callable[..., Any]):
+    def __init__(self, targets: dict[tuple[str, str], LinkProxy], runner: Callable[..., Any]):
         self._targets = targets
         self._run = runner
 
-    def _target(self, service: str, dc: str) -> Target:
+    def _target(self, service: str, dc: str) -> LinkProxy:
         target = self._targets.get((service, dc))
         if target is None:
             services = sorted({s for s, _ in self._targets})
@@ -125,7 +125,7 @@ class Lab:
             self.db, self.ledger, Idempotency(self.db), self.tokens, clock, self.settings
         )
         self.simulators: dict[str, SimulatedService] = {}
-        self.targets: dict[tuple[str, str], Target] = {}
+        self.targets: dict[tuple[str, str], LinkProxy] = {}
         self._servers: list[HttpServer] = []
         self._control: HttpServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,7 +175,7 @@ class Lab:
         )
         await self._bind(server, 0, f"{simulator.id}/{dc} simulator")
         self.internal[(simulator.id, dc)] = (self.host, server.port)
-        target = Target(
+        target = LinkProxy(
             simulator.id,
             dc,
             self.host,

@@ -17,26 +17,26 @@ from garde.monitor.state import ServiceStatus, Snapshot, TargetStatus
 from garde.monitor.store.base import Incident
 
 
-class Mode(StrEnum):
+class FeedMode(StrEnum):
     NORMAL = "normal"
     DEGRADED = "degraded"
     OFFLINE = "offline"
 
 
 MODE_OF = {
-    ServiceStatus.OPERATIONAL: Mode.NORMAL,
-    ServiceStatus.REDUCED_REDUNDANCY: Mode.NORMAL,
-    ServiceStatus.DEGRADED: Mode.DEGRADED,
-    ServiceStatus.OUTAGE: Mode.OFFLINE,
+    ServiceStatus.OPERATIONAL: FeedMode.NORMAL,
+    ServiceStatus.REDUCED_REDUNDANCY: FeedMode.NORMAL,
+    ServiceStatus.DEGRADED: FeedMode.DEGRADED,
+    ServiceStatus.OUTAGE: FeedMode.OFFLINE,
 }
 
 ADVICE = {
-    Mode.NORMAL: "Call the service as usual.",
-    Mode.DEGRADED: (
+    FeedMode.NORMAL: "Call the service as usual.",
+    FeedMode.DEGRADED: (
         "Answers are slow: shorten timeouts, serve cacheable reads from cache and journal"
         " deferrable writes rather than wait."
     ),
-    Mode.OFFLINE: (
+    FeedMode.OFFLINE: (
         "No data center answers: do not wait for timeouts; journal deferrable and async"
         " writes, serve cacheable reads stale, refuse online operations with the procedure."
     ),
@@ -56,7 +56,7 @@ def mode_feed(catalog: Catalog, snap: Snapshot, validity_intervals: float = 3.0)
         advice = ADVICE[mode]
         if service.impacted_by:
             advice += f" Cause: {', '.join(service.impacted_by)} is down."
-        elif avoid and mode is Mode.NORMAL:
+        elif avoid and mode is FeedMode.NORMAL:
             advice = f"Avoid {', '.join(avoid)}; the other data centers serve."
         services[sid] = {
             "mode": mode.value,

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from enum import StrEnum
 
-from garde.catalog.impact import Failure, Status, impact
+from garde.catalog.impact import FailedService, Status, impact
 from garde.catalog.model import Catalog
 from garde.monitor.maintenance import Calendar
 from garde.monitor.state import ServiceSnapshot, ServiceStatus, Snapshot, TargetStatus
@@ -195,7 +195,7 @@ class IncidentManager:
         return events
 
     def _groups(self, service: str) -> list[str]:
-        result = impact(self.catalog, [Failure(service)])
+        result = impact(self.catalog, [FailedService(service)])
         return [g for g, gi in result.groups.items() if gi.status is not Status.UNAFFECTED]
 
     def _open_incident(self, service: ServiceSnapshot, impacted: list[str], now: float) -> Event:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from garde.catalog.load import NodeReader, Path_, read_settings, unknown_name
-from garde.catalog.model import Catalog, Protocol
+from garde.catalog.model import Catalog, WireProtocol
 from garde.errors import MalformedMessage, Problem, SettingsInvalid
 from garde.monitor.targets import PROBE_FIELDS, Assertion, ProbeSettings
 
@@ -216,7 +216,7 @@ def _field_problems(data: dict[str, Any], catalog: Catalog, reader: NodeReader) 
                 unknown_name(reader, path, f"operation of {sid}", oid, service.operations)
             )
             continue
-        if service.probe.operation != oid or service.protocol is not Protocol.SOAP:
+        if service.probe.operation != oid or service.protocol is not WireProtocol.SOAP:
             probed = service.probe.operation or f"GET {service.probe.path or '/'}"
             problems.append(
                 reader.problem(
@@ -285,7 +285,7 @@ def _assertion_problems(
             problems.extend(_expression_problems(item, (*path, i), reader))
             if (
                 service is not None
-                and service.protocol is Protocol.SOAP
+                and service.protocol is WireProtocol.SOAP
                 and isinstance(item.get("jsonpath"), str)
             ):
                 problems.append(

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from garde.catalog.impact import Failure, Impact, ServiceState, impact, service_states
+from garde.catalog.impact import FailedService, Impact, ServiceState, impact, service_states
 from garde.catalog.model import Catalog
 from garde.monitor.probes import ProbeResult
 from garde.monitor.targets import Target
@@ -211,7 +211,7 @@ class Snapshot:
     at: float
     targets: dict[str, TargetView]
     services: dict[str, ServiceSnapshot]
-    failures: tuple[Failure, ...]
+    failures: tuple[FailedService, ...]
     overall: ServiceStatus
 
     def impact(self, catalog: Catalog, language: str = "en") -> Impact:
@@ -228,7 +228,7 @@ def snapshot(catalog: Catalog, tracker: TargetTracker, now: float) -> Snapshot:
             continue
         per_service.setdefault(view.service, {})[view.dc] = view
     failures = tuple(
-        Failure(v.service, v.dc)
+        FailedService(v.service, v.dc)
         for dcs in per_service.values()
         for v in dcs.values()
         if v.status is TargetStatus.DOWN

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from garde.catalog.model import Catalog, Protocol, Service
+from garde.catalog.model import Catalog, Service, WireProtocol
 from garde.errors import UsageError
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -181,7 +181,7 @@ def _service_target(
         latency_threshold=probe.timeout * settings.latency_factor,
         assertions=settings.assertions.get(tid, settings.assertions.get(service.id, ())),
     )
-    if probe.operation is None or service.protocol is not Protocol.SOAP:
+    if probe.operation is None or service.protocol is not WireProtocol.SOAP:
         return base
     operation = service.operations[probe.operation]
     sts = catalog.token_service
