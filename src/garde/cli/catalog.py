@@ -8,11 +8,9 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from garde.catalog import FORMATS, Impact, Status, parse_failures, render_graph
+from garde.catalog import coverage as compute_coverage
 from garde.catalog import impact as compute_impact
-from garde.catalog import parse_failures
-from garde.catalog.coverage import coverage as compute_coverage
-from garde.catalog.graph import FORMATS, render_graph
-from garde.catalog.impact import Impact, Status
 from garde.cli.common import (
     catalog_option,
     console,

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from garde.catalog.durations import format_duration
+from garde.catalog import format_duration
 from garde.errors import SettingsInvalid
 
 INVALID = 2

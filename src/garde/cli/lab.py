@@ -20,7 +20,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from garde.catalog.durations import parse_duration
+from garde.catalog import parse_duration
 from garde.cli.common import catalog_option, console, json_option, load, print_json
 from garde.errors import LabError, UsageError
 from garde.loop import run_loop

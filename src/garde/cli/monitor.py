@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from garde.catalog.durations import DURATION_FORMAT, parse_duration
+from garde.catalog import DURATION_FORMAT, parse_duration
 from garde.cli.common import catalog_option, console, json_option, load, print_json
 from garde.errors import UsageError
 from garde.storage import MONITOR

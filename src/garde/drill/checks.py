@@ -12,12 +12,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from garde.catalog import BUILTIN, Catalog, Continuity, load_catalog
-from garde.catalog.durations import format_duration, parse_duration
-from garde.catalog.load import NodeReader, Path_, unknown_name
+from garde.catalog import (
+    BUILTIN,
+    Catalog,
+    Continuity,
+    NodeReader,
+    Path_,
+    format_duration,
+    load_catalog,
+    parse_duration,
+    unknown_name,
+)
 from garde.drill.scenario import KINDS, LAB_KINDS, FaultEntry
 from garde.errors import CatalogError, Problem, UsageError
-from garde.lab.faults import OPTIONS, FaultKind, make_fault
+from garde.lab import OPTIONS, FaultKind, make_fault
 
 COMMON = ("at", "for", "kind", "note")
 """Keys every timeline entry may have."""

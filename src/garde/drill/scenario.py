@@ -20,9 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from garde.catalog import Catalog
-from garde.catalog.durations import lenient_duration, lenient_number
-from garde.catalog.load import Path_, read_settings
+from garde.catalog import Catalog, Path_, lenient_duration, lenient_number, read_settings
 from garde.errors import Problem, SettingsInvalid
 
 DOCS = "docs/drills.md"
@@ -107,7 +105,7 @@ class FaultEntry(_Strict):
     def lab_options(self, time_scale: float) -> dict[str, Any]:
         """The options as the lab's fault API takes them (``garde.lab.faults.make_fault``),
         in real time: ``for`` and ``period`` compressed by ``time_scale``."""
-        from garde.lab.faults import OPTIONS, FaultKind
+        from garde.lab import OPTIONS, FaultKind
 
         options: dict[str, Any] = {}
         for name in OPTIONS[FaultKind(self.kind)]:

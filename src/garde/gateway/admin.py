@@ -23,7 +23,7 @@ from garde.gateway.board import MODES, Snapshot, worst_mode
 from garde.gateway.events import mode_event
 from garde.gateway.metrics import Metrics
 from garde.gateway.wire import Reply, Request
-from garde.journal.base import Backlog
+from garde.journal import Backlog
 
 if TYPE_CHECKING:
     from garde.gateway.handler import Gateway

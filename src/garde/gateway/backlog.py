@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from garde.catalog.model import Catalog
+from garde.catalog import Catalog
 from garde.errors import JournalError
-from garde.journal.base import UNSETTLED, Backlog, JournalStore
+from garde.journal import UNSETTLED, Backlog, JournalStore
 from garde.masking import mask_text
 
 log = logging.getLogger("garde.gateway")

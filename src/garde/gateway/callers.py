@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from garde.errors import JournalError
-from garde.journal.base import CallerToken, JournalStore
+from garde.journal import CallerToken, JournalStore
 from garde.signals import Signal
 from garde.soap import Envelope, SecurityHeader, security_of, utc_instant
 

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Protocol
 
-from garde.catalog.model import Catalog, Continuity, Kind, WireProtocol
+from garde.catalog import Catalog, Continuity, Kind, WireProtocol
 from garde.errors import RequestRejected, TokenUnavailable, UpstreamUnavailable
 from garde.gateway.admin import Admin
 from garde.gateway.board import WorkerBoard
@@ -29,7 +29,7 @@ from garde.gateway.tokens import Credential, Token, TokenManager, parse_token_re
 from garde.gateway.transport import Headers, Transport
 from garde.gateway.upstreams import ServiceUpstreams
 from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP, Reply, Request
-from garde.journal.base import Journal, JournalStore
+from garde.journal import Journal, JournalStore
 from garde.soap import (
     Envelope,
     check_charset,

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from garde.errors import EntryNotFound, JournalError
-from garde.journal.base import Backlog, Receipt, State
+from garde.journal import Backlog, Receipt, State
 
 if TYPE_CHECKING:
     from garde.gateway.handler import Gateway

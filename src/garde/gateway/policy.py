@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from garde.catalog.model import Catalog, Continuity
+from garde.catalog import Catalog, Continuity
 from garde.errors import JournalUnavailable
 from garde.gateway.cache import StaleCache
 from garde.gateway.callers import CallerTokens, CannotJournal, caller_token
@@ -21,7 +21,7 @@ from garde.gateway.refusals import Refusal, language_of, procedure_for
 from garde.gateway.routing import OperationRoute
 from garde.gateway.upstreams import Mode, ServiceUpstreams
 from garde.gateway.wire import Reply, Request
-from garde.journal.base import CallerToken, Journal, Submission
+from garde.journal import CallerToken, Journal, Submission
 from garde.signals import Signal
 from garde.soap import Envelope, body_bytes, without_security
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from xml.sax.saxutils import escape, quoteattr
 
-from garde.catalog.model import LANGUAGES, Catalog
+from garde.catalog import LANGUAGES, Catalog
 
 GARDE_NS = "urn:garde:gateway:v1"
 PROBLEM_BASE = "urn:garde:problem:"

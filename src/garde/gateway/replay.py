@@ -14,13 +14,21 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from garde.catalog.model import Catalog
+from garde.catalog import Catalog
 from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
 from garde.gateway.sender import GatewaySender
 from garde.gateway.transport import HttpTransport, Transport
-from garde.journal.base import FINAL, JournalStore, Receipt, ServiceReady, State
-from garde.journal.replayer import Replayer, ReplayPolicy, describer
+from garde.journal import (
+    FINAL,
+    JournalStore,
+    Receipt,
+    Replayer,
+    ReplayPolicy,
+    ServiceReady,
+    State,
+    describer,
+)
 
 RECHECK = 0.5
 """Seconds ``ReplayNow`` waits before looking again at what is left (a back-off, or a

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from garde.catalog.model import (
+from garde.catalog import (
     Async,
     Cacheable,
     Catalog,

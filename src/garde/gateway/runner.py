@@ -11,7 +11,7 @@ import contextlib
 import logging
 from types import TracebackType
 
-from garde.catalog.model import Catalog
+from garde.catalog import Catalog
 from garde.gateway.app import GatewayServer
 from garde.gateway.backlog import RPO_CHECK_INTERVAL, RpoWatch
 from garde.gateway.board import WorkerBoard
@@ -22,8 +22,7 @@ from garde.gateway.modefeed import ModeFeedFollower
 from garde.gateway.replay import journal_replayer
 from garde.gateway.transport import HttpTransport, Transport
 from garde.gateway.upstreams import Mode, ServiceUpstreams
-from garde.journal.base import Journal, JournalStore
-from garde.journal.replayer import Replayer, ReplayPolicy
+from garde.journal import Journal, JournalStore, Replayer, ReplayPolicy
 
 log = logging.getLogger("garde.gateway")
 

@@ -19,7 +19,7 @@ from garde.errors import RequestRejected, TokenUnavailable
 from garde.gateway.handler import TOKEN_FAULTS, Gateway
 from garde.gateway.routing import OperationRoute
 from garde.gateway.transport import Headers
-from garde.journal.base import Answer, CallerToken, Delivery, Outcome, Submission
+from garde.journal import Answer, CallerToken, Delivery, Outcome, Submission
 from garde.soap import (
     SOAP12_ENV_NS,
     SOAP_ENV_NS,

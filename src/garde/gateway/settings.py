@@ -15,8 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from garde.catalog.durations import lenient_duration, lenient_number
-from garde.catalog.load import NodeReader, Path_, read_settings
+from garde.catalog import NodeReader, Path_, lenient_duration, lenient_number, read_settings
 from garde.errors import Problem, SettingsInvalid
 from garde.gateway.config import GatewayConfig
 from garde.gateway.tokens import Credential, IdentityConfig

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from garde.catalog.model import Service
+from garde.catalog import Service
 from garde.gateway.transport import Endpoint
 from garde.signals import Signal
 

@@ -34,8 +34,7 @@ from garde.errors import UsageError
 from garde.gateway.board import WorkerBoard
 from garde.gateway.config import GatewayConfig
 from garde.gateway.runner import RunningGateway
-from garde.journal.base import JournalStore
-from garde.journal.sealing import ENV_KEYS, Keyring
+from garde.journal import ENV_KEYS, JournalStore, Keyring
 from garde.loop import run_loop
 from garde.storage import JOURNAL, is_postgres, parse_url
 
@@ -84,7 +83,7 @@ class JournalChoice:
     async def open(self) -> JournalStore | None:
         if not self.enabled:
             return None
-        from garde.journal.factory import open_journal
+        from garde.journal import open_journal
 
         keyring = Keyring.load(self.key_file, os.environ, allow_clear=self.no_encryption)
         return await open_journal(self.url, keyring)

@@ -22,8 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import cast
 
-from garde.catalog import Catalog
-from garde.catalog.durations import parse_duration
+from garde.catalog import Catalog, parse_duration
 from garde.errors import JournalError, UsageError
 from garde.journal.base import (
     Delivery,

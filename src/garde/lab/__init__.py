@@ -6,12 +6,33 @@ every business effect so that drills count what was lost or applied twice. See d
 
 from __future__ import annotations
 
-from garde.lab.faults import Fault, FaultKind, make_fault
-from garde.lab.ledger import Duplicate, Effect, Ledger
-from garde.lab.runtime import Lab, lab_in_thread
-from garde.lab.services.base import LabSettings
+from typing import TYPE_CHECKING
+
+from garde.faces import lazy
+
+if TYPE_CHECKING:
+    from garde.lab.faults import OPTIONS, Fault, FaultKind, make_fault
+    from garde.lab.ledger import Duplicate, Effect, Ledger
+    from garde.lab.runtime import Lab, lab_in_thread
+    from garde.lab.services.base import LabSettings
+
+_FACE = {
+    "Duplicate": "garde.lab.ledger",
+    "Effect": "garde.lab.ledger",
+    "Fault": "garde.lab.faults",
+    "FaultKind": "garde.lab.faults",
+    "Lab": "garde.lab.runtime",
+    "LabSettings": "garde.lab.services.base",
+    "Ledger": "garde.lab.ledger",
+    "OPTIONS": "garde.lab.faults",
+    "lab_in_thread": "garde.lab.runtime",
+    "make_fault": "garde.lab.faults",
+}
+"""What other parts (and the CLI) may use, and where it lives. Anything else is inside the
+part and free to change. Loaded on first use, so importing the part costs nothing."""
 
 __all__ = [
+    "OPTIONS",
     "Duplicate",
     "Effect",
     "Fault",
@@ -22,3 +43,5 @@ __all__ = [
     "lab_in_thread",
     "make_fault",
 ]
+
+__getattr__ = lazy(__name__, _FACE, globals())

@@ -39,7 +39,7 @@ def render_reference(catalog: Catalog) -> str:
         "STS token. Business faults are listed in [lab.md](lab.md).\n"
     )
     lab = Lab(catalog)
-    from garde.lab.services import SIMULATORS
+    from garde.lab.services.registry import SIMULATORS
 
     for sid, service in catalog.services.items():
         simulator_class = SIMULATORS.get(sid)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from garde.catalog.durations import format_duration, parse_duration
+from garde.catalog import format_duration, parse_duration
 from garde.errors import UsageError
 
 

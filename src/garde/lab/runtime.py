@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from garde.catalog.model import Catalog
+from garde.catalog import Catalog
 from garde.errors import LabError, UsageError
 from garde.lab.faults import Fault, FaultKind, make_fault
 from garde.lab.http import HttpServer
 from garde.lab.ledger import Ledger
 from garde.lab.proxy import LinkProxy
-from garde.lab.services import SIMULATORS, SimulatedService
-from garde.lab.services.base import LabContext, LabSettings
+from garde.lab.services.base import LabContext, LabSettings, SimulatedService
+from garde.lab.services.registry import SIMULATORS
 from garde.lab.store import Database, Idempotency
 from garde.lab.tokens import TokenAuthority
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from garde.catalog.model import Catalog
+from garde.catalog import Catalog
 from garde.monitor.state import ServiceStatus, Snapshot, TargetStatus
 from garde.monitor.store.base import Incident
 

@@ -16,8 +16,7 @@ import threading
 from dataclasses import dataclass
 from enum import StrEnum
 
-from garde.catalog.impact import FailedService, Status, impact
-from garde.catalog.model import Catalog
+from garde.catalog import Catalog, FailedService, Status, impact
 from garde.monitor.maintenance import Calendar
 from garde.monitor.state import ServiceSnapshot, ServiceStatus, Snapshot, TargetStatus
 from garde.monitor.store.base import Incident, Store

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any
 
-from garde.catalog.model import Catalog
+from garde.catalog import Catalog
 from garde.monitor.alerts import Notifier
 from garde.monitor.clock import Clock, SystemClock
 from garde.monitor.history import SERVICE_PREFIX, SERVICE_SAMPLE_INTERVAL, Aggregator, expand

@@ -17,8 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from garde.catalog.load import NodeReader, Path_, read_settings, unknown_name
-from garde.catalog.model import Catalog, WireProtocol
+from garde.catalog import Catalog, NodeReader, Path_, WireProtocol, read_settings, unknown_name
 from garde.errors import MalformedMessage, Problem, SettingsInvalid
 from garde.monitor.targets import PROBE_FIELDS, Assertion, ProbeSettings
 

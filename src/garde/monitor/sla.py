@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from garde.catalog.model import Catalog
+from garde.catalog import Catalog
 from garde.errors import UsageError
 from garde.monitor.history import SERVICE_PREFIX, SERVICE_SAMPLE_INTERVAL, combine
 from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED, Observed, row_seconds

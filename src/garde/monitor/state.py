@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from garde.catalog.impact import FailedService, Impact, ServiceState, impact, service_states
-from garde.catalog.model import Catalog
+from garde.catalog import Catalog, FailedService, Impact, ServiceState, impact, service_states
 from garde.monitor.probes import ProbeResult
 from garde.monitor.targets import Target
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from garde.catalog.model import Catalog, Service, WireProtocol
+from garde.catalog import Catalog, Service, WireProtocol
 from garde.errors import UsageError
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"

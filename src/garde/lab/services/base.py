@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from lxml import etree
 
 from garde import soap
-from garde.catalog.model import Kind, Service
+from garde.catalog import Kind, Service
 from garde.errors import MalformedMessage
 from garde.lab.http import Request, Response
 from garde.lab.ledger import Ledger

@@ -7,8 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from garde.catalog.impact import Status
-from garde.catalog.model import Catalog
+from garde.catalog import Catalog, Status
 from garde.monitor.formats import when
 from garde.monitor.maintenance import Calendar
 from garde.monitor.observed import Observed, row_seconds
