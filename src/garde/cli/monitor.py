@@ -413,24 +413,21 @@ def maintenance_add(
     until: str | None,
 ) -> None:
     """Plan a maintenance window (one-off, or recurring with --rrule)."""
-    from garde.monitor import check_rrule, check_scope, parse_time
+    from garde.monitor import WindowNames, plan_window
 
-    catalog = load(catalog_source)
-    check_scope(scope, {sid: list(s.endpoints) for sid, s in catalog.services.items()})
-    starts, ends = parse_time(start, "--start"), parse_time(end, "--end")
-    if ends <= starts:
-        raise UsageError("--end must be after --start")
-    if rrule is not None:
-        check_rrule(rrule, starts)
-    window = _open(db_url).add_maintenance(
-        title,
-        scope,
-        starts,
-        ends,
-        rrule,
-        None if until is None else parse_time(until, "--until"),
-        time.time(),
+    window = plan_window(
+        _open(db_url),
+        load(catalog_source),
+        title=title,
+        scope=scope,
+        starts=start,
+        ends=end,
+        rrule=rrule,
+        until=until,
+        now=time.time(),
+        names=WindowNames("--start", "--end", "--until"),
     )
+    starts, ends = window.starts_at, window.ends_at
     console().print(f"maintenance #{window.id} planned: {title}, {_when(starts)} – {_when(ends)}")
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from garde.monitor.agent import ProbeAgent
     from garde.monitor.alerts import AppriseChannel, Channel, Notifier, WebhookChannel
     from garde.monitor.formats import incident_json, maintenance_json, parse_time, when
-    from garde.monitor.maintenance import check_rrule, check_scope
+    from garde.monitor.maintenance import WindowNames, check_rrule, check_scope, plan_window
     from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED, duration
     from garde.monitor.service import Monitor
     from garde.monitor.settings import load_probe_settings
@@ -25,14 +25,18 @@ if TYPE_CHECKING:
     from garde.monitor.store import open_store
     from garde.monitor.store.base import Incident, Retention, Store
     from garde.monitor.targets import ProbeSettings, targets_from_catalog
-    from garde.monitor.web.app import create_app, render_sla, templates
+    from garde.monitor.web.app import create_app
+    from garde.monitor.web.pages import render_sla
     from garde.monitor.web.server import serve
+    from garde.monitor.web.site import templates
 
 _FACE = {
     "AppriseChannel": "garde.monitor.alerts",
     "Channel": "garde.monitor.alerts",
     "check_rrule": "garde.monitor.maintenance",
     "check_scope": "garde.monitor.maintenance",
+    "plan_window": "garde.monitor.maintenance",
+    "WindowNames": "garde.monitor.maintenance",
     "create_app": "garde.monitor.web.app",
     "duration": "garde.monitor.observed",
     "Incident": "garde.monitor.store.base",
@@ -47,7 +51,7 @@ _FACE = {
     "parse_time": "garde.monitor.formats",
     "ProbeAgent": "garde.monitor.agent",
     "ProbeSettings": "garde.monitor.targets",
-    "render_sla": "garde.monitor.web.app",
+    "render_sla": "garde.monitor.web.pages",
     "Retention": "garde.monitor.store.base",
     "serve": "garde.monitor.web.server",
     "sla_csv": "garde.monitor.sla",
@@ -55,7 +59,7 @@ _FACE = {
     "sla_report": "garde.monitor.sla",
     "Store": "garde.monitor.store.base",
     "targets_from_catalog": "garde.monitor.targets",
-    "templates": "garde.monitor.web.app",
+    "templates": "garde.monitor.web.site",
     "WebhookChannel": "garde.monitor.alerts",
     "when": "garde.monitor.formats",
 }
@@ -75,6 +79,7 @@ __all__ = [
     "Retention",
     "Store",
     "WebhookChannel",
+    "WindowNames",
     "check_rrule",
     "check_scope",
     "create_app",
@@ -84,6 +89,7 @@ __all__ = [
     "maintenance_json",
     "open_store",
     "parse_time",
+    "plan_window",
     "render_sla",
     "serve",
     "sla_csv",

@@ -4,12 +4,15 @@ from availability, alerts muted while they run (resolutions are still sent)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dateutil.rrule import rrulestr
 
+from garde.catalog import Catalog
 from garde.errors import UsageError
-from garde.monitor.store.base import Maintenance
+from garde.monitor.formats import parse_time
+from garde.monitor.store.base import Maintenance, Store
 
 MAX_OCCURRENCES = 1000
 
@@ -38,6 +41,49 @@ def check_scope(scope: Iterable[str], services: Mapping[str, Iterable[str]]) -> 
             )
         if dc and dc not in set(services[service]):
             raise UsageError(f"service {service!r} does not run in data center {dc!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowNames:
+    """How the one planning a window named its fields (the API's keys, the CLI's options),
+    so that an error names what they wrote."""
+
+    starts: str = "starts_at"
+    ends: str = "ends_at"
+    until: str = "until"
+
+
+def plan_window(
+    store: Store,
+    catalog: Catalog,
+    *,
+    title: str,
+    scope: Iterable[str],
+    starts: object,
+    ends: object,
+    rrule: str | None,
+    until: object,
+    now: float,
+    names: WindowNames = WindowNames(),
+) -> Maintenance:
+    """Check a maintenance window whole, then store it: the API and ``garde maintenance
+    add`` plan windows here, so that both refuse the same windows with the same words."""
+    title = title.strip()
+    if not title:
+        raise UsageError("a maintenance window needs a title")
+    entries = [str(entry) for entry in scope]
+    if not entries:
+        raise UsageError(
+            "a maintenance window's scope lists services (recipe-executor), service@dc entries or *"
+        )
+    check_scope(entries, {sid: list(s.endpoints) for sid, s in catalog.services.items()})
+    starts_at, ends_at = parse_time(starts, names.starts), parse_time(ends, names.ends)
+    if ends_at <= starts_at:
+        raise UsageError(f"{names.ends} must be after {names.starts}")
+    if rrule is not None:
+        check_rrule(rrule, starts_at)
+    last = None if until is None else parse_time(until, names.until)
+    return store.add_maintenance(title[:200], entries, starts_at, ends_at, rrule, last, now)
 
 
 def _dt(ts: float) -> datetime:
