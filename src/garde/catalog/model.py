@@ -64,6 +64,24 @@ class Continuity(StrEnum):
     CACHEABLE = "cacheable"
 
 
+class JournaledAnswer(StrEnum):
+    """What the gateway answers a SOAP write it journaled (every data center down).
+
+    Generated SOAP clients (zeep, JAX-WS/CXF, .NET WCF) only understand what their WSDL
+    says; a garde-aware client reads the receipt either way (``Garde-Receipt`` header, and a
+    request with ``Prefer: respond-async`` always gets ``receipt``). See
+    docs/gateway-contract.md, "What a journaled write answers".
+    """
+
+    RECEIPT = "receipt"
+    """202 with a ``garde:Journaled`` body: for garde-aware clients (zeep reports a fault)."""
+    RESPONSE = "response"
+    """200 with the operation's own response element, empty, and the receipt in a
+    ``garde:Journaled`` SOAP header: a generated client returns a result with no fields."""
+    ACCEPTED = "accepted"
+    """202 with no body: zeep and CXF return None, as for a one-way call."""
+
+
 class Online(_Model):
     """Needs an answer now: nothing can be queued; the fallback is a human procedure."""
 
@@ -76,6 +94,8 @@ class Deferrable(_Model):
     class_: Literal[Continuity.DEFERRABLE] = Field(alias="class")
     deadline: Literal["same_day"] | Seconds
     """``same_day`` (delivered before midnight of the day it was made) or a duration."""
+    answer: JournaledAnswer = JournaledAnswer.RECEIPT
+    """What the caller gets when the write is journaled (SOAP services; REST gets JSON)."""
 
 
 class Async(_Model):
@@ -83,6 +103,8 @@ class Async(_Model):
 
     class_: Literal[Continuity.ASYNC] = Field(alias="class")
     deadline: Seconds | None = None
+    answer: JournaledAnswer = JournaledAnswer.RECEIPT
+    """What the caller gets when the write is journaled (SOAP services; REST gets JSON)."""
 
 
 class Cacheable(_Model):
@@ -158,6 +180,9 @@ class Operation(_Model):
     idempotency_key: KeyRule | None = None
     ordering_key: KeyRule | None = None
     cache_key: KeyRule | None = None
+    response_element: str | None = None
+    """The operation's answer's body element, ``{namespace}LocalName``; None: the request
+    element's name with ``Request`` replaced by (or, without it, followed by) ``Response``."""
     timeout: Seconds | None = None
     """None means: the service's default timeout."""
     rpo: Seconds | None = None
@@ -219,6 +244,15 @@ class Service(_Model):
             return None
         local = operation.id[:1].upper() + operation.id[1:] + "Request"
         return "{" + namespace + "}" + local
+
+    def response_element_of(self, operation: Operation) -> str | None:
+        if operation.response_element is not None:
+            return operation.response_element
+        request = self.body_element_of(operation)
+        if request is None:
+            return None
+        stem = request[: -len("Request")] if request.endswith("Request") else request
+        return stem + "Response"
 
     def timeout_of(self, operation: Operation) -> float:
         return operation.timeout if operation.timeout is not None else self.timeout

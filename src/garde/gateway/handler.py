@@ -19,6 +19,7 @@ from garde.gateway.budget import RetryBudget
 from garde.gateway.cache import StaleCache
 from garde.gateway.callers import CallerTokens, sighted
 from garde.gateway.config import GatewayConfig
+from garde.gateway.contracts import ContractCache, is_contract_request
 from garde.gateway.events import EventHub
 from garde.gateway.forwarding import Forwarder
 from garde.gateway.metrics import Metrics
@@ -114,6 +115,8 @@ class Gateway:
             try_timeout_factor=self.config.try_timeout_factor,
         )
         self.cache = StaleCache(self.config.cache_entries)
+        self.contracts = ContractCache(self.router, self.forwarder, self.upstreams)
+        """The services' WSDLs and schemas, passed on and kept (``contracts.py``)."""
         self.callers = CallerTokens(journal if isinstance(journal, JournalStore) else None)
         """Callers' own tokens: the freshest per subject, the subjects the journal waits for."""
         self.policy = ContinuityPolicy(
@@ -163,6 +166,10 @@ class Gateway:
                 _check_path(path, request.target)
             envelope: Envelope | None = None
             fields = request.fields
+            if entry.soap and request.method == b"GET" and is_contract_request(request):
+                reply, outcome = await self.contracts.serve(entry, request)
+                self.metrics.requests[(f"{entry.service.id}.wsdl", outcome)] += 1
+                return reply
             if entry.soap:
                 if request.method != b"POST":
                     raise RequestRejected(

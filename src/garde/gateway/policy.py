@@ -17,6 +17,7 @@ from garde.catalog import Catalog, Continuity
 from garde.errors import JournalUnavailable
 from garde.gateway.cache import StaleCache
 from garde.gateway.callers import CallerTokens, CannotJournal, caller_token
+from garde.gateway.journaled import SOAP_TYPE, journaled_reply
 from garde.gateway.refusals import Refusal, language_of, procedure_for
 from garde.gateway.routing import OperationRoute
 from garde.gateway.upstreams import Mode, ServiceUpstreams
@@ -25,7 +26,6 @@ from garde.journal import CallerToken, Journal, Submission
 from garde.signals import Signal
 from garde.soap import Envelope, body_bytes, without_security
 
-SOAP_TYPE = (b"Content-Type", b"text/xml; charset=utf-8")
 JSON_PROBLEM = (b"Content-Type", b"application/problem+json")
 
 
@@ -203,28 +203,8 @@ class ContinuityPolicy:
         receipt = await self.journal.accept(submission)
         self.journaled += 1
         self.entry_journaled.emit()
-        location = f"/_garde/receipts/{receipt.id}".encode()
-        headers = [
-            (b"Garde-Receipt", receipt.id.encode()),
-            (b"Location", location),
-            (b"Garde-Mode", Mode.DEGRADED.value.encode()),
-        ]
-        if route.service.protocol.value == "soap":
-            body = (
-                '<?xml version="1.0" encoding="utf-8"?>'
-                '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
-                '<soap:Body><garde:Journaled xmlns:garde="urn:garde:gateway:v1"'
-                f' receipt="{receipt.id}" location="/_garde/receipts/{receipt.id}"'
-                f' state="{receipt.state.value}"/></soap:Body></soap:Envelope>'
-            ).encode()
-            headers.append(SOAP_TYPE)
-        else:
-            body = (
-                f'{{"receipt":"{receipt.id}","location":"/_garde/receipts/{receipt.id}",'
-                f'"state":"{receipt.state.value}"}}'
-            ).encode()
-            headers.append((b"Content-Type", b"application/json"))
-        return Reply(202, headers, body), "journaled"
+        soap_namespace = envelope.soap_namespace if envelope is not None else None
+        return journaled_reply(route, request, receipt, soap_namespace), "journaled"
 
     def refuse(
         self,

@@ -17,6 +17,7 @@ from garde.catalog import (
     Catalog,
     Continuity,
     Deferrable,
+    JournaledAnswer,
     KeyRule,
     Operation,
     Service,
@@ -71,6 +72,10 @@ class OperationRoute:
     label: str = ""
     needs_envelope: bool = False
     """The gateway must read the body on every call (cache or idempotency key in it)."""
+    journaled_answer: JournaledAnswer = JournaledAnswer.RECEIPT
+    """What a journaled write of this operation answers (``journaled.py``)."""
+    response_element: tuple[str, str] | None = None
+    """(namespace, local name) of the operation's response element (SOAP)."""
     element: bytes | None = None
     """The local name of the operation's body element, when no other operation of the
     service has it: a body whose first element bears it is this operation's (the fast paths
@@ -120,6 +125,11 @@ def _operation_route(service: Service, operation: Operation) -> OperationRoute:
         route.per_caller = policy.per_caller
     elif isinstance(policy, Deferrable | Async):
         route.deadline = policy.deadline
+        route.journaled_answer = policy.answer
+    response = service.response_element_of(operation)
+    if response is not None and response.startswith("{") and "}" in response:
+        namespace, local = response[1:].split("}", 1)
+        route.response_element = (namespace, local)
     return route
 
 
@@ -176,6 +186,14 @@ class Router:
             f"no service of the catalog is served at {path!r}: call the gateway with the path"
             f" your software uses for the service (one of: {known})",
         )
+
+    def serves(self, path: str) -> bool:
+        """True if ``path`` is under one of the services' prefixes."""
+        try:
+            self.service(path)
+        except RequestRejected:
+            return False
+        return True
 
     @staticmethod
     def by_action(entry: ServiceRoute, soap_action: bytes | None) -> OperationRoute | None:

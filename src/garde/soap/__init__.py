@@ -16,6 +16,7 @@ Building XML may stay where it is built; the builders every part shares are here
 from __future__ import annotations
 
 from garde.soap.build import build_envelope, build_fault, business_fault, security_header
+from garde.soap.contracts import MAX_CONTRACT_BYTES, rebase_contract
 from garde.soap.envelope import (
     Envelope,
     Fault,
@@ -59,6 +60,7 @@ __all__ = [
     "CONTENT_TYPE",
     "DSIG_NS",
     "GARDE_LAB_NS",
+    "MAX_CONTRACT_BYTES",
     "MAX_MESSAGE_BYTES",
     "SAML1_NS",
     "SAML2_NS",
@@ -89,6 +91,7 @@ __all__ = [
     "qn",
     "read_fault",
     "read_token_response",
+    "rebase_contract",
     "security_header",
     "security_of",
     "token_request",
