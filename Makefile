@@ -13,10 +13,20 @@ $(STAMP): pyproject.toml setup.py src/garde/gateway/_plane.c
 	$(PY) -m pip install --quiet -e ".[postgres]" --group dev
 	touch $(STAMP)
 
+# A second SOAP stack for the real-client tests (tests/clients/): node-soap, from the lock file.
+# Without Node.js the tests skip, except in CI, where they fail.
+NODE_CLIENT := tests/clients/node
+NODE_STAMP := $(NODE_CLIENT)/node_modules/.installed
+
+$(NODE_STAMP): $(NODE_CLIENT)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund --loglevel=error && touch $(NODE_STAMP); \
+	else echo "npm not found: the node-soap client test will be skipped (install nodejs and npm)"; fi
+
 demo: $(STAMP)
 	$(VENV)/bin/garde demo
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -32,4 +42,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_CLIENT)/node_modules
