@@ -49,6 +49,12 @@ def test_cacheable_read_gets_the_last_good_answer_marked_stale(
         assert stale.body == fresh.body
         assert stale.header(b"garde-stale") == b"120"
         assert stale.header(b"age") == b"120"
+        # Every header, once: the service's own, then what says the answer is stale, and no
+        # trace of the first answer's data center or of its "normal" mode.
+        names = [name.lower() for name, _ in stale.headers]
+        assert len(names) == len(set(names)), stale.headers
+        assert b"garde-data-center" not in names
+        assert [v for n, v in stale.headers if n.lower() == b"garde-mode"] == [b"degraded"]
         assert (await gateway.handle(other)).status == 503, "another patient's answer is not served"
 
     asyncio.run(main())

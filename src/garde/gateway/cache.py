@@ -35,7 +35,9 @@ class StaleCache:
 
     def store(self, key: tuple[str, ...], status: int, headers: Headers, body: bytes) -> None:
         entries = self._entries
-        entries[key] = Cached(self.clock(), status, headers, body)
+        # A copy: the caller goes on adding this answer's own headers (its data center, its
+        # mode) to its list, and a stale answer must not repeat them.
+        entries[key] = Cached(self.clock(), status, list(headers), body)
         entries.move_to_end(key)
         while len(entries) > self.max_entries:
             entries.popitem(last=False)
