@@ -107,6 +107,8 @@ def gateway(
 ) -> None:
     """Run the continuity proxy: the care software calls it instead of the chain."""
     from garde.gateway import JournalChoice, load_config, run_gateway
+    from garde.journal import load_journal_settings
+    from garde.settings import environment
 
     config = load_config(config_file).with_overrides(
         host=host,
@@ -116,7 +118,8 @@ def gateway(
         fast_path=fast_path,
     )
     config.check()
-    journal = JournalChoice(journal_url, journal_key_file, journal_no_encryption)
+    settings = load_journal_settings(environment())
+    journal = JournalChoice(journal_url, journal_key_file, journal_no_encryption, settings)
     status = run_gateway(catalog_source, config, journal, workers, announce=_banner, say=_say)
     if workers > 1:
         sys.exit(status)

@@ -8,7 +8,6 @@ in one run, before the gateway serves anything. The defaults live in one place,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +20,7 @@ from garde.errors import Problem, SettingsInvalid
 from garde.gateway.config import GatewayConfig
 from garde.gateway.tokens import Credential, IdentityConfig
 from garde.gateway.upstreams import OutlierSettings
+from garde.settings import environment, resolve_secrets
 
 DOCS = "docs/gateway-contract.md"
 
@@ -106,14 +106,14 @@ def load_gateway_settings(
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         problem = Problem(file, None, None, "", f"cannot read the gateway settings: {reason}")
         raise SettingsInvalid(file, [problem]) from None
-    return parse_gateway_settings(text, file, env=os.environ if env is None else env)
+    return parse_gateway_settings(text, file, env=environment() if env is None else env)
 
 
 def parse_gateway_settings(
     text: str, file: str, *, env: Mapping[str, str] | None = None
 ) -> GatewayConfig:
     """Gateway settings from YAML ``text`` (``file`` names it in messages)."""
-    env = os.environ if env is None else env
+    env = environment() if env is None else env
     read = read_settings(
         text,
         file,
@@ -157,25 +157,7 @@ def _secrets(
             for role in ("primary", "fallback"):
                 if isinstance(spec, dict) and isinstance(spec.get(role), dict):
                     wanted.append(("identities", name, role, "secret"))
-    found: dict[Path_, str] = {}
-    for where in wanted:
-        value: Any = data
-        for part in where:
-            value = value.get(part) if isinstance(value, dict) else None
-        if not (isinstance(value, str) and value.startswith("env:")):
-            continue
-        name = value[4:]
-        if env.get(name):
-            found[where] = env[name]
-        else:
-            problems.append(
-                reader.problem(
-                    where,
-                    f"environment variable {name} is unset or empty",
-                    f"export {name}=... before starting the gateway, or write the value itself",
-                )
-            )
-    return found
+    return resolve_secrets(data, wanted, env, reader, problems, when="before starting the gateway")
 
 
 def _config(model: GatewaySettingsFile, secrets: dict[Path_, str]) -> GatewayConfig:

@@ -23,13 +23,16 @@ if TYPE_CHECKING:
     from garde.journal.factory import open_for_operator, open_journal
     from garde.journal.replayer import Replayer, ReplayPolicy
     from garde.journal.sealing import Keyring, new_key_line
+    from garde.journal.settings import JournalSettings, load_journal_settings
     from garde.journal.sqlite import SqliteJournal
 
 _FACE = {
     "EntryView": "garde.journal.base",
     "Journal": "garde.journal.base",
+    "JournalSettings": "garde.journal.settings",
     "JournalStore": "garde.journal.base",
     "Keyring": "garde.journal.sealing",
+    "load_journal_settings": "garde.journal.settings",
     "new_key_line": "garde.journal.sealing",
     "open_for_operator": "garde.journal.factory",
     "open_journal": "garde.journal.factory",
@@ -47,6 +50,7 @@ part and free to change. Loaded on first use, so importing the part costs nothin
 __all__ = [
     "EntryView",
     "Journal",
+    "JournalSettings",
     "JournalStore",
     "Keyring",
     "Receipt",
@@ -56,6 +60,7 @@ __all__ = [
     "SqliteJournal",
     "State",
     "Submission",
+    "load_journal_settings",
     "new_key_line",
     "open_for_operator",
     "open_journal",

@@ -18,13 +18,12 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import cast
 
 from garde.catalog import Catalog
-from garde.catalog.durations import parse_duration
-from garde.errors import JournalError, UsageError
+from garde.errors import JournalError
 from garde.journal.base import (
     Delivery,
     Describe,
@@ -42,6 +41,9 @@ log = logging.getLogger("garde.journal.replay")
 
 @dataclass(frozen=True, slots=True)
 class ReplayPolicy:
+    """How the replayer paces itself. The defaults are here; where the gateway runs they are
+    tuned by ``GARDE_REPLAY_*`` (read by ``garde.journal.settings``, never by the replayer)."""
+
     concurrency: int = 32
     """Entries in flight at once (each from a different ordering key)."""
     rate: float | None = None
@@ -62,51 +64,6 @@ class ReplayPolicy:
     honour_backoff: bool = True
     """False for an operator's ``replay --now``: entries waiting out a back-off go too
     (a ``Retry-After`` met during the run still pauses the service)."""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ReplayPolicy:
-        """The default policy, tuned by ``GARDE_REPLAY_*`` variables where the gateway runs
-        (docs/journal.md lists them); a bad value is refused with the variable's name."""
-        changes: dict[str, float | int | None] = {}
-        for name, (field_name, kind) in ENV_SETTINGS.items():
-            raw = env.get(name)
-            if raw is None or raw == "":
-                continue
-            try:
-                value = kind(raw) if kind is int else _number(raw)
-            except ValueError:
-                raise UsageError(f"{name}={raw!r}: expected {kind.__name__}") from None
-            if value < 0 or (kind is int and value == 0):
-                raise UsageError(f"{name}={raw!r}: must be positive")
-            changes[field_name] = value
-        policy = replace(cls(), **changes)  # type: ignore[arg-type]
-        if policy.send_timeout >= policy.lease_seconds:
-            raise UsageError(
-                "GARDE_REPLAY_SEND_TIMEOUT must stay under GARDE_REPLAY_LEASE: a lease must not"
-                " run out while its entry is being sent"
-            )
-        return policy
-
-
-def _number(raw: str) -> float:
-    """``50``, ``2.5`` or a duration (``2m``, ``750ms``)."""
-    try:
-        return float(raw)
-    except ValueError:
-        return parse_duration(raw)
-
-
-ENV_SETTINGS: dict[str, tuple[str, type]] = {
-    "GARDE_REPLAY_CONCURRENCY": ("concurrency", int),
-    "GARDE_REPLAY_RATE": ("rate", float),
-    "GARDE_REPLAY_BURST": ("burst", float),
-    "GARDE_REPLAY_JITTER": ("start_jitter", float),
-    "GARDE_REPLAY_LEASE": ("lease_seconds", float),
-    "GARDE_REPLAY_SEND_TIMEOUT": ("send_timeout", float),
-    "GARDE_REPLAY_BACKOFF": ("backoff", float),
-    "GARDE_REPLAY_BACKOFF_MAX": ("backoff_max", float),
-    "GARDE_REPLAY_PROBE_MAX": ("probe_max", float),
-}
 
 
 class TokenBucket:
@@ -171,7 +128,7 @@ class Replayer:
         self.sender = sender
         self.ready = ready
         self.describe = describe
-        self.policy = policy or ReplayPolicy.from_env(os.environ)
+        self.policy = policy or ReplayPolicy()
         self.owner = owner or default_owner()
         self.clock = clock
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
