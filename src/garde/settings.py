@@ -22,9 +22,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic.fields import FieldInfo
 
 from garde.errors import Problem, SettingsInvalid, UsageError
@@ -37,7 +37,7 @@ M = TypeVar("M", bound=BaseModel)
 SECRET_PREFIX = "env:"  # noqa: S105 (a prefix, not a secret)
 """A value written ``env:NAME`` in a settings file is the environment variable NAME's value."""
 
-ENVIRONMENT = "the environment"
+SUBJECT = "the configuration"
 """The subject of a report about environment variables and command-line options."""
 
 
@@ -165,57 +165,63 @@ def load_settings(
     env: Mapping[str, str],
     given: Mapping[str, Given] | None = None,
     file: Mapping[str, Any] | None = None,
-    subject: str = ENVIRONMENT,
+    subject: str = SUBJECT,
     docs: str = "",
 ) -> M:
     """``model`` from the command line (``given``), then the environment, then ``file``'s
     already-checked values, then the defaults; ``SettingsInvalid`` lists every bad value,
-    each named by its flag or variable."""
+    each named by its flag or variable.
+
+    Text from the environment or the command line becomes the field's type (``"32"`` an
+    int, ``"2m"`` a duration through the field's validator): these tables are not strict,
+    as the settings files are, because everything given there is text."""
     values: dict[str, Any] = dict(file or {})
     origin: dict[str, str] = {}
-    problems: list[Problem] = []
-    raw: dict[str, tuple[str, Any]] = {}
     for name, field in model.model_fields.items():
         variable = env_name(field)
         if variable is not None and env.get(variable):
-            raw[name] = (variable, env[variable])
+            values[name] = env[variable]
+            origin[name] = variable
     for name, item in (given or {}).items():
         if item.value is not None:
-            raw[name] = (item.where, item.value)
-    for name, (where, value) in raw.items():
-        field = model.model_fields[name]
-        try:
-            values[name] = _adapter(model, name).validate_python(value)
-        except ValidationError as exc:
-            problems.append(_problem(where, value, field, exc, docs))
-            values.pop(name, None)
-            continue
-        origin[name] = where
-    if not problems:
-        try:
-            return model.model_validate(values)
-        except ValidationError as exc:
-            problems.extend(_model_problems(model, exc, origin, subject, docs))
+            values[name] = item.value
+            origin[name] = item.where
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = _problems(model, exc, values, origin, subject, docs)
     raise SettingsInvalid(subject, problems)
 
 
-_ADAPTERS: dict[tuple[type[BaseModel], str], TypeAdapter[Any]] = {}
-
-
-def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
-    """One field alone, in lax mode: text from the environment or the command line becomes
-    the field's type (``"32"`` an int, ``"2m"`` a duration), its constraints checked."""
-    key = (model, name)
-    if key not in _ADAPTERS:
-        field = model.model_fields[name]
-        _ADAPTERS[key] = TypeAdapter(Annotated[field.annotation, field])
-    return _ADAPTERS[key]
-
-
-def _problem(where: str, value: Any, field: FieldInfo, exc: ValidationError, docs: str) -> Problem:
-    messages = "; ".join(_message(e) for e in exc.errors())
-    shown = "" if is_secret(field) else f"{value!r}: "
-    return Problem(where, None, None, "", f"{shown}{messages}", _hint(field, docs))
+def _problems(
+    model: type[BaseModel],
+    exc: ValidationError,
+    values: Mapping[str, Any],
+    origin: Mapping[str, str],
+    subject: str,
+    docs: str,
+) -> list[Problem]:
+    """Each error named by the flag or variable its value came from; an error about several
+    settings (a model validator) by all that were given."""
+    problems = []
+    given = ", ".join(dict.fromkeys(origin.values())) or subject
+    for error in exc.errors():
+        loc = error["loc"]
+        name = str(loc[0]) if loc else ""
+        field = model.model_fields.get(name)
+        message = _message(error)
+        if field is None:
+            where = given
+        elif error["type"] == "missing":
+            where = origin.get(name) or env_name(field) or name
+            message = "missing: this setting is required"
+        else:
+            where = origin.get(name, name)
+            shown = repr(values.get(name))
+            if not is_secret(field) and shown not in message:
+                message += f" (got {shown})"
+        problems.append(Problem(where, None, None, "", message, _hint(field, docs)))
+    return problems
 
 
 def _message(error: Any) -> str:
@@ -232,32 +238,12 @@ def _hint(field: FieldInfo | None, docs: str) -> str:
     return meaning
 
 
-def _model_problems(
-    model: type[BaseModel],
-    exc: ValidationError,
-    origin: Mapping[str, str],
-    subject: str,
-    docs: str,
-) -> list[Problem]:
-    """Errors that involve several settings (a model validator): named by the variables or
-    flags of the settings they name, else by the subject."""
-    problems = []
-    given = ", ".join(dict.fromkeys(origin.values())) or subject
-    for error in exc.errors():
-        loc = error["loc"]
-        name = str(loc[0]) if loc else ""
-        field = model.model_fields.get(name)
-        where = origin.get(name, given)
-        problems.append(Problem(where, None, None, "", _message(error), _hint(field, docs)))
-    return problems
-
-
 def merge_problems(*loads: Any) -> list[Any]:
     """Run each of ``loads`` (callables), collecting the ``SettingsInvalid`` of all of them,
     so that one report lists every bad setting of several tables; the results in order."""
     results: list[Any] = []
     problems: list[Problem] = []
-    subject = ENVIRONMENT
+    subject = SUBJECT
     for load in loads:
         try:
             results.append(load())

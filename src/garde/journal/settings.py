@@ -168,4 +168,3 @@ def load_journal_settings(
         lambda: load_settings(StoreSettings, env=env, given=given, docs=DOCS),
     )
     return JournalSettings(replay=replay, webhooks=webhooks, store=store)
-
