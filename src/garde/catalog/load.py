@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import itertools
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from garde.catalog.model import ID_PATTERN, OPERATION_ID_PATTERN, Catalog
 from garde.errors import CatalogInvalid, CatalogSyntaxError, Problem, SettingsInvalid
+from garde.settings import environment
 
 BUILTIN = ("belgium", "belgium-production")
 """Catalogs shipped inside the package; ``belgium`` is the default (endpoints on the lab)."""
@@ -40,7 +40,7 @@ def load_catalog(source: str | Path | None = None, *, env: dict[str, str] | None
     Raises ``CatalogSyntaxError`` or ``CatalogInvalid`` listing every problem found.
     """
     name, text = _read(source)
-    return parse_catalog(text, name, env=os.environ if env is None else env)
+    return parse_catalog(text, name, env=environment() if env is None else env)
 
 
 def _read(source: str | Path | None, relative_to: str | None = None) -> tuple[str, str]:
@@ -66,7 +66,7 @@ def _read(source: str | Path | None, relative_to: str | None = None) -> tuple[st
 
 def parse_catalog(text: str, file: str = "<catalog>", *, env: Any = None) -> Catalog:
     """Parse catalog YAML ``text``; ``file`` names it in error messages."""
-    reader = NodeReader(file, os.environ if env is None else env)
+    reader = NodeReader(file, environment() if env is None else env)
     data = _compose(text, file, reader, depth=0)
     problems = list(reader.problems)
     catalog: Catalog | None = None
