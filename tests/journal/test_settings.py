@@ -128,3 +128,14 @@ def test_every_setting_and_variable_is_in_the_table_of_docs_journal() -> None:
     for model in (ReplaySettings, WebhookSettings, StoreSettings):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no help"
+
+
+def test_the_old_entry_points_still_work_with_a_deprecation_warning(tmp_path: Path) -> None:
+    from garde.journal.sealing import Keyring, new_key_line
+
+    with pytest.warns(DeprecationWarning, match="load_journal_settings"):
+        assert ReplayPolicy.from_env({"GARDE_REPLAY_BURST": "5"}).burst == 5.0
+    ring = new_key_line("k1")
+    with pytest.warns(DeprecationWarning, match="keys' text"):
+        assert Keyring.load(None, {"GARDE_JOURNAL_KEYS": ring}).key_ids == ["k1"]
+    assert Keyring.load(None, ring).key_ids == ["k1"]

@@ -7,6 +7,7 @@ the URL says ``?schema=NAME``. The syntax is ``garde.storage``'s, shared with th
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from garde.errors import UsageError
@@ -29,6 +30,16 @@ async def open_journal(
 ) -> JournalStore:
     """The backend ``location`` names, opened and ready (schema created if needed), with
     receipt webhooks attached when ``webhooks`` has a URL (``GARDE_RECEIPT_WEBHOOK``)."""
+    if "env" in options:  # the signature before garde.journal.settings
+        warnings.warn(
+            "open_journal(..., env=...) is deprecated: pass"
+            " webhooks=load_journal_settings(env).webhooks",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from garde.journal.settings import load_journal_settings
+
+        webhooks = load_journal_settings(options.pop("env") or {}).webhooks
     url = parse_url(location, JOURNAL) if isinstance(location, str) else location
     store: StoreBase
     if isinstance(url, PostgresUrl):

@@ -18,7 +18,8 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -64,6 +65,18 @@ class ReplayPolicy:
     honour_backoff: bool = True
     """False for an operator's ``replay --now``: entries waiting out a back-off go too
     (a ``Retry-After`` met during the run still pauses the service)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ReplayPolicy:
+        """Deprecated: ``load_journal_settings(env).policy`` (the journal's one table)."""
+        warnings.warn(
+            "ReplayPolicy.from_env is deprecated: use load_journal_settings(env).policy",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from garde.journal.settings import load_journal_settings
+
+        return load_journal_settings(env).policy
 
 
 class TokenBucket:

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import threading
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -159,6 +160,14 @@ class Keyring:
     ) -> Keyring:
         """The keyring from ``key_file``, else from ``keys`` (the text of ``GARDE_JOURNAL_KEYS``,
         read by ``garde.journal.settings``), else the opt-out."""
+        if isinstance(keys, Mapping):  # the signature before garde.journal.settings
+            warnings.warn(
+                "Keyring.load(key_file, env) is deprecated: pass the keys' text"
+                " (load_journal_settings(env).store.keys)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            keys = keys.get(ENV_KEYS)
         if key_file is not None:
             path = Path(key_file)
             try:
