@@ -87,3 +87,6 @@ def test_every_setting_is_in_the_file_schema_and_in_the_docs() -> None:
         if not re.search(rf"(`|\b){name}(`|:)", docs)
     )
     assert missing == [], f"settings not documented in docs/: {missing}"
+    for model in (GatewaySettingsFile, OutlierFile):
+        unhelped = [n for n, f in model.model_fields.items() if not f.description]
+        assert unhelped == [], f"{model.__name__}: settings without help: {unhelped}"
