@@ -14,10 +14,10 @@ import difflib
 import itertools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -566,8 +566,40 @@ def read_settings(
     try:
         found = model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(schema_problems(exc, reader, allowed=allowed, docs=docs))
+        located = schema_problems(exc, reader, allowed=allowed, docs=docs)
+        # One problem per error, in order: each gets what its setting is for (the field's
+        # help), so that the fix names the setting's purpose as well as the expected form.
+        for error, problem in zip(exc.errors(), located, strict=True):
+            meaning = "" if error["type"] == "extra_forbidden" else _field_help(model, error["loc"])
+            if meaning:
+                problem = replace(
+                    problem, hint=f"{meaning}; {problem.hint}" if problem.hint else meaning
+                )
+            problems.append(problem)
     return SettingsRead(data, found, problems, reader)
+
+
+def _field_help(model: type[BaseModel], loc: Iterable[str | int]) -> str:
+    """The help of the setting at pydantic's location ``loc`` in ``model`` (through nested
+    models, mappings and lists), or "" where it has none."""
+    current: type[BaseModel] | None = model
+    meaning = ""
+    for part in loc:
+        if current is not None and isinstance(part, str) and part in current.model_fields:
+            field = current.model_fields[part]
+            meaning = field.description or ""
+            current = _inner_model(field.annotation)
+    return meaning
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _inner_model(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def unknown_name(
