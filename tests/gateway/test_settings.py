@@ -87,3 +87,17 @@ def test_every_setting_is_in_the_file_schema_and_in_the_docs() -> None:
         if not re.search(rf"(`|\b){name}(`|:)", docs)
     )
     assert missing == [], f"settings not documented in docs/: {missing}"
+    for model in (GatewaySettingsFile, OutlierFile):
+        unhelped = [n for n, f in model.model_fields.items() if not f.description]
+        assert unhelped == [], f"{model.__name__}: settings without help: {unhelped}"
+
+
+def test_a_bad_value_is_told_what_its_setting_is_for() -> None:
+    """The fix names the setting's purpose (its help in the table), not only the form."""
+    with pytest.raises(SettingsInvalid) as caught:
+        parse_gateway_settings("max_clients: 0\noutlier: {window: soon}\n", "g.yaml", env={})
+    hints = {p.path: p.hint for p in caught.value.problems}
+    assert hints["max_clients"].startswith(
+        GatewaySettingsFile.model_fields["max_clients"].description or "?"
+    )
+    assert (OutlierFile.model_fields["window"].description or "?") in hints["outlier.window"]

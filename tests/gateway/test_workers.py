@@ -319,7 +319,7 @@ def test_run_gateway_checks_before_it_starts_anything(tmp_path: Path) -> None:
     fixed = GatewayConfig(port=_free_port(), health_checks=False)
     journal = JournalChoice(f"sqlite:///{tmp_path / 'j.db'}")
     with pytest.raises(UsageError, match="needs a key: give --journal-key-file"):
-        run_gateway("belgium", fixed, journal, 2, env={})
+        run_gateway("belgium", fixed, journal, 2)
     with pytest.raises(UsageError, match="unknown scheme mysql://"):
         run_gateway("belgium", fixed, JournalChoice("mysql://h/db", no_encryption=True), 2)
     with pytest.raises(UsageError, match="--workers needs a fixed --port"):

@@ -35,7 +35,7 @@ def filled(tmp_path: Path, keyfile: Path) -> tuple[str, list[str]]:
     location = tmp_path / "journal.db"
 
     async def fill() -> list[str]:
-        ring = Keyring.load(keyfile, {})
+        ring = Keyring.load(keyfile)
         store = await SqliteJournal.open(location, ring)
         ids = []
         for n in range(3):
@@ -201,7 +201,7 @@ def test_keygen_appends_a_new_current_key(keyfile: Path) -> None:
         cli, ["journal", "keygen", "--key-file", str(keyfile), "--id", "k2"]
     )
     assert result.exit_code == 0, result.output
-    ring = Keyring.load(keyfile, {})
+    ring = Keyring.load(keyfile)
     assert ring.key_ids == ["k1", "k2"]
     assert ring.current == "k2"
     again = CliRunner().invoke(cli, ["journal", "keygen", "--key-file", str(keyfile), "--id", "k2"])

@@ -260,19 +260,3 @@ def test_a_delivery_cancelled_from_outside_is_not_taken_for_a_slow_send(tmp_path
             assert (await journal.receipt(entry.id)).state is State.DELIVERING
 
     run(body(Backend("sqlite", str(tmp_path / "j.db"))))
-
-
-def test_the_replay_policy_is_tuned_from_the_environment() -> None:
-    import pytest
-
-    from garde.errors import UsageError
-
-    policy = ReplayPolicy.from_env(
-        {"GARDE_REPLAY_RATE": "50", "GARDE_REPLAY_LEASE": "2m", "GARDE_REPLAY_CONCURRENCY": "8"}
-    )
-    assert (policy.rate, policy.lease_seconds, policy.concurrency) == (50.0, 120.0, 8)
-    assert ReplayPolicy.from_env({}) == ReplayPolicy()
-    with pytest.raises(UsageError, match="GARDE_REPLAY_CONCURRENCY"):
-        ReplayPolicy.from_env({"GARDE_REPLAY_CONCURRENCY": "many"})
-    with pytest.raises(UsageError, match="under GARDE_REPLAY_LEASE"):
-        ReplayPolicy.from_env({"GARDE_REPLAY_LEASE": "5s"})

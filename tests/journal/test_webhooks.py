@@ -11,6 +11,7 @@ from aiohttp import web
 
 from garde.journal.base import Answer, Delivery, Outcome, State, Submission
 from garde.journal.factory import open_journal
+from garde.journal.settings import load_journal_settings
 from garde.journal.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 from .conftest import keyring, run
@@ -51,7 +52,9 @@ def test_each_change_is_posted_signed_and_in_order(tmp_path: Path) -> None:
         runner, url, got = await receiver(fail_first=1)
         env = {"GARDE_RECEIPT_WEBHOOK": url, "GARDE_RECEIPT_WEBHOOK_SECRET": SECRET}
         try:
-            journal = await open_journal(str(tmp_path / "j.db"), keyring("k1"), env=env)
+            journal = await open_journal(
+                str(tmp_path / "j.db"), keyring("k1"), webhooks=load_journal_settings(env).webhooks
+            )
             receipt = await journal.accept(
                 Submission("eattest", "sendAttestation", "1", "gp", "i1", "K", b"<x/>")
             )
@@ -77,7 +80,9 @@ def test_a_receiver_that_is_down_never_blocks_the_journal(tmp_path: Path) -> Non
             "GARDE_RECEIPT_WEBHOOK": "http://127.0.0.1:9/none",
             "GARDE_RECEIPT_WEBHOOK_SECRET": SECRET,
         }
-        journal = await open_journal(str(tmp_path / "j.db"), keyring("k1"), env=env)
+        journal = await open_journal(
+            str(tmp_path / "j.db"), keyring("k1"), webhooks=load_journal_settings(env).webhooks
+        )
         hooks = journal.listeners[0]  # type: ignore[attr-defined]
         hooks.backoff = 0.001
         for n in range(5):

@@ -130,8 +130,8 @@ def test_sla_formats(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--keep-days", "never"], "--keep-days: expected"),
-        (["--location-token", "ghent"], "--location-token must be NAME=TOKEN"),
-        (["--quorum", "0"], "--quorum must be at least 1"),
+        (["--location-token", "ghent"], "--location-token: each must be NAME=TOKEN"),
+        (["--quorum", "0"], "--quorum: Input should be greater than or equal to 1"),
         (["--webhook", "http://127.0.0.1:9/x"], "--webhook needs --webhook-secret"),
     ],
 )

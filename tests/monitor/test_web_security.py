@@ -183,7 +183,7 @@ def test_public_url_must_be_a_base_url(tmp_path: Path) -> None:
         cli, ["monitor", "--db", f"sqlite:///{db}", "--public-url", "status.example.org"]
     )
     assert result.exit_code != 0
-    assert "--public-url must be an http(s) base URL" in str(result.exception)
+    assert "--public-url: expected an http(s) base URL" in str(result.exception)
     assert not db.exists()
 
 

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import difflib
 import itertools
-import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from garde.catalog.model import ID_PATTERN, OPERATION_ID_PATTERN, Catalog
 from garde.errors import CatalogInvalid, CatalogSyntaxError, Problem, SettingsInvalid
+from garde.settings import environment
 
 BUILTIN = ("belgium", "belgium-production")
 """Catalogs shipped inside the package; ``belgium`` is the default (endpoints on the lab)."""
@@ -40,7 +40,7 @@ def load_catalog(source: str | Path | None = None, *, env: dict[str, str] | None
     Raises ``CatalogSyntaxError`` or ``CatalogInvalid`` listing every problem found.
     """
     name, text = _read(source)
-    return parse_catalog(text, name, env=os.environ if env is None else env)
+    return parse_catalog(text, name, env=environment() if env is None else env)
 
 
 def _read(source: str | Path | None, relative_to: str | None = None) -> tuple[str, str]:
@@ -66,7 +66,7 @@ def _read(source: str | Path | None, relative_to: str | None = None) -> tuple[st
 
 def parse_catalog(text: str, file: str = "<catalog>", *, env: Any = None) -> Catalog:
     """Parse catalog YAML ``text``; ``file`` names it in error messages."""
-    reader = NodeReader(file, os.environ if env is None else env)
+    reader = NodeReader(file, environment() if env is None else env)
     data = _compose(text, file, reader, depth=0)
     problems = list(reader.problems)
     catalog: Catalog | None = None
@@ -566,8 +566,40 @@ def read_settings(
     try:
         found = model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(schema_problems(exc, reader, allowed=allowed, docs=docs))
+        located = schema_problems(exc, reader, allowed=allowed, docs=docs)
+        # One problem per error, in order: each gets what its setting is for (the field's
+        # help), so that the fix names the setting's purpose as well as the expected form.
+        for error, problem in zip(exc.errors(), located, strict=True):
+            meaning = "" if error["type"] == "extra_forbidden" else _field_help(model, error["loc"])
+            if meaning:
+                problem = replace(
+                    problem, hint=f"{meaning}; {problem.hint}" if problem.hint else meaning
+                )
+            problems.append(problem)
     return SettingsRead(data, found, problems, reader)
+
+
+def _field_help(model: type[BaseModel], loc: Iterable[str | int]) -> str:
+    """The help of the setting at pydantic's location ``loc`` in ``model`` (through nested
+    models, mappings and lists), or "" where it has none."""
+    current: type[BaseModel] | None = model
+    meaning = ""
+    for part in loc:
+        if current is not None and isinstance(part, str) and part in current.model_fields:
+            field = current.model_fields[part]
+            meaning = field.description or ""
+            current = _inner_model(field.annotation)
+    return meaning
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _inner_model(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def unknown_name(

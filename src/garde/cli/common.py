@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 
 from garde.catalog import Catalog, load_catalog
+
+if TYPE_CHECKING:
+    from garde.settings import Given
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +48,28 @@ def language_option(function: F) -> F:
         show_default=True,
         help="Language of names and procedures.",
     )(function)
+
+
+def given(fields: dict[str, str]) -> dict[str, Given]:
+    """The running command's values for a part's table of settings (``{field: param}``),
+    each named by where it came from: the variable when click read it from the environment,
+    else the flag. Handed to the part's loader (``garde.settings.load_settings``)."""
+    from garde.settings import Given
+
+    context = click.get_current_context()
+    params = {p.name: p for p in context.command.params}
+    found = {}
+    for field, name in fields.items():
+        param = params[name]
+        where = param.opts[0] if param.opts else name
+        if (
+            context.get_parameter_source(name) is ParameterSource.ENVIRONMENT
+            and isinstance(param, click.Option)
+            and isinstance(param.envvar, str)
+        ):
+            where = param.envvar
+        found[field] = Given(context.params[name], where)
+    return found
 
 
 def load(source: str) -> Catalog:

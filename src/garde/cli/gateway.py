@@ -107,8 +107,14 @@ def gateway(
 ) -> None:
     """Run the continuity proxy: the care software calls it instead of the chain."""
     from garde.gateway import JournalChoice, load_config, run_gateway
+    from garde.journal import load_journal_settings
+    from garde.settings import environment, merge_problems
 
-    config = load_config(config_file).with_overrides(
+    # The settings file and the environment checked together: one report lists everything.
+    loaded, settings = merge_problems(
+        lambda: load_config(config_file), lambda: load_journal_settings(environment())
+    )
+    config = loaded.with_overrides(
         host=host,
         port=port,
         target_group=target_group,
@@ -116,7 +122,7 @@ def gateway(
         fast_path=fast_path,
     )
     config.check()
-    journal = JournalChoice(journal_url, journal_key_file, journal_no_encryption)
+    journal = JournalChoice(journal_url, journal_key_file, journal_no_encryption, settings)
     status = run_gateway(catalog_source, config, journal, workers, announce=_banner, say=_say)
     if workers > 1:
         sys.exit(status)

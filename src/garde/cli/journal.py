@@ -81,9 +81,11 @@ def _run(
     need_key: bool = False,
 ) -> T:
     async def main() -> T:
-        from garde.journal import open_for_operator
+        from garde.journal import load_journal_settings, open_for_operator
+        from garde.settings import environment
 
-        store = await open_for_operator(location, key_file, no_encryption, need_key)
+        settings = load_journal_settings(environment())
+        store = await open_for_operator(location, key_file, no_encryption, need_key, settings)
         try:
             return await body(store)
         finally:

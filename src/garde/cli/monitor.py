@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from garde.catalog import DURATION_FORMAT, parse_duration
-from garde.cli.common import catalog_option, console, json_option, load, print_json
+from garde.cli.common import catalog_option, console, given, json_option, load, print_json
 from garde.errors import UsageError
 from garde.storage import MONITOR
 
@@ -38,13 +37,6 @@ def db_option(function: F) -> F:
     )(function)
 
 
-def _duration(value: str, what: str) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError:
-        raise UsageError(f"{what}: expected {DURATION_FORMAT}, got {value!r}") from None
-
-
 def _open(db_url: str) -> Store:
     from garde.monitor import open_store
 
@@ -55,28 +47,6 @@ def _open(db_url: str) -> Store:
     if context is not None:
         context.call_on_close(store.close)
     return store
-
-
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    found = {}
-    for value in values:
-        name, sep, secret = value.partition("=")
-        if not sep or not name or not secret:
-            raise UsageError(f"{what} must be NAME=TOKEN, got {value!r}")
-        found[name] = secret
-    return found
-
-
-def _public_url(value: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise UsageError(
-            f"--public-url must be an http(s) base URL like https://status.example.org/, got"
-            f" {value!r}"
-        )
-    return value.rstrip("/")
 
 
 def _probe_settings(probes_file: str | None, catalog: Catalog) -> ProbeSettings | None:
@@ -196,59 +166,58 @@ def monitor(
     check: bool,
 ) -> None:
     """Probe every service in every data center; serve the status page, API and feeds."""
-    from garde.monitor import (
-        AppriseChannel,
-        Channel,
-        Monitor,
-        Notifier,
-        Retention,
-        WebhookChannel,
-        create_app,
-        serve,
-    )
+    from garde.monitor import Monitor, Notifier, create_app, load_monitor_settings, serve
+    from garde.settings import Given, environment
 
-    if webhook and not webhook_secret:
-        raise UsageError("--webhook needs --webhook-secret so receivers can verify events")
-    channels: list[Channel] = [WebhookChannel(url, str(webhook_secret)) for url in webhook]
-    if alert:
-        channels.append(AppriseChannel(list(alert)))
-    # Every option is checked before the database is opened: bad input changes nothing.
-    retention = Retention(
-        raw=_duration(keep_raw, "--keep-raw"),
-        minute=_duration(keep_minutes, "--keep-minutes"),
-        hour=_duration(keep_hours, "--keep-hours"),
-        day=None if keep_days == "forever" else _duration(keep_days, "--keep-days"),
+    # Every option is checked, all at once, before the database is opened: bad input
+    # changes nothing.
+    values = given(
+        {
+            "db": "db_url",
+            "host": "host",
+            "port": "port",
+            "public_url": "public_url",
+            "location": "location",
+            "quorum": "quorum",
+            "admin_token": "admin_token",
+            "location_tokens": "location_token",
+            "webhooks": "webhook",
+            "webhook_secret": "webhook_secret",
+            "alerts": "alert",
+            "probes": "probes_file",
+            "keep_raw": "keep_raw",
+            "keep_minutes": "keep_minutes",
+            "keep_hours": "keep_hours",
+            "keep_days": "keep_days",
+        }
     )
-    tokens = _pairs(location_token, "--location-token")
-    if public_url is not None:
-        public_url = _public_url(public_url)
-    if quorum is not None and quorum < 1:
-        raise UsageError("--quorum must be at least 1")
+    values["probe_locally"] = Given(not no_probes, "--no-probes")
+    options = load_monitor_settings(environment(), values)
     catalog = load(catalog_source)
-    settings = _probe_settings(probes_file, catalog)
+    settings = _probe_settings(options.probes, catalog)
     if check:
-        _print_check(catalog, settings, probes_file)
+        _print_check(catalog, settings, options.probes)
         return
-    store = _open(db_url)
+    store = _open(options.db)
     mon = Monitor(
         catalog,
         store,
-        location=location,
-        quorum=quorum,
-        retention=retention,
+        location=options.location,
+        quorum=options.quorum,
+        retention=options.retention(),
         settings=settings,
-        notifier=Notifier(channels),
-        push_tokens=tokens,
-        probe_locally=not no_probes,
+        notifier=Notifier(options.channels()),
+        push_tokens=options.location_tokens,
+        probe_locally=options.probe_locally,
     )
-    app = create_app(mon, admin_token=admin_token, public_url=public_url)
+    app = create_app(mon, admin_token=options.admin_token, public_url=options.public_url)
 
     def listening(bound: int) -> None:
         # With --port 0 the system picks the port: say which, for scripts and tests.
-        click.echo(f"garde monitor: http://{host}:{bound}/ ({len(mon.targets)} targets)")
+        click.echo(f"garde monitor: http://{options.host}:{bound}/ ({len(mon.targets)} targets)")
 
     try:
-        asyncio.run(serve(mon, app, host, port, on_listening=listening))
+        asyncio.run(serve(mon, app, options.host, options.port, on_listening=listening))
     finally:
         store.close()
 
@@ -278,17 +247,28 @@ def probe(
     probes_file: str | None,
 ) -> None:
     """Probe from this site and push the results to a monitor."""
-    from garde.monitor import ProbeAgent, targets_from_catalog
+    from garde.monitor import ProbeAgent, load_agent_settings, targets_from_catalog
+    from garde.settings import environment
 
-    if not push_url.startswith(("http://", "https://")):
-        raise UsageError(f"--push must be the monitor's http(s) URL, got {push_url!r}")
-    limit = None if run_for is None else _duration(run_for, "--for")
+    options = load_agent_settings(
+        environment(),
+        given(
+            {
+                "location": "location",
+                "push_url": "push_url",
+                "token": "token",
+                "run_for": "run_for",
+                "probes": "probes_file",
+            }
+        ),
+    )
+    limit = options.run_for
     catalog = load(catalog_source)
     agent = ProbeAgent(
-        targets_from_catalog(catalog, _probe_settings(probes_file, catalog)),
-        location=location,
-        push_url=push_url,
-        token=token,
+        targets_from_catalog(catalog, _probe_settings(options.probes, catalog)),
+        location=options.location,
+        push_url=options.push_url,
+        token=options.token,
     )
 
     async def main() -> None:

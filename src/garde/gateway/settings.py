@@ -8,7 +8,6 @@ in one run, before the gateway serves anything. The defaults live in one place,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,6 +19,7 @@ from garde.errors import Problem, SettingsInvalid
 from garde.gateway.config import GatewayConfig
 from garde.gateway.tokens import Credential, IdentityConfig
 from garde.gateway.upstreams import OutlierSettings
+from garde.settings import environment, resolve_secrets, setting
 
 DOCS = "docs/gateway-contract.md"
 
@@ -47,48 +47,94 @@ class IdentityFile(_File):
 
 
 class OutlierFile(_File):
-    consecutive_failures: int | None = Field(None, ge=1)
-    failure_rate: Ratio | None = None
-    min_requests: int | None = Field(None, ge=1)
-    window: Duration | None = None
-    base_ejection: Duration | None = None
-    max_ejection: Duration | None = None
-    jitter: Ratio | None = None
-    health_failures: int | None = Field(None, ge=1)
-    health_successes: int | None = Field(None, ge=1)
+    consecutive_failures: int | None = setting(
+        help="failures in a row that eject a data center", ge=1
+    )
+    failure_rate: Ratio | None = setting(
+        help="share of failed requests within the window that ejects a data center"
+    )
+    min_requests: int | None = setting(
+        help="requests within the window before the failure rate counts", ge=1
+    )
+    window: Duration | None = setting(help="how far back the failure rate looks")
+    base_ejection: Duration | None = setting(
+        help="first ejection of a data center (doubles each time)"
+    )
+    max_ejection: Duration | None = setting(help="longest ejection of a data center")
+    jitter: Ratio | None = setting(help="random share added to or taken from each ejection")
+    health_failures: int | None = setting(
+        help="health probes failed in a row to mark a data center unhealthy", ge=1
+    )
+    health_successes: int | None = setting(
+        help="health probes passed in a row to mark it healthy again", ge=1
+    )
 
 
 class GatewaySettingsFile(_File):
     """The whole file; every key is optional (``docs/gateway-contract.md`` shows each)."""
 
-    host: str | None = Field(None, min_length=1)
-    port: int | None = Field(None, ge=0, le=65535)
-    target_group: str | None = Field(None, min_length=1)
-    admin_token: str | None = Field(None, min_length=1)
-    allowed_hosts: list[str] | None = None
-    max_body: int | None = Field(None, ge=0)
-    max_headers: int | None = Field(None, ge=1)
-    max_header_bytes: int | None = Field(None, ge=1)
-    client_header_timeout: Duration | None = None
-    client_idle_timeout: Duration | None = None
-    max_clients: int | None = Field(None, ge=1)
-    connect_timeout: Duration | None = None
-    min_try_timeout: Duration | None = None
-    try_timeout_factor: Positive | None = None
-    health_checks: bool | None = None
-    health_interval: Duration | None = None
-    health_timeout: Duration | None = None
-    monitor_feed: str | None = Field(None, pattern=r"^https?://")
-    retry_ratio: Ratio | None = None
-    retry_min_per_second: Annotated[float, BeforeValidator(lenient_number), Field(ge=0)] | None = (
-        None
+    host: str | None = setting(help="address callers connect to (--host overrides)", min_length=1)
+    port: int | None = setting(help="port callers connect to (--port overrides)", ge=0, le=65535)
+    target_group: str | None = setting(
+        help="the care providers behind this gateway (a request's Garde-Target-Group wins)",
+        min_length=1,
     )
-    retry_after: int | None = Field(None, ge=0)
-    cache_entries: int | None = Field(None, ge=0)
-    fast_path: bool | Literal["auto", "native", "python", "off"] | None = None
-    xml_validation: Literal["when_needed", "full"] | None = None
-    outlier: OutlierFile | None = None
-    identities: dict[str, IdentityFile] | None = None
+    admin_token: str | None = setting(
+        help="bearer token for /_garde/* and /metrics; required off loopback (env:NAME)",
+        min_length=1,
+    )
+    allowed_hosts: list[str] | None = setting(help="Host values accepted (DNS-rebinding guard)")
+    max_body: int | None = setting(help="largest request body, in bytes (413 beyond)", ge=0)
+    max_headers: int | None = setting(help="most request headers (431 beyond)", ge=1)
+    max_header_bytes: int | None = setting(help="largest request head, in bytes (431 beyond)", ge=1)
+    client_header_timeout: Duration | None = setting(
+        help="a request's head must arrive within this of its first byte"
+    )
+    client_idle_timeout: Duration | None = setting(
+        help="a connection with nothing to do, or a stalled body, is closed after this"
+    )
+    max_clients: int | None = setting(help="caller connections per worker", ge=1)
+    connect_timeout: Duration | None = setting(
+        help="connecting to a data center gives up after this"
+    )
+    min_try_timeout: Duration | None = setting(
+        help="shortest wait before a retry-safe call leaves a silent data center"
+    )
+    try_timeout_factor: Positive | None = setting(
+        help="a retry-safe call leaves a data center after this many times its usual answer time"
+    )
+    health_checks: bool | None = setting(
+        help="probe each data center's health endpoint (false: live traffic alone decides)"
+    )
+    health_interval: Duration | None = setting(
+        help="how often health probes go (default: the catalog's probe interval)"
+    )
+    health_timeout: Duration | None = setting(help="how long a health probe may take")
+    monitor_feed: str | None = setting(
+        help="a garde monitor whose mode feed this gateway follows", pattern=r"^https?://"
+    )
+    retry_ratio: Ratio | None = setting(
+        help="retries add at most this share of load (the retry budget)"
+    )
+    retry_min_per_second: NonNegative | None = setting(
+        help="retries per second always allowed, whatever the budget"
+    )
+    retry_after: int | None = setting(
+        help="seconds suggested in Retry-After to callers refused while a service is offline", ge=0
+    )
+    cache_entries: int | None = setting(
+        help="answers of cacheable reads kept for stale-but-marked replies", ge=0
+    )
+    fast_path: bool | Literal["auto", "native", "python", "off"] | None = setting(
+        help="who serves plain retry-safe pass-through: auto, native, python, off"
+    )
+    xml_validation: Literal["when_needed", "full"] | None = setting(
+        help="when_needed, or full: parse every SOAP body (slower)"
+    )
+    outlier: OutlierFile | None = setting(help="when a data center is ejected, and for how long")
+    identities: dict[str, IdentityFile] | None = setting(
+        help="per identity, primary and optional fallback credentials"
+    )
 
 
 def load_gateway_settings(
@@ -105,14 +151,14 @@ def load_gateway_settings(
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         problem = Problem(file, None, None, "", f"cannot read the gateway settings: {reason}")
         raise SettingsInvalid(file, [problem]) from None
-    return parse_gateway_settings(text, file, env=os.environ if env is None else env)
+    return parse_gateway_settings(text, file, env=environment() if env is None else env)
 
 
 def parse_gateway_settings(
     text: str, file: str, *, env: Mapping[str, str] | None = None
 ) -> GatewayConfig:
     """Gateway settings from YAML ``text`` (``file`` names it in messages)."""
-    env = os.environ if env is None else env
+    env = environment() if env is None else env
     read = read_settings(
         text,
         file,
@@ -156,25 +202,7 @@ def _secrets(
             for role in ("primary", "fallback"):
                 if isinstance(spec, dict) and isinstance(spec.get(role), dict):
                     wanted.append(("identities", name, role, "secret"))
-    found: dict[Path_, str] = {}
-    for where in wanted:
-        value: Any = data
-        for part in where:
-            value = value.get(part) if isinstance(value, dict) else None
-        if not (isinstance(value, str) and value.startswith("env:")):
-            continue
-        name = value[4:]
-        if env.get(name):
-            found[where] = env[name]
-        else:
-            problems.append(
-                reader.problem(
-                    where,
-                    f"environment variable {name} is unset or empty",
-                    f"export {name}=... before starting the gateway, or write the value itself",
-                )
-            )
-    return found
+    return resolve_secrets(data, wanted, env, reader, problems, when="before starting the gateway")
 
 
 def _config(model: GatewaySettingsFile, secrets: dict[Path_, str]) -> GatewayConfig:

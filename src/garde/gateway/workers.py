@@ -24,8 +24,8 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from types import TracebackType
 
@@ -34,7 +34,7 @@ from garde.errors import UsageError
 from garde.gateway.board import WorkerBoard
 from garde.gateway.config import GatewayConfig
 from garde.gateway.runner import RunningGateway
-from garde.journal import ENV_KEYS, JournalStore, Keyring
+from garde.journal import ENV_KEYS, JournalSettings, JournalStore, Keyring
 from garde.loop import run_loop
 from garde.storage import JOURNAL, is_postgres, parse_url
 
@@ -55,6 +55,9 @@ class JournalChoice:
     url: str
     key_file: str | None = None
     no_encryption: bool = False
+    settings: JournalSettings = field(default_factory=JournalSettings)
+    """The journal's settings from the environment (keys, replay pace, receipt webhooks),
+    read once by whoever starts the gateway: ``load_journal_settings(environment())``."""
 
     @property
     def enabled(self) -> bool:
@@ -66,13 +69,13 @@ class JournalChoice:
         leases, so only worker 0 does (two replayers could send the same entry)."""
         return self.enabled and is_postgres(self.url)
 
-    def check(self, env: Mapping[str, str]) -> None:
+    def check(self) -> None:
         """The URL parses, and a journal has a key to seal payloads with (they are health
         data), or was told explicitly to store them in clear."""
         if not self.enabled:
             return
         parse_url(self.url, JOURNAL)
-        if not (self.key_file or self.no_encryption or env.get(ENV_KEYS)):
+        if not (self.key_file or self.no_encryption or self.settings.store.keys):
             raise UsageError(
                 "the journal seals payloads (health data) and needs a key: give"
                 f" --journal-key-file FILE or set {ENV_KEYS}, or --journal-no-encryption (not"
@@ -85,8 +88,10 @@ class JournalChoice:
             return None
         from garde.journal import open_journal
 
-        keyring = Keyring.load(self.key_file, os.environ, allow_clear=self.no_encryption)
-        return await open_journal(self.url, keyring)
+        keyring = Keyring.load(
+            self.key_file, self.settings.store.keys, allow_clear=self.no_encryption
+        )
+        return await open_journal(self.url, keyring, webhooks=self.settings.webhooks)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ async def serve(
         config,
         store,
         reuse_port=role is not None,
+        replay=journal.settings.policy,
         replays=role is None or role.replays,
         board=None if role is None else WorkerBoard(role.board, role.index),
     )
@@ -337,7 +343,6 @@ def run_gateway(
     *,
     announce: Announce | None = None,
     say: Say = _log,
-    env: Mapping[str, str] | None = None,
 ) -> int:
     """Serve a gateway until told to stop: in this process with one worker, else with
     ``workers`` processes sharing the port. Returns the exit status (0 after a stop that
@@ -348,7 +353,7 @@ def run_gateway(
             f"--target-group {config.target_group}: unknown; the catalog has"
             f" {', '.join(catalog.target_groups)}"
         )
-    journal.check(os.environ if env is None else env)
+    journal.check()
     if workers == 1:
         run_worker(catalog_source, config, journal, None, announce)
         return 0

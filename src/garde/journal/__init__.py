@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from garde.journal.factory import open_for_operator, open_journal
     from garde.journal.replayer import Replayer, ReplayPolicy, describer
     from garde.journal.sealing import ENV_KEYS, Keyring, new_key_line
+    from garde.journal.settings import JournalSettings, load_journal_settings
     from garde.journal.sqlite import SqliteJournal
 
 _FACE = {
@@ -42,9 +43,14 @@ _FACE = {
     "EntryView": "garde.journal.base",
     "FINAL": "garde.journal.base",
     "Journal": "garde.journal.base",
+    "JournalSettings": "garde.journal.settings",
     "JournalStore": "garde.journal.base",
     "Keyring": "garde.journal.sealing",
     "Outcome": "garde.journal.base",
+    "load_journal_settings": "garde.journal.settings",
+    "new_key_line": "garde.journal.sealing",
+    "open_for_operator": "garde.journal.factory",
+    "open_journal": "garde.journal.factory",
     "Receipt": "garde.journal.base",
     "RekeyReport": "garde.journal.base",
     "ReplayPolicy": "garde.journal.replayer",
@@ -55,9 +61,6 @@ _FACE = {
     "Submission": "garde.journal.base",
     "UNSETTLED": "garde.journal.base",
     "describer": "garde.journal.replayer",
-    "new_key_line": "garde.journal.sealing",
-    "open_for_operator": "garde.journal.factory",
-    "open_journal": "garde.journal.factory",
 }
 """What other parts (and the CLI) may use, and where it lives. Anything else is inside the
 part and free to change. Loaded on first use, so importing the part costs nothing."""
@@ -72,6 +75,7 @@ __all__ = [
     "Delivery",
     "EntryView",
     "Journal",
+    "JournalSettings",
     "JournalStore",
     "Keyring",
     "Outcome",
@@ -84,6 +88,7 @@ __all__ = [
     "State",
     "Submission",
     "describer",
+    "load_journal_settings",
     "new_key_line",
     "open_for_operator",
     "open_journal",

@@ -18,12 +18,13 @@ import os
 import random
 import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import cast
 
-from garde.catalog import Catalog, parse_duration
-from garde.errors import JournalError, UsageError
+from garde.catalog import Catalog
+from garde.errors import JournalError
 from garde.journal.base import (
     Delivery,
     Describe,
@@ -41,6 +42,9 @@ log = logging.getLogger("garde.journal.replay")
 
 @dataclass(frozen=True, slots=True)
 class ReplayPolicy:
+    """How the replayer paces itself. The defaults are here; where the gateway runs they are
+    tuned by ``GARDE_REPLAY_*`` (read by ``garde.journal.settings``, never by the replayer)."""
+
     concurrency: int = 32
     """Entries in flight at once (each from a different ordering key)."""
     rate: float | None = None
@@ -64,48 +68,15 @@ class ReplayPolicy:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReplayPolicy:
-        """The default policy, tuned by ``GARDE_REPLAY_*`` variables where the gateway runs
-        (docs/journal.md lists them); a bad value is refused with the variable's name."""
-        changes: dict[str, float | int | None] = {}
-        for name, (field_name, kind) in ENV_SETTINGS.items():
-            raw = env.get(name)
-            if raw is None or raw == "":
-                continue
-            try:
-                value = kind(raw) if kind is int else _number(raw)
-            except ValueError:
-                raise UsageError(f"{name}={raw!r}: expected {kind.__name__}") from None
-            if value < 0 or (kind is int and value == 0):
-                raise UsageError(f"{name}={raw!r}: must be positive")
-            changes[field_name] = value
-        policy = replace(cls(), **changes)  # type: ignore[arg-type]
-        if policy.send_timeout >= policy.lease_seconds:
-            raise UsageError(
-                "GARDE_REPLAY_SEND_TIMEOUT must stay under GARDE_REPLAY_LEASE: a lease must not"
-                " run out while its entry is being sent"
-            )
-        return policy
+        """Deprecated: ``load_journal_settings(env).policy`` (the journal's one table)."""
+        warnings.warn(
+            "ReplayPolicy.from_env is deprecated: use load_journal_settings(env).policy",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from garde.journal.settings import load_journal_settings
 
-
-def _number(raw: str) -> float:
-    """``50``, ``2.5`` or a duration (``2m``, ``750ms``)."""
-    try:
-        return float(raw)
-    except ValueError:
-        return parse_duration(raw)
-
-
-ENV_SETTINGS: dict[str, tuple[str, type]] = {
-    "GARDE_REPLAY_CONCURRENCY": ("concurrency", int),
-    "GARDE_REPLAY_RATE": ("rate", float),
-    "GARDE_REPLAY_BURST": ("burst", float),
-    "GARDE_REPLAY_JITTER": ("start_jitter", float),
-    "GARDE_REPLAY_LEASE": ("lease_seconds", float),
-    "GARDE_REPLAY_SEND_TIMEOUT": ("send_timeout", float),
-    "GARDE_REPLAY_BACKOFF": ("backoff", float),
-    "GARDE_REPLAY_BACKOFF_MAX": ("backoff_max", float),
-    "GARDE_REPLAY_PROBE_MAX": ("probe_max", float),
-}
+        return load_journal_settings(env).policy
 
 
 class TokenBucket:
@@ -170,7 +141,7 @@ class Replayer:
         self.sender = sender
         self.ready = ready
         self.describe = describe
-        self.policy = policy or ReplayPolicy.from_env(os.environ)
+        self.policy = policy or ReplayPolicy()
         self.owner = owner or default_owner()
         self.clock = clock
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import threading
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -155,9 +156,18 @@ class Keyring:
 
     @classmethod
     def load(
-        cls, key_file: str | Path | None, env: Mapping[str, str], allow_clear: bool = False
+        cls, key_file: str | Path | None, keys: str | None = None, allow_clear: bool = False
     ) -> Keyring:
-        """The keyring from ``key_file``, else from the environment, else the opt-out."""
+        """The keyring from ``key_file``, else from ``keys`` (the text of ``GARDE_JOURNAL_KEYS``,
+        read by ``garde.journal.settings``), else the opt-out."""
+        if isinstance(keys, Mapping):  # the signature before garde.journal.settings
+            warnings.warn(
+                "Keyring.load(key_file, env) is deprecated: pass the keys' text"
+                " (load_journal_settings(env).store.keys)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            keys = keys.get(ENV_KEYS)
         if key_file is not None:
             path = Path(key_file)
             try:
@@ -165,8 +175,8 @@ class Keyring:
             except OSError as exc:
                 raise UsageError(f"cannot read journal key file {path}: {exc.strerror}") from None
             return cls.parse(text, str(path))
-        if env.get(ENV_KEYS):
-            return cls.parse(env[ENV_KEYS], ENV_KEYS)
+        if keys:
+            return cls.parse(keys, ENV_KEYS)
         if allow_clear:
             return cls.clear()
         raise UsageError(

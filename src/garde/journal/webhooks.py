@@ -1,13 +1,14 @@
 """Signed callbacks to the care software each time a receipt changes state.
 
 The care software can poll ``GET /_garde/receipts/<id>``, or give a URL and a secret
-(``GARDE_RECEIPT_WEBHOOK``, ``GARDE_RECEIPT_WEBHOOK_SECRET``) and be told: journaled,
-delivering, delivered (with the answer), conflict (with the reason), expired (with the
-procedure), discarded. Same signature scheme as the monitor's webhooks: header
-``Garde-Timestamp`` and ``Garde-Signature: sha256=<hex>`` = HMAC-SHA256(secret,
-timestamp + "." + body). Callbacks go one at a time, in the order of the changes, retried
-with back-off; a receiver that stays down loses the oldest callbacks beyond ``queue_size``
-(the receipt endpoint still has the truth), and never slows the journal.
+(``GARDE_RECEIPT_WEBHOOK``, ``GARDE_RECEIPT_WEBHOOK_SECRET``, read by
+``garde.journal.settings``) and be told: journaled, delivering, delivered (with the answer),
+conflict (with the reason), expired (with the procedure), discarded. Same signature scheme
+as the monitor's webhooks: header ``Garde-Timestamp`` and ``Garde-Signature: sha256=<hex>``
+= HMAC-SHA256(secret, timestamp + "." + body). Callbacks go one at a time, in the order of
+the changes, retried with back-off; a receiver that stays down loses the oldest callbacks
+beyond ``queue_size`` (the receipt endpoint still has the truth), and never slows the
+journal.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from garde.errors import UsageError
@@ -28,8 +28,6 @@ from garde.journal.base import Receipt
 
 log = logging.getLogger("garde.journal.webhooks")
 
-ENV_URL = "GARDE_RECEIPT_WEBHOOK"
-ENV_SECRET = "GARDE_RECEIPT_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
 SIGNATURE_HEADER = "Garde-Signature"
 TIMESTAMP_HEADER = "Garde-Timestamp"
 
@@ -69,9 +67,11 @@ class ReceiptWebhooks:
         queue_size: int = 10_000,
     ) -> None:
         if not url.startswith(("http://", "https://")):
-            raise UsageError(f"{ENV_URL}={url!r}: give an http:// or https:// URL")
+            raise UsageError(f"receipt webhook {url!r}: give an http:// or https:// URL")
         if not secret:
-            raise UsageError(f"receipt webhooks need a secret to sign with: set {ENV_SECRET}")
+            raise UsageError(
+                "receipt webhooks need a secret to sign with (GARDE_RECEIPT_WEBHOOK_SECRET)"
+            )
         self.url = url
         self.secret = secret
         self.timeout = timeout
@@ -82,13 +82,6 @@ class ReceiptWebhooks:
         self.sent = 0
         self.dropped = 0
         self._task: asyncio.Task[None] | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ReceiptWebhooks | None:
-        url = env.get(ENV_URL)
-        if not url:
-            return None
-        return cls(url, env.get(ENV_SECRET, "").encode())
 
     def __call__(self, receipt: Receipt) -> None:
         if self.queue is None:

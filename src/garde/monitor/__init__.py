@@ -16,6 +16,12 @@ from garde.faces import lazy
 if TYPE_CHECKING:
     from garde.monitor.agent import ProbeAgent
     from garde.monitor.alerts import AppriseChannel, Channel, Notifier, WebhookChannel
+    from garde.monitor.config import (
+        AgentSettings,
+        MonitorSettings,
+        load_agent_settings,
+        load_monitor_settings,
+    )
     from garde.monitor.formats import incident_json, maintenance_json, parse_time, when
     from garde.monitor.maintenance import WindowNames, check_rrule, check_scope, plan_window
     from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED, duration
@@ -31,6 +37,10 @@ if TYPE_CHECKING:
     from garde.monitor.web.site import templates
 
 _FACE = {
+    "AgentSettings": "garde.monitor.config",
+    "load_agent_settings": "garde.monitor.config",
+    "load_monitor_settings": "garde.monitor.config",
+    "MonitorSettings": "garde.monitor.config",
     "AppriseChannel": "garde.monitor.alerts",
     "Channel": "garde.monitor.alerts",
     "check_rrule": "garde.monitor.maintenance",
@@ -69,10 +79,12 @@ part and free to change. Loaded on first use, so importing the part costs nothin
 __all__ = [
     "MIN_COVERAGE",
     "MIN_OBSERVED",
+    "AgentSettings",
     "AppriseChannel",
     "Channel",
     "Incident",
     "Monitor",
+    "MonitorSettings",
     "Notifier",
     "ProbeAgent",
     "ProbeSettings",
@@ -85,6 +97,8 @@ __all__ = [
     "create_app",
     "duration",
     "incident_json",
+    "load_agent_settings",
+    "load_monitor_settings",
     "load_probe_settings",
     "maintenance_json",
     "open_store",

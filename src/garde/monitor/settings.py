@@ -9,7 +9,6 @@ catalog, and every problem is reported at once with its file and line.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import string
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from garde.catalog import Catalog, NodeReader, Path_, WireProtocol, read_settings, unknown_name
 from garde.errors import MalformedMessage, Problem, SettingsInvalid
 from garde.monitor.targets import PROBE_FIELDS, Assertion, ProbeSettings
+from garde.settings import environment, resolve_secrets
 
 DOCS = "docs/monitor.md"
 PLACEHOLDERS = ("niss", "cbe")
@@ -84,14 +84,14 @@ def load_probe_settings(
         raise SettingsInvalid(
             path, [Problem(path, None, None, "", f"cannot read the probe settings: {reason}")]
         ) from None
-    return parse_probe_settings(text, path, catalog, env=os.environ if env is None else env)
+    return parse_probe_settings(text, path, catalog, env=environment() if env is None else env)
 
 
 def parse_probe_settings(
     text: str, file: str, catalog: Catalog, *, env: Mapping[str, str] | None = None
 ) -> ProbeSettings:
     """Probe settings from YAML ``text`` (``file`` names it in messages)."""
-    env = os.environ if env is None else env
+    env = environment() if env is None else env
     read = read_settings(
         text,
         file,
@@ -149,22 +149,10 @@ def _allowed(loc: Path_) -> list[str]:
 def _resolve_secrets(
     data: dict[str, Any], env: Mapping[str, str], reader: NodeReader, problems: list[Problem]
 ) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for key in _SECRETS:
-        value = data.get(key)
-        if not (isinstance(value, str) and value.startswith("env:")):
-            continue
-        name = value[4:]
-        if not env.get(name):
-            problems.append(
-                reader.problem(
-                    (key,),
-                    f"environment variable {name} is unset or empty",
-                    f"export {name}=... before starting, or write the value itself",
-                )
-            )
-        else:
-            found[key] = env[name]
+    resolved = resolve_secrets(
+        data, [(key,) for key in _SECRETS], env, reader, problems, when="before starting"
+    )
+    found = {str(where[0]): value for where, value in resolved.items()}
     for key, digits in (("probe_niss", 11), ("probe_cbe", 10)):
         if key in found and not (found[key].isdigit() and len(found[key]) == digits):
             problems.append(
