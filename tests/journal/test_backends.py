@@ -430,7 +430,7 @@ def test_the_journal_refuses_when_it_cannot_persist(tmp_path: Any) -> None:
     from garde.journal.sqlite import SqliteJournal
 
     async def body() -> None:
-        journal = await SqliteJournal.open(tmp_path / "small.db", keyring("k1"), max_pages=12)
+        journal = await SqliteJournal.open(tmp_path / "small.db", keyring("k1"), max_pages=16)
         try:
             accepted = 0
             refused: JournalUnavailable | None = None

@@ -189,8 +189,10 @@ def ls(
         return
     out = console()
     table = Table(title=f"journal: {len(receipts)} entries shown")
-    for column in ("id", "state", "service.operation", "created", "attempts", "why"):
-        table.add_column(column)
+    # Receipt ids are copied from here into `garde journal show/retry`: never cut them.
+    table.add_column("id", no_wrap=True, min_width=len(receipts[0].id) if receipts else None)
+    for column in ("state", "service.operation", "created", "attempts", "why"):
+        table.add_column(column, overflow="fold")
     for r in receipts:
         why = r.reason or r.last_error or ""
         table.add_row(
@@ -348,8 +350,10 @@ def audit(
         print_json([_record(r) for r in records])
         return
     table = Table(title="journal audit log")
-    for column in ("when", "who", "action", "entry", "detail"):
+    for column in ("when", "who", "action"):
         table.add_column(column)
+    table.add_column("entry", no_wrap=True)
+    table.add_column("detail", overflow="fold")
     for r in records:
         table.add_row(_when(r.at), r.who, r.action, r.entry_id or "-", r.detail)
     console().print(table)

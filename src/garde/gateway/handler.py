@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from datetime import datetime
 from typing import Protocol
 
@@ -30,7 +29,7 @@ from garde.gateway.tokens import Credential, Token, TokenManager, parse_token_re
 from garde.gateway.transport import Headers, Transport
 from garde.gateway.upstreams import ServiceUpstreams
 from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP, Reply, Request
-from garde.journal import Journal, JournalStore
+from garde.journal import Journal, JournalStore, new_idempotency_key
 from garde.soap import (
     Envelope,
     check_charset,
@@ -238,7 +237,7 @@ class Gateway:
             if idempotency_key is None and route.operation.kind is Kind.WRITE:
                 # A write the gateway may journal gets a key now, so that a replay of an
                 # attempt that did reach the service is applied once.
-                idempotency_key = uuid.uuid4().hex
+                idempotency_key = new_idempotency_key()
                 if route.idempotency.header is not None:
                     headers.append((b"Idempotency-Key", idempotency_key.encode()))
         identity_header = fields.get(b"garde-identity")

@@ -9,7 +9,6 @@ cover) get a refusal naming the failing service and the caller's fallback proced
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,7 +21,7 @@ from garde.gateway.refusals import Refusal, language_of, procedure_for
 from garde.gateway.routing import OperationRoute
 from garde.gateway.upstreams import Mode, ServiceUpstreams
 from garde.gateway.wire import Reply, Request
-from garde.journal import CallerToken, Journal, Submission
+from garde.journal import CallerToken, Journal, Submission, new_idempotency_key
 from garde.signals import Signal
 from garde.soap import Envelope, body_bytes, without_security
 
@@ -193,7 +192,7 @@ class ContinuityPolicy:
             operation=route.operation_id,
             identity=identity or "",
             target_group=group.decode("latin-1") if group else self.target_group,
-            idempotency_key=idempotency_key or uuid.uuid4().hex,
+            idempotency_key=idempotency_key or new_idempotency_key(),
             ordering_key=ordering,
             payload=payload,
             headers=forwarded,

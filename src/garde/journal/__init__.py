@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         Submission,
     )
     from garde.journal.factory import open_for_operator, open_journal
+    from garde.journal.records import new_idempotency_key
     from garde.journal.replayer import Replayer, ReplayPolicy, describer
     from garde.journal.sealing import ENV_KEYS, Keyring, new_key_line
     from garde.journal.settings import JournalSettings, load_journal_settings
@@ -48,6 +49,7 @@ _FACE = {
     "Keyring": "garde.journal.sealing",
     "Outcome": "garde.journal.base",
     "load_journal_settings": "garde.journal.settings",
+    "new_idempotency_key": "garde.journal.records",
     "new_key_line": "garde.journal.sealing",
     "open_for_operator": "garde.journal.factory",
     "open_journal": "garde.journal.factory",
@@ -89,6 +91,7 @@ __all__ = [
     "Submission",
     "describer",
     "load_journal_settings",
+    "new_idempotency_key",
     "new_key_line",
     "open_for_operator",
     "open_journal",

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = b"2"
+SCHEMA_VERSION = b"3"
 """Bump with every change to ``SCHEMA``: a journal at this version runs no DDL at start."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS {s}.meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
@@ -73,6 +73,8 @@ CREATE INDEX IF NOT EXISTS entries_needs_token ON {s}.entries (subject_key)
   WHERE state = 'needs_token';
 CREATE INDEX IF NOT EXISTS entries_backlog ON {s}.entries (service, operation, state)
   WHERE state IN ('journaled', 'delivering', 'needs_token', 'conflict', 'quarantined');
+CREATE INDEX IF NOT EXISTS entries_due ON {s}.entries (deadline)
+  WHERE state IN ('journaled', 'delivering', 'needs_token') AND deadline IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {s}.audit (
   at DOUBLE PRECISION NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, entry_id TEXT,
   detail TEXT NOT NULL

@@ -229,9 +229,11 @@ class Replayer:
         self._freed.set()
 
     def poke(self) -> None:
-        """Something changed (a service came back, an entry was accepted): look now."""
+        """Something changed (a service came back, an entry was accepted): look now.
+
+        The expiry sweep keeps its own pace (``poll_interval``): nothing new is due because
+        an entry arrived, and a sweep per accepted write would be a query per write."""
         self._pending_at = -1.0
-        self._next_sweep = 0.0
         self._wake.set()
 
     async def _pump(self, until_idle: bool) -> None:

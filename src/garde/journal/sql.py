@@ -45,9 +45,16 @@ def deliverable(service_count: int) -> str:
     )
 
 
+# Both read the partial index ``entries_due`` (deadline of the unsettled entries): an
+# expiry sweep costs what is due, never the journal's size.
 DUE_TO_EXPIRE = (
     f"SELECT {SELECT} FROM entries WHERE state IN {UNSETTLED_SQL} AND deadline IS NOT NULL"
-    " AND deadline < ? AND (state <> 'delivering' OR lease_until < ?) ORDER BY seq LIMIT 1000"
+    " AND deadline < ? AND (state <> 'delivering' OR lease_until < ?) ORDER BY deadline"
+    " LIMIT 1000"
+)
+ANY_DUE = (
+    f"SELECT 1 FROM entries WHERE state IN {UNSETTLED_SQL} AND deadline IS NOT NULL"
+    " AND deadline < ? LIMIT 1"
 )
 
 SETTLE_DELIVERED = (

@@ -75,6 +75,8 @@ CREATE INDEX IF NOT EXISTS entries_needs_token ON entries (subject_key)
   WHERE state = 'needs_token';
 CREATE INDEX IF NOT EXISTS entries_backlog ON entries (service, operation, state)
   WHERE state IN ('journaled', 'delivering', 'needs_token', 'conflict', 'quarantined');
+CREATE INDEX IF NOT EXISTS entries_due ON entries (deadline)
+  WHERE state IN ('journaled', 'delivering', 'needs_token') AND deadline IS NOT NULL;
 CREATE TABLE IF NOT EXISTS audit (
   at REAL NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, entry_id TEXT, detail TEXT NOT NULL
 );
