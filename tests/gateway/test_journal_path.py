@@ -14,7 +14,7 @@ from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
 from garde.gateway.replay import ReplayNow, ReplayResult
 from garde.gateway.runner import RunningGateway
-from garde.gateway.sender import GatewaySender
+from garde.gateway.sender import FAILURE_EVIDENCE, GatewaySender
 from garde.gateway.transport import Response
 from garde.gateway.wire import Request
 from garde.journal.base import Outcome, Submission
@@ -29,6 +29,7 @@ from tests.gateway.doubles import (
     caller_security,
     ok,
     refuse,
+    run,
     soap_request,
 )
 
@@ -74,7 +75,9 @@ def test_journaled_write_is_replayed_once_the_service_is_back(
             )
             for dc in ("dc1", "dc2", "dc3"):
                 transport.set(dc, ok)
-            deadline = time.monotonic() + 10
+            # No health checks here: the replayer keeps away from the data centers whose
+            # last request failed for FAILURE_EVIDENCE seconds, then tries again.
+            deadline = time.monotonic() + FAILURE_EVIDENCE + 10
             state = ""
             while time.monotonic() < deadline:
                 state = json.loads((await gateway.handle(lookup)).body)["state"]
@@ -186,6 +189,34 @@ def test_live_answers_outweigh_a_broken_health_check(catalog: Catalog) -> None:
     assert sender.ready("recipe-executor")
     clock[0] += 31  # no live answer for longer than LIVE_EVIDENCE: the health view rules
     assert not sender.ready("recipe-executor")
+
+
+def test_the_write_that_was_just_journaled_is_not_replayed_into_the_outage(
+    catalog: Catalog,
+) -> None:
+    """The outage's first seconds: every data center refused the live write (so it was
+    journaled), but the breakers and health checks do not say so yet. The replayer keeps
+    away until a health check or a request succeeds, or FAILURE_EVIDENCE has passed."""
+    clock = [1000.0]
+    transport = FakeTransport()
+    for dc in ("dc1", "dc2", "dc3"):
+        transport.set(dc, refuse)
+    gateway = Gateway(catalog, transport, GatewayConfig(health_checks=False), MemoryJournal())
+    sender = GatewaySender(gateway)
+    upstreams = gateway.upstreams["recipe-executor"]
+    upstreams.clock = lambda: clock[0]
+    reply = run(gateway.handle(_write(caller_security())))
+    assert reply.status == 202
+    assert all(link.healthy and link.ejected_until <= clock[0] for link in upstreams.links)
+    assert not sender.ready("recipe-executor"), "its last news is a refused request"
+    clock[0] += FAILURE_EVIDENCE
+    assert sender.ready("recipe-executor"), "then one attempt finds out again"
+    upstreams.failed(upstreams.links[0], "refused")
+    upstreams.failed(upstreams.links[1], "refused")
+    upstreams.failed(upstreams.links[2], "refused")
+    assert not sender.ready("recipe-executor")
+    upstreams.health_result(upstreams.links[2], True)
+    assert sender.ready("recipe-executor"), "a passing health check is newer news"
 
 
 def _write(header: str = "", extra: list[tuple[bytes, bytes]] | None = None) -> Request:

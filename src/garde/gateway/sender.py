@@ -32,6 +32,9 @@ from garde.soap import (
 )
 
 DEFAULT_RETRY = 30.0
+FAILURE_EVIDENCE = 5.0
+"""Seconds a failed request keeps the journal away from a data center (unless a request or
+a health check succeeds there before): then one replay attempt finds out again."""
 LIVE_EVIDENCE = 30.0
 """Seconds a request answered by a data center counts as proof that it serves, whatever
 its health check says."""
@@ -135,25 +138,31 @@ class GatewaySender:
 
         Stricter than live traffic, which also tries a data center failing its health
         checks (it might still answer): a journaled write can wait, and attempts spent on a
-        service known to be down only push its entries' next try further away. But live
-        answers outweigh the health check: a data center that served a request within
-        ``LIVE_EVIDENCE`` seconds serves the journal too, so a broken health endpoint
-        cannot hold writes back while the service works.
+        service known to be down only push its entries' next try further away. So a data
+        center whose latest news is a failed request (the one that just journaled a write,
+        most often) is not tried for ``FAILURE_EVIDENCE`` seconds, unless a request or a
+        health check succeeds there first: the outage's first seconds, before the breakers
+        and health checks agree, cost no replay attempts. Live answers outweigh the health
+        check: a data center that served a request within ``LIVE_EVIDENCE`` seconds serves
+        the journal too, so a broken health endpoint cannot hold writes back while the
+        service works.
         """
         upstreams = self.gateway.upstreams.get(service)
         if upstreams is None:
             return False
         now = upstreams.clock()
-        return any(
-            link.available(now)
-            or (link.probation and link.ejected_until <= now and not link.trial_in_flight)
-            or (
-                not link.probation
-                and link.ejected_until <= now
-                and now - link.answered_at < LIVE_EVIDENCE
-            )
-            for link in upstreams.links
-        )
+        for link in upstreams.links:
+            if link.ejected_until > now:
+                continue
+            if link.probation:  # half-open: one trial at a time
+                if not link.trial_in_flight:
+                    return True
+                continue
+            if link.failed_last(now, FAILURE_EVIDENCE):
+                continue
+            if link.healthy or now - link.answered_at < LIVE_EVIDENCE:
+                return True
+        return False
 
     def _route(self, submission: Submission) -> OperationRoute:
         key = (submission.service, submission.operation)

@@ -61,11 +61,13 @@ class Link:
 
     __slots__ = (
         "answered_at",
+        "checked_at",
         "consecutive_failures",
         "dc",
         "ejected_until",
         "ejections",
         "endpoint",
+        "failed_at",
         "health_failures",
         "health_successes",
         "healthy",
@@ -101,6 +103,17 @@ class Link:
         """Moving average of this data center's answer time; 0 until it answered once."""
         self.answered_at = float("-inf")
         """When a request last succeeded here (live traffic or replay), by ``clock``."""
+        self.failed_at = float("-inf")
+        """When a request last failed here, by ``clock``."""
+        self.checked_at = float("-inf")
+        """When its health check last passed, by ``clock``."""
+
+    def failed_last(self, now: float, within: float) -> bool:
+        """Its latest news, under ``within`` seconds old, is a failed request: no request
+        succeeded and no health check passed since."""
+        return now - self.failed_at < within and self.failed_at > max(
+            self.answered_at, self.checked_at
+        )
 
     def breaker(self, now: float) -> Breaker:
         if self.ejected_until > now:
@@ -222,6 +235,7 @@ class ServiceUpstreams:
 
     def failed(self, link: Link, reason: str) -> None:
         now = self.clock()
+        link.failed_at = now
         link.last_error = reason
         link.consecutive_failures += 1
         self._count(link, failed=True)
@@ -269,6 +283,7 @@ class ServiceUpstreams:
     def health_result(self, link: Link, ok: bool, reason: str | None = None) -> None:
         s = self.settings
         if ok:
+            link.checked_at = self.clock()
             link.health_failures = 0
             link.health_successes += 1
             if not link.healthy and link.health_successes >= s.health_successes:
