@@ -276,7 +276,7 @@ def test_an_outage_keeps_its_title_when_it_recovers_through_reduced_redundancy(
         ("resolved", "Recip-e executor v4: operational again"),
     ]
 
-    register = etree.HTML(c.get("/").text).xpath(f'//tr[@id="incident-{incident["id"]}"]')[0]
+    register = etree.HTML(c.get("/").text).xpath(f'//tr[@id="register-{incident["id"]}"]')[0]
     assert outage in "".join(register.itertext())
     assert "reduced redundancy" not in "".join(register.itertext())
 
@@ -302,7 +302,8 @@ def test_an_outage_keeps_its_title_when_it_recovers_through_reduced_redundancy(
     )
     lines = shown.output.splitlines()
     assert lines[0].startswith(f"#{incident['id']} {outage} (major, resolved)")
-    assert [x.split(" UTC ", 1)[1] for x in lines[2:]] == [
+    # Each update: its Belgian time with the offset (2026-01-28 09:38 +01:00), then its words.
+    assert [x.strip().split(" ", 3)[3] for x in lines[2:]] == [
         f"outage: {outage}",
         f"reduced_redundancy: {reduced}",
         "resolved: Recip-e executor v4: operational again",

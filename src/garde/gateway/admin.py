@@ -12,7 +12,6 @@ import hmac
 import json
 import os
 import time
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -24,15 +23,12 @@ from garde.gateway.events import mode_event
 from garde.gateway.metrics import Metrics
 from garde.gateway.wire import Reply, Request
 from garde.journal import Backlog
+from garde.locales import rfc3339
 
 if TYPE_CHECKING:
     from garde.gateway.handler import Gateway
 
 JSON = (b"Content-Type", b"application/json")
-
-
-def _rfc3339(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _json(status: int, data: object) -> Reply:
@@ -177,7 +173,7 @@ class Admin:
             "gateway": {
                 "catalog": gateway.catalog.name,
                 "started": gateway.started,
-                "started_at": _rfc3339(gateway.started),
+                "started_at": rfc3339(gateway.started),
                 "uptime": round(time.time() - gateway.started, 1),
                 "target_group": gateway.config.target_group,
                 "journal": gateway.journal is not None,

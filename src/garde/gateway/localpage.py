@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from garde.errors import EntryNotFound, JournalError
 from garde.journal import Backlog, Receipt, State
+from garde.locales import LANGUAGES, pick_language
+from garde.locales import local_time as _local_time
 
 if TYPE_CHECKING:
     from garde.gateway.handler import Gateway
 
-LANGUAGES = ("fr", "nl", "en")
 _MODE_ORDER = {"offline": -2, "degraded": -1, "normal": 0}
 RECEIPT_ID_MAX = 128
 
@@ -119,31 +118,13 @@ _ENV = Environment(
 )
 
 
-def _zone() -> ZoneInfo | None:
-    try:
-        return ZoneInfo("Europe/Brussels")
-    except ZoneInfoNotFoundError:  # no tz database: UTC, said as such
-        return None
-
-
-_BRUSSELS = _zone()
-
-
 def local_time(moment: float) -> str:
-    """``2026-12-02 09:38 +01:00``: the time a person in Belgium reads, with its offset."""
-    when = datetime.fromtimestamp(moment, _BRUSSELS or UTC)
-    return when.strftime("%Y-%m-%d %H:%M:%S %z")[:-2] + ":" + when.strftime("%z")[-2:]
+    """``2026-12-02 09:38:05 +01:00``: to the second (an IT person compares log lines)."""
+    return _local_time(moment, seconds=True)
 
 
 def language_of(query: dict[str, str], accept: str | None) -> str:
-    wanted = query.get("lang")
-    if wanted in LANGUAGES:
-        return wanted
-    for part in (accept or "").split(","):
-        code = part.split(";")[0].strip().lower()[:2]
-        if code in LANGUAGES:
-            return code
-    return "en"
+    return pick_language(query.get("lang"), accept)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http import HTTPStatus
 from xml.sax.saxutils import escape, quoteattr
 
-from garde.catalog import LANGUAGES, Catalog
+from garde.catalog import Catalog
+from garde.locales import pick_language, rfc3339
 
 GARDE_NS = "urn:garde:gateway:v1"
 PROBLEM_BASE = "urn:garde:problem:"
@@ -23,22 +23,7 @@ PROBLEM_BASE = "urn:garde:problem:"
 
 def language_of(accept_language: bytes | None) -> str:
     """The first of fr/nl/en the caller accepts (q-values honoured); English otherwise."""
-    if not accept_language:
-        return "en"
-    choices: list[tuple[float, int, str]] = []
-    for index, part in enumerate(accept_language.decode("latin-1").split(",")):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                quality = float(params[2:])
-            except ValueError:
-                quality = 0.0
-        primary = tag.strip().lower().split("-")[0]
-        if primary in LANGUAGES and quality > 0:
-            choices.append((-quality, index, primary))
-    return min(choices)[2] if choices else "en"
+    return pick_language(None, accept_language)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +69,7 @@ class Refusal:
             "detail": self.detail,
             "service": self.service,
             "operation": self.operation,
-            "since": _iso(self.since),
+            "since": rfc3339(self.since),
             "retry_after": self.retry_after,
             "outcome": self.outcome,
             "target_group": self.target_group,
@@ -127,7 +112,7 @@ class Refusal:
             f"<garde:Detail>{escape(self.detail)}</garde:Detail>"
             f"<garde:Service>{escape(self.service)}</garde:Service>"
             f"<garde:Operation>{escape(self.operation)}</garde:Operation>"
-            f"<garde:Since>{_iso(self.since)}</garde:Since>"
+            f"<garde:Since>{rfc3339(self.since)}</garde:Since>"
             f"<garde:RetryAfter>{self.retry_after}</garde:RetryAfter>"
             f"<garde:Outcome>{self.outcome}</garde:Outcome>"
             f"{group}{procedure}</garde:Unavailable></detail></soap:Fault>"
@@ -159,7 +144,3 @@ def rejection_fault(status: int, message: str) -> bytes:
         f' status="{status}">{escape(message)}</garde:RequestRejected></detail>'
         "</soap:Fault></soap:Body></soap:Envelope>"
     ).encode()
-
-
-def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

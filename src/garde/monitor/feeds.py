@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from garde.catalog import Catalog
+from garde.locales import rfc3339
 from garde.monitor.state import ServiceStatus, Snapshot, TargetStatus
 from garde.monitor.store.base import Incident
 
@@ -41,10 +42,6 @@ ADVICE = {
         " writes, serve cacheable reads stale, refuse online operations with the procedure."
     ),
 }
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def mode_feed(catalog: Catalog, snap: Snapshot, validity_intervals: float = 3.0) -> dict[str, Any]:

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from garde.errors import UsageError
+from garde.locales import local_time
 from garde.monitor.store.base import Incident, Maintenance
 
 
 def when(ts: float | None) -> str:
-    """A time as people read it on the status page: ``2026-01-31 22:00 UTC`` ("" if none)."""
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """A time as people read it (pages, the command line): Belgian time with its offset,
+    ``2026-01-31 23:00 +01:00`` ("" if none)."""
+    return local_time(ts)
 
 
 def parse_time(value: object, what: str) -> float:

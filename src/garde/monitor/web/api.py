@@ -9,8 +9,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from garde.locales import rfc3339
 from garde.monitor.feeds import mode_feed
-from garde.monitor.formats import incident_json, maintenance_json, when
+from garde.monitor.formats import incident_json, maintenance_json
 from garde.monitor.history import SERVICE_PREFIX, combine
 from garde.monitor.maintenance import plan_window
 from garde.monitor.metrics import render_metrics
@@ -120,7 +121,7 @@ class Api:
         return JSONResponse(OPENAPI)
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"ok": True, "at": when(self.monitor.clock.now())})
+        return JSONResponse({"ok": True, "at": rfc3339(self.monitor.clock.now())})
 
     async def metrics(self, request: Request) -> Response:
         return Response(render_metrics(self.monitor), media_type="text/plain; version=0.0.4")

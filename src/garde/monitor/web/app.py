@@ -33,6 +33,7 @@ def create_app(
     routes = [
         Route("/", pages.status),
         Route("/healthz", api.health),
+        Route("/incidents/{id}", pages.incident),
         Route("/feed.atom", pages.feed),
         Route("/metrics", api.metrics),
         Route("/sla/{month}", pages.sla),

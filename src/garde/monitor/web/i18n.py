@@ -5,7 +5,9 @@ Procedure texts and group names come from the catalog; these are the page's labe
 
 from __future__ import annotations
 
-LANGUAGES = ("fr", "nl", "en")
+from garde.locales import LANGUAGES, pick_language
+
+__all__ = ["LANGUAGES", "labels", "pick_language", "span"]
 
 _LABELS: dict[str, dict[str, str]] = {
     "title": {
@@ -103,6 +105,22 @@ _LABELS: dict[str, dict[str, str]] = {
     },
     "refuse": {"en": "unavailable", "fr": "indisponible", "nl": "onbeschikbaar"},
     "major": {"en": "major", "fr": "majeur", "nl": "ernstig"},
+    "open": {"en": "Ongoing", "fr": "En cours", "nl": "Lopend"},
+    "duration": {"en": "Duration", "fr": "Durée", "nl": "Duur"},
+    "timeline": {"en": "Timeline", "fr": "Chronologie", "nl": "Tijdlijn"},
+    "affected": {
+        "en": "Who is affected, and what to do",
+        "fr": "Qui est touché, et que faire",
+        "nl": "Wie is getroffen, en wat te doen",
+    },
+    "no_group_affected": {
+        "en": "No profession's daily work depends on this service.",
+        "fr": "Aucune profession n'en dépend pour son travail quotidien.",
+        "nl": "Geen beroep hangt er voor zijn dagelijks werk van af.",
+    },
+    "procedure_link": {"en": "the procedure", "fr": "la procédure", "nl": "de procedure"},
+    "back": {"en": "All services", "fr": "Tous les services", "nl": "Alle diensten"},
+    "incident": {"en": "Incident", "fr": "Incident", "nl": "Incident"},
     "minor": {"en": "minor", "fr": "mineur", "nl": "beperkt"},
     "sla": {
         "en": "Monthly SLA report",
@@ -176,14 +194,3 @@ def span(seconds: float, language: str) -> str:
     from garde.monitor.observed import duration
 
     return duration(seconds, _UNITS.get(language, _UNITS["en"]))
-
-
-def pick_language(query: str | None, accept_language: str | None) -> str:
-    """``?lang=`` wins; then the first of fr/nl/en in Accept-Language; then English."""
-    if query in LANGUAGES:
-        return str(query)
-    for part in (accept_language or "").split(","):
-        code = part.split(";")[0].strip().lower()[:2]
-        if code in LANGUAGES:
-            return code
-    return "en"

@@ -13,9 +13,9 @@ from garde.monitor.formats import when
 from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED
 from garde.monitor.sla import SlaReport, sla_csv, sla_json, sla_report
 from garde.monitor.web.i18n import labels, span
-from garde.monitor.web.requests import HttpProblem, language
+from garde.monitor.web.requests import HttpProblem, language, path_int
 from garde.monitor.web.site import Site
-from garde.monitor.web.views import status_page
+from garde.monitor.web.views import incident_page, status_page
 
 
 def render_sla(env: Environment, report: SlaReport, lang: str) -> str:
@@ -51,6 +51,14 @@ class Pages:
             self.site.history,
         )
         html = self.site.env.get_template("status.html").render(**model)
+        return HTMLResponse(html, headers={"Content-Language": lang, "Cache-Control": "no-cache"})
+
+    async def incident(self, request: Request) -> Response:
+        monitor = self.site.monitor
+        lang = language(request)
+        found = await asyncio.to_thread(monitor.store.incident, path_int(request, "id"))
+        model = incident_page(monitor.catalog, found, lang, monitor.clock.now())
+        html = self.site.env.get_template("incident.html").render(**model)
         return HTMLResponse(html, headers={"Content-Language": lang, "Cache-Control": "no-cache"})
 
     async def sla(self, request: Request) -> Response:

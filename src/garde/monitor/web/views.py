@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from garde.catalog import Catalog, Status
+from garde.catalog import Catalog, FailedService, Status, impact
 from garde.monitor.formats import when
 from garde.monitor.maintenance import Calendar
 from garde.monitor.observed import Observed, row_seconds
@@ -218,9 +218,9 @@ def status_page(
         groups.append(GroupRow(gid, group.name, group.status.value, lines))
     groups.sort(key=lambda g: -Status(g.status).rank)
     open_incidents = store.incidents(open_only=True)
-    register = [
-        i for i in store.incidents(since=now - BAR_DAYS * DAY, limit=200) if i.state.value != "open"
-    ]
+    # The register holds the open incidents too: it never says "none in 90 days" while one
+    # is going on.
+    register = store.incidents(since=now - BAR_DAYS * DAY, limit=200)
     upcoming = [
         {
             "title": w.title,
@@ -266,8 +266,63 @@ def _incident(incident: Incident) -> dict[str, Any]:
                 "message": u.message,
                 "author": u.author,
             }
-            for u in reversed(incident.updates)
+            for u in incident.updates  # in the order they happened
         ],
+    }
+
+
+def incident_page(
+    catalog: Catalog, incident: Incident, language: str, now: float
+) -> dict[str, Any]:
+    """One incident as a person reads it: what, since when, who is affected and what they
+    do (the procedures, with their links), and the timeline in the order it happened."""
+    words = labels(language)
+    service = catalog.services.get(incident.service)
+    end = incident.resolved_at if incident.resolved_at is not None else now
+    affected = []
+    if incident.severity == "major" and service is not None:
+        result = impact(catalog, [FailedService(incident.service)], language)
+        for gid, group in result.groups.items():
+            if not group.operations:
+                continue
+            lines = []
+            for op in group.operations:
+                procedure = catalog.procedures.get(op.procedure_id or "")
+                lines.append(
+                    {
+                        "operation": f"{op.service}.{op.operation}",
+                        "status": op.status.value,
+                        "action": words[op.continuity.value],
+                        "procedure": op.procedure or "",
+                        "link": (procedure.link or "") if procedure is not None else "",
+                    }
+                )
+            lines.sort(key=lambda line: line["status"] != Status.STOPPED.value)
+            affected.append(GroupRow(gid, group.name, group.status.value, lines))
+        affected.sort(key=lambda g: -Status(g.status).rank)
+    elif service is not None:
+        # One data center lost: the others serve; say so for the professions that use it.
+        for gid in incident.groups:
+            target = catalog.target_groups.get(gid)
+            if target is not None:
+                line = {
+                    "operation": service.name,
+                    "status": "degraded",
+                    "action": words["failover"],
+                }
+                name = target.names.get(language)
+                affected.append(GroupRow(gid, name, Status.DEGRADED.value, [line]))
+    return {
+        "lang": language,
+        "t": words,
+        "updated": when(now),
+        "incident": _incident(incident),
+        "service_name": service.name if service is not None else incident.service,
+        "impacted_names": [
+            catalog.services[s].name if s in catalog.services else s for s in incident.impacted
+        ],
+        "duration": span(max(0.0, end - incident.started_at), language),
+        "affected": affected,
     }
 
 
