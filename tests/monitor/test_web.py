@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from lxml import etree
@@ -265,3 +266,22 @@ def test_history_api_gives_availability_and_percentiles(monitor: Monitor) -> Non
     assert day["availability"] == 0.5
     assert 0.025 <= day["latency_p95"] <= 0.05
     assert c.get("/api/v1/history/hub@dc1?resolution=x").status_code == 400
+
+
+def test_every_atom_entry_leads_to_a_page_that_exists(monitor: Monitor) -> None:
+    """The feed's links were 404 before incident pages existed: follow each one."""
+    feed_rounds(monitor, ("etarif@",))
+    feed_rounds(monitor, ())
+    c = client(monitor)
+    root = etree.fromstring(c.get("/feed.atom").content)
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    links = root.xpath("//a:entry/a:link/@href", namespaces=ns)
+    assert links
+    for link in links:
+        page = c.get(urlsplit(link).path + "?lang=fr")
+        assert page.status_code == 200, link
+        assert "Résolu" in page.text and "Chronologie" in page.text
+    missing = c.get("/incidents/999")
+    assert missing.status_code == 404
+    assert "999" in missing.json()["error"]
+    assert c.get("/incidents/abc").status_code == 400

@@ -86,7 +86,7 @@ def atom_feed(incidents: list[Incident], base_url: str, now: float) -> bytes:
         entry.id(f"{base_url.rstrip('/')}/incidents/{incident.id}")
         state = "resolved" if incident.resolved_at is not None else "ongoing"
         entry.title(f"[{state}] {incident.title}")
-        entry.link(href=f"{base_url.rstrip('/')}/#incident-{incident.id}")
+        entry.link(href=f"{base_url.rstrip('/')}/incidents/{incident.id}")
         entry.published(datetime.fromtimestamp(incident.started_at, UTC))
         last = max(
             [incident.started_at, incident.resolved_at or 0.0] + [u.at for u in incident.updates]
