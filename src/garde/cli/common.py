@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 from click.core import ParameterSource
@@ -31,6 +32,36 @@ def catalog_option(function: F) -> F:
         envvar="GARDE_CATALOG",
         help="Built-in catalog name or path to a catalog YAML file (env GARDE_CATALOG).",
     )(function)
+
+
+def log_options(function: F) -> F:
+    """``--log-level`` and ``--log-format`` for a command that keeps running; the logging is
+    set up before the command's body runs (``garde.logs``)."""
+
+    @functools.wraps(function)
+    def configured(*args: Any, log_level: str, log_format: str, **kwargs: Any) -> Any:
+        from garde.logs import configure
+
+        configure(log_level, "json" if log_format == "json" else "text")
+        return function(*args, **kwargs)
+
+    from garde.logs import FORMATS, LEVELS
+
+    configured = click.option(
+        "--log-format",
+        type=click.Choice(FORMATS),
+        default="text",
+        show_default=True,
+        help="Log lines on stderr: text, or one JSON object per line (time in UTC).",
+    )(configured)
+    configured = click.option(
+        "--log-level",
+        type=click.Choice(LEVELS),
+        default="info",
+        show_default=True,
+        help="Least severe log records shown on stderr.",
+    )(configured)
+    return cast(F, configured)
 
 
 def json_option(function: F) -> F:

@@ -14,10 +14,11 @@ import click
 
 from garde.catalog import impact, parse_failures
 from garde.cli.catalog import print_impact
-from garde.cli.common import catalog_option, console, language_option, load
+from garde.cli.common import catalog_option, console, language_option, load, log_options
 
 
 @click.command()
+@log_options
 @catalog_option
 @language_option
 @click.option(

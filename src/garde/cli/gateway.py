@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from garde.cli.common import catalog_option, console
+from garde.cli.common import catalog_option, console, log_options
 from garde.storage import JOURNAL
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ def _data_plane(running: RunningGateway) -> str:
 
 
 @click.command()
+@log_options
 @catalog_option
 @click.option("--config", "config_file", default=None, help="Gateway settings file (YAML).")
 @click.option(

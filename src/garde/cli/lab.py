@@ -21,7 +21,7 @@ import click
 from rich.table import Table
 
 from garde.catalog import parse_duration
-from garde.cli.common import catalog_option, console, json_option, load, print_json
+from garde.cli.common import catalog_option, console, json_option, load, log_options, print_json
 from garde.errors import LabError, UsageError
 from garde.loop import run_loop
 from garde.masking import mask_text
@@ -55,6 +55,7 @@ def lab() -> None:
 
 
 @lab.command()
+@log_options
 @catalog_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
 @click.option(

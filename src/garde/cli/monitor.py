@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from garde.cli.common import catalog_option, console, given, json_option, load, print_json
+from garde.cli.common import (
+    catalog_option,
+    console,
+    given,
+    json_option,
+    load,
+    log_options,
+    print_json,
+)
 from garde.errors import UsageError
 from garde.storage import MONITOR
 
@@ -71,6 +79,7 @@ def _print_check(catalog: Catalog, settings: ProbeSettings | None, probes_file: 
 
 
 @click.command()
+@log_options
 @catalog_option
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -223,6 +232,7 @@ def monitor(
 
 
 @click.command()
+@log_options
 @catalog_option
 @click.option(
     "--location", required=True, help="Name of this probe site (as the monitor knows it)."

@@ -8,6 +8,7 @@ cover) get a refusal naming the failing service and the caller's fallback proced
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,8 @@ from garde.gateway.wire import Reply, Request
 from garde.journal import CallerToken, Journal, Submission, new_idempotency_key
 from garde.signals import Signal
 from garde.soap import Envelope, body_bytes, without_security
+
+log = logging.getLogger("garde.gateway")
 
 JSON_PROBLEM = (b"Content-Type", b"application/problem+json")
 
@@ -90,6 +93,7 @@ class ContinuityPolicy:
         self.entry_journaled: Signal[[]] = Signal("entry journaled")
         """Fired after each accepted write (the replayer wakes up)."""
         self.stale_served = 0
+        self._journal_failure_logged = float("-inf")
         self.journaled = 0
         self.refused = 0
 
@@ -146,6 +150,15 @@ class ContinuityPolicy:
                     route, request, envelope, identity, idempotency_key, caller
                 )
             except JournalUnavailable as exc:
+                now = time.monotonic()
+                if now - self._journal_failure_logged >= 10.0:
+                    self._journal_failure_logged = now
+                    log.error(
+                        "the journal cannot keep writes (%s): callers of %s get 503 with the"
+                        " procedure instead of a receipt",
+                        exc,
+                        route.label,
+                    )
                 failure = ForwardFailure(
                     failure.service, f"{failure.reason}; journal: {exc}", failure.sent
                 )

@@ -15,6 +15,7 @@ that might answer"): it keeps being tried, and the continuity policy takes over 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from enum import StrEnum
 from garde.catalog import Service
 from garde.gateway.transport import Endpoint
 from garde.signals import Signal
+
+log = logging.getLogger("garde.gateway")
 
 
 class Breaker(StrEnum):
@@ -229,6 +232,7 @@ class ServiceUpstreams:
             link.probation = False
             link.trial_in_flight = False
             link.last_error = None
+            log.info("%s %s restored: its trial request was answered", self.service.id, link.dc)
             self._changed()
         elif self.in_use != link.dc:
             self._changed()
@@ -273,6 +277,9 @@ class ServiceUpstreams:
         duration = min(s.max_ejection, s.base_ejection * (2 ** (link.ejections - 1)))
         duration *= 1 + self.rng.uniform(-s.jitter, s.jitter)
         link.ejected_until = now + duration
+        log.warning(
+            "%s %s ejected for %.1f s (%s)", self.service.id, link.dc, duration, link.last_error
+        )
         link.probation = True
         link.trial_in_flight = False
         link.consecutive_failures = 0
@@ -288,6 +295,7 @@ class ServiceUpstreams:
             link.health_successes += 1
             if not link.healthy and link.health_successes >= s.health_successes:
                 link.healthy = True
+                log.info("%s %s passes its health check again", self.service.id, link.dc)
                 self._changed()
             now = self.clock()
             if link.ejected_until > now:
@@ -301,6 +309,7 @@ class ServiceUpstreams:
             link.last_error = reason
             if link.healthy and link.health_failures >= s.health_failures:
                 link.healthy = False
+                log.warning("%s %s fails its health check (%s)", self.service.id, link.dc, reason)
                 self._changed()
 
     # -- mode --------------------------------------------------------------------------------

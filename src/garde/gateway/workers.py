@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from types import TracebackType
 
+from garde import logs
 from garde.catalog import load_catalog
 from garde.errors import UsageError
 from garde.gateway.board import WorkerBoard
 from garde.gateway.config import GatewayConfig
 from garde.gateway.runner import RunningGateway
 from garde.journal import ENV_KEYS, JournalSettings, JournalStore, Keyring
+from garde.logs import Format
 from garde.loop import run_loop
 from garde.storage import JOURNAL, is_postgres, parse_url
 
@@ -107,6 +109,8 @@ class WorkerRole:
     replays: bool
     parent: int
     """The supervising process: a worker whose parent is gone stops (no orphan serving)."""
+    logging: tuple[str, Format] | None = None
+    """How the supervisor logs (``garde.logs``): a spawned worker starts with none."""
 
 
 Announce = Callable[[RunningGateway, JournalChoice], None]
@@ -178,6 +182,8 @@ def run_worker(
     announce: Announce | None = None,
 ) -> None:
     """``serve`` on its own event loop; the target of each worker process."""
+    if role is not None and role.logging is not None:
+        logs.configure(*role.logging)
     with contextlib.suppress(KeyboardInterrupt):
         run_loop(serve(catalog_source, config, journal, role, announce))
 
@@ -239,7 +245,7 @@ class Workers:
                     self.catalog_source,
                     self.config,
                     self.journal,
-                    WorkerRole(i, self.board, leased or i == 0, os.getpid()),
+                    WorkerRole(i, self.board, leased or i == 0, os.getpid(), logs.current()),
                     self.announce,
                 ),
                 daemon=True,

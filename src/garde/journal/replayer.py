@@ -39,6 +39,9 @@ from garde.masking import mask_text
 
 log = logging.getLogger("garde.journal.replay")
 
+PROGRESS_EVERY = 10.0
+"""Seconds between two log lines of replay progress (none while nothing is sent)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ReplayPolicy:
@@ -174,6 +177,8 @@ class Replayer:
         """Set when an entry in flight is settled: a slot is free."""
         self._next_sweep = 0.0
         self._settled_count = 0
+        self._reported: tuple[int, ...] = (0, 0, 0, 0, 0)
+        self._reported_at = time.monotonic()
         self._pending: list[str] = []
         self._pending_at = -1.0
 
@@ -300,8 +305,28 @@ class Replayer:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         self._settled_count += 1
+        now = time.monotonic()
+        if now - self._reported_at >= PROGRESS_EVERY:
+            self._report_progress(now)
         self._wake.set()
         self._freed.set()
+
+    def _report_progress(self, now: float) -> None:
+        """One log line every ``PROGRESS_EVERY`` seconds while entries are being sent."""
+        stats = self.stats
+        totals = (stats.delivered, stats.conflicts, stats.retried, stats.expired, stats.needs_token)
+        if totals == self._reported:
+            return
+        was = self._reported
+        self._reported, self._reported_at = totals, now
+        log.info(
+            "replay: %d delivered, %d conflicts, %d to retry, %d expired, %d waiting for a"
+            " token since the start (%+d delivered in the last %.0f s); %d being sent",
+            *totals,
+            totals[0] - was[0],
+            PROGRESS_EVERY,
+            len(self._in_flight),
+        )
 
     async def _idle(self) -> None:
         self._wake.clear()

@@ -153,6 +153,13 @@ class Monitor:
             )
 
     def _remember(self, events: list[Event]) -> None:
+        for event in events:
+            incident = event.incident
+            level = logging.WARNING if event.kind.value == "opened" else logging.INFO
+            muted = " (under maintenance: not sent)" if event.muted else ""
+            log.log(
+                level, "incident #%d %s: %s%s", incident.id, event.kind.value, event.message, muted
+            )
         self.recent_events.extend(events)
         del self.recent_events[:-200]
 
