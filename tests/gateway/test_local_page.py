@@ -21,8 +21,8 @@ from garde.gateway.runner import RunningGateway
 from garde.journal.factory import open_journal
 from garde.journal.sealing import Keyring
 from garde.lab import lab_in_thread
+from tests.browser import chromium
 from tests.gateway.doubles import EXECUTOR, RECIPE, caller_security, soap_request
-from tests.monitor.test_browser import CHROMIUM, FLAGS, _chromium
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -107,42 +107,33 @@ def recipe_outage(belgium: Catalog, tmp_path: Path) -> Iterator[tuple[str, str]]
 def test_the_page_tells_the_staff_what_to_do_and_finds_a_receipt(
     belgium: Catalog, tmp_path: Path
 ) -> None:
-    _chromium()
-    from playwright.sync_api import sync_playwright
-
     with recipe_outage(belgium, tmp_path) as (url, receipt):
         OUTPUT.mkdir(parents=True, exist_ok=True)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-            try:
-                page = browser.new_page(
-                    java_script_enabled=False, viewport={"width": 375, "height": 800}
-                )
-                expected = {
-                    "en": ("What to tell the staff now", "paper proof bearing the RID"),
-                    "fr": ("Ce qu'il faut dire", "preuve papier portant le RID"),
-                    "nl": ("Wat u het team nu zegt", "papieren bewijs met de RID"),
-                }
-                for language, (heading, procedure) in expected.items():
-                    page.goto(f"{url}/_garde/?lang={language}")
-                    tell = page.locator("section[aria-labelledby=tell]")
-                    assert heading in tell.inner_text()
-                    assert procedure in tell.inner_text(), tell.inner_text()
-                    journal = page.locator("section[aria-labelledby=journal]").inner_text()
-                    assert "journaled" in journal and "1" in journal, journal
-                    page.screenshot(
-                        path=str(OUTPUT / f"local-{language}-phone.png"), full_page=True
-                    )
-                    width = page.evaluate("document.documentElement.scrollWidth")
-                    assert width <= 375, f"{language}: the page scrolls sideways at phone width"
-                page.goto(f"{url}/_garde/?lang=en")
-                page.fill("#receipt", receipt)
-                page.click("button[type=submit]")
-                found = page.locator("#receipt-found").inner_text()
-                assert "journaled" in found and "recipe-executor.markAsDelivered" in found
-                assert "Keep the paper proof" in page.content()
-            finally:
-                browser.close()
+        with chromium() as browser:
+            page = browser.new_page(
+                java_script_enabled=False, viewport={"width": 375, "height": 800}
+            )
+            expected = {
+                "en": ("What to tell the staff now", "paper proof bearing the RID"),
+                "fr": ("Ce qu'il faut dire", "preuve papier portant le RID"),
+                "nl": ("Wat u het team nu zegt", "papieren bewijs met de RID"),
+            }
+            for language, (heading, procedure) in expected.items():
+                page.goto(f"{url}/_garde/?lang={language}")
+                tell = page.locator("section[aria-labelledby=tell]")
+                assert heading in tell.inner_text()
+                assert procedure in tell.inner_text(), tell.inner_text()
+                journal = page.locator("section[aria-labelledby=journal]").inner_text()
+                assert "journaled" in journal and "1" in journal, journal
+                page.screenshot(path=str(OUTPUT / f"local-{language}-phone.png"), full_page=True)
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= 375, f"{language}: the page scrolls sideways at phone width"
+            page.goto(f"{url}/_garde/?lang=en")
+            page.fill("#receipt", receipt)
+            page.click("button[type=submit]")
+            found = page.locator("#receipt-found").inner_text()
+            assert "journaled" in found and "recipe-executor.markAsDelivered" in found
+            assert "Keep the paper proof" in page.content()
 
 
 def test_the_page_refuses_odd_receipt_ids_and_keeps_its_guard(

@@ -26,6 +26,7 @@ from garde.gateway.handler import Gateway
 from garde.gateway.native import NativePlane, unavailable_reason
 from garde.gateway.transport import Waiter
 from garde.gateway.wire import HOP_BY_HOP, Reply, Request, serialize, stream_head
+from garde.ports import listen_problem
 
 log = logging.getLogger("garde.gateway")
 
@@ -491,6 +492,18 @@ class GatewayServer:
 
     async def start(
         self, host: str, port: int, *, reuse_port: bool = False, sock: socket.socket | None = None
+    ) -> int:
+        """Listen on ``host:port`` (or ``sock``); the port it got. A port that cannot be had
+        is a ``UsageError`` saying why and what to do, never a traceback."""
+        try:
+            return await self._listen(host, port, reuse_port, sock)
+        except OSError as exc:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            raise UsageError(listen_problem(host, port, exc)) from None
+
+    async def _listen(
+        self, host: str, port: int, reuse_port: bool, sock: socket.socket | None
     ) -> int:
         loop = asyncio.get_running_loop()
         self._sweeper = loop.call_later(self.sweep_interval(), self._sweep)

@@ -13,6 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from garde.monitor.service import Monitor
+from garde.ports import bind_tcp
 
 
 async def serve(
@@ -28,10 +29,12 @@ async def serve(
     """Until the server stops (SIGINT, SIGTERM) or ``stop`` is set; the monitor's own work
     (probes, incidents, alerts) finishes before this returns. The store stays open."""
     stop = stop or asyncio.Event()
+    # Bound here, before anything starts: a port that cannot be had is one clear message.
+    sock = bind_tcp(host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     running = asyncio.create_task(monitor.run(stop, tick_every=tick_every))
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     stopping = asyncio.create_task(stop.wait())
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
