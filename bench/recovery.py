@@ -40,7 +40,7 @@ from garde import soap
 from garde.catalog import Catalog, load_catalog
 from garde.lab import Lab, lab_in_thread
 
-SERVICE = "ehbox"
+SERVICE = "ehbox-publication"
 OPERATION = "sendMessage"
 SENDER = "20012345001"
 KEYS = "k1 " + base64.b64encode(os.urandom(32)).decode()
@@ -152,7 +152,9 @@ async def _journal_writes(lab: Lab, port: int, action: str, count: int, tag: str
                 f'Content-Type: text/xml\r\nSOAPAction: "{action}"\r\n'
                 f"Garde-Identity: {SENDER}\r\nIdempotency-Key: {key}\r\n"
             )
-            status, _ = await _call(port, "POST", "/ehBox/v3", _message(lab, len(key)), headers)
+            status, _ = await _call(
+                port, "POST", "/ehBoxPublication/v3", _message(lab, len(key)), headers
+            )
             if status == 202:
                 acknowledged.append(key)
             else:

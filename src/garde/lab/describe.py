@@ -49,7 +49,8 @@ def render_reference(catalog: Catalog) -> str:
         out.write(f"\n## {sid}: {service.name}\n\nPath `{service.path_prefix}`; WSDL at `?wsdl`.\n")
         for contract in sorted(simulator.contracts.values(), key=lambda c: c.id):
             kind = "write" if contract.write else "read"
-            out.write(f"\n### `{contract.id}` ({kind})\n\nSOAPAction `{contract.soap_action}`\n")
+            action = "none" if contract.soap_action is None else f"`{contract.soap_action}`"
+            out.write(f"\n### `{contract.id}` ({kind})\n\nSOAPAction {action}\n")
             for label, is_response in (("Request", False), ("Answer", True)):
                 out.write("\n")
                 example = example_envelope(contract, response=is_response)

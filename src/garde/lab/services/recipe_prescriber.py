@@ -13,7 +13,7 @@ from typing import Any
 
 from garde.lab.kmehr import read_kmehr
 from garde.lab.schema import f, group
-from garde.lab.services.base import BusinessFault, Call, digest, operation
+from garde.lab.services.base import BusinessFault, Call, digest, operation, per_contract
 from garde.lab.services.identifiers import check_nihii, check_niss
 from garde.lab.services.recipe_common import (
     OPEN,
@@ -38,6 +38,39 @@ def _default_expiry(today: date) -> date:
 
 
 class RecipePrescriber(RecipeService):
+    contract_only = (
+        per_contract(
+            "listRidsHistory",
+            request=(f("PatientId"), f("StartDate", "date", optional=True)),
+            response=(
+                f("PatientId"),
+                group("Rid", f("Rid"), f("Status"), f("CreationDate", "date"), many=True),
+            ),
+        ),
+        per_contract(
+            "putFeedbackFlag",
+            request=(f("Rid"), f("FeedbackAllowed", "boolean")),
+            response=(f("Rid"), f("FeedbackAllowed", "boolean")),
+        ),
+        per_contract(
+            "putVisionForPrescriber",
+            request=(f("Rid"), f("Vision")),
+            response=(f("Rid"), f("Vision")),
+        ),
+        per_contract(
+            "getValidationProperties",
+            request=(f("PrescriptionType", optional=True),),
+            response=(
+                f("PrescriptionVersion"),
+                f("KmehrVersion"),
+                f("MaxValidityDays", "int"),
+            ),
+            PrescriptionVersion="4",
+            KmehrVersion="1.19.0",
+            MaxValidityDays=365,
+        ),
+    )
+
     @operation(
         "createPrescription",
         request=(
