@@ -42,7 +42,7 @@ from garde.lab import Lab, lab_in_thread
 
 SERVICE = "ehbox-publication"
 OPERATION = "sendMessage"
-SENDER = "20012345001"
+SENDER = "20012385001"
 KEYS = "k1 " + base64.b64encode(os.urandom(32)).decode()
 
 
@@ -71,7 +71,7 @@ def _message(lab: Lab, n: int) -> bytes:
     element = etree.Element(soap.qn(contract.namespace, contract.request_element))
     for name, value in (
         ("RecipientType", "NIHII"),
-        ("Recipient", "10012345004"),
+        ("Recipient", "10012378004"),
         ("Subject", f"lab result {n}"),
         ("Content", "cmVzdWx0"),
     ):

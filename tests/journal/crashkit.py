@@ -28,8 +28,8 @@ from garde import soap
 from garde.catalog import Catalog
 from garde.lab import Lab
 
-SENDER = "20012345001"
-RECIPIENT = "10012345004"
+SENDER = "20012385001"
+RECIPIENT = "10012378004"
 SERVICE = "ehbox-publication"
 OPERATION = "sendMessage"
 BOX = "ehbox"

@@ -13,7 +13,7 @@ from typing import Any
 
 from garde.lab.schema import f, group
 from garde.lab.services.base import BusinessFault, Call, SimulatedService, digest, operation
-from garde.lab.services.identifiers import check_nihii, check_niss
+from garde.lab.services.identifiers import INDIVIDUAL, check_nihii, check_niss
 from garde.masking import mask
 
 REQUEST_TYPES = ("newrequest", "extension", "cancellation", "closure")
@@ -56,7 +56,7 @@ class Chapter4(_Agreements):
         response=(f("Reference"), f("Status")),
     )
     def ask(self, call: Call) -> dict[str, Any]:
-        prescriber = check_nihii(call.values["PrescriberNihii"], "prescriber")
+        prescriber = check_nihii(call.values["PrescriberNihii"], "prescriber", INDIVIDUAL)
         niss = check_niss(call.values["Ssin"])
         kind = str(call.values["RequestType"])
         paragraph = str(call.values["Paragraph"])

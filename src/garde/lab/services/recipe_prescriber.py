@@ -14,7 +14,7 @@ from typing import Any
 from garde.lab.kmehr import read_kmehr
 from garde.lab.schema import f, group
 from garde.lab.services.base import BusinessFault, Call, digest, operation, per_contract
-from garde.lab.services.identifiers import check_nihii, check_niss
+from garde.lab.services.identifiers import INDIVIDUAL, check_nihii, check_niss
 from garde.lab.services.recipe_common import (
     OPEN,
     PRESCRIPTION_FIELDS,
@@ -84,7 +84,7 @@ class RecipePrescriber(RecipeService):
     )
     def create_prescription(self, call: Call) -> dict[str, Any]:
         values = call.values
-        prescriber = check_nihii(values["PrescriberNihii"], "prescriber")
+        prescriber = check_nihii(values["PrescriberNihii"], "prescriber", INDIVIDUAL)
         patient = check_niss(values["PatientId"])
         kind = values.get("PrescriptionType", "P1")
         if kind not in PRESCRIPTION_TYPES:
@@ -191,7 +191,7 @@ class RecipePrescriber(RecipeService):
         ),
     )
     def list_feedbacks(self, call: Call) -> dict[str, Any]:
-        prescriber = check_nihii(call.values["PrescriberNihii"], "prescriber")
+        prescriber = check_nihii(call.values["PrescriberNihii"], "prescriber", INDIVIDUAL)
         feedbacks = self.records.by_owner("feedback", prescriber)
         return {
             "Feedback": [
