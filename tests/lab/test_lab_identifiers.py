@@ -85,8 +85,27 @@ def test_nihii_check_digits(base: str, qualification: int) -> None:
     assert number not in refused.value.reason  # masked
 
 
-def test_rid_is_twelve_upper_case_characters() -> None:
+def test_rid_has_the_real_format() -> None:
     assert check_rid("BEP0AB12CD34") == "BEP0AB12CD34"
-    for bad in ("BEP0AB12CD3", "bep0ab12cd34", "BEP0AB12CD34X"):
-        with pytest.raises(BusinessFault):
+    assert check_rid("BEKPXYZ12345") == "BEKPXYZ12345"
+    for bad in (
+        "BEP0AB12CD3",  # 11 characters
+        "bep0ab12cd34",  # lower case
+        "BEP0AB12CD34X",  # 13
+        "BEPAAB12CD34",  # the version is P or a digit
+        "BEX0AB12CD34",  # the kind is P, K or N
+        "BEP0AB12CD3U",  # no U (nor I, O)
+        "FRP0AB12CD34",
+    ):
+        with pytest.raises(BusinessFault, match="not a RID"):
             check_rid(bad)
+
+
+@given(st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=8, max_size=8))
+def test_a_rid_tail_is_valid_unless_it_has_i_o_or_u(tail: str) -> None:
+    rid = "BEP0" + tail
+    if set(tail) & set("IOU"):
+        with pytest.raises(BusinessFault):
+            check_rid(rid)
+    else:
+        assert check_rid(rid) == rid

@@ -10,6 +10,7 @@ import pytest
 
 from garde.catalog import Catalog
 from garde.lab import Lab, kmehr, lab_in_thread
+from garde.lab.services.identifiers import check_rid
 from tests.lab.labkit import (
     OTHER_PHARMACIST,
     PATIENT,
@@ -52,10 +53,10 @@ def deliver(client: Client, rid: str, pharmacist: str = PHARMACIST, dc: str = "d
     )
 
 
-def test_create_returns_a_12_character_rid_and_records_the_effect(client: Client, lab: Lab) -> None:
+def test_create_returns_a_real_rid_and_records_the_effect(client: Client, lab: Lab) -> None:
     rid = prescription(client)
-    assert len(rid) == 12
-    assert rid.isalnum()
+    assert len(rid) == 12 and rid.startswith("BEP0")
+    assert check_rid(rid) == rid
     assert rid.isupper()
     created = lab.ledger.effects(effect="prescription.created")
     assert [e.detail["rid"] for e in created] == [rid]
@@ -262,12 +263,12 @@ def test_a_kmehr_for_another_patient_is_refused(client: Client, lab: Lab) -> Non
 
 
 def test_unknown_and_malformed_rids(client: Client) -> None:
-    assert deliver(client, "BEPAAAAAAAAA").business() == "RID_UNKNOWN"
+    assert deliver(client, "BEP0AAAAAAAA").business() == "RID_UNKNOWN"
     assert deliver(client, "short").business() == "INVALID_RID"
 
 
 def test_a_missing_field_is_named(client: Client) -> None:
-    answer = client.call("recipe-executor", "markAsDelivered", {"Rid": "BEPAAAAAAAAA"})
+    answer = client.call("recipe-executor", "markAsDelivered", {"Rid": "BEP0AAAAAAAA"})
     assert answer.business() == "INVALID_REQUEST"
     assert answer.fault is not None
     assert "ExecutorNihii" in answer.fault.string

@@ -7,7 +7,7 @@ NIHII (RIZIV/INAMI) numbers are checked as the KMEHR ``ID-HCPARTY`` rule does: a
 provider's number is 11 digits (6 digits, 2 check digits, 3 of qualification), an
 organisation's (a pharmacy, a hospital, an on-call post) 8 digits (6 digits, 2 check digits);
 the check digits are 97 minus the first 6 digits modulo 97, or, for older numbers, 89 minus
-them modulo 89.
+them modulo 89. RIDs (Recip-e prescription ids) are checked as the Recip-e connector does.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def nihii_check_digits(base: str) -> tuple[str, str]:
     return f"{97 - number % 97:02d}", f"{89 - number % 89:02d}"
 
 
-_RID = re.compile(r"^[A-Z0-9]{12}$")
+RID_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTVWXYZ"
+"""The 8 last characters of a RID: digits and capitals without I, O and U."""
+_RID = re.compile(rf"^BE[PKN][P0-9][{RID_ALPHABET}]{{8}}$")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -81,9 +83,15 @@ def check_nihii(value: str, field: str = "care provider", kind: str | None = Non
 
 
 def check_rid(value: str) -> str:
-    """The RID; ``INVALID_RID`` unless it is exactly 12 characters (upper-case letters, digits)."""
+    """The RID; ``INVALID_RID`` unless it has the real format.
+
+    12 characters: ``BE``, the kind (``P``, ``K`` or ``N``), a version (``P`` or a digit),
+    then 8 of digits and capitals without I, O and U (as the Recip-e connector checks it).
+    """
     if not _RID.match(value):
         raise BusinessFault(
-            "INVALID_RID", f"RID {mask(value)} must be exactly 12 upper-case letters or digits"
+            "INVALID_RID",
+            f"RID {mask(value)} is not a RID: 12 characters, BE, P, K or N, P or a digit, then"
+            " 8 digits or capitals other than I, O and U (e.g. BEP0AB12CD34)",
         )
     return value

@@ -15,7 +15,7 @@ from typing import Any
 
 from garde.lab.schema import f
 from garde.lab.services.base import BusinessFault, Call, SimulatedService
-from garde.lab.services.identifiers import check_rid
+from garde.lab.services.identifiers import RID_ALPHABET, check_rid
 from garde.masking import mask
 
 OPEN = "open"
@@ -24,7 +24,6 @@ DELIVERED = "delivered"
 REVOKED = "revoked"
 EXPIRED = "expired"
 
-RID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
 
 PRESCRIPTION_FIELDS = (
     f("Rid"),
@@ -43,9 +42,9 @@ class RecipeService(SimulatedService):
     backend = "recipe"
 
     def new_rid(self) -> str:
-        """A fresh 12-character RID (``BEP`` + 9), unique in the store."""
+        """A fresh RID in the real format (``BEP0`` + 8), unique in the store."""
         while True:
-            rid = "BEP" + "".join(secrets.choice(RID_ALPHABET) for _ in range(9))
+            rid = "BEP0" + "".join(secrets.choice(RID_ALPHABET) for _ in range(8))
             if not self.records.exists("prescription", rid):
                 return rid
 
