@@ -21,7 +21,7 @@ def test_a_pharmacy_lists_what_it_holds_in_process_and_reads_a_status(client: Cl
     other = client.call("recipe-executor", "listRidsInProcess", {"ExecutorNihii": PHARMACIST})
     assert other.texts("Rid") == []
     status = client.call("recipe-executor", "getPrescriptionStatus", {"Rid": rid})
-    assert status.text("Status") == "in_process"
+    assert status.text("Status") == "InProcess"
     delivered = client.call(
         "recipe-executor", "markAsDelivered", {"Rid": rid, "ExecutorNihii": PHARMACY}
     )

@@ -48,12 +48,12 @@ def test_zeep_creates_and_delivers_a_prescription(
     executor = _service(lab, "recipe-executor", sessions)
     pharmacist = soap.security_header(client.token(PHARMACIST))
     read = executor.service.getPrescriptionForExecutor(Rid=rid, _soapheaders=[pharmacist])
-    assert read.Status == "open"
+    assert read.Status == "NotDelivered"
     assert b"pharmaceuticalprescription" in read.Prescription
     delivered = executor.service.markAsDelivered(
         Rid=rid, ExecutorNihii=PHARMACIST, _soapheaders=[pharmacist]
     )
-    assert delivered.Status == "delivered"
+    assert delivered.Status == "Delivered"
     assert [e.detail["rid"] for e in lab.ledger.effects(effect="prescription.created")] == [rid]
     assert len(lab.ledger.effects(effect="prescription.delivered")) == 1
 
