@@ -3,7 +3,8 @@
 Lifecycle, with Recip-e's status names: ``NotDelivered`` -> ``InProcess`` (an executor
 reserved it) -> ``Delivered``; ``NotDelivered`` or ``InProcess`` -> ``Revoked``; past its
 expiration date an undelivered prescription is ``Expired``. A delivered one can be marked
-undelivered (back to ``NotDelivered``) by the executor who delivered it. Each conflict is a business fault that names the reason, as the real service's.
+undelivered (back to ``NotDelivered``) by the executor who delivered it. Each conflict is a
+business fault that names the reason, as the real service's.
 """
 
 from __future__ import annotations
