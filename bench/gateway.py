@@ -61,7 +61,7 @@ SOAP_ANSWER = (
     "<r:Prescription>c2VhbGVkIGttZWhy</r:Prescription></r:GetPrescriptionForExecutorResponse>"
     "</soap:Body></soap:Envelope>"
 )
-PATH = "/Recipe/v4/Executor"
+PATH = "/Recip-e/v4/Executor"
 ACTION = f'"{RECIPE}:getPrescriptionForExecutor"'
 
 

@@ -253,8 +253,8 @@ async def replay(path: Path, count: int, keys: int, concurrency: int) -> tuple[f
     return count / elapsed, in_order
 
 
-PRESCRIBER = "10012345004"
-PHARMACIST = "20012345001"
+PRESCRIBER = "10012378004"
+PHARMACIST = "20012385001"
 
 
 def _niss(n: int) -> str:

@@ -166,7 +166,7 @@ def _insurability_request(token: str) -> bytes:
 
 
 def _efact_request(token: str) -> bytes:
-    fields = {"SenderNihii": "10012345004", "Batch": "aW52b2ljZSBiYXRjaA=="}
+    fields = {"SenderNihii": "10012378004", "Batch": "aW52b2ljZSBiYXRjaA=="}
     return _request("efact", "postRequest", fields, token)
 
 

@@ -47,7 +47,7 @@ from bench.gateway import Processes, cpu_seconds, ensure_tools, free_port, tool
 from garde.catalog import load_catalog
 
 RECIPE = "urn:be:fgov:ehealth:recipe:protocol:v4"
-PATH = "/Recipe/v4/Executor"
+PATH = "/Recip-e/v4/Executor"
 IDENTITY = "71715100070"
 PG_URL = "postgresql://127.0.0.1:5432/test"
 

@@ -40,9 +40,9 @@ from garde import soap
 from garde.catalog import Catalog, load_catalog
 from garde.lab import Lab, lab_in_thread
 
-SERVICE = "ehbox"
+SERVICE = "ehbox-publication"
 OPERATION = "sendMessage"
-SENDER = "20012345001"
+SENDER = "20012385001"
 KEYS = "k1 " + base64.b64encode(os.urandom(32)).decode()
 
 
@@ -71,7 +71,7 @@ def _message(lab: Lab, n: int) -> bytes:
     element = etree.Element(soap.qn(contract.namespace, contract.request_element))
     for name, value in (
         ("RecipientType", "NIHII"),
-        ("Recipient", "10012345004"),
+        ("Recipient", "10012378004"),
         ("Subject", f"lab result {n}"),
         ("Content", "cmVzdWx0"),
     ):
@@ -152,7 +152,9 @@ async def _journal_writes(lab: Lab, port: int, action: str, count: int, tag: str
                 f'Content-Type: text/xml\r\nSOAPAction: "{action}"\r\n'
                 f"Garde-Identity: {SENDER}\r\nIdempotency-Key: {key}\r\n"
             )
-            status, _ = await _call(port, "POST", "/ehBox/v3", _message(lab, len(key)), headers)
+            status, _ = await _call(
+                port, "POST", "/ehBoxPublication/v3", _message(lab, len(key)), headers
+            )
             if status == 202:
                 acknowledged.append(key)
             else:

@@ -64,7 +64,7 @@ def _call(port: int) -> None:
         "</soap:Body></soap:Envelope>"
     ).encode()
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/Recipe/v4/Executor",
+        f"http://127.0.0.1:{port}/Recip-e/v4/Executor",
         body,
         {
             "Content-Type": "text/xml; charset=utf-8",

@@ -95,3 +95,12 @@ def test_unknown_service_is_an_error_message_not_a_trace() -> None:
     )
     assert proc.returncode == 1
     assert "unknown service 'recipee'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("service", ["kgss", "etk"])
+def test_impact_of_kgss_or_etk_names_the_professions_it_stops(service: str) -> None:
+    code, out = run("catalog", "impact", service, "--json")
+    assert code == 0
+    groups = json.loads(out)["groups"]
+    stopped = {gid for gid, group in groups.items() if group["status"] == "stopped"}
+    assert {"pharmacist", "gp"} <= stopped

@@ -140,3 +140,26 @@ def test_dependencies_and_dependants_mirror_each_other() -> None:
             assert (b in BELGIUM.dependencies(a)) == (a in BELGIUM.dependants(b)), (a, b)
     assert "sts" in BELGIUM.dependencies("recipe-executor")
     assert BELGIUM.dependencies("sts") == set()
+
+
+def test_kgss_outage_stops_dispensing_and_prescribing(belgium: Catalog) -> None:
+    """Prescriptions are sealed with KGSS keys: without KGSS nobody creates or reads one."""
+    result = impact(belgium, parse_failures(belgium, ["kgss"]))
+    stopped = {gid for gid, g in result.groups.items() if g.status is Status.STOPPED}
+    assert {"pharmacist", "gp", "guard_post", "specialist"} <= stopped
+    pharmacist = result.groups["pharmacist"]
+    read = next(o for o in pharmacist.operations if o.operation == "getPrescriptionForExecutor")
+    assert read.status is Status.STOPPED and read.impacted_by == ("kgss",)
+
+
+def test_etk_outage_stops_who_seals_and_the_sts_needs_no_etk(belgium: Catalog) -> None:
+    """Sealing needs the recipient's ETK (Recip-e, Chapter IV, eAttest, hubs); the ETK depot
+    is public, so an STS outage does not take it down."""
+    result = impact(belgium, parse_failures(belgium, ["etk"]))
+    stopped = {gid for gid, g in result.groups.items() if g.status is Status.STOPPED}
+    assert {"pharmacist", "gp", "guard_post", "specialist"} <= stopped
+    # Hospitals' Chapter IV requests and hub writes are journaled, hub reads served stale.
+    assert result.groups["hospital"].status is Status.DEGRADED
+    assert service_states(belgium, parse_failures(belgium, ["sts"]))["etk"].state is (
+        ServiceState.AVAILABLE
+    )

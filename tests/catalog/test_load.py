@@ -106,8 +106,11 @@ def test_shipped_catalog_has_the_interface_ids(belgium: Catalog) -> None:
         "efact",
         "etarif",
         "chapter4",
+        "chapter4-consultation",
+        "memberdata",
         "hub",
         "ehbox",
+        "ehbox-publication",
     }
     assert set(belgium.target_groups) == {
         "pharmacist",
@@ -130,7 +133,11 @@ def test_shipped_catalog_models_the_domain(belgium: Catalog) -> None:
     _, insured = belgium.operation("insurability", "getInsurability")
     assert isinstance(insured.continuity, Cacheable)
     assert "kgss" in belgium.services["recipe-prescriber"].depends_on
-    assert all("sts" in s.depends_on for sid, s in belgium.services.items() if sid != "sts")
+    assert "kgss" in belgium.services["recipe-executor"].depends_on
+    # The ETK depot is public: everything else needs an STS token.
+    public = {"sts", "etk"}
+    assert all("sts" in s.depends_on for sid, s in belgium.services.items() if sid not in public)
+    assert belgium.services["etk"].depends_on == []
 
 
 def test_recipe_wire_names_follow_the_published_wsdl(belgium: Catalog) -> None:
@@ -145,7 +152,10 @@ def test_recipe_wire_names_follow_the_published_wsdl(belgium: Catalog) -> None:
     )
     efact, post = belgium.operation("efact", "postRequest")
     assert efact.soap_action_of(post) == "urn:be:cin:nip:async:generic:post:msg"
-    ehbox, send = belgium.operation("ehbox", "sendMessage")
+    assert efact.body_element_of(post) == "{urn:be:cin:nip:async:generic}post"
+    etk, get_etk = belgium.operation("etk", "getEtk")
+    assert etk.soap_action_of(get_etk) is None  # the published WSDL declares none
+    ehbox, send = belgium.operation("ehbox-publication", "sendMessage")
     assert ehbox.body_element_of(send) == (
         "{urn:be:fgov:ehealth:ehbox:publication:protocol:v3}SendMessageRequest"
     )

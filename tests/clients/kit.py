@@ -13,7 +13,7 @@ import yaml
 from garde.catalog import Catalog
 
 GARDE_NS = "urn:garde:gateway:v1"
-EXECUTOR = "/Recipe/v4/Executor"
+EXECUTOR = "/Recip-e/v4/Executor"
 
 
 def gateway_files(lab: Any, catalog: Catalog, tmp: Path, answer: str) -> tuple[Path, Path]:

@@ -93,7 +93,7 @@ def _calls(lab: Any, base: str, node: str) -> None:
     read = _call(node, wsdl, "getPrescriptionForExecutor", {"Rid": rid}, security)
     assert read["ok"], read
     assert read["address"] == f"{base}{EXECUTOR}", "the WSDL sends the software through garde"
-    assert read["result"]["Status"] == "open"
+    assert read["result"]["Status"] == "NotDelivered"
 
     all_down(lab, "recipe-executor")
     refused = _call(node, wsdl, "getPrescriptionForExecutor", {"Rid": rid}, security)

@@ -67,11 +67,11 @@ def _client(base: str, path: str, sessions: list[Any], plugins: list[Any] | None
 
 def _calls(lab: Any, base: str, sessions: list[Any]) -> None:
     lab_client = Client(lab)
-    prescriber = _client(base, "/Recipe/v4/Prescriber", sessions)
+    prescriber = _client(base, "/Recip-e/v4/Prescriber", sessions)
     receipts = Receipts()
-    executor = _client(base, "/Recipe/v4/Executor", sessions, [receipts])
+    executor = _client(base, "/Recip-e/v4/Executor", sessions, [receipts])
     # The WSDL came through the gateway, and so will every call made from it.
-    assert executor.service._binding_options["address"] == f"{base}/Recipe/v4/Executor"
+    assert executor.service._binding_options["address"] == f"{base}/Recip-e/v4/Executor"
 
     gp = soap.security_header(lab_client.token(PRESCRIBER))
     pharmacist = soap.security_header(lab_client.token(PHARMACIST))
@@ -83,7 +83,7 @@ def _calls(lab: Any, base: str, sessions: list[Any]) -> None:
         _soapheaders=[gp],
     ).Rid
     read = executor.service.getPrescriptionForExecutor(Rid=rid, _soapheaders=[pharmacist])
-    assert read.Status == "open"
+    assert read.Status == "NotDelivered"
 
     # Recip-e's executor fails in every data center.
     all_down(lab, "recipe-executor")
@@ -102,8 +102,8 @@ def _calls(lab: Any, base: str, sessions: list[Any]) -> None:
     assert lab.ledger.effects(effect="prescription.delivered") == []
 
     # Software restarted during the outage still loads its WSDL (the gateway's copy).
-    restarted = _client(base, "/Recipe/v4/Executor", sessions)
-    assert restarted.service._binding_options["address"] == f"{base}/Recipe/v4/Executor"
+    restarted = _client(base, "/Recip-e/v4/Executor", sessions)
+    assert restarted.service._binding_options["address"] == f"{base}/Recip-e/v4/Executor"
 
     # The chain is back: the delivery reaches Recip-e once, and the receipt says so.
     lab.faults.heal()

@@ -23,7 +23,7 @@ from garde.lab.tokens import TokenAuthority
 
 RECIPE = "urn:be:fgov:ehealth:recipe:protocol:v4"
 GI = "urn:be:fgov:ehealth:genericinsurability:protocol:v1"
-EXECUTOR = "/Recipe/v4/Executor"
+EXECUTOR = "/Recip-e/v4/Executor"
 INSURABILITY = "/GenericInsurability/v1"
 OK_BODY = (
     b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'

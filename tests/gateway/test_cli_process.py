@@ -24,7 +24,7 @@ BODY = envelope("GetPrescriptionForExecutorRequest", RECIPE, "<x:Rid>BEP0ABCDEFG
 
 def request(port: int) -> bytes:
     return (
-        b"POST /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+        b"POST /Recip-e/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
         b'SOAPAction: "' + RECIPE.encode() + b':getPrescriptionForExecutor"\r\n'
         b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY
     )
@@ -46,8 +46,8 @@ def test_gateway_process_serves_fails_over_and_stops(catalog: Catalog, tmp_path:
         dc1, dc2 = await Upstream().start(), await Upstream().start()
         endpoints = {
             "recipe-executor": {
-                "dc1": f"http://127.0.0.1:{dc1.port}/Recipe/v4/Executor",
-                "dc2": f"http://127.0.0.1:{dc2.port}/Recipe/v4/Executor",
+                "dc1": f"http://127.0.0.1:{dc1.port}/Recip-e/v4/Executor",
+                "dc2": f"http://127.0.0.1:{dc2.port}/Recip-e/v4/Executor",
             }
         }
         data = catalog.with_endpoints(endpoints).model_dump(
@@ -65,7 +65,7 @@ def test_gateway_process_serves_fails_over_and_stops(catalog: Catalog, tmp_path:
         try:
             banner = b""
             async with asyncio.timeout(30):
-                while b"Recipe/v4/Executor" not in banner:
+                while b"Recip-e/v4/Executor" not in banner:
                     line = await process.stdout.readline()
                     assert line, f"gateway exited: {banner.decode()}"
                     banner += line

@@ -139,7 +139,7 @@ async def _scenario(lab: object, catalog_file: Path, config_file: Path, tmp: Pat
             kmehr.prescription(PRESCRIBER, patient, when=date.today())
         ).decode()
         status, _, body = await gateway.call(
-            "/Recipe/v4/Prescriber",
+            "/Recip-e/v4/Prescriber",
             f"{RECIPE}:createPrescription",
             soap(
                 "CreatePrescriptionRequest",
@@ -172,7 +172,7 @@ async def _scenario(lab: object, catalog_file: Path, config_file: Path, tmp: Pat
         faults.set("recipe-executor", "dc1", "down")
         for _ in range(5):
             status, headers, body = await gateway.call(
-                "/Recipe/v4/Executor", f"{RECIPE}:getPrescriptionForExecutor", read, as_pharmacist
+                "/Recip-e/v4/Executor", f"{RECIPE}:getPrescriptionForExecutor", read, as_pharmacist
             )
             assert status == 200, body
             assert headers["garde-data-center"] in ("dc2", "dc3")
@@ -183,7 +183,7 @@ async def _scenario(lab: object, catalog_file: Path, config_file: Path, tmp: Pat
         for dc in ("dc1", "dc2", "dc3"):
             faults.set("insurability", dc, "down")
         status, headers, body = await gateway.call(
-            "/Recipe/v4/Executor", f"{RECIPE}:getPrescriptionForExecutor", read,
+            "/Recip-e/v4/Executor", f"{RECIPE}:getPrescriptionForExecutor", read,
             {**as_pharmacist, "Accept-Language": "nl-BE"},
         )  # fmt: skip
         assert status == 503
@@ -196,7 +196,7 @@ async def _scenario(lab: object, catalog_file: Path, config_file: Path, tmp: Pat
 
         deliver = soap("MarkAsDeliveredRequest", RECIPE, {"Rid": rid, "ExecutorNihii": PHARMACIST})
         status, headers, body = await gateway.call(
-            "/Recipe/v4/Executor", f"{RECIPE}:markAsDelivered", deliver,
+            "/Recip-e/v4/Executor", f"{RECIPE}:markAsDelivered", deliver,
             {**as_pharmacist, "Idempotency-Key": "e2e-deliver-1"},
         )  # fmt: skip
         assert status == 202, body

@@ -62,7 +62,7 @@ async def repeat(times: int, step: Callable[[], Awaitable[None]]) -> Counter[str
 def test_a_refused_connection_leaves_no_cycle() -> None:
     async def main() -> Counter[str]:
         transport = HttpTransport()
-        nowhere = Endpoint.parse("http://127.0.0.1:9/Recipe/v4/Executor")  # discard: closed
+        nowhere = Endpoint.parse("http://127.0.0.1:9/Recip-e/v4/Executor")  # discard: closed
 
         async def attempt() -> None:
             with suppress(AttemptFailed):
@@ -81,7 +81,7 @@ def test_connections_opened_and_closed_leave_no_cycle(catalog: Catalog) -> None:
     async def main() -> Counter[str]:
         upstream = await Upstream().start()
         endpoints = {
-            "recipe-executor": {"dc1": f"http://127.0.0.1:{upstream.port}/Recipe/v4/Executor"}
+            "recipe-executor": {"dc1": f"http://127.0.0.1:{upstream.port}/Recip-e/v4/Executor"}
         }
         config = GatewayConfig(port=0, health_checks=False)
         async with RunningGateway(catalog.with_endpoints(endpoints), config) as running:
@@ -118,7 +118,7 @@ def test_a_request_abandoned_mid_exchange_closes_its_connection() -> None:
         server = await asyncio.start_server(silent, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         transport = HttpTransport()
-        endpoint = Endpoint.parse(f"http://127.0.0.1:{port}/Recipe/v4/Executor")
+        endpoint = Endpoint.parse(f"http://127.0.0.1:{port}/Recip-e/v4/Executor")
         asking = asyncio.ensure_future(
             transport.request(endpoint, b"GET", b"/", [], b"", connect_timeout=1.0, timeout=30.0)
         )

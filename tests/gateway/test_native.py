@@ -149,7 +149,7 @@ async def exchange(
 
 
 def with_target(data: bytes, target: bytes) -> bytes:
-    return data.replace(b"POST /Recipe/v4/Executor ", b"POST " + target + b" ", 1)
+    return data.replace(b"POST /Recip-e/v4/Executor ", b"POST " + target + b" ", 1)
 
 
 def counters(gw: RunningGateway) -> dict[str, Any]:
@@ -185,7 +185,7 @@ def test_the_native_plane_is_built_where_ci_runs() -> None:
 
 SEQUENCE = [
     soap_post(BODY),
-    with_target(soap_post(BODY), b"/Recipe/v4/Executor?trace=1&lang=nl"),
+    with_target(soap_post(BODY), b"/Recip-e/v4/Executor?trace=1&lang=nl"),
     soap_post(
         BODY,
         extra=b"X-Correlation-Id: 7d3c-41\r\nGarde-Target-Group: pharmacists\r\n"
@@ -261,7 +261,7 @@ def test_native_and_python_fast_paths_are_byte_identical(catalog: Catalog) -> No
     for hop in (b"garde-target-group", b"keep-alive", b"proxy-authorization", b"connection"):
         assert hop not in sent.lower(), hop
     assert b"\r\nX-Empty: \r\n" in sent
-    assert b"POST /Recipe/v4/Executor?trace=1&lang=nl HTTP/1.1\r\n" in sent
+    assert b"POST /Recip-e/v4/Executor?trace=1&lang=nl HTTP/1.1\r\n" in sent
     assert sent.count(b"X-Repeated: ") == 2
     assert native_run["requests"] == python_run["requests"]
     assert native_run["sent"] == python_run["sent"]
@@ -322,7 +322,7 @@ def test_a_data_center_answering_chunked_is_asked_once_per_call(catalog: Catalog
 # -- 2. hand-over: what the plane does not serve, Python does, on the same connection -------
 
 CHUNKED = (
-    b"POST /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+    b"POST /Recip-e/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
     b'SOAPAction: "' + RECIPE.encode() + b':getPrescriptionForExecutor"\r\n'
     b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(BODY) + BODY + b"\r\n0\r\n\r\n"
 )
@@ -349,7 +349,11 @@ ODD: dict[str, tuple[bytes, bytes, bool]] = {
         b"HTTP/1.1 400",
         False,
     ),
-    "get": (b"GET /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"HTTP/1.1 405", False),
+    "get": (
+        b"GET /Recip-e/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"HTTP/1.1 405",
+        False,
+    ),
     "chunked": (CHUNKED, b"HTTP/1.1 200", True),
     "deadline": (soap_post(BODY, extra=b"Garde-Deadline: 5\r\n"), b"HTTP/1.1 200", True),
     "expect": (soap_post(BODY, extra=b"Expect: 100-continue\r\n"), b"HTTP/1.1 200", True),
@@ -404,20 +408,20 @@ def test_pipelined_requests_across_a_hand_over_stay_in_order(catalog: Catalog) -
     async def test(gw: RunningGateway, dc1: Upstream, dc2: Upstream) -> None:
         assert isinstance(dc1, Recording)
         dc1.echo = True
-        get = b"GET /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        get = b"GET /Recip-e/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         async with connection(gw.port) as (reader, writer):
             writer.write(
-                with_target(soap_post(BODY), b"/Recipe/v4/Executor?n=1")
+                with_target(soap_post(BODY), b"/Recip-e/v4/Executor?n=1")
                 + get
-                + with_target(soap_post(BODY), b"/Recipe/v4/Executor?n=3")
+                + with_target(soap_post(BODY), b"/Recip-e/v4/Executor?n=3")
             )
             first, second, third = [await response(reader) for _ in range(3)]
         assert first[0].startswith(b"HTTP/1.1 200") and b"?n=1" in first[1]
         assert second[0].startswith(b"HTTP/1.1 405"), second
         assert third[0].startswith(b"HTTP/1.1 200") and b"?n=3" in third[1], third
         assert [u for _, u, _, _ in dc1.requests] == [
-            b"/Recipe/v4/Executor?n=1",
-            b"/Recipe/v4/Executor?n=3",
+            b"/Recip-e/v4/Executor?n=1",
+            b"/Recip-e/v4/Executor?n=3",
         ]
         assert counters(gw)["served"] == 1
         assert counters(gw)["handed_over"] == 1
@@ -576,7 +580,8 @@ def test_three_pipelined_requests_get_three_answers_in_order(catalog: Catalog) -
         async with connection(gw.port) as (reader, writer):
             writer.write(
                 b"".join(
-                    with_target(soap_post(BODY), b"/Recipe/v4/Executor?n=%d" % n) for n in (1, 2, 3)
+                    with_target(soap_post(BODY), b"/Recip-e/v4/Executor?n=%d" % n)
+                    for n in (1, 2, 3)
                 )
             )
             bodies = [(await response(reader))[1] for _ in range(3)]
@@ -729,7 +734,7 @@ def test_stop_closes_idle_native_and_adopted_connections_promptly(catalog: Catal
             assert head.startswith(b"HTTP/1.1 200"), head
         adopted = clients[0]  # served natively, then handed over: Python holds it now
         head, _ = await exchange(
-            *adopted, b"GET /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            *adopted, b"GET /Recip-e/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         )
         assert head.startswith(b"HTTP/1.1 405"), head
         before = counters(gw)
@@ -886,8 +891,8 @@ async def hooked_stack(
     dc2 = await Upstream().start()
     endpoints = {
         SERVICE: {
-            "dc1": f"http://127.0.0.1:{dc1.port}/Recipe/v4/Executor",
-            "dc2": f"http://127.0.0.1:{dc2.port}/Recipe/v4/Executor",
+            "dc1": f"http://127.0.0.1:{dc1.port}/Recip-e/v4/Executor",
+            "dc2": f"http://127.0.0.1:{dc2.port}/Recip-e/v4/Executor",
         }
     }
     try:
@@ -947,10 +952,10 @@ def test_a_connection_ended_while_its_next_bytes_arrive_is_not_used_again(
 @pytest.mark.parametrize(
     "data",
     [
-        b"POST /Recipe/v4/Executor HTTP/1.1\nHost: 127.0.0.1\nContent-Length: 1\n\nx",
+        b"POST /Recip-e/v4/Executor HTTP/1.1\nHost: 127.0.0.1\nContent-Length: 1\n\nx",
         b"GET /_garde/health HTTP/1.1\nHost: 127.0.0.1\n\n",
-        b"POST /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\n",
-        b"POST /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\rX: y\r\n\r\n",
+        b"POST /Recip-e/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\n",
+        b"POST /Recip-e/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\rX: y\r\n\r\n",
     ],
     ids=["bare-lf", "bare-lf-get", "bare-lf-blank-line", "bare-cr"],
 )

@@ -67,7 +67,7 @@ async def tls_stack(
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*key_pair)
     dc1 = await TlsUpstream(context).start()
-    endpoints = {"recipe-executor": {"dc1": f"https://{host}:{dc1.port}/Recipe/v4/Executor"}}
+    endpoints = {"recipe-executor": {"dc1": f"https://{host}:{dc1.port}/Recip-e/v4/Executor"}}
     try:
         async with gateway_for(catalog, endpoints, fast_path=fast_path) as running:
             yield running, dc1

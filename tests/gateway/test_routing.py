@@ -29,7 +29,7 @@ def test_soap_action_identifies_the_operation(gateway: Gateway, transport: FakeT
     )
     assert reply.status == 200
     assert reply.header(b"garde-data-center") == b"dc1"
-    assert transport.calls[0].target == b"/Recipe/v4/Executor"
+    assert transport.calls[0].target == b"/Recip-e/v4/Executor"
     assert (
         gateway.metrics.requests[("recipe-executor.getPrescriptionForExecutor", "forwarded")] == 1
     )
@@ -61,7 +61,7 @@ def test_unknown_path_gets_404_listing_the_known_prefixes(
     reply = asyncio.run(gateway.handle(request))
     assert reply.status == 404
     problem = json.loads(reply.body)
-    assert "/Recipe/v4/Executor" in problem["detail"]
+    assert "/Recip-e/v4/Executor" in problem["detail"]
     assert transport.calls == []
 
 
@@ -141,9 +141,9 @@ def test_a_body_the_gateway_must_read_is_always_parsed(
 @pytest.mark.parametrize(
     "target",
     [
-        b"/Recipe/v4/Executor/../../../admin",
-        b"/Recipe/v4/Executor/%2e%2e/x",
-        b"/Recipe/v4/Executor//x",
+        b"/Recip-e/v4/Executor/../../../admin",
+        b"/Recip-e/v4/Executor/%2e%2e/x",
+        b"/Recip-e/v4/Executor//x",
     ],
 )
 def test_path_tricks_are_refused(gateway: Gateway, transport: FakeTransport, target: bytes) -> None:

@@ -26,9 +26,9 @@ async def stack(
     await closed.stop()
     endpoints = {
         "recipe-executor": {
-            "dc1": f"http://127.0.0.1:{dc1.port}/Recipe/v4/Executor",
-            "dc2": f"http://127.0.0.1:{dc2.port}/Recipe/v4/Executor",
-            "dc3": f"http://127.0.0.1:{closed.port}/Recipe/v4/Executor",
+            "dc1": f"http://127.0.0.1:{dc1.port}/Recip-e/v4/Executor",
+            "dc2": f"http://127.0.0.1:{dc2.port}/Recip-e/v4/Executor",
+            "dc3": f"http://127.0.0.1:{closed.port}/Recip-e/v4/Executor",
         }
     }
     settings = GatewayConfig(port=0, health_checks=False, admin_token=TOKEN).with_overrides(
@@ -57,7 +57,7 @@ async def raw(port: int, data: bytes) -> bytes:
 
 def soap_post(body: bytes, *, host: bytes = b"127.0.0.1", extra: bytes = b"") -> bytes:
     return (
-        b"POST /Recipe/v4/Executor HTTP/1.1\r\nHost: " + host + b"\r\n"
+        b"POST /Recip-e/v4/Executor HTTP/1.1\r\nHost: " + host + b"\r\n"
         b'Content-Type: text/xml\r\nSOAPAction: "'
         + RECIPE.encode()
         + b':getPrescriptionForExecutor"\r\n'
@@ -96,7 +96,7 @@ def test_pass_through_keeps_the_connection_and_the_body(catalog: Catalog) -> Non
         writer.close()
         assert len(dc1.requests) == 3
         method, url, headers, sent = dc1.requests[0]
-        assert (method, url, sent) == (b"POST", b"/Recipe/v4/Executor", BODY)
+        assert (method, url, sent) == (b"POST", b"/Recip-e/v4/Executor", BODY)
         assert headers[b"host"] == f"127.0.0.1:{dc1.port}".encode()
 
     run(catalog, test)

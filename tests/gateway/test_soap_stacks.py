@@ -111,12 +111,12 @@ WSDL = (
     b' xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"'
     b' xmlns:xsd="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:x">'
     b'<wsdl:types><xsd:schema><xsd:import namespace="urn:x:types"'
-    b' schemaLocation="http://10.1.2.3:8080/Recipe/v4/Executor?xsd=1"/>'
+    b' schemaLocation="http://10.1.2.3:8080/Recip-e/v4/Executor?xsd=1"/>'
     b'<xsd:import namespace="http://www.w3.org/2000/09/xmldsig#"'
     b' schemaLocation="http://www.w3.org/TR/xmldsig-core/xmldsig-core-schema.xsd"/>'
     b"</xsd:schema></wsdl:types>"
     b'<wsdl:service name="S"><wsdl:port name="P" binding="x">'
-    b'<soap:address location="https://recipe.int.example:443/Recipe/v4/Executor"/>'
+    b'<soap:address location="https://recipe.int.example:443/Recip-e/v4/Executor"/>'
     b"</wsdl:port></wsdl:service></wsdl:definitions>"
 )
 
@@ -145,7 +145,7 @@ def test_the_wsdl_comes_through_a_healthy_data_center_rebased_on_the_gateway(
     transport.set("dc1", refuse)
 
     def wsdl(call: Call) -> Response:
-        assert call.method == b"GET" and call.target.endswith(b"/Recipe/v4/Executor?wsdl")
+        assert call.method == b"GET" and call.target.endswith(b"/Recip-e/v4/Executor?wsdl")
         return Response(200, [(b"Content-Type", b"text/xml; charset=utf-8")], WSDL)
 
     transport.set("dc2", wsdl)
@@ -154,8 +154,8 @@ def test_the_wsdl_comes_through_a_healthy_data_center_rebased_on_the_gateway(
     assert status == 200, body
     assert headers[b"garde-data-center"] == b"dc2"
     assert _addresses(body) == [
-        "http://gateway.local:8080/Recipe/v4/Executor",
-        "http://gateway.local:8080/Recipe/v4/Executor?xsd=1",
+        "http://gateway.local:8080/Recip-e/v4/Executor",
+        "http://gateway.local:8080/Recip-e/v4/Executor?xsd=1",
         "http://www.w3.org/TR/xmldsig-core/xmldsig-core-schema.xsd",  # not the gateway's
     ]
 
@@ -165,7 +165,7 @@ def test_the_wsdl_comes_through_a_healthy_data_center_rebased_on_the_gateway(
     status, headers, body = _get(gateway, f"{EXECUTOR}?wsdl", host=b"127.0.0.1:9000")
     assert status == 200
     assert b"garde-stale" in headers
-    assert _addresses(body)[0] == "http://127.0.0.1:9000/Recipe/v4/Executor"
+    assert _addresses(body)[0] == "http://127.0.0.1:9000/Recip-e/v4/Executor"
 
     # A document never seen: a clear 503, not a guess.
     status, _, body = _get(gateway, f"{EXECUTOR}?xsd=2")

@@ -27,7 +27,7 @@ from tests.gateway.doubles import RECIPE, FakeTransport, caller_security, envelo
 from tests.gateway.test_cli_process import call
 from tests.gateway.upstream import Upstream
 
-EXECUTOR = "/Recipe/v4/Executor"
+EXECUTOR = "/Recip-e/v4/Executor"
 
 
 def _gateway(catalog: Catalog, board: WorkerBoard) -> Gateway:
@@ -116,7 +116,7 @@ def _free_port() -> int:
 def _deliver(rid: str) -> bytes:
     body = envelope("MarkAsDeliveredRequest", RECIPE, f"<x:Rid>{rid}</x:Rid>", caller_security())
     return (
-        b"POST /Recipe/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+        b"POST /Recip-e/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
         b'SOAPAction: "' + RECIPE.encode() + b':markAsDelivered"\r\n'
         b"Idempotency-Key: " + rid.encode() + b"\r\n"
         b"Content-Length: %d\r\n\r\n" % len(body) + body
@@ -161,7 +161,7 @@ def test_two_workers_share_a_sqlite_journal_and_one_view(catalog: Catalog, tmp_p
         draining = asyncio.create_task(drain())
         try:
             async with asyncio.timeout(60):
-                while b"/Recipe/v4/Executor" not in output:
+                while b"/Recip-e/v4/Executor" not in output:
                     assert process.returncode is None, f"gateway exited: {output.decode()}"
                     await asyncio.sleep(0.1)
                 # Both workers listening: the status names two of them.

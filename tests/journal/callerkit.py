@@ -30,7 +30,16 @@ from garde.catalog import Catalog
 from garde.lab import Lab
 from tests.polling import until
 
-from .crashkit import OPERATION, SERVICE, GatewayProcess, message, post, write_files
+from .crashkit import (
+    BOX,
+    BOX_PATH,
+    OPERATION,
+    SERVICE,
+    GatewayProcess,
+    message,
+    post,
+    write_files,
+)
 
 SUBJECTS = ("19012345001", "19012345002", "19012345003", "19012345004")
 """The practices: each signs in with its own identity."""
@@ -98,10 +107,13 @@ class Practice:
         return soap.with_token(body, (await self.sign_in()).token)
 
 
+def list_action_of(catalog: Catalog) -> str:
+    box = catalog.services[BOX]
+    return box.soap_action_of(box.operations["getMessagesList"]) or ""
+
+
 def _list_request(lab: Lab) -> bytes:
-    contract = next(
-        c for c in lab.simulators[SERVICE].contracts.values() if c.id == "getMessagesList"
-    )
+    contract = next(c for c in lab.simulators[BOX].contracts.values() if c.id == "getMessagesList")
     return soap.build_envelope(etree.Element(soap.qn(contract.namespace, contract.request_element)))
 
 
@@ -159,9 +171,10 @@ async def caller_crash_run(
     journal = f"sqlite:///{directory / 'journal.db'}"
     service = catalog.services[SERVICE]
     action = service.soap_action_of(service.operations[OPERATION]) or ""
-    list_action = service.soap_action_of(service.operations["getMessagesList"]) or ""
+    list_action = list_action_of(catalog)
     for dc in service.endpoints:
         lab.faults.set(SERVICE, dc, "down")
+        lab.faults.set(BOX, dc, "down")
     report = CallerReport(acknowledged={s: [] for s in SUBJECTS}, sent={s: [] for s in SUBJECTS})
     practices = [Practice(lab, s) for s in SUBJECTS]
     gateway = GatewayProcess(
@@ -202,6 +215,7 @@ async def caller_crash_run(
     # Every token a journaled write carries runs out before the service is back.
     await asyncio.sleep(validity + 1.0)
     lab.faults.heal(service=SERVICE)
+    lab.faults.heal(service=BOX)
     port = port_box[0]
 
     async def settled() -> bool:
@@ -225,7 +239,12 @@ async def caller_crash_run(
     before = set(_delivered(lab))
     await first.sign_in()
     status = await post(
-        port, await first.signed(_list_request(lab)), "list-1", list_action, identity=None
+        port,
+        await first.signed(_list_request(lab)),
+        "list-1",
+        list_action,
+        identity=None,
+        path=BOX_PATH,
     )
     assert status == 200, status
     own = set(report.acknowledged[first.subject])
@@ -235,7 +254,9 @@ async def caller_crash_run(
     for practice in practices[1:]:
         await practice.sign_in()
         body = await practice.signed(_list_request(lab))
-        assert await post(port, body, f"list-{practice.subject}", list_action, None) == 200
+        assert (
+            await post(port, body, f"list-{practice.subject}", list_action, None, BOX_PATH) == 200
+        )
     await until(lambda: wanted <= set(_delivered(lab)), 30, "every acknowledged write")
     await gateway.stop()
     counts = _delivered(lab)

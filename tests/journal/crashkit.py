@@ -28,10 +28,13 @@ from garde import soap
 from garde.catalog import Catalog
 from garde.lab import Lab
 
-SENDER = "20012345001"
-RECIPIENT = "10012345004"
-SERVICE = "ehbox"
+SENDER = "20012385001"
+RECIPIENT = "10012378004"
+SERVICE = "ehbox-publication"
 OPERATION = "sendMessage"
+BOX = "ehbox"
+"""eHealthBox consultation: where the recipient reads what ``SERVICE`` stored."""
+BOX_PATH = "/ehBoxConsultation/v3"
 
 
 @dataclass
@@ -149,7 +152,7 @@ async def post(
     key: str,
     action: str,
     identity: str | None = SENDER,
-    path: str = "/ehBox/v3",
+    path: str = "/ehBoxPublication/v3",
 ) -> int:
     """One call over a fresh connection; the HTTP status, or 0 if the connection failed.
     ``identity`` None: no ``Garde-Identity`` (the body carries the caller's own token)."""

@@ -34,7 +34,10 @@ def test_writes_signed_by_the_caller_survive_kill_9_token_expiry_and_arrive_once
         assert waiting["needs_token"] >= len(acknowledged), waiting
         assert "needs_token" in report.listing
         assert "newer token" in report.listing or "expired" in report.listing
-        assert 'garde_journal_entries{service="ehbox",operation="sendMessage",' in report.metrics
+        assert (
+            'garde_journal_entries{service="ehbox-publication",operation="sendMessage",'
+            in report.metrics
+        )
         assert 'state="needs_token"' in report.metrics
         # One practice's call releases its own writes and no one else's.
         first = SUBJECTS[0]
@@ -58,16 +61,17 @@ def test_a_valid_caller_token_is_used_and_an_expired_one_waits_for_its_subject(
     from garde.journal.replayer import ReplayPolicy
     from garde.journal.sealing import Keyring
 
-    from .callerkit import Practice, _delivered, _list_request
-    from .crashkit import OPERATION, SERVICE, message, post
+    from .callerkit import Practice, _delivered, _list_request, list_action_of
+    from .crashkit import BOX, BOX_PATH, OPERATION, SERVICE, message, post
 
     async def main(lab: Lab) -> None:
         catalog = belgium.with_endpoints(lab.endpoints)
         service = catalog.services[SERVICE]
         action = service.soap_action_of(service.operations[OPERATION]) or ""
-        list_action = service.soap_action_of(service.operations["getMessagesList"]) or ""
+        list_action = list_action_of(catalog)
         for dc in service.endpoints:
             lab.faults.set(SERVICE, dc, "down")
+            lab.faults.set(BOX, dc, "down")
         journal = await open_journal(str(tmp_path / "j.db"), Keyring.clear())
         config = GatewayConfig(port=0, health_interval=0.1)
         policy = ReplayPolicy(poll_interval=0.05, backoff=0.05)
@@ -80,15 +84,18 @@ def test_a_valid_caller_token_is_used_and_an_expired_one_waits_for_its_subject(
         async def read(practice: Practice) -> int:
             practice.token = None  # a fresh sign-in
             body = await practice.signed(_list_request(lab))
-            return await post(running.port, body, "-", list_action, identity=None)
+            return await post(running.port, body, "-", list_action, identity=None, path=BOX_PATH)
 
         async with RunningGateway(catalog, config, journal, replay=policy) as running:
             await write(alice, "alice")
             await write(carol, "carol")
             await asyncio.sleep(VALIDITY + 0.5)  # their tokens are gone
-            assert await read(carol) == 503  # ehbox is down; her new token is seen all the same
+            assert (
+                await read(carol) == 503
+            )  # eHealthBox publication is down; her new token is seen all the same
             await write(bob, "bob")
             lab.faults.heal(service=SERVICE)
+            lab.faults.heal(service=BOX)
             await until(lambda: {"bob", "carol"} <= set(_delivered(lab)))
 
             # The lab's ledger sees a delivery a moment before the journal settles it.
@@ -130,8 +137,8 @@ def test_a_forged_token_of_a_subject_never_delivers_its_writes(
     from garde.journal.replayer import ReplayPolicy
     from garde.journal.sealing import Keyring
 
-    from .callerkit import Practice, _delivered, _list_request
-    from .crashkit import OPERATION, SERVICE, message, post
+    from .callerkit import Practice, _delivered, _list_request, list_action_of
+    from .crashkit import BOX, BOX_PATH, OPERATION, SERVICE, message, post
 
     def forged(token: str) -> str:
         claims_part = token.partition(".")[0]
@@ -144,9 +151,10 @@ def test_a_forged_token_of_a_subject_never_delivers_its_writes(
         catalog = belgium.with_endpoints(lab.endpoints)
         service = catalog.services[SERVICE]
         action = service.soap_action_of(service.operations[OPERATION]) or ""
-        list_action = service.soap_action_of(service.operations["getMessagesList"]) or ""
+        list_action = list_action_of(catalog)
         for dc in service.endpoints:
             lab.faults.set(SERVICE, dc, "down")
+            lab.faults.set(BOX, dc, "down")
         journal = await open_journal(str(tmp_path / "j.db"), Keyring.clear())
         config = GatewayConfig(port=0, health_interval=0.1)
         policy = ReplayPolicy(poll_interval=0.05, backoff=0.05)
@@ -162,13 +170,17 @@ def test_a_forged_token_of_a_subject_never_delivers_its_writes(
             real = (await alice.sign_in()).token
             await asyncio.sleep(VALIDITY + 0.5)
             lab.faults.heal(service=SERVICE)
+            lab.faults.heal(service=BOX)
 
             async def waits_for_token() -> bool:
                 return await state() is State.NEEDS_TOKEN
 
             await until(waits_for_token, what="alice's write waiting for a token")
             fake = soap.with_token(_list_request(lab), forged(real))
-            assert await post(running.port, fake, "-", list_action, identity=None) == 500
+            assert (
+                await post(running.port, fake, "-", list_action, identity=None, path=BOX_PATH)
+                == 500
+            )
             await asyncio.sleep(1.5)  # a release and a replay attempt, had they happened
             assert "alice" not in _delivered(lab)
             assert await state() is State.NEEDS_TOKEN
@@ -180,6 +192,7 @@ def test_a_forged_token_of_a_subject_never_delivers_its_writes(
                     "-",
                     list_action,
                     identity=None,
+                    path=BOX_PATH,
                 )
                 == 200
             )

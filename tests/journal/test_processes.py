@@ -24,7 +24,15 @@ def _accept_many(path: str, worker: int, count: int, key: bytes) -> None:
             await asyncio.gather(
                 *(
                     journal.accept(
-                        Submission("ehbox", "sendMessage", "1", None, f"w{worker}-{n}", None, b"m")
+                        Submission(
+                            "ehbox-publication",
+                            "sendMessage",
+                            "1",
+                            None,
+                            f"w{worker}-{n}",
+                            None,
+                            b"m",
+                        )
                     )
                     for n in range(count)
                 )
@@ -58,7 +66,7 @@ def test_worker_processes_share_the_file_and_lose_nothing(tmp_path: Path) -> Non
     async def check() -> None:
         journal = await SqliteJournal.open(path, ring)
         try:
-            assert await journal.depth("ehbox") == 1200
+            assert await journal.depth("ehbox-publication") == 1200
             views = [v async for v in journal.export()]
             assert sorted(v.idempotency_key for v in views) == sorted(
                 f"w{w}-{n}" for w in range(3) for n in range(400)

@@ -35,9 +35,9 @@ def bis(born: date, serial: int = 1) -> str:
 
 PATIENT = niss(date(1985, 7, 30), 33)
 PATIENT_2000 = niss(date(2003, 2, 14), 121)
-PRESCRIBER = "10012345004"  # NIHII: 11 digits (the lab checks the format only)
-PHARMACIST = "20012345001"
-OTHER_PHARMACIST = "20099999001"
+PRESCRIBER = "10012378004"  # NIHII: 11 digits, check digits 78 (97 - 100123 mod 97)
+PHARMACIST = "20012385001"
+OTHER_PHARMACIST = "20099982001"
 
 
 class Clock:

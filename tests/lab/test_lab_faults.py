@@ -150,7 +150,7 @@ def test_faults_are_listed_in_status(lab: Lab) -> None:
     lab.faults.set("recipe-executor", "dc2", "latency", latency="1s", for_="1m")
     entry = next(s for s in lab.status() if (s["service"], s["dc"]) == ("recipe-executor", "dc2"))
     assert entry["faults"] == [{"kind": "latency", "latency": "1s", "jitter": "0s", "for": "1m"}]
-    assert entry["url"].endswith("/Recipe/v4/Executor")
+    assert entry["url"].endswith("/Recip-e/v4/Executor")
 
 
 def test_heal_by_service_and_kind(lab: Lab) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from garde.catalog import Catalog
 from garde.lab import Lab, kmehr, lab_in_thread
+from garde.lab.services.identifiers import check_rid
 from tests.lab.labkit import (
     OTHER_PHARMACIST,
     PATIENT,
@@ -52,10 +53,10 @@ def deliver(client: Client, rid: str, pharmacist: str = PHARMACIST, dc: str = "d
     )
 
 
-def test_create_returns_a_12_character_rid_and_records_the_effect(client: Client, lab: Lab) -> None:
+def test_create_returns_a_real_rid_and_records_the_effect(client: Client, lab: Lab) -> None:
     rid = prescription(client)
-    assert len(rid) == 12
-    assert rid.isalnum()
+    assert len(rid) == 12 and rid.startswith("BEP0")
+    assert check_rid(rid) == rid
     assert rid.isupper()
     created = lab.ledger.effects(effect="prescription.created")
     assert [e.detail["rid"] for e in created] == [rid]
@@ -72,13 +73,13 @@ def test_a_prescription_created_in_dc1_is_delivered_in_dc2(client: Client, lab: 
     rid = prescription(client)
     got = client.call("recipe-executor", "getPrescriptionForExecutor", {"Rid": rid}, dc="dc3")
     assert got.ok
-    assert got.text("Status") == "open"
+    assert got.text("Status") == "NotDelivered"
     assert got.text("PatientId") == PATIENT
     delivered = deliver(client, rid, dc="dc2")
     assert delivered.ok
     assert delivered.headers["Garde-Lab-Data-Center"] == "dc2"
     status = client.call("recipe-prescriber", "getPrescriptionStatus", {"Rid": rid}, dc="dc3")
-    assert status.text("Status") == "delivered"
+    assert status.text("Status") == "Delivered"
     assert [e.dc for e in lab.ledger.effects(effect="prescription.delivered")] == ["dc2"]
 
 
@@ -100,7 +101,7 @@ def test_a_revoked_prescription_cannot_be_read_or_delivered(client: Client, lab:
         {"Rid": rid, "Reason": "error"},
         identity=PRESCRIBER,
     )
-    assert revoked.text("Status") == "revoked"
+    assert revoked.text("Status") == "Revoked"
     assert deliver(client, rid).business() == "RID_REVOKED"
     read = client.call("recipe-executor", "getPrescriptionForExecutor", {"Rid": rid})
     assert read.business() == "RID_REVOKED"
@@ -113,7 +114,7 @@ def test_an_expired_prescription_is_refused(client: Client, clock: Clock) -> Non
     clock.advance(3 * 86400)
     assert deliver(client, rid).business() == "RID_EXPIRED"
     status = client.call("recipe-prescriber", "getPrescriptionStatus", {"Rid": rid})
-    assert status.text("Status") == "expired"
+    assert status.text("Status") == "Expired"
 
 
 def test_expiration_more_than_a_year_ahead_is_refused(client: Client) -> None:
@@ -137,7 +138,7 @@ def test_in_process_by_another_pharmacist_blocks_delivery(client: Client) -> Non
         "recipe-executor", "putRidsInProcess", {"ExecutorNihii": OTHER_PHARMACIST, "Rid": [rid]}
     )
     assert reserved.ok
-    assert reserved.texts("Status") == ["in_process"]
+    assert reserved.texts("Status") == ["InProcess"]
     assert deliver(client, rid).business() == "RID_IN_PROCESS"
     assert deliver(client, rid, OTHER_PHARMACIST).ok
 
@@ -156,7 +157,7 @@ def test_undelivered_then_delivered_again_is_not_a_duplicate(client: Client, lab
     undo = client.call(
         "recipe-executor", "markAsUnDelivered", {"Rid": rid, "ExecutorNihii": PHARMACIST}
     )
-    assert undo.text("Status") == "open"
+    assert undo.text("Status") == "NotDelivered"
     assert deliver(client, rid).ok
     assert len(lab.ledger.effects(effect="prescription.delivered")) == 2
     assert lab.ledger.duplicates() == []
@@ -262,12 +263,12 @@ def test_a_kmehr_for_another_patient_is_refused(client: Client, lab: Lab) -> Non
 
 
 def test_unknown_and_malformed_rids(client: Client) -> None:
-    assert deliver(client, "BEPAAAAAAAAA").business() == "RID_UNKNOWN"
+    assert deliver(client, "BEP0AAAAAAAA").business() == "RID_UNKNOWN"
     assert deliver(client, "short").business() == "INVALID_RID"
 
 
 def test_a_missing_field_is_named(client: Client) -> None:
-    answer = client.call("recipe-executor", "markAsDelivered", {"Rid": "BEPAAAAAAAAA"})
+    answer = client.call("recipe-executor", "markAsDelivered", {"Rid": "BEP0AAAAAAAA"})
     assert answer.business() == "INVALID_REQUEST"
     assert answer.fault is not None
     assert "ExecutorNihii" in answer.fault.string
@@ -276,7 +277,7 @@ def test_a_missing_field_is_named(client: Client) -> None:
 def test_the_executor_may_revoke_but_not_after_delivery(client: Client) -> None:
     rid = prescription(client)
     revoked = client.call("recipe-executor", "revokePrescription", {"Rid": rid, "Reason": "x"})
-    assert revoked.text("Status") == "revoked"
+    assert revoked.text("Status") == "Revoked"
     again = client.call("recipe-prescriber", "revokePrescription", {"Rid": rid})
     assert again.business() == "RID_REVOKED"
     delivered = prescription(client)
@@ -293,7 +294,7 @@ def test_state_survives_a_lab_restart_with_a_state_file(belgium: Catalog, tmp_pa
     with lab_in_thread(belgium, database=state) as second:
         client = Client(second)
         got = client.call("recipe-executor", "getPrescriptionForExecutor", {"Rid": rid})
-        assert got.text("Status") == "open"
+        assert got.text("Status") == "NotDelivered"
         assert [e.detail["rid"] for e in second.ledger.effects(effect="prescription.created")] == [
             rid
         ]

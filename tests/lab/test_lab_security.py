@@ -117,7 +117,7 @@ def test_reusing_a_key_for_another_request_is_refused(client: Client, lab: Lab) 
     delivered = client.call(
         "recipe-executor",
         "markAsDelivered",
-        {"Rid": "BEPAAAAAAAAA", "ExecutorNihii": PHARMACIST},
+        {"Rid": "BEP0AAAAAAAA", "ExecutorNihii": PHARMACIST},
         key="key-3",
     )
     assert delivered.business() == "RID_UNKNOWN"
@@ -129,7 +129,7 @@ def test_reusing_a_key_for_another_request_is_refused(client: Client, lab: Lab) 
     misuse = client.call(
         "recipe-executor",
         "markAsDelivered",
-        {"Rid": "BEPBBBBBBBBB", "ExecutorNihii": PHARMACIST},
+        {"Rid": "BEP0BBBBBBBB", "ExecutorNihii": PHARMACIST},
         key="key-3",
     )
     assert misuse.business() == "IDEMPOTENCY_KEY_REUSED"

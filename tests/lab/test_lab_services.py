@@ -28,7 +28,7 @@ def test_insurability_is_deterministic_per_patient(client: Client) -> None:
     assert first.text("Insurable") == "true"
     assert first.text("Mutuality") == second.text("Mutuality")
     assert first.text("Ct1") in ("110", "111")
-    member = client.call("insurability", "consultMemberData", {"Ssin": PATIENT})
+    member = client.call("memberdata", "memberDataConsultation", {"Ssin": PATIENT})
     assert member.text("Mutuality") == first.text("Mutuality")
 
 
@@ -141,11 +141,15 @@ def test_chapter4_decision_arrives_after_the_delay(client: Client, clock: Clock)
     assert asked.text("Status") == "pending"
     reference = asked.text("Reference")
     consult = client.call(
-        "chapter4", "consultChap4MedicalAdvisorAgreement", {"Ssin": PATIENT, "Reference": reference}
+        "chapter4-consultation",
+        "consultChap4MedicalAdvisorAgreement",
+        {"Ssin": PATIENT, "Reference": reference},
     )
     assert consult.texts("Status") == ["pending"]
     clock.advance(121)
-    decided = client.call("chapter4", "consultChap4MedicalAdvisorAgreement", {"Ssin": PATIENT})
+    decided = client.call(
+        "chapter4-consultation", "consultChap4MedicalAdvisorAgreement", {"Ssin": PATIENT}
+    )
     assert decided.texts("Status")[0] in ("agreed", "refused")
     assert decided.text("DecisionDate")
 
@@ -199,7 +203,7 @@ def test_hub_refuses_without_a_therapeutic_link(client: Client, lab: Lab) -> Non
 
 def test_ehbox_send_list_get_move_delete(client: Client, lab: Lab) -> None:
     sent = client.call(
-        "ehbox",
+        "ehbox-publication",
         "sendMessage",
         {
             "RecipientType": "NIHII",
@@ -228,7 +232,7 @@ def test_ehbox_send_list_get_move_delete(client: Client, lab: Lab) -> None:
     deleted = client.call("ehbox", "deleteMessage", {"MessageId": message_id}, identity=PHARMACIST)
     assert deleted.text("Status") == "deleted"
     bad = client.call(
-        "ehbox",
+        "ehbox-publication",
         "sendMessage",
         {"RecipientType": "NIHII", "Recipient": "12", "Subject": "x", "Content": b"x"},
     )

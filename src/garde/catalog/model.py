@@ -215,7 +215,9 @@ class Service(_Model):
     """XPath prefixes used by key rules."""
     soap_action: str = "{namespace}:{operation}"
     """Template of an operation's SOAPAction when it does not give its own: ``{namespace}``,
-    ``{operation}`` (the id) and ``{Operation}`` (capitalised, the MyCareNet convention)."""
+    ``{operation}`` (the id) and ``{Operation}`` (capitalised, the MyCareNet convention).
+    Empty: the published WSDL declares no SOAPAction (ETK depot, KGSS); operations are then
+    recognised by their body element."""
     endpoints: dict[str, str] = Field(min_length=1)
     """Data center id -> URL of the service there, in priority order."""
     depends_on: list[str] = []
@@ -229,7 +231,7 @@ class Service(_Model):
         if operation.match.soap_action is not None:
             return operation.match.soap_action
         namespace = operation.namespace or self.namespace
-        if self.protocol is not WireProtocol.SOAP or namespace is None:
+        if self.protocol is not WireProtocol.SOAP or namespace is None or not self.soap_action:
             return None
         capitalised = operation.id[:1].upper() + operation.id[1:]
         return self.soap_action.format(

@@ -28,8 +28,8 @@ from garde import soap
 from garde.catalog import Catalog
 from garde.lab import Lab, kmehr
 
-GP = "10012345004"
-PHARMACIST = "20012345001"
+GP = "10012378004"
+PHARMACIST = "20012385001"
 
 
 def _niss(born: str, serial: int) -> str:

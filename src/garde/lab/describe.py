@@ -1,7 +1,9 @@
 """The lab's contracts as documentation: an example envelope for every operation.
 
 ``python -m garde.lab.describe > docs/lab-envelopes.md`` writes the reference that vendors
-read; a test regenerates it and fails if the file drifts from the code.
+read; ``python -m garde.lab.describe --table`` the table of docs/lab.md that says, per service,
+which published operations the lab implements fully and which per contract only. Tests
+regenerate both and fail if the files drift from the code.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def render_reference(catalog: Catalog) -> str:
         out.write(f"\n## {sid}: {service.name}\n\nPath `{service.path_prefix}`; WSDL at `?wsdl`.\n")
         for contract in sorted(simulator.contracts.values(), key=lambda c: c.id):
             kind = "write" if contract.write else "read"
-            out.write(f"\n### `{contract.id}` ({kind})\n\nSOAPAction `{contract.soap_action}`\n")
+            action = "none" if contract.soap_action is None else f"`{contract.soap_action}`"
+            out.write(f"\n### `{contract.id}` ({kind})\n\nSOAPAction {action}\n")
             for label, is_response in (("Request", False), ("Answer", True)):
                 out.write("\n")
                 example = example_envelope(contract, response=is_response)
@@ -58,8 +61,38 @@ def render_reference(catalog: Catalog) -> str:
     return out.getvalue().rstrip() + "\n"
 
 
+def render_contracts_table(catalog: Catalog) -> str:
+    """Per service: its path, the published operations, which are full, which per contract."""
+    lab = Lab(catalog)
+    from garde.lab.services.registry import SIMULATORS
+
+    rows = [
+        "| service | path | operations | implemented fully | per contract only |",
+        "|---|---|---|---|---|",
+    ]
+    for sid, service in catalog.services.items():
+        simulator_class = SIMULATORS.get(sid)
+        if simulator_class is None:
+            continue
+        contracts = sorted(
+            simulator_class(lab.context, service).contracts.values(), key=lambda c: c.published
+        )
+        full = [f"`{c.published}`" for c in contracts if c.full]
+        partial = [f"`{c.published}`" for c in contracts if not c.full]
+        rows.append(
+            f"| {sid} | `{service.path_prefix}` | {len(contracts)} | {', '.join(full) or '–'}"
+            f" | {', '.join(partial) or '–'} |"
+        )
+    lab.db.close()
+    return "\n".join(rows) + "\n"
+
+
 def main() -> None:
-    sys.stdout.write(render_reference(load_catalog("belgium", env={})))
+    catalog = load_catalog("belgium", env={})
+    if sys.argv[1:] == ["--table"]:
+        sys.stdout.write(render_contracts_table(catalog))
+        return
+    sys.stdout.write(render_reference(catalog))
 
 
 if __name__ == "__main__":

@@ -87,25 +87,25 @@ def render_wsdl(
             ("Response", contract.response_element),
         ):
             message = etree.SubElement(
-                definitions, qn(WSDL, "message"), name=f"{contract.id}{suffix}"
+                definitions, qn(WSDL, "message"), name=f"{contract.published}{suffix}"
             )
             etree.SubElement(message, qn(WSDL, "part"), name="body", element=f"{prefix}:{element}")
 
     port_type = etree.SubElement(definitions, qn(WSDL, "portType"), name=f"{name}PortType")
     for contract in contracts:
-        operation = etree.SubElement(port_type, qn(WSDL, "operation"), name=contract.id)
-        etree.SubElement(operation, qn(WSDL, "input"), message=f"tns:{contract.id}Request")
-        etree.SubElement(operation, qn(WSDL, "output"), message=f"tns:{contract.id}Response")
+        operation = etree.SubElement(port_type, qn(WSDL, "operation"), name=contract.published)
+        etree.SubElement(operation, qn(WSDL, "input"), message=f"tns:{contract.published}Request")
+        etree.SubElement(operation, qn(WSDL, "output"), message=f"tns:{contract.published}Response")
 
     binding = etree.SubElement(
         definitions, qn(WSDL, "binding"), name=f"{name}Binding", type=f"tns:{name}PortType"
     )
     etree.SubElement(binding, qn(WSDL_SOAP, "binding"), style="document", transport=HTTP_TRANSPORT)
     for contract in contracts:
-        operation = etree.SubElement(binding, qn(WSDL, "operation"), name=contract.id)
-        etree.SubElement(
-            operation, qn(WSDL_SOAP, "operation"), soapAction=contract.soap_action, style="document"
-        )
+        operation = etree.SubElement(binding, qn(WSDL, "operation"), name=contract.published)
+        # Where the published WSDL declares no SOAPAction (ETK depot, KGSS), neither do we.
+        action = {} if contract.soap_action is None else {"soapAction": contract.soap_action}
+        etree.SubElement(operation, qn(WSDL_SOAP, "operation"), action, style="document")
         for direction in ("input", "output"):
             body = etree.SubElement(operation, qn(WSDL, direction))
             etree.SubElement(body, qn(WSDL_SOAP, "body"), use="literal")

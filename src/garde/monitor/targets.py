@@ -86,7 +86,7 @@ PROBE_FIELDS = {
     "recipe-prescriber.listOpenRids": "<op:PatientId>{niss}</op:PatientId>",
     "recipe-executor.listOpenPrescriptions": "<op:PatientId>{niss}</op:PatientId>",
     "insurability.getInsurability": "<op:Ssin>{niss}</op:Ssin>",
-    "insurability.consultMemberData": "<op:Ssin>{niss}</op:Ssin>",
+    "memberdata.memberDataConsultation": "<op:Ssin>{niss}</op:Ssin>",
 }
 """The fields a harmless read needs, per ``service.operation`` (prefix ``op`` is the
 operation's namespace). A service that rejects an incomplete request with a SOAP Fault would

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -100,6 +101,10 @@ class OperationSpec:
     authenticated: bool
     write: bool | None
     """None: as the catalog says (``kind: write``); set for operations the catalog omits."""
+    published: str | None = None
+    """The operation's name in the published WSDL when it differs from the catalog id."""
+    full: bool = True
+    """True: the real service's behaviour; False: answers per contract (see ``per_contract``)."""
 
 
 def operation(
@@ -109,16 +114,47 @@ def operation(
     response: tuple[Field, ...],
     authenticated: bool = True,
     write: bool | None = None,
+    published: str | None = None,
 ) -> Callable[[H], H]:
     """Declare a method as the handler of operation ``id``."""
 
     def mark(handler: H) -> H:
         handler._lab_operation = OperationSpec(  # type: ignore[attr-defined]
-            request, response, id, authenticated, write
+            request, response, id, authenticated, write, published
         )
         return handler
 
     return mark
+
+
+@dataclass(frozen=True, slots=True)
+class PerContract:
+    """A rarer operation that the lab answers per contract, not with the real behaviour.
+
+    Its request is parsed and checked like any other; the answer echoes the request's values
+    where the response has a field of the same name, takes ``answer``'s values next, and fills
+    the remaining required fields with values derived from the request (same request, same
+    answer). A write records one ledger effect named after the operation.
+    """
+
+    id: str
+    request: tuple[Field, ...]
+    response: tuple[Field, ...]
+    answer: tuple[tuple[str, Any], ...] = ()
+    published: str | None = None
+    authenticated: bool = True
+
+
+def per_contract(
+    id: str,
+    *,
+    request: tuple[Field, ...],
+    response: tuple[Field, ...],
+    published: str | None = None,
+    authenticated: bool = True,
+    **answer: Any,
+) -> PerContract:
+    return PerContract(id, request, response, tuple(answer.items()), published, authenticated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +165,16 @@ class OperationContract:
     namespace: str
     request_element: str
     response_element: str
-    soap_action: str
+    soap_action: str | None
+    """None: the published WSDL declares no SOAPAction for it."""
     request: tuple[Field, ...]
     response: tuple[Field, ...]
     write: bool
     authenticated: bool
     handler: Callable[[Call], dict[str, Any]]
+    published: str
+    """The operation's name in the WSDL."""
+    full: bool
 
 
 @dataclass(slots=True)
@@ -180,6 +220,12 @@ class SimulatedService:
 
     backend: ClassVar[str | None] = None
     """Records namespace; services sharing a database (Recip-e's two faces) share it."""
+    wsdl_namespace: ClassVar[str | None] = None
+    """The WSDL's target namespace when it is not the body elements' (intra-hub v3)."""
+    capitalised_names: ClassVar[bool] = False
+    """The published WSDL names operations with a capital (intra-hub v3: ``PutTransaction``)."""
+    contract_only: ClassVar[tuple[PerContract, ...]] = ()
+    """Operations answered per contract only: see ``PerContract``."""
 
     def __init__(self, ctx: LabContext, service: Service) -> None:
         self.ctx = ctx
@@ -191,6 +237,17 @@ class SimulatedService:
             spec: OperationSpec | None = getattr(getattr(type(self), name), "_lab_operation", None)
             if spec is not None:
                 self._add(spec, getattr(self, name))
+        for declared in self.contract_only:
+            spec = OperationSpec(
+                declared.request,
+                declared.response,
+                declared.id,
+                declared.authenticated,
+                None,
+                declared.published,
+                full=False,
+            )
+            self._add(spec, functools.partial(self._per_contract, declared))
         missing = set(service.operations) - {c.id for c in self.contracts.values()}
         if missing:
             raise AssertionError(f"{self.id}: no simulation of {sorted(missing)}")
@@ -202,11 +259,16 @@ class SimulatedService:
         local = spec.id[:1].upper() + spec.id[1:]
         if catalog_op is not None:
             element = self.service.body_element_of(catalog_op) or qn(namespace, local + "Request")
-            soap_action = self.service.soap_action_of(catalog_op) or ""
+            soap_action = self.service.soap_action_of(catalog_op)
             write = catalog_op.kind is Kind.WRITE
         else:
             element = qn(namespace, local + "Request")
-            soap_action = self.service.soap_action.format(namespace=namespace, operation=spec.id)
+            soap_action = (
+                self.service.soap_action.format(
+                    namespace=namespace, operation=spec.id, Operation=local
+                )
+                or None
+            )
             write = bool(spec.write)
         request_local = soap.local_name(element)
         response_local = request_local.removesuffix("Request") + "Response"
@@ -221,7 +283,18 @@ class SimulatedService:
             write=write if spec.write is None else spec.write,
             authenticated=spec.authenticated,
             handler=handler,
+            published=spec.published or (local if self.capitalised_names else spec.id),
+            full=spec.full,
         )
+
+    def _per_contract(self, declared: PerContract, call: Call) -> dict[str, Any]:
+        values = plausible(declared.response, call.values, dict(declared.answer), self.now())
+        if call.conn is not None:
+            call.effect(
+                declared.id,
+                digest(declared.id, sorted((k, str(v)) for k, v in call.values.items())),
+            )
+        return values
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -318,7 +391,7 @@ class SimulatedService:
         location = f"http://{host}{self.service.path_prefix}"
         body = render_wsdl(
             _wsdl_name(self.service.name),
-            self.service.namespace or "",
+            self.wsdl_namespace or self.service.namespace or "",
             list(self.contracts.values()),
             location,
         )
@@ -331,6 +404,41 @@ class SimulatedService:
 
     def today(self) -> date:
         return self.ctx.today()
+
+
+def plausible(
+    fields: tuple[Field, ...], given: dict[str, Any], answer: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """An answer per contract: echoed request values, then ``answer``, then derived values."""
+    out: dict[str, Any] = {}
+    for field in fields:
+        if field.name in answer:
+            out[field.name] = answer[field.name]
+        elif field.name in given and not field.is_group:
+            out[field.name] = given[field.name]
+        elif field.optional:
+            continue
+        elif field.is_group:
+            inner = plausible(field.children, given, answer, now)
+            out[field.name] = [inner] if field.many else inner
+        elif field.many:
+            out[field.name] = []
+        else:
+            out[field.name] = _derived(field, given, now)
+    return out
+
+
+def _derived(field: Field, given: dict[str, Any], now: datetime) -> Any:
+    seed = digest(field.name, sorted((k, str(v)) for k, v in given.items()))
+    return {
+        "string": seed[:16].upper(),
+        "int": int(seed[:4], 16) % 100,
+        "decimal": Decimal(int(seed[:4], 16) % 10000) / 100,
+        "boolean": True,
+        "date": now.date(),
+        "dateTime": now,
+        "base64Binary": seed.encode(),
+    }[field.type]
 
 
 def _wsdl_name(name: str) -> str:

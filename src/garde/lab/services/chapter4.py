@@ -2,7 +2,8 @@
 
 askChap4MedicalAdvisorAgreement answers a reference at once; the decision (agreed or refused,
 deterministic per request) is known only after the lab's ``chapter4_decision_delay``, and
-consultChap4MedicalAdvisorAgreement shows it.
+consultChap4MedicalAdvisorAgreement shows it. The real chain serves the two at their own paths
+(agreement admission, agreement consultation); here they share one store.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from typing import Any
 
 from garde.lab.schema import f, group
 from garde.lab.services.base import BusinessFault, Call, SimulatedService, digest, operation
-from garde.lab.services.identifiers import check_nihii, check_niss
+from garde.lab.services.identifiers import INDIVIDUAL, check_nihii, check_niss
 from garde.masking import mask
 
 REQUEST_TYPES = ("newrequest", "extension", "cancellation", "closure")
 
 
-class Chapter4(SimulatedService):
+class _Agreements(SimulatedService):
+    """The store both Chapter IV services share: admission writes it, consultation reads it."""
+
+    backend = "chapter4"
+
     def _view(self, record: dict[str, Any]) -> dict[str, Any]:
         decided_at = record["asked"] + self.ctx.settings.chapter4_decision_delay
         view = {
@@ -35,6 +40,10 @@ class Chapter4(SimulatedService):
                 view["ValidUntil"] = (decided + timedelta(days=365)).date()
         return view
 
+
+class Chapter4(_Agreements):
+    """Chapter IV agreement admission: ask the medical advisor."""
+
     @operation(
         "askChap4MedicalAdvisorAgreement",
         request=(
@@ -47,7 +56,7 @@ class Chapter4(SimulatedService):
         response=(f("Reference"), f("Status")),
     )
     def ask(self, call: Call) -> dict[str, Any]:
-        prescriber = check_nihii(call.values["PrescriberNihii"], "prescriber")
+        prescriber = check_nihii(call.values["PrescriberNihii"], "prescriber", INDIVIDUAL)
         niss = check_niss(call.values["Ssin"])
         kind = str(call.values["RequestType"])
         paragraph = str(call.values["Paragraph"])
@@ -79,6 +88,10 @@ class Chapter4(SimulatedService):
         call.put("agreement", reference, record, owner=niss)
         call.effect("agreement.requested", content, {"reference": reference})
         return {"Reference": reference, "Status": "pending"}
+
+
+class Chapter4Consultation(_Agreements):
+    """Chapter IV agreement consultation: the decisions, by patient or reference."""
 
     @operation(
         "consultChap4MedicalAdvisorAgreement",

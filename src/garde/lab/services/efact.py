@@ -35,6 +35,7 @@ class EFact(SimulatedService):
         "postRequest",
         request=(f("SenderNihii"), f("Batch", "base64Binary")),
         response=(f("Reference"), f("Status")),
+        published="post",
     )
     def post_request(self, call: Call) -> dict[str, Any]:
         sender = check_nihii(call.values["SenderNihii"], "sender")
@@ -59,6 +60,7 @@ class EFact(SimulatedService):
             f("Status"),
             f("AcknowledgedAt", "dateTime", optional=True),
         ),
+        published="get",
     )
     def get_request(self, call: Call) -> dict[str, Any]:
         record = self._load(str(call.values["Reference"]))
@@ -72,7 +74,12 @@ class EFact(SimulatedService):
             "AcknowledgedAt": acknowledged,
         }
 
-    @operation("confirmRequest", request=(f("Reference"),), response=(f("Reference"), f("Status")))
+    @operation(
+        "confirmRequest",
+        request=(f("Reference"),),
+        response=(f("Reference"), f("Status")),
+        published="confirm",
+    )
     def confirm_request(self, call: Call) -> dict[str, Any]:
         reference = str(call.values["Reference"])
         record = self._load(reference)

@@ -1,4 +1,4 @@
-"""eHealthBox v3: a care providers' mailbox; send now, read from the box later.
+"""eHealthBox v3: a care providers' mailbox; send now (publication), read later (consultation).
 
 The box belongs to the identity of the caller's STS token: a message sent to recipient R is
 listed and read by a caller whose token was issued to R. Sending is store-and-forward, so a
@@ -11,15 +11,32 @@ import base64
 from typing import Any
 
 from garde.lab.schema import f, group
-from garde.lab.services.base import BusinessFault, Call, SimulatedService, digest, operation
+from garde.lab.services.base import (
+    BusinessFault,
+    Call,
+    SimulatedService,
+    digest,
+    operation,
+    per_contract,
+)
 from garde.lab.services.identifiers import check_nihii, check_niss
 from garde.masking import mask
 
 BOXES = ("INBOX", "SENTBOX", "BININBOX", "BINSENTBOX")
 RECIPIENT_TYPES = ("NIHII", "SSIN")
+MAX_BOX_BYTES = 1_073_741_824
+"""The lab's box size limit, as getBoxInfo reports it (nothing is refused for size)."""
+
+_LISTED = group(
+    "Message", f("MessageId"), f("Sender"), f("Subject"), f("Date", "dateTime"), many=True
+)
 
 
-class EHealthBox(SimulatedService):
+class _Boxes(SimulatedService):
+    """The store both eHealthBox services share: publication writes it, consultation reads it."""
+
+    backend = "ehbox"
+
     def _message(self, call: Call) -> dict[str, Any]:
         message_id = str(call.values["MessageId"])
         record = self.records.get("message", message_id)
@@ -27,6 +44,10 @@ class EHealthBox(SimulatedService):
         if record is None or record["box_owner"] != call.identity:
             raise BusinessFault("MESSAGE_UNKNOWN", f"no message {mask(message_id)} in your box")
         return record
+
+
+class EHealthBoxPublication(_Boxes):
+    """eHealthBox publication v3: send a message to a care provider's or patient's box."""
 
     @operation(
         "sendMessage",
@@ -67,29 +88,87 @@ class EHealthBox(SimulatedService):
         )
         return {"MessageId": message_id}
 
+
+class EHealthBox(_Boxes):
+    """eHealthBox consultation v3: the caller's own box."""
+
+    contract_only = (
+        per_contract(
+            "getMessageHistory",
+            request=(f("MessageId"),),
+            response=(f("MessageId"), group("Event", f("Type"), f("Date", "dateTime"), many=True)),
+        ),
+        per_contract(
+            "getMessageAcknowledgmentsStatus",
+            request=(f("MessageId"),),
+            response=(
+                f("MessageId"),
+                group("Acknowledgment", f("Recipient"), f("Received", "dateTime"), many=True),
+            ),
+        ),
+        per_contract(
+            "insertOoO",
+            request=(f("StartDate", "date"), f("EndDate", "date"), f("Substitute", optional=True)),
+            response=(f("OoOId"),),
+        ),
+        per_contract(
+            "deleteOoO", request=(f("OoOId"),), response=(f("OoOId"), f("Status")), Status="deleted"
+        ),
+        per_contract(
+            "getOoOList",
+            request=(),
+            response=(
+                group("OoO", f("OoOId"), f("StartDate", "date"), f("EndDate", "date"), many=True),
+            ),
+        ),
+    )
+
+    def _in_box(self, call: Call, box: str) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.records.by_owner("message", call.identity or "")
+            if m["box"] == box and m["box_owner"] == call.identity
+        ]
+
+    @operation(
+        "getBoxInfo",
+        request=(),
+        response=(
+            f("BoxId"),
+            f("NbrMessagesInStandBy", "int"),
+            f("CurrentSize", "int"),
+            f("MaxSize", "int"),
+        ),
+    )
+    def get_box_info(self, call: Call) -> dict[str, Any]:
+        inbox = self._in_box(call, "INBOX")
+        size = sum(len(base64.b64decode(m["content"])) for m in inbox)
+        return {
+            "BoxId": call.identity or "",
+            "NbrMessagesInStandBy": 0,
+            "CurrentSize": size,
+            "MaxSize": MAX_BOX_BYTES,
+        }
+
+    @operation(
+        "getAllEhboxesMessagesList",
+        request=(f("Source", optional=True),),
+        response=(_LISTED,),
+    )
+    def get_all_ehboxes_messages_list(self, call: Call) -> dict[str, Any]:
+        """The caller's own box only: the lab gives an identity one box, not mandates."""
+        return self.get_messages_list(call)
+
     @operation(
         "getMessagesList",
         request=(f("Source", optional=True),),
-        response=(
-            group(
-                "Message",
-                f("MessageId"),
-                f("Sender"),
-                f("Subject"),
-                f("Date", "dateTime"),
-                many=True,
-            ),
-        ),
+        response=(_LISTED,),
     )
     def get_messages_list(self, call: Call) -> dict[str, Any]:
         box = call.values.get("Source", "INBOX")
         if box not in BOXES:
             raise BusinessFault("INVALID_BOX", f"Source {box!r} is not one of {BOXES}")
-        messages = [
-            m
-            for m in self.records.by_owner("message", call.identity or "")
-            if m["box"] == box and m["box_owner"] == call.identity
-        ]
+        messages = self._in_box(call, box)
         return {
             "Message": [
                 {

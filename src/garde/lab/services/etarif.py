@@ -18,6 +18,7 @@ from garde.lab.services.insurability import profile
 class ETarif(SimulatedService):
     @operation(
         "consultTarif",
+        published="tarificationConsultation",
         request=(
             f("ProviderNihii"),
             f("Ssin"),

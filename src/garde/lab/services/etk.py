@@ -23,6 +23,9 @@ class EtkDepot(SimulatedService):
             group("SearchCriteria", f("Type"), f("Value"), f("ApplicationId", optional=True)),
         ),
         response=(f("Type"), f("Value"), f("ETK", "base64Binary")),
+        published="GetEtk",
+        # The ETK depot is public: anyone may fetch a recipient's encryption token.
+        authenticated=False,
     )
     def get_etk(self, call: Call) -> dict[str, Any]:
         criteria = call.values["SearchCriteria"]

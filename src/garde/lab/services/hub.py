@@ -2,7 +2,12 @@
 
 Every transaction operation requires a therapeutic link between the caller (the identity of
 its STS token) and the patient, declared with putTherapeuticLink as on the real hubs;
-without one the hub answers ``NO_THERAPEUTIC_LINK``.
+without one the hub answers ``NO_THERAPEUTIC_LINK``. The patient's consent is recorded and
+read back (putPatientConsent, getPatientConsent, revokePatientConsent) but not yet required
+before a read: a simplification that keeps older drills valid.
+
+The published WSDL (intra-hub v3) has its target namespace in ``intrahub/protocol/v3`` and
+its body elements in ``hubservices/protocol/v3``; operations are named with a capital.
 """
 
 from __future__ import annotations
@@ -12,15 +17,158 @@ from typing import Any
 
 from garde.lab.kmehr import read_kmehr
 from garde.lab.schema import f, group
-from garde.lab.services.base import BusinessFault, Call, SimulatedService, digest, operation
+from garde.lab.services.base import (
+    BusinessFault,
+    Call,
+    SimulatedService,
+    digest,
+    operation,
+    per_contract,
+)
 from garde.lab.services.identifiers import check_niss
 from garde.masking import mask
 
+_PATIENT = (f("Ssin"),)
+_HCPARTY = (f("HcpNihii"),)
+_TRANSACTION_REF = (f("Ssin"), f("TransactionId"))
+
 
 class Hub(SimulatedService):
+    wsdl_namespace = "http://www.ehealth.fgov.be/intrahub/protocol/v3"
+    capitalised_names = True
+    contract_only = (
+        per_contract(
+            "getPatientAuditTrail",
+            request=_PATIENT,
+            response=(f("Ssin"), group("Event", f("Action"), f("Date", "dateTime"), many=True)),
+        ),
+        per_contract(
+            "requestPublication", request=_TRANSACTION_REF, response=(f("TransactionId"),)
+        ),
+        per_contract(
+            "declareTransaction", request=(f("Ssin"), f("Type")), response=(f("TransactionId"),)
+        ),
+        per_contract(
+            "putPatient", request=_PATIENT, response=(f("Ssin"), f("Status")), Status="stored"
+        ),
+        per_contract("getPatient", request=_PATIENT, response=(f("Ssin"), f("InHub", "boolean"))),
+        per_contract(
+            "putHCParty", request=_HCPARTY, response=(f("HcpNihii"), f("Status")), Status="stored"
+        ),
+        per_contract("getHCParty", request=_HCPARTY, response=(f("HcpNihii"), f("Name"))),
+        per_contract(
+            "putHCPartyConsent",
+            request=_HCPARTY,
+            response=(f("HcpNihii"), f("Status")),
+            Status="consented",
+        ),
+        per_contract(
+            "getHCPartyConsent", request=_HCPARTY, response=(f("HcpNihii"), f("Consent", "boolean"))
+        ),
+        per_contract(
+            "revokeHCPartyConsent",
+            request=_HCPARTY,
+            response=(f("HcpNihii"), f("Status")),
+            Status="revoked",
+        ),
+        per_contract(
+            "putAccessRight",
+            request=(*_TRANSACTION_REF, f("HcpNihii")),
+            response=(f("TransactionId"), f("Status")),
+            Status="granted",
+        ),
+        per_contract(
+            "getAccessRight",
+            request=_TRANSACTION_REF,
+            response=(f("TransactionId"), group("AccessRight", f("HcpNihii"), many=True)),
+        ),
+        per_contract(
+            "revokeAccessRight",
+            request=(*_TRANSACTION_REF, f("HcpNihii")),
+            response=(f("TransactionId"), f("Status")),
+            Status="revoked",
+        ),
+        per_contract(
+            "putTransactionSet",
+            request=(f("Ssin"), f("TransactionSet", "base64Binary")),
+            response=(f("TransactionSetId"),),
+        ),
+        per_contract(
+            "getTransactionSet",
+            request=(f("Ssin"), f("TransactionSetId")),
+            response=(f("TransactionSetId"), f("TransactionSet", "base64Binary")),
+        ),
+        per_contract(
+            "getLatestUpdate", request=_PATIENT, response=(f("Ssin"), f("LatestUpdate", "dateTime"))
+        ),
+    )
+
+    def _consent(self, niss: str) -> dict[str, Any] | None:
+        record = self.records.get("consent", niss)
+        return record if record is not None and not record.get("revoked") else None
+
+    @operation("putPatientConsent", request=_PATIENT, response=(f("Ssin"), f("Status")))
+    def put_patient_consent(self, call: Call) -> dict[str, Any]:
+        niss = check_niss(call.values["Ssin"])
+        if self._consent(niss) is None:
+            signed = self.now().isoformat(timespec="seconds")
+            call.put("consent", niss, {"patient": niss, "signed": signed, "by": call.identity})
+            call.effect("consent.given", niss)
+        return {"Ssin": niss, "Status": "consented"}
+
+    @operation(
+        "getPatientConsent",
+        request=_PATIENT,
+        response=(f("Ssin"), f("Consent", "boolean"), f("SignDate", "dateTime", optional=True)),
+    )
+    def get_patient_consent(self, call: Call) -> dict[str, Any]:
+        niss = check_niss(call.values["Ssin"])
+        consent = self._consent(niss)
+        if consent is None:
+            return {"Ssin": niss, "Consent": False}
+        return {"Ssin": niss, "Consent": True, "SignDate": consent["signed"]}
+
+    @operation("revokePatientConsent", request=_PATIENT, response=(f("Ssin"), f("Status")))
+    def revoke_patient_consent(self, call: Call) -> dict[str, Any]:
+        niss = check_niss(call.values["Ssin"])
+        consent = self._consent(niss)
+        if consent is None:
+            raise BusinessFault("NO_CONSENT", f"patient {mask(niss)} has no consent to revoke")
+        consent["revoked"] = True
+        call.put("consent", niss, consent)
+        call.effect("consent.revoked", niss)
+        return {"Ssin": niss, "Status": "revoked"}
+
+    @operation(
+        "getTherapeuticLink",
+        request=_PATIENT,
+        response=(f("Ssin"), f("Linked", "boolean")),
+    )
+    def get_therapeutic_link(self, call: Call) -> dict[str, Any]:
+        niss = check_niss(call.values["Ssin"])
+        return {"Ssin": niss, "Linked": self._linked_to(call, niss)}
+
+    @operation("revokeTherapeuticLink", request=_PATIENT, response=(f("Ssin"), f("Status")))
+    def revoke_therapeutic_link(self, call: Call) -> dict[str, Any]:
+        niss = check_niss(call.values["Ssin"])
+        key = digest(call.identity, niss)
+        record = self.records.get("link", key)
+        if record is None or record.get("revoked"):
+            raise BusinessFault(
+                "NO_THERAPEUTIC_LINK", f"no therapeutic link with patient {mask(niss)} to revoke"
+            )
+        record["revoked"] = True
+        call.put("link", key, record, owner=niss)
+        call.effect("therapeutic_link.revoked", key)
+        return {"Ssin": niss, "Status": "revoked"}
+
+    def _linked_to(self, call: Call, niss: str) -> bool:
+        record = self.records.get("link", digest(call.identity, niss))
+        return record is not None and not record.get("revoked")
+
     def _linked(self, call: Call) -> str:
         niss = check_niss(call.values["Ssin"])
-        if not self.records.exists("link", digest(call.identity, niss)):
+        if not self._linked_to(call, niss):
             raise BusinessFault(
                 "NO_THERAPEUTIC_LINK",
                 f"no therapeutic link between {mask(call.identity or '')} and patient"
@@ -36,13 +184,11 @@ class Hub(SimulatedService):
             )
         return record
 
-    @operation(
-        "putTherapeuticLink", request=(f("Ssin"),), response=(f("Ssin"), f("Status")), write=True
-    )
+    @operation("putTherapeuticLink", request=(f("Ssin"),), response=(f("Ssin"), f("Status")))
     def put_therapeutic_link(self, call: Call) -> dict[str, Any]:
         niss = check_niss(call.values["Ssin"])
         key = digest(call.identity, niss)
-        if not self.records.exists("link", key):
+        if not self._linked_to(call, niss):
             call.put("link", key, {"caregiver": call.identity, "patient": niss}, owner=niss)
             call.effect("therapeutic_link.created", key)
         return {"Ssin": niss, "Status": "linked"}

@@ -1,4 +1,4 @@
-"""MyCareNet insurability (GenericInsurability v1, memberData): who is insured, where, how.
+"""MyCareNet insurability (GenericInsurability v1) and member data: who is insured, where, how.
 
 Answers are deterministic per NISS (derived from a digest of it), so a drill can check that a
 stale answer served by the gateway equals a fresh one. About one patient in ten is not insured:
@@ -59,7 +59,9 @@ _ANSWER = (
 )
 
 
-class Insurability(SimulatedService):
+class _Answers(SimulatedService):
+    """What both MyCareNet faces answer about a patient's insurability."""
+
     def _answer_for(self, niss: str, when: date) -> dict[str, Any]:
         found = profile(niss)
         if not found.insured:
@@ -75,6 +77,8 @@ class Insurability(SimulatedService):
             "PeriodEnd": date(when.year, 12, 31),
         }
 
+
+class Insurability(_Answers):
     @operation(
         "getInsurability",
         request=(f("Ssin"), f("RequestDate", "date", optional=True)),
@@ -85,10 +89,35 @@ class Insurability(SimulatedService):
         return self._answer_for(niss, call.values.get("RequestDate") or self.today())
 
     @operation(
-        "consultMemberData",
+        "getInsurabilityAsFlat",
+        request=(f("Ssin"), f("RequestDate", "date", optional=True)),
+        response=(f("Ssin"), f("Flat")),
+    )
+    def get_insurability_as_flat(self, call: Call) -> dict[str, Any]:
+        """The same answer as getInsurability, as one ``;``-separated record."""
+        niss = check_niss(call.values["Ssin"])
+        answer = self._answer_for(niss, call.values.get("RequestDate") or self.today())
+        names = [field.name for field in _ANSWER[1:]]
+        flat = ";".join(_flat(answer.get(name)) for name in names)
+        return {"Ssin": niss, "Flat": flat}
+
+
+def _flat(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+class MemberData(_Answers):
+    """MyCareNet member data: the same insurability, asked as the insurer's member data."""
+
+    @operation(
+        "memberDataConsultation",
         request=(f("Ssin"), f("RequestDate", "date", optional=True)),
         response=_ANSWER,
     )
-    def consult_member_data(self, call: Call) -> dict[str, Any]:
+    def member_data_consultation(self, call: Call) -> dict[str, Any]:
         niss = check_niss(call.values["Ssin"])
         return self._answer_for(niss, call.values.get("RequestDate") or self.today())

@@ -20,6 +20,7 @@ class Kgss(SimulatedService):
         "getNewKey",
         request=(f("AllowedReader", many=True),),
         response=(f("KeyIdentifier"), f("Key", "base64Binary")),
+        published="GetNewKey",
     )
     def get_new_key(self, call: Call) -> dict[str, Any]:
         key_id = secrets.token_hex(12)
@@ -40,6 +41,7 @@ class Kgss(SimulatedService):
         "getKey",
         request=(f("KeyIdentifier"),),
         response=(f("KeyIdentifier"), f("Key", "base64Binary")),
+        published="GetKey",
     )
     def get_key(self, call: Call) -> dict[str, Any]:
         key_id = str(call.values["KeyIdentifier"])

@@ -1,9 +1,10 @@
 """Recip-e's shared backend: prescriptions and their lifecycle, seen by prescribers and executors.
 
-Lifecycle: ``open`` -> ``in_process`` (an executor reserved it) -> ``delivered``; ``open`` or
-``in_process`` -> ``revoked``; past its expiration date an undelivered prescription is
-``expired``. A delivered one can be marked undelivered (back to ``open``) by the executor who
-delivered it. Each conflict is a business fault that names the reason, as the real service's.
+Lifecycle, with Recip-e's status names: ``NotDelivered`` -> ``InProcess`` (an executor
+reserved it) -> ``Delivered``; ``NotDelivered`` or ``InProcess`` -> ``Revoked``; past its
+expiration date an undelivered prescription is ``Expired``. A delivered one can be marked
+undelivered (back to ``NotDelivered``) by the executor who delivered it. Each conflict is a
+business fault that names the reason, as the real service's.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from typing import Any
 
 from garde.lab.schema import f
 from garde.lab.services.base import BusinessFault, Call, SimulatedService
-from garde.lab.services.identifiers import check_rid
+from garde.lab.services.identifiers import RID_ALPHABET, check_rid
 from garde.masking import mask
 
-OPEN = "open"
-IN_PROCESS = "in_process"
-DELIVERED = "delivered"
-REVOKED = "revoked"
-EXPIRED = "expired"
+# The statuses as Recip-e names them (its prescriptionStatus); Archived is a flag here.
+OPEN = "NotDelivered"
+IN_PROCESS = "InProcess"
+DELIVERED = "Delivered"
+REVOKED = "Revoked"
+EXPIRED = "Expired"
 
-RID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
 
 PRESCRIPTION_FIELDS = (
     f("Rid"),
@@ -43,9 +44,9 @@ class RecipeService(SimulatedService):
     backend = "recipe"
 
     def new_rid(self) -> str:
-        """A fresh 12-character RID (``BEP`` + 9), unique in the store."""
+        """A fresh RID in the real format (``BEP0`` + 8), unique in the store."""
         while True:
-            rid = "BEP" + "".join(secrets.choice(RID_ALPHABET) for _ in range(9))
+            rid = "BEP0" + "".join(secrets.choice(RID_ALPHABET) for _ in range(8))
             if not self.records.exists("prescription", rid):
                 return rid
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from garde.lab.schema import f, group
-from garde.lab.services.base import BusinessFault, Call, digest, operation
+from garde.lab.services.base import BusinessFault, Call, digest, operation, per_contract
 from garde.lab.services.identifiers import check_nihii, check_niss
 from garde.lab.services.recipe_common import (
     DELIVERED,
@@ -24,12 +24,62 @@ from garde.masking import mask
 MAX_RIDS_IN_PROCESS = 10
 
 
+_RID_HISTORY = group("Rid", f("Rid"), f("Status"), f("CreationDate", "date"), many=True)
+
+
 class RecipeExecutor(RecipeService):
+    contract_only = (
+        per_contract(
+            "listRidsHistory",
+            request=(f("PatientId"), f("StartDate", "date", optional=True)),
+            response=(f("PatientId"), _RID_HISTORY),
+        ),
+        per_contract(
+            "listReservations",
+            request=(f("ExecutorNihii"),),
+            response=(f("ExecutorNihii"), group("Reservation", f("Rid"), f("Status"), many=True)),
+        ),
+        per_contract(
+            "listRelations",
+            request=(f("ExecutorNihii"),),
+            response=(
+                f("ExecutorNihii"),
+                group("Relation", f("PatientId"), f("Status"), many=True),
+            ),
+        ),
+    )
+
     @operation("getPrescriptionForExecutor", request=(f("Rid"),), response=PRESCRIPTION_FIELDS)
     def get_prescription_for_executor(self, call: Call) -> dict[str, Any]:
         record = self.load(call.values["Rid"])
         self.refuse_unless(record, OPEN, IN_PROCESS)
         return self.describe(record)
+
+    @operation("getPrescriptionStatus", request=(f("Rid"),), response=(f("Rid"), f("Status")))
+    def get_prescription_status(self, call: Call) -> dict[str, Any]:
+        record = self.load(call.values["Rid"])
+        return {"Rid": record["rid"], "Status": record["status"]}
+
+    @operation("listRidsInProcess", request=(f("ExecutorNihii"),), response=(f("Rid", many=True),))
+    def list_rids_in_process(self, call: Call) -> dict[str, Any]:
+        executor = check_nihii(call.values["ExecutorNihii"], "executor")
+        rids = []
+        for reservation in self.records.by_owner("reservation", executor):
+            record = self.load(reservation["rid"])
+            if record["status"] == IN_PROCESS and record["executor"] == executor:
+                rids.append(record["rid"])
+        return {"Rid": sorted(rids)}
+
+    @operation(
+        "listNotifications",
+        request=(f("ExecutorNihii"),),
+        response=(group("Notification", f("Rid"), f("Content"), many=True),),
+    )
+    def list_notifications(self, call: Call) -> dict[str, Any]:
+        """What prescribers sent this pharmacy with sendNotification."""
+        executor = check_nihii(call.values["ExecutorNihii"], "executor")
+        found = self.records.by_owner("notification", executor)
+        return {"Notification": [{"Rid": n["rid"], "Content": n["content"]} for n in found]}
 
     @operation("listOpenPrescriptions", request=(f("PatientId"),), response=(f("Rid", many=True),))
     def list_open_prescriptions(self, call: Call) -> dict[str, Any]:
@@ -57,6 +107,7 @@ class RecipeExecutor(RecipeService):
                 record["status"] = IN_PROCESS
                 record["executor"] = executor
                 call.put("prescription", record["rid"], record, owner=record["patient"])
+                call.put("reservation", record["rid"], {"rid": record["rid"]}, owner=executor)
                 call.effect("prescription.in_process", f"{record['rid']}#{record['generation']}")
             results.append({"Rid": record["rid"], "Status": IN_PROCESS})
         return {"Result": results}

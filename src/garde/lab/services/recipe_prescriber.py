@@ -13,8 +13,8 @@ from typing import Any
 
 from garde.lab.kmehr import read_kmehr
 from garde.lab.schema import f, group
-from garde.lab.services.base import BusinessFault, Call, digest, operation
-from garde.lab.services.identifiers import check_nihii, check_niss
+from garde.lab.services.base import BusinessFault, Call, digest, operation, per_contract
+from garde.lab.services.identifiers import INDIVIDUAL, check_nihii, check_niss
 from garde.lab.services.recipe_common import (
     OPEN,
     PRESCRIPTION_FIELDS,
@@ -38,6 +38,39 @@ def _default_expiry(today: date) -> date:
 
 
 class RecipePrescriber(RecipeService):
+    contract_only = (
+        per_contract(
+            "listRidsHistory",
+            request=(f("PatientId"), f("StartDate", "date", optional=True)),
+            response=(
+                f("PatientId"),
+                group("Rid", f("Rid"), f("Status"), f("CreationDate", "date"), many=True),
+            ),
+        ),
+        per_contract(
+            "putFeedbackFlag",
+            request=(f("Rid"), f("FeedbackAllowed", "boolean")),
+            response=(f("Rid"), f("FeedbackAllowed", "boolean")),
+        ),
+        per_contract(
+            "putVisionForPrescriber",
+            request=(f("Rid"), f("Vision")),
+            response=(f("Rid"), f("Vision")),
+        ),
+        per_contract(
+            "getValidationProperties",
+            request=(f("PrescriptionType", optional=True),),
+            response=(
+                f("PrescriptionVersion"),
+                f("KmehrVersion"),
+                f("MaxValidityDays", "int"),
+            ),
+            PrescriptionVersion="4",
+            KmehrVersion="1.19.0",
+            MaxValidityDays=365,
+        ),
+    )
+
     @operation(
         "createPrescription",
         request=(
@@ -51,7 +84,7 @@ class RecipePrescriber(RecipeService):
     )
     def create_prescription(self, call: Call) -> dict[str, Any]:
         values = call.values
-        prescriber = check_nihii(values["PrescriberNihii"], "prescriber")
+        prescriber = check_nihii(values["PrescriberNihii"], "prescriber", INDIVIDUAL)
         patient = check_niss(values["PatientId"])
         kind = values.get("PrescriptionType", "P1")
         if kind not in PRESCRIPTION_TYPES:
@@ -158,7 +191,7 @@ class RecipePrescriber(RecipeService):
         ),
     )
     def list_feedbacks(self, call: Call) -> dict[str, Any]:
-        prescriber = check_nihii(call.values["PrescriberNihii"], "prescriber")
+        prescriber = check_nihii(call.values["PrescriberNihii"], "prescriber", INDIVIDUAL)
         feedbacks = self.records.by_owner("feedback", prescriber)
         return {
             "Feedback": [
