@@ -78,7 +78,7 @@ class Practice:
         """The token this practice sends: reused while valid, else asked of the STS."""
         if self.token is not None and self._valid():
             return self.token
-        body = soap.token_request(self.subject, "1234", "eid")
+        body = soap.token_request(self.subject)
         reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
             writer.write(

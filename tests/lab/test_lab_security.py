@@ -49,7 +49,7 @@ def test_token_expires_after_the_configured_validity(client: Client, clock: Cloc
 
 
 def test_token_validity_is_announced_by_the_sts(client: Client) -> None:
-    status, body, _ = client.post("sts", soap.token_request(PHARMACIST, "pw", "keystore"))
+    status, body, _ = client.post("sts", soap.token_request(PHARMACIST))
     assert status == 200
     issued = soap.read_token_response(body)
     assert issued.not_before.endswith("Z")

@@ -22,7 +22,6 @@ from garde import soap
 from garde.errors import MalformedMessage
 from garde.monitor.clock import Clock, SystemClock
 from garde.monitor.targets import (
-    STS_NS,
     Assertion,
     Kind,
     Target,
@@ -164,7 +163,12 @@ class Prober:
 
     async def _http(self, target: Target, at: float) -> ProbeResult:
         body = target.body
-        if target.token is not None:
+        if target.sts_identity is not None:
+            # The STS itself: a request signed now (a signed request expires in minutes).
+            body = soap.token_request(
+                target.sts_identity, soap.session_credentials(target.sts_identity)
+            )
+        elif target.token is not None:
             token = await self._token(target.token)
             body = _with_token(body or b"", token)
         elif target.kind is Kind.SOAP and body is not None and not body.startswith(b"<?xml"):
@@ -212,7 +216,10 @@ class Prober:
         now = self.clock.now()
         if cached is not None and now < cached.renew_at:
             return cached.value
-        envelope = soap.token_request(step.identity, step.credential, step.credential_type)
+        # A fresh request each time: its signature covers a timestamp that expires.
+        envelope = soap.token_request(
+            step.identity, soap.session_credentials(step.identity, step.credential_type)
+        )
         sts = Target(
             id="sts-step",
             service="sts",
@@ -222,7 +229,7 @@ class Prober:
             method="POST",
             headers=(
                 ("Content-Type", "text/xml; charset=utf-8"),
-                ("SOAPAction", f'"{STS_NS}:requestSecurityToken"'),
+                ("SOAPAction", f'"{soap.REQUEST_SECURE_TOKEN}"'),
             ),
         )
         status, content, _ = await self._request(sts, envelope)
