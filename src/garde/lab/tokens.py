@@ -84,23 +84,9 @@ class TokenAuthority:
         return self._credentials
 
     def issue_assertion(self, query: TokenQuery) -> bytes:
-        """The ``samlp:Response`` envelope for an STS request whose signature was checked:
-        one assertion valid from now for ``validity``. ``SignatureRejected`` if the
-        requester's certificate is not valid now (by the lab's clock)."""
+        """The ``samlp:Response`` envelope for an STS request whose signature and
+        certificate were checked: one assertion valid from now for ``validity``."""
         now = self.clock()
-        certificate = query.certificate
-        if now < certificate.not_valid_before_utc.timestamp():
-            raise SignatureRejected(
-                "wsse:InvalidSecurityToken",
-                "the certificate is not valid before"
-                f" {certificate.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}",
-            )
-        if now >= certificate.not_valid_after_utc.timestamp():
-            raise SignatureRejected(
-                "wsse:InvalidSecurityToken",
-                f"the certificate expired on {certificate.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}:"
-                " renew it (a new keystore from the eHealth certificate service)",
-            )
         start = datetime.fromtimestamp(now, UTC)
         end = datetime.fromtimestamp(now + self.validity, UTC)
         return assertion_response(query, self.credentials, not_before=start, not_on_or_after=end)
@@ -149,11 +135,9 @@ class TokenAuthority:
         try:
             facts: AssertionFacts = verify_assertion(token.encode(), self.credentials.certificate)
         except SignatureRejected as exc:
-            if exc.code == "wsse:FailedCheck":
-                raise TokenRejected(
-                    "wsse:FailedCheck", "the SAML assertion was not issued (signed) by this STS"
-                ) from None
-            raise TokenRejected(exc.code, exc.reason) from None
+            # A token that fails its check is an invalid token to the service (the gateway
+            # then asks the STS for another), whatever was wrong with its signature.
+            raise TokenRejected("wsse:InvalidSecurityToken", exc.reason) from None
         except MalformedMessage as exc:
             raise TokenRejected("wsse:InvalidSecurityToken", str(exc)) from None
         start, end = utc_instant(facts.not_before), utc_instant(facts.not_on_or_after)

@@ -322,13 +322,14 @@ def _key_info(parent: Element, certificate: x509.Certificate) -> None:
     _sub(_sub(key_info, DSIG_NS, "X509Data"), DSIG_NS, "X509Certificate", _b64_der(certificate))
 
 
-def read_token_query(envelope: Element) -> TokenQuery:
+def read_token_query(envelope: Element, *, now: datetime | None = None) -> TokenQuery:
     """The request in a parsed STS envelope (its root), its signature checked against the
-    certificate it carries; ``SignatureRejected`` if it is not signed by that certificate,
-    ``MalformedMessage`` if it is not an STS request at all.
+    certificate it carries; ``SignatureRejected`` if it is not signed by that certificate or
+    the certificate is not valid ``now``, ``MalformedMessage`` if it is not an STS request.
 
-    Whether the certificate itself is acceptable (its dates, its issuer) is the STS's call.
+    Who issued the certificate is the STS's call (the lab trusts any issuer).
     """
+    moment = now or datetime.now(UTC)
     request = envelope.find(f"{BODY}/{REQUEST}")
     if request is None:
         raise MalformedMessage("expected samlp:Request in the Body of the STS request")
@@ -351,11 +352,22 @@ def read_token_query(envelope: Element) -> TokenQuery:
             "wsse:InvalidSecurityToken",
             "the wsse:BinarySecurityToken of the STS request is not an X.509 certificate",
         ) from None
+    if moment < certificate.not_valid_before_utc:
+        raise SignatureRejected(
+            "wsse:InvalidSecurityToken",
+            f"the certificate is not valid before {certificate.not_valid_before_utc:%Y-%m-%d}",
+        )
+    if moment >= certificate.not_valid_after_utc:
+        raise SignatureRejected(
+            "wsse:InvalidSecurityToken",
+            f"the certificate expired on {certificate.not_valid_after_utc:%Y-%m-%d}: renew it"
+            " (a new keystore from the eHealth certificate service)",
+        )
     if security.find(qn(DSIG_NS, "Signature")) is None:
         raise SignatureRejected(
             "wsse:InvalidSecurity", "the STS request is not signed (no ds:Signature)"
         )
-    signed = _verify(envelope, certificate, expect_references=2)
+    signed = _verify(envelope, certificate, moment, expect_references=2)
     body = next((element for element in signed if element.tag == BODY), None)
     # What is read is what was signed (signxml hands back the signed elements): a request
     # moved beside a signed body is never the one read.
@@ -400,21 +412,28 @@ def _query_of(request: Element, certificate: x509.Certificate) -> TokenQuery:
 
 
 def _verify(
-    root: Element, certificate: x509.Certificate, *, expect_references: int = 1
+    root: Element,
+    certificate: x509.Certificate,
+    moment: datetime,
+    *,
+    expect_references: int = 1,
+    id_attribute: str | None = None,
 ) -> list[Element]:
-    """The elements ``root``'s signature covers, checked with ``certificate``."""
+    """The elements ``root``'s signature covers, checked with ``certificate`` (whose dates
+    are judged at ``moment``)."""
     from signxml.exceptions import InvalidInput, InvalidSignature
-    from signxml.verifier import XMLVerifier
+    from signxml.verifier import SignatureConfiguration, XMLVerifier
 
-    pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    config = SignatureConfiguration(
+        expect_references=expect_references,
+        ignore_ambiguous_key_info=True,
+        verification_time=moment,
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # signxml warns about key info it does not use
             results = XMLVerifier().verify(
-                root,
-                x509_cert=pem,
-                expect_references=expect_references,
-                ignore_ambiguous_key_info=True,
+                root, x509_cert=certificate, expect_config=config, id_attribute=id_attribute
             )
     except (InvalidSignature, InvalidInput) as exc:
         raise SignatureRejected("wsse:FailedCheck", f"the signature is not valid: {exc}") from None
@@ -582,22 +601,8 @@ def verify_assertion(assertion: bytes, issuer: x509.Certificate) -> AssertionFac
         )
     if root.find(qn(DSIG_NS, "Signature")) is None:
         raise SignatureRejected("wsse:FailedCheck", "the assertion is not signed by the STS")
-    from signxml.exceptions import InvalidInput, InvalidSignature
-    from signxml.verifier import XMLVerifier
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            XMLVerifier().verify(
-                root,
-                x509_cert=issuer.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-                id_attribute="AssertionID",
-                ignore_ambiguous_key_info=True,
-            )
-    except (InvalidSignature, InvalidInput):
-        raise SignatureRejected(
-            "wsse:FailedCheck", "the security token was not issued (signed) by this STS"
-        ) from None
+    # The STS's own certificate is trusted as long as its key signs: its dates are not judged.
+    _verify(root, issuer, issuer.not_valid_before_utc, id_attribute="AssertionID")
     conditions = root.find(qn(SAML1_NS, "Conditions"))
     subject = (root.findtext(".//saml:Subject/saml:NameIdentifier", None, _NS) or "").strip()
     attributes = tuple(

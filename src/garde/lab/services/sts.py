@@ -47,7 +47,7 @@ class Sts(SimulatedService):
         """The real exchange: check the request's signature and certificate, then issue."""
         try:
             root = soap.parse_xml(request.body, max_bytes=self.ctx.settings.max_body)
-            query = read_token_query(root)
+            query = read_token_query(root, now=datetime.fromtimestamp(self.ctx.clock(), UTC))
         except SignatureRejected as exc:
             return Response(500, soap.build_fault(exc.code, exc.reason))
         except MalformedMessage as exc:
@@ -59,10 +59,7 @@ class Sts(SimulatedService):
                 " ssin) attribute: say whose token it is"
             )
             return Response(200, status_response(query.request_id, REQUESTER, message, now=now))
-        try:
-            return Response(200, self.ctx.tokens.issue_assertion(query))
-        except SignatureRejected as exc:
-            return Response(500, soap.build_fault(exc.code, exc.reason))
+        return Response(200, self.ctx.tokens.issue_assertion(query))
 
     @operation(
         "requestSecurityToken",
