@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from garde.errors import MalformedMessage
-from garde.soap import IssuedToken, utc_instant
-from garde.soap.saml import (
+from garde.soap import (
     AssertionFacts,
     Credentials,
+    IssuedToken,
     SignatureRejected,
     TokenQuery,
     assertion_response,
+    utc_instant,
     verify_assertion,
 )
 

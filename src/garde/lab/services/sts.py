@@ -23,16 +23,10 @@ from garde.errors import MalformedMessage
 from garde.lab.http import Request, Response
 from garde.lab.schema import f
 from garde.lab.services.base import DC_HEADER, BusinessFault, Call, SimulatedService, operation
-from garde.soap.saml import (
-    REQUESTER,
-    SAMLP1_NS,
-    SignatureRejected,
-    read_token_query,
-    status_response,
-)
 
 CREDENTIAL_TYPES = ("eid", "keystore")
-_SAML_REQUEST = SAMLP1_NS.encode()
+_SAML_REQUEST = soap.SAMLP1_NS.encode()
+REQUESTER = "samlp:Requester"
 
 
 class Sts(SimulatedService):
@@ -47,8 +41,8 @@ class Sts(SimulatedService):
         """The real exchange: check the request's signature and certificate, then issue."""
         try:
             root = soap.parse_xml(request.body, max_bytes=self.ctx.settings.max_body)
-            query = read_token_query(root, now=datetime.fromtimestamp(self.ctx.clock(), UTC))
-        except SignatureRejected as exc:
+            query = soap.read_token_query(root, now=datetime.fromtimestamp(self.ctx.clock(), UTC))
+        except soap.SignatureRejected as exc:
             return Response(500, soap.build_fault(exc.code, exc.reason))
         except MalformedMessage as exc:
             return Response(exc.status, soap.build_fault("soap:Client", str(exc)))
@@ -58,7 +52,9 @@ class Sts(SimulatedService):
                 "the request asserts no urn:be:fgov:person:ssin (or certificate holder's"
                 " ssin) attribute: say whose token it is"
             )
-            return Response(200, status_response(query.request_id, REQUESTER, message, now=now))
+            return Response(
+                200, soap.status_response(query.request_id, REQUESTER, message, now=now)
+            )
         return Response(200, self.ctx.tokens.issue_assertion(query))
 
     @operation(
