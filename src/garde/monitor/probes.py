@@ -165,9 +165,7 @@ class Prober:
         body = target.body
         if target.sts_identity is not None:
             # The STS itself: a request signed now (a signed request expires in minutes).
-            body = soap.token_request(
-                target.sts_identity, soap.session_credentials(target.sts_identity)
-            )
+            body = await asyncio.to_thread(_signed_token_request, target.sts_identity, "keystore")
         elif target.token is not None:
             token = await self._token(target.token)
             body = _with_token(body or b"", token)
@@ -217,8 +215,8 @@ class Prober:
         if cached is not None and now < cached.renew_at:
             return cached.value
         # A fresh request each time: its signature covers a timestamp that expires.
-        envelope = soap.token_request(
-            step.identity, soap.session_credentials(step.identity, step.credential_type)
+        envelope = await asyncio.to_thread(
+            _signed_token_request, step.identity, step.credential_type
         )
         sts = Target(
             id="sts-step",
@@ -280,6 +278,12 @@ def _soap_fault(content: bytes) -> str | None:
         return None
     code = fault.raw_code
     return f"{code}: {fault.string[:200]}" if fault.string else code or "(no faultcode)"
+
+
+def _signed_token_request(identity: str, kind: str) -> bytes:
+    """The STS request for ``identity``, signed now (RSA: off the event loop, where the
+    first call also makes the session key)."""
+    return soap.token_request(identity, soap.session_credentials(identity, kind))
 
 
 def _with_token(body: bytes, token: str) -> bytes:
