@@ -173,7 +173,7 @@ def _efact_request(token: str) -> bytes:
 async def _token(sts_url: str) -> str:
     parts = urlsplit(sts_url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    body = soap.token_request("bench", "secret")
+    body = soap.token_request("bench")
     writer.write(
         f"POST {parts.path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n".encode()

@@ -120,7 +120,7 @@ def test_fault_code_prefix_must_be_known() -> None:
 
 
 def test_token_request_and_response_contract() -> None:
-    request = soap.parse_envelope(soap.token_request("85073003328", "secret", "eid"))
+    request = soap.parse_envelope(soap.legacy_token_request("85073003328", "secret", "eid"))
     payload = request.payload
     assert payload is not None
     assert payload.findtext(qn(soap.STS_NS, "Identity")) == "85073003328"

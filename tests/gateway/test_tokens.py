@@ -18,7 +18,7 @@ from garde.gateway.tokens import (
     parse_token_response,
 )
 from garde.gateway.transport import Response
-from garde.soap import token_request
+from garde.soap import legacy_token_request
 from tests.gateway.doubles import EXECUTOR, RECIPE, Call, FakeTransport, MemoryJournal, soap_request
 
 EID = Credential("eid", "1234")
@@ -125,7 +125,7 @@ def test_unknown_identity_is_a_clear_400() -> None:
 
 
 def test_sts_request_and_response_follow_the_lab_contract() -> None:
-    body = token_request("ph<1>", "s&cret", "eid")
+    body = legacy_token_request("ph<1>", "s&cret", "eid")
     assert b"<sts:Identity>ph&lt;1&gt;</sts:Identity>" in body
     assert b'type="eid"' in body
     token = parse_token_response(
@@ -140,7 +140,7 @@ def test_sts_request_and_response_follow_the_lab_contract() -> None:
 
 
 def _sts_answer(call: Call) -> Response:
-    if b"RequestSecurityTokenRequest" in call.body:
+    if b"urn:oasis:names:tc:SAML:1.0:protocol" in call.body:
         return Response(
             200,
             [],

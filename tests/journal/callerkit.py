@@ -13,7 +13,6 @@ what arrived.
 from __future__ import annotations
 
 import asyncio
-import calendar
 import json
 import random
 import sys
@@ -43,7 +42,7 @@ from .crashkit import (
 
 SUBJECTS = ("19012345001", "19012345002", "19012345003", "19012345004")
 """The practices: each signs in with its own identity."""
-STS_ACTION = "urn:be:fgov:ehealth:sts:protocol:v1:RequestSecurityToken"
+STS_ACTION = soap.REQUEST_SECURE_TOKEN
 
 
 @dataclass
@@ -80,14 +79,14 @@ class Practice:
     def _valid(self) -> bool:
         if self.token is None:
             return False
-        until = calendar.timegm(time.strptime(self.token.not_on_or_after, "%Y-%m-%dT%H:%M:%SZ"))
+        _, until = self.token.window()
         return until - time.time() > 0.5
 
     async def sign_in(self) -> soap.IssuedToken:
         """The token this practice sends: reused while valid, else asked of the STS."""
         if self.token is not None and self._valid():
             return self.token
-        body = soap.token_request(self.subject, "1234", "eid")
+        body = soap.token_request(self.subject)
         reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
             writer.write(

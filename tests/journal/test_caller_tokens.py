@@ -126,8 +126,9 @@ def test_a_forged_token_of_a_subject_never_delivers_its_writes(
     until a service answers, so it may try her waiting write with it once; the service
     refuses it, the write waits again, the forged token is never offered again, and Alice's
     own next call delivers the write, once."""
-    import base64
-    import json
+    import time
+
+    from lxml import etree
 
     from garde import soap
     from garde.gateway.config import GatewayConfig
@@ -141,11 +142,16 @@ def test_a_forged_token_of_a_subject_never_delivers_its_writes(
     from .crashkit import BOX, BOX_PATH, OPERATION, SERVICE, message, post
 
     def forged(token: str) -> str:
-        claims_part = token.partition(".")[0]
-        claims = json.loads(base64.urlsafe_b64decode(claims_part + "=" * (-len(claims_part) % 4)))
-        claims["exp"] = float(claims["exp"]) + 3600
-        data = json.dumps(claims, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode() + ".not-the-sts-signature"
+        """Her assertion with its NotOnOrAfter an hour later: the STS's signature no longer
+        covers it."""
+        assertion = etree.fromstring(token.encode())
+        conditions = assertion.find(f"{{{soap.SAML1_NS}}}Conditions")
+        assert conditions is not None
+        until = soap.utc_instant(conditions.get("NotOnOrAfter", ""))
+        assert until is not None
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until + 3600))
+        conditions.set("NotOnOrAfter", later)
+        return str(etree.tostring(assertion, encoding="unicode"))
 
     async def main(lab: Lab) -> None:
         catalog = belgium.with_endpoints(lab.endpoints)

@@ -92,7 +92,7 @@ class Client:
 
     def token(self, identity: str = PHARMACIST) -> str:
         if identity not in self.tokens:
-            status, body, _ = self.post("sts", soap.token_request(identity, "secret", "eid"))
+            status, body, _ = self.post("sts", soap.token_request(identity))
             assert status == 200, body
             self.tokens[identity] = soap.read_token_response(body).token
         return self.tokens[identity]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import http.client
+import re
 from urllib.parse import urlsplit
 
 import pytest
 
 from garde import soap
+from garde.errors import MalformedMessage
 from garde.lab import Lab, kmehr
 from garde.lab.tokens import TokenAuthority
+from garde.soap.saml import read_token_query
 from tests.lab.labkit import PATIENT, PHARMACIST, PRESCRIBER, Client, Clock
 
 
@@ -27,16 +30,66 @@ def test_missing_token_is_an_invalid_security_token(client: Client) -> None:
 
 
 def test_forged_token_is_refused(client: Client, lab: Lab) -> None:
+    """An assertion changed after the STS signed it, one signed by another STS, and a lab
+    token of the deprecated dialect that was tampered with are all refused."""
     genuine = client.token()
-    body, _, signature = genuine.partition(".")
-    tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature
+    assert genuine.startswith("<")
+    tampered = genuine.replace(PHARMACIST, PRESCRIBER)
+    assert tampered != genuine
     answer = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=tampered)
     assert _security_fault(answer) == "InvalidSecurityToken"
-    other_sts = TokenAuthority(3600, lab.clock).issue(PHARMACIST, "eid").token
-    answer = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=other_sts)
+    other_sts = TokenAuthority(3600, lab.clock)
+    request = soap.token_request(PHARMACIST)
+    foreign = soap.read_token_response(
+        other_sts.issue_assertion(read_token_query(soap.parse_xml(request)))
+    ).token
+    answer = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=foreign)
+    assert _security_fault(answer) == "InvalidSecurityToken"
+    legacy = other_sts.issue(PHARMACIST, "eid").token
+    body, _, signature = legacy.partition(".")
+    forged = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature
+    answer = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=forged)
+    assert _security_fault(answer) == "InvalidSecurityToken"
+    answer = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=legacy)
     assert _security_fault(answer) == "InvalidSecurityToken"
     garbage = client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token="x.y")
     assert _security_fault(garbage) == "InvalidSecurityToken"
+
+
+def test_the_deprecated_lab_token_still_works(client: Client, lab: Lab) -> None:
+    """During the deprecation period, the former BinarySecurityToken is accepted."""
+    legacy = lab.tokens.issue(PHARMACIST, "eid").token
+    assert client.call("insurability", "getInsurability", {"Ssin": PATIENT}, token=legacy).ok
+
+
+def test_the_sts_refuses_unsigned_and_badly_signed_requests(client: Client, clock: Clock) -> None:
+    """WS-Security faults as the STS gives them: no signature, a changed body, a
+    certificate the lab's clock finds expired; no SSIN asked: a samlp:Requester status."""
+    signed = soap.token_request(PHARMACIST)
+    unsigned = re.sub(rb"<ds:Signature.*</ds:Signature>", b"", signed, flags=re.S)
+    status, body, _ = client.post("sts", unsigned)
+    assert (status, _fault_local(body)) == (500, "InvalidSecurity")
+    changed = signed.replace(PHARMACIST.encode(), PRESCRIBER.encode())
+    status, body, _ = client.post("sts", changed)
+    assert (status, _fault_local(body)) == (500, "FailedCheck")
+    clock.advance(400 * 86400)  # session certificates are made for a year
+    status, body, _ = client.post("sts", soap.token_request(PHARMACIST))
+    assert (status, _fault_local(body)) == (500, "InvalidSecurityToken")
+    assert "expired" in body.decode()
+
+
+def test_the_sts_answers_requester_without_an_identity(client: Client) -> None:
+    credentials = soap.Credentials.self_signed("nobody")
+    request = soap.token_request("", credentials)
+    status, body, _ = client.post("sts", request)
+    assert status == 200
+    with pytest.raises(MalformedMessage, match="samlp:Requester"):
+        soap.read_token_response(body)
+
+
+def _fault_local(body: bytes) -> str | None:
+    fault = soap.read_fault(body)
+    return None if fault is None else fault.local
 
 
 def test_token_expires_after_the_configured_validity(client: Client, clock: Clock) -> None:
@@ -49,7 +102,7 @@ def test_token_expires_after_the_configured_validity(client: Client, clock: Cloc
 
 
 def test_token_validity_is_announced_by_the_sts(client: Client) -> None:
-    status, body, _ = client.post("sts", soap.token_request(PHARMACIST, "pw", "keystore"))
+    status, body, _ = client.post("sts", soap.token_request(PHARMACIST))
     assert status == 200
     issued = soap.read_token_response(body)
     assert issued.not_before.endswith("Z")

@@ -6,13 +6,17 @@ import asyncio
 import datetime as dt
 import re
 import ssl
+import time
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from garde import soap as gsoap
+from garde.lab.tokens import TokenAuthority, TokenRejected
 from garde.monitor.probes import Prober, ProbeResult
 from garde.monitor.targets import Assertion, Kind, Target, TokenStep
+from garde.soap.saml import read_token_query
 from tests.certificates import self_signed
 from tests.monitor.loopback import STS_NS, fault, serve, soap, xml
 
@@ -162,22 +166,24 @@ def test_latency_threshold_marks_slow_but_up() -> None:
 
 
 def test_synthetic_sts_token_then_call() -> None:
-    """The operation is called with the token the STS issued; a forged one would fail."""
-    issued = "tok-123"
+    """The operation is called with the assertion the STS issued for the probe's signed
+    SAML request (the lab STS's own codec answers); a forged one would fail."""
+    authority = TokenAuthority(3600, time.time)
     calls = {"sts": 0}
 
     async def sts(request: web.Request) -> web.Response:
         calls["sts"] += 1
-        body = await request.read()
-        assert b"RequestSecurityTokenRequest" in body
-        assert b"<sts:Identity>" in body
-        now = dt.datetime.now(dt.UTC)
-        return xml(_sts_answer(issued, now, now + dt.timedelta(hours=1)))
+        assert request.headers["SOAPAction"] == f'"{gsoap.REQUEST_SECURE_TOKEN}"'
+        query = read_token_query(gsoap.parse_xml(await request.read()))
+        assert query.identity == "monitor"
+        return web.Response(body=authority.issue_assertion(query), content_type="text/xml")
 
     async def service(request: web.Request) -> web.Response:
-        body = await request.text()
-        if f">{issued}</wsse:BinarySecurityToken>" not in body:
-            return xml(fault("wsse:InvalidSecurityToken", "missing"), status=500)
+        envelope = gsoap.parse_envelope(await request.read())
+        try:
+            authority.verify(envelope.token)
+        except TokenRejected as exc:
+            return xml(fault(exc.code, exc.reason), status=500)
         return xml(soap("<PingResponse/>"))
 
     async def main() -> tuple[ProbeResult, ProbeResult]:

@@ -31,12 +31,14 @@ from garde.gateway.upstreams import ServiceUpstreams
 from garde.gateway.wire import HOP_BY_HOP, RESPONSE_SKIP, Reply, Request
 from garde.journal import Journal, JournalStore, new_idempotency_key
 from garde.soap import (
+    REQUEST_SECURE_TOKEN,
     Envelope,
     check_charset,
     check_envelope,
     first_body_child,
     parse_envelope,
     read_fault,
+    session_credentials,
     token_request,
     with_token,
 )
@@ -343,17 +345,21 @@ class Gateway:
         )
         if route is None:
             raise UpstreamUnavailable("the token service's operation cannot be routed")
-        action = service.soap_action_of(operation) or ""
         headers: Headers = [
             (b"Content-Type", b"text/xml; charset=utf-8"),
-            (b"SOAPAction", f'"{action}"'.encode()),
+            # The SOAPAction of the SAML 1.1 request, whatever the catalog names the operation.
+            (b"SOAPAction", f'"{REQUEST_SECURE_TOKEN}"'.encode()),
         ]
+        # RSA signing (and, the first time, making the session key) off the event loop.
+        body = await asyncio.to_thread(
+            lambda: token_request(identity, session_credentials(identity, credential.kind))
+        )
         outcome = await self.forwarder.forward(
             route,
             b"POST",
             b"",
             headers,
-            token_request(identity, credential.secret, credential.kind),
+            body,
             time.monotonic() + route.timeout,
         )
         if outcome.response is None:

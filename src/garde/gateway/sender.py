@@ -54,6 +54,9 @@ _SECURITY = (
     b"</wsse:BinarySecurityToken></wsse:Security>" % (WSSE_NS.encode(), TOKEN_VALUE_TYPE.encode())
 )
 
+_SECURITY_OPEN = b'<wsse:Security xmlns:wsse="%s">' % WSSE_NS.encode()
+_SECURITY_CLOSE = b"</wsse:Security>"
+
 
 @functools.lru_cache(maxsize=256)
 def _declared(attributes: bytes) -> dict[bytes | None, bytes]:
@@ -80,7 +83,12 @@ def add_token(payload: bytes, token: str) -> bytes:
     that stripping the token left), which is every entry the replayer sends; anything else
     goes through the parser.
     """
-    spliced = _splice(payload, _SECURITY % escape(token).encode())
+    security = (
+        _SECURITY_OPEN + token.encode() + _SECURITY_CLOSE
+        if token.startswith("<")  # an STS assertion, as XML
+        else _SECURITY % escape(token).encode()
+    )
+    spliced = _splice(payload, security)
     return (
         spliced
         if spliced is not None

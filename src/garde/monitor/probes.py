@@ -22,7 +22,6 @@ from garde import soap
 from garde.errors import MalformedMessage
 from garde.monitor.clock import Clock, SystemClock
 from garde.monitor.targets import (
-    STS_NS,
     Assertion,
     Kind,
     Target,
@@ -164,7 +163,10 @@ class Prober:
 
     async def _http(self, target: Target, at: float) -> ProbeResult:
         body = target.body
-        if target.token is not None:
+        if target.sts_identity is not None:
+            # The STS itself: a request signed now (a signed request expires in minutes).
+            body = await asyncio.to_thread(_signed_token_request, target.sts_identity, "keystore")
+        elif target.token is not None:
             token = await self._token(target.token)
             body = _with_token(body or b"", token)
         elif target.kind is Kind.SOAP and body is not None and not body.startswith(b"<?xml"):
@@ -212,7 +214,10 @@ class Prober:
         now = self.clock.now()
         if cached is not None and now < cached.renew_at:
             return cached.value
-        envelope = soap.token_request(step.identity, step.credential, step.credential_type)
+        # A fresh request each time: its signature covers a timestamp that expires.
+        envelope = await asyncio.to_thread(
+            _signed_token_request, step.identity, step.credential_type
+        )
         sts = Target(
             id="sts-step",
             service="sts",
@@ -222,7 +227,7 @@ class Prober:
             method="POST",
             headers=(
                 ("Content-Type", "text/xml; charset=utf-8"),
-                ("SOAPAction", f'"{STS_NS}:requestSecurityToken"'),
+                ("SOAPAction", f'"{soap.REQUEST_SECURE_TOKEN}"'),
             ),
         )
         status, content, _ = await self._request(sts, envelope)
@@ -273,6 +278,12 @@ def _soap_fault(content: bytes) -> str | None:
         return None
     code = fault.raw_code
     return f"{code}: {fault.string[:200]}" if fault.string else code or "(no faultcode)"
+
+
+def _signed_token_request(identity: str, kind: str) -> bytes:
+    """The STS request for ``identity``, signed now (RSA: off the event loop, where the
+    first call also makes the session key)."""
+    return soap.token_request(identity, soap.session_credentials(identity, kind))
 
 
 def _with_token(body: bytes, token: str) -> bytes:

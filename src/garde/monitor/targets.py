@@ -72,6 +72,8 @@ class Target:
     expect_status: tuple[int, ...] = (200,)
     assertions: tuple[Assertion, ...] = ()
     token: TokenStep | None = None
+    sts_identity: str | None = None
+    """A probe of the STS itself: a request for this identity, signed anew at every probe."""
     tls_min_days: float = 14.0
     """TLS targets fail when the certificate expires in fewer days than this."""
     tls_warn_days: float = 30.0
@@ -119,7 +121,11 @@ class ProbeSettings:
 
 def soap_envelope(body: str, token: str | None = None) -> bytes:
     header = ""
-    if token is not None:
+    if token is not None and token.startswith("<"):  # an STS assertion, as XML
+        header = (
+            f'<soap:Header><wsse:Security xmlns:wsse="{WSSE}">{token}</wsse:Security></soap:Header>'
+        )
+    elif token is not None:
         header = (
             f'<soap:Header><wsse:Security xmlns:wsse="{WSSE}">'
             f'<wsse:BinarySecurityToken ValueType="urn:garde:lab:token">{token}'
@@ -189,7 +195,7 @@ def _service_target(
     if is_sts:
         from garde.soap import token_request  # lxml, imported when a target needs it
 
-        body = token_request(settings.identity, settings.credential, "keystore")
+        body = token_request(settings.identity)  # the shape; re-signed at every probe
         token = None
     else:
         namespace = operation.namespace or service.namespace
@@ -213,4 +219,5 @@ def _service_target(
         body=body,
         headers=(("Content-Type", "text/xml; charset=utf-8"), ("SOAPAction", f'"{action}"')),
         token=token,
+        sts_identity=settings.identity if is_sts else None,
     )

@@ -19,7 +19,7 @@ from garde.soap.names import (
     TOKEN_VALUE_TYPE,
     WSSE_NS,
 )
-from garde.soap.parser import Element
+from garde.soap.parser import Element, parse_xml
 
 _PREFIXES = {"soap": SOAP_ENV_NS, "wsse": WSSE_NS, "garde": GARDE_LAB_NS}
 """Prefixes understood in fault codes written as ``prefix:Local``."""
@@ -53,8 +53,13 @@ def build_envelope(
 
 
 def security_header(token: str) -> Element:
-    """The ``wsse:Security`` header element carrying a lab token."""
+    """The ``wsse:Security`` header element carrying ``token``: an STS assertion (XML text,
+    as ``IssuedToken.token`` holds it) as it is, or a lab token of the deprecated dialect in
+    a ``wsse:BinarySecurityToken``."""
     security = etree.Element(SECURITY, nsmap={"wsse": WSSE_NS})
+    if token.startswith("<"):
+        security.append(parse_xml(token.encode(), max_bytes=None))
+        return security
     element = etree.SubElement(security, BINARY_TOKEN, ValueType=TOKEN_VALUE_TYPE)
     element.text = token
     return security

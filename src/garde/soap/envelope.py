@@ -24,6 +24,7 @@ from garde.soap.names import (
     HEADER,
     HEADER12,
     MAX_MESSAGE_BYTES,
+    SAML1_NS,
     SECURITY,
     SOAP12_ENV_NS,
     SOAP_ENV_NS,
@@ -31,6 +32,15 @@ from garde.soap.names import (
     qn,
 )
 from garde.soap.parser import Element, parse_xml
+
+_ASSERTION = qn(SAML1_NS, "Assertion")
+
+
+def _standalone(element: Element) -> str:
+    copy = parse_xml(etree.tostring(element), max_bytes=None)
+    etree.cleanup_namespaces(copy)
+    return str(etree.tostring(copy, encoding="unicode"))
+
 
 _PARTS = {ENVELOPE: (HEADER, BODY), ENVELOPE12: (HEADER12, BODY12)}
 
@@ -61,15 +71,21 @@ class Envelope:
 
     @property
     def token(self) -> str | None:
-        """The lab token in ``wsse:Security/wsse:BinarySecurityToken``, or None if absent."""
+        """The token in ``wsse:Security``: a SAML 1.1 assertion as XML text (with the
+        namespaces it uses declared on it), else the lab token of the deprecated dialect in
+        ``wsse:BinarySecurityToken``; None if there is neither."""
         if self.header is None:
             return None
         # Plain iteration: cheaper than find() with its path parsing, on every request.
         for security in self.header:
             if security.tag == SECURITY:
+                binary = None
                 for element in security:
-                    if element.tag == BINARY_TOKEN and element.text:
-                        return element.text.strip()
+                    if element.tag == _ASSERTION:
+                        return _standalone(element)
+                    if binary is None and element.tag == BINARY_TOKEN and element.text:
+                        binary = element.text.strip()
+                return binary
         return None
 
     def fault(self) -> Fault | None:

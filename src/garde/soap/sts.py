@@ -1,13 +1,17 @@
 """The STS codec: the request for a token, and the token read from the answer.
 
-The contract is the lab STS's (COMMON to lab, gateway and monitor): a
-``RequestSecurityTokenRequest`` with ``Identity`` and ``Credential type="eid|keystore"``,
-answered by a ``RequestSecurityTokenResponse`` with ``Token``, ``NotBefore`` and
-``NotOnOrAfter`` (ISO 8601, UTC).
+``token_request`` writes what connectors send to the eHealth STS (a SAML 1.1
+``samlp:Request`` signed in WS-Security, see ``garde.soap.saml``); ``read_token_response``
+reads the ``samlp:Response``: the assertion itself (what goes in ``wsse:Security``) and its
+``Conditions NotBefore / NotOnOrAfter``. The lab's former dialect
+(``RequestSecurityTokenRequest`` with ``Identity`` and ``Credential``, answered by
+``Token``, ``NotBefore``, ``NotOnOrAfter``) is still read and written
+(``legacy_token_request``) while it is deprecated.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,13 +21,34 @@ from garde.errors import MalformedMessage
 from garde.soap.build import build_envelope
 from garde.soap.envelope import parse_envelope
 from garde.soap.names import MAX_MESSAGE_BYTES, STS_NS, qn
+from garde.soap.saml import RESPONSE, Credentials, read_assertion_response, saml_token_request
 
 _RESPONSE = qn(STS_NS, "RequestSecurityTokenResponse")
 _FIELDS = {qn(STS_NS, name): name for name in ("Token", "NotBefore", "NotOnOrAfter")}
 
 
-def token_request(identity: str, credential: str, kind: str = "keystore") -> bytes:
-    """The envelope of ``sts.requestSecurityToken`` for ``identity``."""
+def token_request(
+    identity: str, credentials: Credentials | None = None, *, now: datetime | None = None
+) -> bytes:
+    """The signed envelope of ``RequestSecureToken`` for ``identity`` (an SSIN, or the
+    number the certificate stands for), as connectors send it.
+
+    Without ``credentials`` the request is signed with this process's session certificate
+    for ``identity`` (``session_credentials``): self-signed, which the lab accepts and the
+    real STS does not.
+    """
+    return saml_token_request(identity, credentials or session_credentials(identity), now=now)
+
+
+@functools.lru_cache(maxsize=256)
+def session_credentials(identity: str, kind: str = "keystore") -> Credentials:
+    """A self-signed certificate and key for ``identity``, made once per process and kind
+    (a 2048-bit RSA key takes tens of milliseconds)."""
+    return Credentials.self_signed(f"garde {kind} {identity}", serial_number=identity)
+
+
+def legacy_token_request(identity: str, credential: str, kind: str = "keystore") -> bytes:
+    """The lab's former dialect, deprecated: ``RequestSecurityTokenRequest``."""
     request = etree.Element(qn(STS_NS, "RequestSecurityTokenRequest"), nsmap={"sts": STS_NS})
     etree.SubElement(request, qn(STS_NS, "Identity")).text = identity
     etree.SubElement(request, qn(STS_NS, "Credential"), type=kind).text = credential
@@ -32,11 +57,20 @@ def token_request(identity: str, credential: str, kind: str = "keystore") -> byt
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
-    """A token as the STS issued it, with its validity window as ISO 8601 UTC strings."""
+    """A token as the STS issued it, with its validity window as ISO 8601 UTC strings.
+
+    ``token`` is what goes in ``wsse:Security``: the STS's ``saml:Assertion`` as XML text
+    (``assertion`` gives its bytes), or a lab token of the deprecated dialect.
+    """
 
     token: str
     not_before: str
     not_on_or_after: str
+
+    @property
+    def assertion(self) -> bytes | None:
+        """The SAML assertion's XML, or None for a lab token of the deprecated dialect."""
+        return self.token.encode() if self.token.startswith("<") else None
 
     def window(self) -> tuple[float, float]:
         """``(not_before, not_on_or_after)`` as POSIX timestamps; ``MalformedMessage`` if
@@ -57,8 +91,14 @@ def read_token_response(data: bytes, *, max_bytes: int | None = MAX_MESSAGE_BYTE
     if fault is not None:
         raise MalformedMessage(f"the STS answered a fault: {fault.local}: {fault.string}")
     payload = envelope.payload
+    if payload is not None and payload.tag == RESPONSE:
+        assertion, start, end = read_assertion_response(payload)
+        return IssuedToken(assertion.decode(), start, end)
     if payload is None or payload.tag != _RESPONSE:
-        raise MalformedMessage("expected sts:RequestSecurityTokenResponse in the STS answer")
+        raise MalformedMessage(
+            "expected samlp:Response (or the deprecated sts:RequestSecurityTokenResponse)"
+            " in the STS answer"
+        )
     found: dict[str, str] = {}
     for child in payload:
         name = _FIELDS.get(child.tag) if isinstance(child.tag, str) else None
