@@ -145,6 +145,14 @@ async def _scenario(sts_url: str, catalog_file: Path, config_file: Path, tmp: Pa
                 assert line, banner.decode()
                 banner += line
         gateway = Client(int(port.group(1)))
+        # Software pointed at the gateway also logs in through it: the signed request is
+        # passed to the STS as it is (its signature still holds) and the assertion comes back.
+        status, _, answer = await gateway.call(
+            sts_path, soap.REQUEST_SECURE_TOKEN, soap.token_request(PHARMACIST, pharmacist)
+        )
+        assert status == 200, answer
+        through = soap.read_token_response(answer)
+        assert through.assertion is not None and PHARMACIST.encode() in through.assertion
         patient = niss(date(1985, 7, 30))
         prescription = base64.b64encode(
             kmehr.prescription(PRESCRIBER, patient, when=date.today())

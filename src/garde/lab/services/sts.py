@@ -58,6 +58,20 @@ class Sts(SimulatedService):
         return Response(200, self.ctx.tokens.issue_assertion(query))
 
     @operation(
+        "requestSecureToken",
+        request=(f("AttributeQuery"),),
+        response=(f("Status"), f("Assertion")),
+        authenticated=False,
+        published="RequestSecureToken",
+    )
+    def request_secure_token(self, call: Call) -> dict[str, Any]:
+        """Described here for the WSDL and the catalog; served by ``_saml`` (``handle``
+        takes every body in the SAML protocol namespace before the generic path)."""
+        raise BusinessFault(
+            "INVALID_REQUEST", "send a samlp:Request signed in WS-Security (see docs/lab.md)"
+        )
+
+    @operation(
         "requestSecurityToken",
         request=(f("Identity"), f("Credential", attributes=("type",))),
         response=(f("Token"), f("NotBefore"), f("NotOnOrAfter")),
