@@ -283,3 +283,18 @@ def test_bad_durations_say_the_format(bad: object) -> None:
 def test_format_duration_round_trips() -> None:
     for seconds in (0.25, 1, 59, 90, 3600, 5400, 90061):
         assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+def test_the_shipped_catalogs_speak_to_people_in_their_language() -> None:
+    """Every critical operation has a label and every service a name in fr/nl/en: the
+    profession pages and the French and Dutch pages show those, never an operation id."""
+    from garde.catalog import load_catalog
+
+    for name in ("belgium", "belgium-production"):
+        catalog = load_catalog(name, env={})
+        for group in catalog.target_groups.values():
+            for critical in group.critical:
+                operation = catalog.services[critical.service].operations[critical.operation_id]
+                assert operation.label is not None, f"{name}: {critical.operation} has no label"
+        for sid, service in catalog.services.items():
+            assert service.names is not None, f"{name}: {sid} has no names"

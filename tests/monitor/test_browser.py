@@ -65,6 +65,7 @@ def test_pharmacist_view_shows_paper_proof_procedure(belgium: Catalog, tmp_path:
                 page.goto(url + "/?lang=fr")
                 assert "preuve papier" in page.locator("#group-pharmacist").inner_text()
                 _the_incident_page(browser, url)
+                _the_pharmacists_page(browser, url)
     assert (OUTPUT / "status-recipe-down.png").stat().st_size > 10_000
 
 
@@ -101,3 +102,24 @@ def _the_incident_page(browser: Any, url: str) -> None:
     page.goto(url + "/?lang=en")
     register = page.locator("#register + table").inner_text()
     assert "ongoing" in register
+
+
+def _the_pharmacists_page(browser: Any, url: str) -> None:
+    """From the main page to the pharmacists' own page, on a phone, in the three languages."""
+    page = browser.new_page(java_script_enabled=False, viewport=PHONE)
+    page.goto(url + "/?lang=nl")
+    page.locator("#group-pharmacist h3 a").click()
+    assert page.url.endswith("/for/pharmacist?lang=nl")
+    expected = {
+        "nl": ("Nu stilgelegd: E-voorschriften lezen", "papieren bewijs"),
+        "fr": ("À l'arrêt maintenant : Lire les prescriptions électroniques", "preuve papier"),
+        "en": ("Stopped now: Reading e-prescriptions", "paper proof"),
+    }
+    for lang, (banner, procedure) in expected.items():
+        page.goto(f"{url}/for/pharmacist?lang={lang}")
+        assert banner in page.locator("#banner").inner_text(), lang
+        need = page.locator('[id="need-recipe-executor.getPrescriptionForExecutor"]')
+        assert procedure in need.inner_text(), lang
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"{lang}: nothing to scroll sideways on a phone"
+        page.screenshot(path=str(OUTPUT / f"pharmacist-{lang}-phone.png"), full_page=True)

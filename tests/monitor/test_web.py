@@ -285,3 +285,34 @@ def test_every_atom_entry_leads_to_a_page_that_exists(monitor: Monitor) -> None:
     assert missing.status_code == 404
     assert "999" in missing.json()["error"]
     assert c.get("/incidents/abc").status_code == 400
+
+
+def test_a_page_per_profession_in_plain_words(monitor: Monitor) -> None:
+    feed_rounds(monitor, ("recipe-executor@",))
+    c = client(monitor)
+    page = etree.HTML(c.get("/for/pharmacist?lang=fr").text)
+    banner = "".join(page.xpath('//div[@id="banner"]//text()'))
+    assert "À l'arrêt maintenant : Lire les prescriptions électroniques" in banner
+    reading = "".join(
+        page.xpath('//section[@id="need-recipe-executor.getPrescriptionForExecutor"]//text()')
+    )
+    assert "Lire les prescriptions électroniques" in reading and "À l'arrêt" in reading
+    assert "preuve papier" in reading
+    assert "+01:00" in reading or "+02:00" in reading, "since when, in Belgian time"
+    working = "".join(page.xpath('//section[@id="need-insurability.getInsurability"]//text()'))
+    assert "fonctionne normalement" in working
+    assert "Recip-e, délivrance" in c.get("/?lang=fr").text, "the service's name in French"
+    assert "panne, aucun centre de données ne répond" in c.get("/?lang=fr").text
+    main = etree.HTML(c.get("/?lang=en").text)
+    overall = "".join(main.xpath('//div[@id="overall"]//text()'))
+    assert "Down in every data center: Recip-e, dispensing" in overall
+    assert "Work stopped for: Pharmacists" in overall
+    missing = c.get("/for/astronaut")
+    assert missing.status_code == 404 and "pharmacist" in missing.json()["error"]
+
+
+def test_a_profession_page_on_a_good_day(monitor: Monitor) -> None:
+    feed_rounds(monitor, ())
+    text = client(monitor).get("/for/gp?lang=nl").text
+    assert "Alles wat uw werk online nodig heeft, werkt normaal." in text
+    assert "volgende update om" in text

@@ -169,6 +169,9 @@ class Match(_Model):
 class Operation(_Model):
     id: str = ""
     description: str = ""
+    label: Texts | None = None
+    """What the operation is for, in plain words for the people who use it ("Reading
+    e-prescriptions"), in fr/nl/en; None: the pages show its id."""
     kind: Kind
     retry_safe: bool
     """May be sent again after a failure that might have reached the service."""
@@ -207,6 +210,8 @@ class Service(_Model):
     id: str = ""
     name: str
     owner: str
+    names: Texts | None = None
+    """The service's name for people, in fr/nl/en (pages, incident titles); None: ``name``."""
     protocol: WireProtocol
     path_prefix: str = Field(pattern=r"^/")
     """The path the care software calls today; the gateway serves the same path."""
@@ -255,6 +260,9 @@ class Service(_Model):
             return None
         stem = request[: -len("Request")] if request.endswith("Request") else request
         return stem + "Response"
+
+    def name_in(self, language: str) -> str:
+        return self.names.get(language) if self.names is not None else self.name
 
     def timeout_of(self, operation: Operation) -> float:
         return operation.timeout if operation.timeout is not None else self.timeout

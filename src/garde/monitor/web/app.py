@@ -33,6 +33,7 @@ def create_app(
     routes = [
         Route("/", pages.status),
         Route("/healthz", api.health),
+        Route("/for/{group}", pages.profession),
         Route("/incidents/{id}", pages.incident),
         Route("/feed.atom", pages.feed),
         Route("/metrics", api.metrics),

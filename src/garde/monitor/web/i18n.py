@@ -57,6 +57,60 @@ _LABELS: dict[str, dict[str, str]] = {
     "started": {"en": "Started", "fr": "Début", "nl": "Begin"},
     "resolved": {"en": "Resolved", "fr": "Résolu", "nl": "Opgelost"},
     "ongoing": {"en": "ongoing", "fr": "en cours", "nl": "lopend"},
+    "title_outage": {
+        "en": "outage, no data center answers",
+        "fr": "panne, aucun centre de données ne répond",
+        "nl": "storing, geen enkel datacenter antwoordt",
+    },
+    "title_degraded": {
+        "en": "degraded, slow answers",
+        "fr": "dégradé, réponses lentes",
+        "nl": "verstoord, trage antwoorden",
+    },
+    "title_reduced_redundancy": {
+        "en": "reduced redundancy, a data center is down; the others serve",
+        "fr": "redondance réduite, un centre de données est à l'arrêt ; les autres servent",
+        "nl": "verminderde redundantie, een datacenter ligt stil; de andere bedienen",
+    },
+    "for_title": {"en": "For {group}", "fr": "Pour {group}", "nl": "Voor {group}"},
+    "works": {"en": "works normally", "fr": "fonctionne normalement", "nl": "werkt normaal"},
+    "all_works": {
+        "en": "Everything your work needs online works normally.",
+        "fr": "Tout ce dont votre travail a besoin en ligne fonctionne normalement.",
+        "nl": "Alles wat uw werk online nodig heeft, werkt normaal.",
+    },
+    "now_stopped": {
+        "en": "Stopped now: {what}. Follow the procedure below.",
+        "fr": "À l'arrêt maintenant : {what}. Suivez la procédure ci-dessous.",
+        "nl": "Nu stilgelegd: {what}. Volg de procedure hieronder.",
+    },
+    "now_degraded": {
+        "en": "Works differently now: {what}.",
+        "fr": "Fonctionne autrement maintenant : {what}.",
+        "nl": "Werkt nu anders: {what}.",
+    },
+    "what_to_do": {"en": "What to do", "fr": "Que faire", "nl": "Wat te doen"},
+    "next_update": {
+        "en": "This page reloads every minute; next update at {at}.",
+        "fr": "Cette page se recharge chaque minute ; prochaine mise à jour à {at}.",
+        "nl": "Deze pagina herlaadt elke minuut; volgende update om {at}.",
+    },
+    "other_professions": {
+        "en": "Other professions",
+        "fr": "Autres professions",
+        "nl": "Andere beroepen",
+    },
+    "because_of": {"en": "because of", "fr": "à cause de", "nl": "door"},
+    "banner_down": {
+        "en": "Down in every data center: {what}.",
+        "fr": "En panne dans tous les centres : {what}.",
+        "nl": "Buiten dienst in alle datacenters: {what}.",
+    },
+    "banner_stopped": {
+        "en": "Work stopped for: {who} (see their page for what to do).",
+        "fr": "Travail à l'arrêt pour : {who} (voir leur page pour savoir que faire).",
+        "nl": "Werk stilgelegd voor: {who} (zie hun pagina voor wat te doen).",
+    },
     "also_impacted": {"en": "Also impacted", "fr": "Également touchés", "nl": "Ook getroffen"},
     "availability_90": {
         "en": "Availability, last 90 days",

@@ -15,7 +15,7 @@ from garde.monitor.sla import SlaReport, sla_csv, sla_json, sla_report
 from garde.monitor.web.i18n import labels, span
 from garde.monitor.web.requests import HttpProblem, language, path_int
 from garde.monitor.web.site import Site
-from garde.monitor.web.views import incident_page, status_page
+from garde.monitor.web.views import incident_page, profession_page, status_page
 
 
 def render_sla(env: Environment, report: SlaReport, lang: str) -> str:
@@ -51,6 +51,25 @@ class Pages:
             self.site.history,
         )
         html = self.site.env.get_template("status.html").render(**model)
+        return HTMLResponse(html, headers={"Content-Language": lang, "Cache-Control": "no-cache"})
+
+    async def profession(self, request: Request) -> Response:
+        monitor = self.site.monitor
+        group = request.path_params["group"]
+        if group not in monitor.catalog.target_groups:
+            known = ", ".join(sorted(monitor.catalog.target_groups))
+            raise HttpProblem(404, f"no profession {group!r} in the catalog; known: {known}")
+        lang = language(request)
+        model = await asyncio.to_thread(
+            profession_page,
+            monitor.catalog,
+            monitor.snapshot,
+            monitor.store,
+            group,
+            lang,
+            monitor.clock.now(),
+        )
+        html = self.site.env.get_template("profession.html").render(**model)
         return HTMLResponse(html, headers={"Content-Language": lang, "Cache-Control": "no-cache"})
 
     async def incident(self, request: Request) -> Response:

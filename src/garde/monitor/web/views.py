@@ -204,13 +204,19 @@ def status_page(
     for gid, group in result.groups.items():
         lines = []
         for op in group.operations:
+            label = catalog.services[op.service].operations[op.operation].label
             lines.append(
                 {
                     "operation": f"{op.service}.{op.operation}",
+                    "label": label.get(language) if label else f"{op.service}.{op.operation}",
                     "status": op.status.value,
                     "action": words[op.continuity.value],
                     "procedure": op.procedure or "",
-                    "impacted_by": ", ".join(c for c in op.impacted_by if c != op.service),
+                    "impacted_by": ", ".join(
+                        catalog.services[c].name_in(language)
+                        for c in op.impacted_by
+                        if c != op.service and c in catalog.services
+                    ),
                 }
             )
         # Stopped first: what people must do differently now comes before the rest.
@@ -232,23 +238,34 @@ def status_page(
         }
         for w, b, e in calendar.upcoming(now, 30 * DAY)[:20]
     ]
+    down = [
+        catalog.services[sid].name_in(language)
+        for sid, service in snap.services.items()
+        if service.status is ServiceStatus.OUTAGE and sid in catalog.services
+    ]
+    stopped_for = [g.name for g in groups if g.status == Status.STOPPED.value]
     return {
         "lang": language,
         "t": words,
         "overall": snap.overall.value,
+        "down": down,
+        "stopped_for": stopped_for,
         "updated": when(now),
         "groups": groups,
         "services": services,
-        "incidents": [_incident(i) for i in open_incidents],
-        "register": [_incident(i) for i in register],
+        "incidents": [_incident(i, catalog, language) for i in open_incidents],
+        "register": [_incident(i, catalog, language) for i in register],
         "maintenance": upcoming,
     }
 
 
-def _incident(incident: Incident) -> dict[str, Any]:
+def _incident(
+    incident: Incident, catalog: Catalog | None = None, language: str = "en"
+) -> dict[str, Any]:
+    title = incident.title if catalog is None else incident_title(catalog, incident, language)
     return {
         "id": incident.id,
-        "title": incident.title,
+        "title": title,
         "service": incident.service,
         "severity": incident.severity,
         "state": incident.state.value,
@@ -316,7 +333,7 @@ def incident_page(
         "lang": language,
         "t": words,
         "updated": when(now),
-        "incident": _incident(incident),
+        "incident": _incident(incident, catalog, language),
         "service_name": service.name if service is not None else incident.service,
         "impacted_names": [
             catalog.services[s].name if s in catalog.services else s for s in incident.impacted
@@ -366,3 +383,74 @@ def status_json(catalog: Catalog, snap: Snapshot, language: str) -> dict[str, An
         },
         "impact": snap.impact(catalog, language).as_json(),
     }
+
+
+REFRESH_SECONDS = 60
+"""How often the pages reload themselves (``base.html``'s refresh)."""
+
+
+def profession_page(
+    catalog: Catalog, snap: Snapshot, store: Store, group_id: str, language: str, now: float
+) -> dict[str, Any]:
+    """One profession's page, in plain words: each thing their work needs, whether it works,
+    what garde does about it, what to do now and since when, with the procedure's link."""
+    words = labels(language)
+    group = catalog.target_groups[group_id]
+    result = snap.impact(catalog, language).groups[group_id]
+    affected = {(op.service, op.operation): op for op in result.operations}
+    rows = []
+    for critical in group.critical:
+        service = catalog.services[critical.service]
+        operation = service.operations[critical.operation_id]
+        found = affected.get((critical.service, critical.operation_id))
+        state = snap.services.get(critical.service)
+        since = state.since if state is not None and found is not None else None
+        procedure = catalog.procedures.get(critical.procedure or "")
+        rows.append(
+            {
+                "id": f"{critical.service}.{critical.operation_id}",
+                "label": operation.label.get(language) if operation.label else operation.id,
+                "service": service.name_in(language),
+                "status": found.status.value if found is not None else Status.UNAFFECTED.value,
+                "action": words[found.continuity.value] if found is not None else "",
+                "procedure": (found.procedure or "") if found is not None else "",
+                "link": (procedure.link or "") if procedure is not None and found else "",
+                "impacted_by": [
+                    catalog.services[c].name_in(language)
+                    for c in (found.impacted_by if found is not None else ())
+                    if c != critical.service and c in catalog.services
+                ],
+                "since": when(since),
+            }
+        )
+    rows.sort(key=lambda row: -Status(str(row["status"])).rank)
+    stopped = [row["label"] for row in rows if row["status"] == Status.STOPPED.value]
+    degraded = [row["label"] for row in rows if row["status"] == Status.DEGRADED.value]
+    incidents = [i for i in store.incidents(open_only=True) if group_id in i.groups]
+    return {
+        "lang": language,
+        "t": words,
+        "group": {"id": group_id, "name": group.names.get(language), "status": result.status.value},
+        "stopped": stopped,
+        "degraded": degraded,
+        "rows": rows,
+        "incidents": [_incident(i, catalog, language) for i in incidents],
+        "updated": when(now),
+        "next_update": when(now + REFRESH_SECONDS),
+        "others": [
+            {"id": gid, "name": g.names.get(language)}
+            for gid, g in catalog.target_groups.items()
+            if gid != group_id
+        ],
+    }
+
+
+def incident_title(catalog: Catalog, incident: Incident, language: str) -> str:
+    """The incident's title in ``language``: the service's name and the worst it reached
+    (the stored title is the English one, for feeds and alerts)."""
+    service = catalog.services.get(incident.service)
+    if language == "en" or service is None or not incident.worst_status:
+        return incident.title  # the stored one: in English, with the data centers named
+    words = labels(language)
+    state = words.get(f"title_{incident.worst_status}")
+    return f"{service.name_in(language)}: {state}" if state else incident.title
