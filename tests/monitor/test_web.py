@@ -316,3 +316,52 @@ def test_a_profession_page_on_a_good_day(monitor: Monitor) -> None:
     text = client(monitor).get("/for/gp?lang=nl").text
     assert "Alles wat uw werk online nodig heeft, werkt normaal." in text
     assert "volgende update om" in text
+
+
+def test_a_page_is_rendered_once_per_state_however_many_ask(monitor: Monitor) -> None:
+    """A national outage: everyone opens the page at once. One rendering per snapshot and
+    language; a browser that has it gets 304; a shared cache may keep it a few seconds."""
+    feed_rounds(monitor, ("recipe-executor@",))
+    c = client(monitor)
+    site = c.app.state.site  # type: ignore[attr-defined]
+    first = c.get("/?lang=fr")
+    assert first.status_code == 200
+    etag = first.headers["etag"]
+    assert first.headers["last-modified"].endswith("GMT")
+    assert "s-maxage=5" in first.headers["cache-control"]
+    assert "Accept-Language" in first.headers["vary"]
+    renders = site.rendered.renders
+    for _ in range(20):
+        assert c.get("/?lang=fr").text == first.text
+    assert site.rendered.renders == renders, "the same state is not rendered again"
+    again = c.get("/?lang=fr", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert c.get("/?lang=nl").headers["etag"] != etag, "each language its own page"
+    feed_rounds(monitor, ())  # the chain is back: a new snapshot, a new page
+    back = c.get("/?lang=fr", headers={"If-None-Match": etag})
+    assert back.status_code == 200 and back.headers["etag"] != etag
+
+
+def test_concurrent_requests_for_one_page_wait_for_one_rendering() -> None:
+    import threading
+
+    from garde.monitor.web.rendered import RenderedPages
+
+    pages = RenderedPages()
+    started = threading.Event()
+    calls = []
+
+    def slow() -> str:
+        calls.append(1)
+        started.wait(2)
+        return "<p>page</p>"
+
+    async def main() -> list[object]:
+        asks = [asyncio.ensure_future(pages.get("k", "en", 0.0, slow)) for _ in range(50)]
+        await asyncio.sleep(0.05)
+        started.set()
+        return list(await asyncio.gather(*asks))
+
+    found = asyncio.run(main())
+    assert len(calls) == 1 and pages.renders == 1
+    assert all(page is found[0] for page in found)

@@ -145,6 +145,7 @@ class Api:
             str(data.get("status") or "update")[:40],
         )
         monitor.notify([event])
+        self.site.changed()
         return JSONResponse(incident_json(event.incident), status_code=201)
 
     async def maintenance(self, request: Request) -> Response:
@@ -154,6 +155,7 @@ class Api:
             data = await body_json(request)
             window = await asyncio.to_thread(_plan, monitor, data)
             monitor.calendar.replace(await asyncio.to_thread(monitor.store.maintenances))
+            self.site.changed()
             return JSONResponse(_window_json(window), status_code=201)
         windows = await asyncio.to_thread(monitor.store.maintenances)
         return JSONResponse({"maintenance": [_window_json(w) for w in windows]})
@@ -163,6 +165,7 @@ class Api:
         require_admin(request, self.site.admin_token)
         await asyncio.to_thread(monitor.store.cancel_maintenance, path_int(request, "id"))
         monitor.calendar.replace(await asyncio.to_thread(monitor.store.maintenances))
+        self.site.changed()
         return Response(status_code=204)
 
     # -- the probe locations' pushes -----------------------------------------------------------

@@ -51,7 +51,7 @@ def create_app(
         Route("/api/v1/maintenance/{id}", api.maintenance_cancel, methods=["DELETE"]),
         Route("/api/v1/results", api.push, methods=["POST"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders),
@@ -59,6 +59,8 @@ def create_app(
         ],
         exception_handlers={HttpProblem: _on_error, GardeError: _on_error},
     )
+    app.state.site = site  # what the pages share (their renderings, for the curious)
+    return app
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:

@@ -13,6 +13,7 @@ from garde.monitor.formats import when
 from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED
 from garde.monitor.sla import SlaReport, sla_csv, sla_json, sla_report
 from garde.monitor.web.i18n import labels, span
+from garde.monitor.web.rendered import respond
 from garde.monitor.web.requests import HttpProblem, language, path_int
 from garde.monitor.web.site import Site
 from garde.monitor.web.views import incident_page, profession_page, status_page
@@ -40,18 +41,23 @@ class Pages:
     async def status(self, request: Request) -> Response:
         monitor = self.site.monitor
         lang = language(request)
-        model = await asyncio.to_thread(
-            status_page,
-            monitor.catalog,
-            monitor.snapshot,
-            monitor.store,
-            monitor.calendar,
-            lang,
-            monitor.clock.now(),
-            self.site.history,
-        )
-        html = self.site.env.get_template("status.html").render(**model)
-        return HTMLResponse(html, headers={"Content-Language": lang, "Cache-Control": "no-cache"})
+        snap = monitor.snapshot
+
+        def render() -> str:
+            model = status_page(
+                monitor.catalog,
+                snap,
+                monitor.store,
+                monitor.calendar,
+                lang,
+                monitor.clock.now(),
+                self.site.history,
+            )
+            return self.site.env.get_template("status.html").render(**model)
+
+        key = ("status", lang, snap.at, self.site.writes)
+        page = await self.site.rendered.get(key, lang, snap.at, render)
+        return respond(request, page)
 
     async def profession(self, request: Request) -> Response:
         monitor = self.site.monitor
@@ -60,17 +66,16 @@ class Pages:
             known = ", ".join(sorted(monitor.catalog.target_groups))
             raise HttpProblem(404, f"no profession {group!r} in the catalog; known: {known}")
         lang = language(request)
-        model = await asyncio.to_thread(
-            profession_page,
-            monitor.catalog,
-            monitor.snapshot,
-            monitor.store,
-            group,
-            lang,
-            monitor.clock.now(),
-        )
-        html = self.site.env.get_template("profession.html").render(**model)
-        return HTMLResponse(html, headers={"Content-Language": lang, "Cache-Control": "no-cache"})
+        snap = monitor.snapshot
+
+        def render() -> str:
+            model = profession_page(
+                monitor.catalog, snap, monitor.store, group, lang, monitor.clock.now()
+            )
+            return self.site.env.get_template("profession.html").render(**model)
+
+        key = ("for", group, lang, snap.at, self.site.writes)
+        return respond(request, await self.site.rendered.get(key, lang, snap.at, render))
 
     async def incident(self, request: Request) -> Response:
         monitor = self.site.monitor

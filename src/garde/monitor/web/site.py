@@ -10,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 
 from garde.monitor.service import Monitor
+from garde.monitor.web.rendered import RenderedPages
 from garde.monitor.web.requests import bound_url
 from garde.monitor.web.views import History
 
@@ -34,6 +35,15 @@ class Site:
     """The base URL the monitor is reached at, for the Atom feed's ids and links."""
     env: Environment = field(default_factory=templates)
     history: History = field(default_factory=History)
+    rendered: RenderedPages = field(default_factory=RenderedPages)
+    """The status and profession pages, rendered once per snapshot and language."""
+    writes: int = 0
+    """Operator writes so far (incident updates, maintenance): a page shows the state of
+    the chain (the snapshot) and of these."""
+
+    def changed(self) -> None:
+        """An operator write: the pages rendered before it are out of date."""
+        self.writes += 1
 
     def base_url(self, request: Request) -> str:
         """``public_url``, else the address the request reached (the listening socket's),

@@ -1,0 +1,94 @@
+"""The pages people read, rendered once per state of the chain and language, however many
+people ask.
+
+During a national outage every care provider opens the status page at once. A page is the
+same for all of them until the monitor's next snapshot (every second): so each (page,
+language) is rendered once per snapshot, concurrent requests for it wait for that one
+rendering instead of starting their own, and the answer carries an ``ETag`` and
+``Last-Modified`` (a browser that has it gets ``304``) and ``Cache-Control`` letting nginx
+or a CDN in front keep it a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+MAX_PAGES = 256
+"""Pages kept (pages × languages × incidents open: a few dozen in practice)."""
+SHARED_MAX_AGE = 5
+"""Seconds a shared cache in front may serve a page without asking again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    body: bytes
+    etag: str
+    last_modified: str
+    language: str
+
+
+class RenderedPages:
+    def __init__(self, capacity: int = MAX_PAGES) -> None:
+        self.capacity = capacity
+        self._pages: OrderedDict[Hashable, Rendered] = OrderedDict()
+        self._rendering: dict[Hashable, asyncio.Future[Rendered]] = {}
+        self.renders = 0
+        """Pages rendered since the start (the rest were served from here)."""
+
+    async def get(
+        self, key: Hashable, language: str, at: float, render: Callable[[], str]
+    ) -> Rendered:
+        """The page for ``key`` (which names the state it shows: the snapshot's time), made
+        by ``render`` in a worker thread if nobody has made it yet."""
+        found = self._pages.get(key)
+        if found is not None:
+            return found
+        pending = self._rendering.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
+        self._rendering[key] = future
+        try:
+            html = await asyncio.to_thread(render)
+            body = html.encode()
+            page = Rendered(
+                body,
+                '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+                formatdate(at, usegmt=True),
+                language,
+            )
+            self.renders += 1
+            self._pages[key] = page
+            while len(self._pages) > self.capacity:
+                self._pages.popitem(last=False)
+            future.set_result(page)
+            return page
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it, the loop does not log it
+            raise
+        finally:
+            del self._rendering[key]
+
+
+def respond(request: Request, page: Rendered) -> Response:
+    """``page``, or ``304`` when the browser already holds it."""
+    headers = {
+        "ETag": page.etag,
+        "Last-Modified": page.last_modified,
+        "Cache-Control": f"public, max-age=0, s-maxage={SHARED_MAX_AGE}, must-revalidate",
+        "Content-Language": page.language,
+        "Vary": "Accept-Language",
+    }
+    wanted = request.headers.get("if-none-match")
+    if wanted is not None and page.etag in (tag.strip() for tag in wanted.split(",")):
+        return Response(status_code=304, headers=headers)
+    return Response(page.body, media_type="text/html; charset=utf-8", headers=headers)
