@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -342,7 +343,7 @@ def fill_history(store: Any, target_ids: list[str], now: float, days: int) -> No
     store.add_aggregates(batch)
 
 
-def status_page(targets: int, requests: int) -> dict[str, Any]:
+def status_page(targets: int, requests: int, view_seconds: float = 10.0) -> dict[str, Any]:
     import uvicorn
 
     from garde.monitor.alerts import Notifier
@@ -375,8 +376,13 @@ def status_page(targets: int, requests: int) -> dict[str, Any]:
             time.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
         try:
+            # The first request renders; the others (same snapshot) are served as rendered.
             page = _timed_gets(port, "/", requests)
             health = _timed_gets(port, "/healthz", requests)
+            views = page_views(port, Path(tmp), view_seconds) if view_seconds else None
+            if views is not None:
+                # Which path served them: renderings (the rest came from RenderedPages).
+                views["renders"] = app.state.site.rendered.renders
         finally:
             server.should_exit = True
             thread.join(10)
@@ -388,6 +394,74 @@ def status_page(targets: int, requests: int) -> dict[str, Any]:
         "fill_seconds": round(fill_seconds, 1),
         "page": page,
         "baseline_healthz": health,
+        "page_views": views,
+    }
+
+
+def page_views(port: int, workdir: Path, seconds: float) -> dict[str, Any]:
+    """A national outage's page views: wrk (1 thread, 50 connections) on ``/`` and on
+    ``/for/pharmacist`` of this monitor process, then on nginx serving the same page as a
+    static file (one worker, the same bytes). Views per second and CPU per view; the run
+    fails on any non-2xx answer or socket error."""
+    from bench.gateway import (
+        Processes,
+        cpu_seconds,
+        ensure_tools,
+        free_port,
+        nginx_conf,
+        tool,
+    )
+
+    ensure_tools()
+    result: dict[str, Any] = {}
+    for path in ("/", "/for/pharmacist"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as answer:
+            body = answer.read()
+        (workdir / ("page" + path.replace("/", "_") + ".html")).write_bytes(body)
+        user, system = cpu_seconds(os.getpid())
+        out = _wrk(tool("wrk"), f"http://127.0.0.1:{port}{path}", seconds)
+        user_after, system_after = cpu_seconds(os.getpid())
+        cpu = (user_after - user + system_after - system) / max(out["requests"], 1)
+        result[path] = {**out, "cpu_us_per_view": round(cpu * 1e6, 1), "bytes": len(body)}
+    procs = Processes()
+    static_port = free_port()
+    root = workdir
+    server = (
+        f"server {{ listen 127.0.0.1:{static_port} backlog=4096; root {root};"
+        " location / { default_type 'text/html; charset=utf-8'; } }"
+    )
+    conf = nginx_conf(workdir, "static", 1, server)
+    nginx = procs.start([tool("nginx"), "-c", str(conf)], static_port, workdir / "nginx.log")
+    try:
+        user, system = cpu_seconds(nginx.pid)
+        out = _wrk(tool("wrk"), f"http://127.0.0.1:{static_port}/page_.html", seconds)
+        user_after, system_after = cpu_seconds(nginx.pid)
+    finally:
+        procs.stop_all()
+    cpu = (user_after - user + system_after - system) / max(out["requests"], 1)
+    result["nginx_static"] = {**out, "cpu_us_per_view": round(cpu * 1e6, 1)}
+    return result
+
+
+def _wrk(wrk: str, url: str, seconds: float) -> dict[str, float]:
+    out = subprocess.run(
+        [wrk, "-t1", "-c50", f"-d{int(seconds)}s", url],
+        capture_output=True, text=True, check=True, timeout=seconds + 30,
+    ).stdout  # fmt: skip
+    import re
+
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    errors = (int(bad.group(1)) if bad else 0) + (
+        sum(int(x) for x in socket_errors.groups()) if socket_errors else 0
+    )
+    if errors:
+        raise SystemExit(f"{url}: {errors} non-2xx answers or socket errors")
+    return {
+        "views_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
     }
 
 
@@ -513,6 +587,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--page-targets", type=int, default=200)
+    parser.add_argument(
+        "--view-seconds", type=float, default=10.0, help="seconds per page-views round (0: skip)"
+    )
     parser.add_argument("--storage-targets", type=int, default=5)
     parser.add_argument("--only", choices=["probing", "page", "storage"], default=None)
     args = parser.parse_args(argv)
@@ -527,7 +604,7 @@ def main(argv: list[str]) -> int:
         results["probing"] = probing(args.targets, args.interval, args.duration, args.against)
         print(json.dumps({"probing": results["probing"]}, indent=2), flush=True)
     if args.only in (None, "page"):
-        results["status_page"] = status_page(args.page_targets, 30)
+        results["status_page"] = status_page(args.page_targets, 30, args.view_seconds)
         print(json.dumps({"status_page": results["status_page"]}, indent=2), flush=True)
     if args.only in (None, "storage"):
         results["storage"] = storage(args.storage_targets)
