@@ -423,6 +423,12 @@ def page_views(port: int, workdir: Path, seconds: float) -> dict[str, Any]:
         user_after, system_after = cpu_seconds(os.getpid())
         cpu = (user_after - user + system_after - system) / max(out["requests"], 1)
         result[path] = {**out, "cpu_us_per_view": round(cpu * 1e6, 1), "bytes": len(body)}
+    # What browsers ask: gzip (the monitor compressed the page once, when it rendered it).
+    user, system = cpu_seconds(os.getpid())
+    out = _wrk(tool("wrk"), f"http://127.0.0.1:{port}/", seconds, "Accept-Encoding: gzip")
+    user_after, system_after = cpu_seconds(os.getpid())
+    cpu = (user_after - user + system_after - system) / max(out["requests"], 1)
+    result["/ (gzip)"] = {**out, "cpu_us_per_view": round(cpu * 1e6, 1)}
     procs = Processes()
     static_port = free_port()
     root = workdir
@@ -443,9 +449,9 @@ def page_views(port: int, workdir: Path, seconds: float) -> dict[str, Any]:
     return result
 
 
-def _wrk(wrk: str, url: str, seconds: float) -> dict[str, float]:
+def _wrk(wrk: str, url: str, seconds: float, *headers: str) -> dict[str, float]:
     out = subprocess.run(
-        [wrk, "-t1", "-c50", f"-d{int(seconds)}s", url],
+        [wrk, "-t1", "-c50", f"-d{int(seconds)}s", *(f"-H{h}" for h in headers), url],
         capture_output=True, text=True, check=True, timeout=seconds + 30,
     ).stdout  # fmt: skip
     import re
