@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -106,3 +108,39 @@ def test_lab_up_refuses_a_non_loopback_host() -> None:
     result = CliRunner().invoke(cli, ["lab", "up", "--host", "0.0.0.0"])
     assert result.exit_code != 0
     assert "loopback" in str(result.exception)
+
+
+@pytest.mark.e2e
+def test_lab_on_other_ports_writes_the_catalog_the_others_use(tmp_path: Path) -> None:
+    """`garde lab up --base-port 0 --write-catalog FILE`: nobody writes a 36-endpoint overlay
+    by hand; the file is a complete catalog pointing at this lab, for --catalog FILE."""
+    from garde.catalog import load_catalog
+
+    written = tmp_path / "lab.yaml"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "garde", "lab", "up", "--base-port", "0",
+         "--write-catalog", str(written)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not written.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert written.exists(), process.stderr.read() if process.stderr else ""
+        catalog = load_catalog(str(written), env={})
+        url = catalog.services["recipe-executor"].endpoints["dc2"]
+        assert ":18052/" not in url, "the lab's own free ports, not the default ones"
+        with urllib.request.urlopen(url + "?wsdl", timeout=10) as answer:
+            assert answer.status == 200
+        checked = CliRunner().invoke(cli, ["catalog", "check", str(written)])
+        assert checked.exit_code == 0, checked.output
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    refused = subprocess.run(
+        [sys.executable, "-m", "garde", "lab", "up", "--base-port", "0",
+         "--write-catalog", str(tmp_path / "no" / "such" / "dir" / "lab.yaml")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "does not exist; create it" in refused.stderr and "Traceback" not in refused.stderr

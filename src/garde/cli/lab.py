@@ -15,9 +15,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from rich.table import Table
 
 from garde.catalog import parse_duration
@@ -76,6 +78,14 @@ def lab() -> None:
     show_default=True,
     help="SQLite file for the services' data and the ledger (default: in memory).",
 )
+@click.option(
+    "--write-catalog",
+    "catalog_out",
+    default=None,
+    metavar="FILE",
+    help="Write the catalog with this lab's endpoints to FILE once it listens: give it to"
+    " `garde gateway`, `garde monitor` or a drill as --catalog FILE (any --base-port).",
+)
 def up(
     catalog_source: str,
     host: str,
@@ -84,12 +94,14 @@ def up(
     efact_ack_delay: str,
     chapter4_delay: str,
     state: str,
+    catalog_out: str | None,
 ) -> None:
     """Start every service in every data center on loopback, until interrupted."""
     from garde.lab import Lab, LabSettings
 
     if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
         raise UsageError(f"the lab binds loopback only (127.0.0.0/8 or ::1), not {host!r}")
+    target = _writable(catalog_out) if catalog_out else None
     settings = LabSettings(
         efact_ack_delay=_duration(efact_ack_delay, "--efact-ack-delay") or 0.0,
         chapter4_decision_delay=_duration(chapter4_delay, "--chapter4-delay") or 0.0,
@@ -110,12 +122,41 @@ def up(
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         async with running:
+            if target is not None:
+                _write_catalog(running.catalog.with_endpoints(running.endpoints), target)
             _print_endpoints(running.status(), running.control_url)
+            if target is not None:
+                console().print(f"catalog with these endpoints written to {target}")
             sys.stdout.flush()
             await stop.wait()
         console().print("lab stopped")
 
     run_loop(main())
+
+
+def _writable(name: str) -> Path:
+    """Where ``--write-catalog`` goes, checked before the lab starts."""
+    path = Path(name)
+    if path.is_dir():
+        raise UsageError(f"--write-catalog {name}: is a directory; give a file name (lab.yaml)")
+    if not path.parent.exists():
+        raise UsageError(
+            f"--write-catalog {name}: the directory {path.parent} does not exist; create it"
+            " or write the catalog elsewhere"
+        )
+    return path
+
+
+def _write_catalog(catalog: Any, path: Path) -> None:
+    """The catalog as the lab serves it: a complete file, loaded like any other."""
+    data = catalog.model_dump(mode="json", by_alias=True, exclude_none=True)
+    text = (
+        "# Written by `garde lab up --write-catalog`: the lab's endpoints on this machine.\n"
+        + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    )
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)  # a reader never sees half a file
 
 
 def _print_endpoints(entries: list[dict[str, Any]], control_url: str) -> None:
