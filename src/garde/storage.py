@@ -183,3 +183,11 @@ def _format_style(text: str) -> str:
 
 SQLITE = Dialect("sqlite", "?", "INTEGER PRIMARY KEY", "REAL", "MAX", " WITHOUT ROWID")
 POSTGRES = Dialect("postgres", "%s", "BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION", "GREATEST", "")
+
+
+def missing_directory(what: str, file: Path) -> str:
+    """What to say when ``file``'s directory is not there (a mistyped path, most often)."""
+    return (
+        f"the {what} {file} is in a directory that does not exist ({file.parent}): check the"
+        f" path, or create the directory first (mkdir -p {file.parent})"
+    )

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from garde.errors import GardeError, JournalUnavailable
+from garde.errors import GardeError, JournalUnavailable, UsageError
 from garde.journal import ops, sql
 from garde.journal.base import Outcome
 from garde.journal.records import INSERT_COLUMNS, Row
 from garde.journal.sealing import Keyring
 from garde.journal.store import Clock, StoreBase
+from garde.storage import missing_directory
 from garde.walmode import enter_wal
 
 log = logging.getLogger("garde.journal")
@@ -223,8 +224,10 @@ class SqliteJournal(StoreBase):
 
     def _prepare(self) -> None:
         try:
-            if self.path.parent and not self.path.parent.exists():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.parent.is_dir():
+                # A directory that is not there is most often a mistyped path: creating it
+                # would hide the journal where nobody looks for it.
+                raise UsageError(missing_directory("journal", self.path))
             conn = self._connect()
             try:
                 mode = enter_wal(conn, self.busy_timeout)

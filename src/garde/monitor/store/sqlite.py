@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from garde.errors import StoreUnavailable
+from garde.errors import StoreUnavailable, UsageError
 from garde.monitor.store.sql import SqlStore
-from garde.storage import SQLITE
+from garde.storage import SQLITE, missing_directory
 from garde.walmode import enter_wal
 
 
@@ -15,8 +15,8 @@ class SqliteStore(SqlStore):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if self.path != ":memory:" and not Path(self.path).parent.is_dir():
+                raise UsageError(missing_directory("monitor store", Path(self.path)))
             connection = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0)
             # WAL: the status page reads while the writer writes. NORMAL sync is enough for
             # monitoring history (a crash loses at most the last batch, never corrupts).
