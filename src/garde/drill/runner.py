@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -66,6 +68,9 @@ class Run:
     acknowledged: dict[str, int] = field(default_factory=dict)
     """``service.operation`` -> writes the gateways answered 202 (their counters, read at the
     end): what garde says it acknowledged, for a drill without workload."""
+    journal_entries: list[dict[str, Any]] = field(default_factory=list)
+    """Every entry of every journal at the end (``garde journal export``): state and
+    idempotency key of each write a gateway acknowledged with 202."""
     gateways: list[dict[str, str]] = field(default_factory=list)
     kills: int = 0
     seeded: int = 0
@@ -272,6 +277,27 @@ async def _collect(stack: Stack, session: aiohttp.ClientSession, lab: LabControl
     run.receipts = await receipts(session, wanted)
     run.incidents = await incidents(session, stack.monitor_url)
     run.acknowledged = await _acknowledged(session, [g.url for g in stack.gateways])
+    for journal in sorted({g.journal for g in stack.gateways}):
+        run.journal_entries += await _export(journal)
+
+
+async def _export(journal: str) -> list[dict[str, Any]]:
+    """Every entry of one journal, read with ``garde journal export`` (identifiers masked)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "garde", "journal", "export", "--journal", journal,
+        "--journal-no-encryption",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+    except TimeoutError:
+        process.kill()
+        return []
+    found = []
+    for line in output.decode("utf-8", "replace").splitlines():
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return found
 
 
 async def _acknowledged(session: aiohttp.ClientSession, urls: list[str]) -> dict[str, int]:

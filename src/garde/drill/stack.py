@@ -51,6 +51,7 @@ class Gateway:
     number: int
     url: str
     process: Process
+    journal: str = ""
 
     async def start(self) -> None:
         await self.process.start(r"listening on http://127\.0\.0\.1:\d+")
@@ -144,7 +145,7 @@ class Stack:
                     log = self.logs / f"gateway-{name}-{number}.log"
                     process = Process(f"gateway {number} of {name}", args, log, env=REPLAY_ENV)
                     url = f"http://127.0.0.1:{port}"
-                    gateways.append(Gateway(name, number, url, process))
+                    gateways.append(Gateway(name, number, url, process, journal(number)))
                 found.append(SiteCopy(name, site.name, site.target_group, identity, gateways))
         return found
 
