@@ -86,9 +86,15 @@ def drill(
 
 
 def run_and_report(
-    checked: Any, directory: Path, json_report: str | None, seed: int, no_workload: bool
+    checked: Any,
+    directory: Path,
+    json_report: str | None,
+    seed: int,
+    no_workload: bool,
+    hooks: list[Any] | None = None,
 ) -> int:
-    """Run the drill, write and print its report; the exit code."""
+    """Run the drill, write and print its report; the exit code. ``hooks`` (tests): see
+    ``garde.drill.runner.run_drill``."""
     import asyncio
 
     from garde.cli.common import console
@@ -113,6 +119,7 @@ def run_and_report(
                     seed_value=seed,
                     no_workload=no_workload,
                     progress=progress,
+                    hooks=hooks,
                     on_ready=lambda stack: _endpoints(stack, run_dir, out, no_workload),
                 )
             )

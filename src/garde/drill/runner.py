@@ -135,7 +135,7 @@ async def _prepare(
         return []
     report("preparing the morning (prescriptions, therapeutic links)")
     assert stack.wired is not None
-    patients = people.patients(rng, 40)
+    patients = people.patients(rng, 20)
     direct = seed.Direct(session, stack.wired, stack.endpoints)
     pool = Pool()
     needed = _deliveries(stack.checked, run.real_duration)
@@ -167,6 +167,7 @@ async def _prepare(
                 clock=lambda: time.monotonic() - _T0[0],
             )
         )
+    await asyncio.gather(*(site.warm(session) for site in sites))
     return sites
 
 
