@@ -211,11 +211,7 @@ def _times(run: Run, finals: list[tuple[Call, str]]) -> dict[str, Any]:
             )
     last_end = max((f.end for f in faults), default=0.0)
     journaled = any(d > 0 for _, d in run.samples.depth) or any(o == DELIVERED for _, o in finals)
-    drain = (
-        0.0
-        if not journaled
-        else (None if run.drained_at is None else round(max(0.0, run.drained_at - last_end), 3))
-    )
+    drain = _drain(run, last_end) if journaled else 0.0
     return {
         "last_fault_end": round(last_end, 3),
         "detection": detection,
@@ -224,6 +220,16 @@ def _times(run: Run, finals: list[tuple[Call, str]]) -> dict[str, Any]:
         "drain": drain,
         "peak_depth": max((d for _, d in run.samples.depth), default=0),
     }
+
+
+def _drain(run: Run, last_end: float) -> float | None:
+    """Seconds from the last fault's end until every journal was empty for good (sampled)."""
+    after = [(t, d) for t, d in run.samples.depth if t >= last_end]
+    busy = [t for t, d in after if d > 0]
+    settled = [t for t, d in after if d == 0 and t > max(busy, default=-1.0)]
+    if not settled or run.drained_at is None:
+        return None
+    return round(max(0.0, settled[0] - last_end), 3)
 
 
 def _detected(run: Run, where: str, fault: Played) -> float | None:
