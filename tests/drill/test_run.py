@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from garde.drill.stack import Stack
 from garde.drill.workload import DELIVERED, FAILED_OVER, REFUSED, STALE, lab_today, request_body
 from garde.lab import kmehr
 from tests.drill.conftest import DemoRun
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -210,3 +214,31 @@ def test_without_workload_the_vendors_software_is_judged_from_the_ledger(tmp_pat
     assert report["ledger"]["lost"] == 3
     assert report["ledger"]["duplicates"] == 1
     assert report["verdict"]["passed"] is False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_drill_stops_every_process_it_started(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C (or SIGTERM) in the middle of a drill: exit 3, and the lab, the gateways and
+    the monitor it started no longer answer."""
+    scenario = tmp_path / "short.yaml"
+    scenario.write_text(SHORT)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "garde", "drill", str(scenario), "--report-dir", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        endpoints_file = out / "run" / "endpoints.json"
+        wait_for(endpoints_file.exists, 60, "the drill to start its processes")
+        endpoints = json.loads(endpoints_file.read_text())
+        urls = [u for site in endpoints["sites"] for u in site["gateways"]]
+        urls += [endpoints["lab_control"], endpoints["monitor"]]
+        wait_for(lambda: all(_answers(u) for u in urls), 30, "every process to answer")
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, output[-2000:]
+    assert "Traceback" not in output and "every process it started was stopped" in output
+    assert [u for u in urls if _answers(u)] == []

@@ -112,21 +112,20 @@ def run_and_report(
         )
     try:
         with _progress(out) as progress:
-            run = asyncio.run(
-                run_drill(
-                    checked,
-                    run_dir,
-                    seed_value=seed,
-                    no_workload=no_workload,
-                    progress=progress,
-                    hooks=hooks,
-                    on_ready=lambda stack: _endpoints(stack, run_dir, out, no_workload),
-                )
+            drill = run_drill(
+                checked,
+                run_dir,
+                seed_value=seed,
+                no_workload=no_workload,
+                progress=progress,
+                hooks=hooks,
+                on_ready=lambda stack: _endpoints(stack, run_dir, out, no_workload),
             )
+            run = asyncio.run(_stoppable(drill))
     except DrillError as exc:
         out.print(f"[red]garde drill: the drill could not run to its end:[/] {exc}", markup=True)
         return FAILED
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         out.print("garde drill: interrupted; every process it started was stopped")
         return FAILED
     report = build_report(run)
@@ -138,6 +137,19 @@ def run_and_report(
     print_summary(out, report)
     out.print(f"report: {directory / 'report.html'} and {directory / 'report.json'}")
     return PASSED if report["verdict"]["passed"] else MISSED
+
+
+async def _stoppable(drill: Any) -> Any:
+    """Run ``drill`` so that SIGTERM stops it as Ctrl-C does: cancelled, its processes
+    stopped on the way out."""
+    import asyncio
+    import contextlib
+    import signal
+
+    task = asyncio.ensure_future(drill)
+    with contextlib.suppress(NotImplementedError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await task
 
 
 def _endpoints(stack: Any, run_dir: Path, out: Console, announce: bool) -> None:
