@@ -1,5 +1,5 @@
-"""The demo drill, run once through the real ``garde drill`` script, for the tests that read
-its report (the end-to-end test and the browser test)."""
+"""The demo drill, run once through the real ``garde demo --no-serve`` (the ``demo``
+scenario), for the tests that read its story and report (end to end, and the browser)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,14 @@ import pytest
 class DemoRun:
     process: subprocess.CompletedProcess[str]
     directory: Path
-    json_report: Path
 
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     directory = tmp_path_factory.mktemp("demo-drill")
-    json_report = directory / "copy.json"
     process = subprocess.run(
-        [sys.executable, "-m", "garde", "drill", "demo", "--report-dir", str(directory / "out"),
-         "--json-report", str(json_report), "--seed", "7"],
+        [sys.executable, "-m", "garde", "demo", "--no-serve", "--report-dir",
+         str(directory / "out")],
         capture_output=True, text=True, timeout=150, check=False,
     )  # fmt: skip
-    return DemoRun(process, directory / "out", json_report)
+    return DemoRun(process, directory / "out")

@@ -77,13 +77,14 @@ def _answers(url: str) -> bool:
 
 
 def test_the_demo_passes_end_to_end_and_stops_everything(demo_run: DemoRun) -> None:
-    """The demo drill holds every expectation, judged from the ledger, and leaves nothing
-    running behind it."""
+    """``garde demo --no-serve`` plays the demo scenario, tells its story, holds every
+    expectation judged from the ledger, and leaves nothing running behind it."""
     proc = demo_run.process
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     report = json.loads((demo_run.directory / "report.json").read_text())
-    assert json.loads(demo_run.json_report.read_text()) == report
+    for part in ("What failed", "Who was stopped", "What garde did", "What the ledger says"):
+        assert part in proc.stdout
     assert report["verdict"] == {"passed": True, "met": 5, "missed": 0}
     counts = _counts(report)
     # Each of garde's answers to an outage happened, not just "served".
@@ -140,8 +141,11 @@ def test_an_injected_loss_and_an_injected_duplicate_are_caught(tmp_path: Path) -
         (12.0, _delete_journaled("practice", deleted)),
         (15.0, _same_attestation_twice),
     ]
-    code = run_and_report(load_scenario(scenario), tmp_path / "out", None, 3, False, hooks)
+    copy = tmp_path / "ci" / "drill.json"
+    copy.parent.mkdir()
+    code = run_and_report(load_scenario(scenario), tmp_path / "out", str(copy), 3, False, hooks)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert json.loads(copy.read_text()) == report
     assert sum(deleted) > 0, "nothing was journaled to delete: the test would prove nothing"
     assert report["ledger"]["lost"] == sum(deleted)
     assert report["ledger"]["duplicates"] == 1

@@ -153,24 +153,11 @@ async def _stoppable(drill: Any) -> Any:
 
 
 def _endpoints(stack: Any, run_dir: Path, out: Console, announce: bool) -> None:
-    """Where a vendor's software finds the gateways and the lab (``endpoints.json``)."""
-    data = {
-        "lab_control": stack.control,
-        "monitor": stack.monitor_url,
-        "sites": [
-            {
-                "name": s.name,
-                "target_group": s.group,
-                "identity": s.identity,
-                "gateways": [g.url for g in s.gateways],
-            }
-            for s in stack.sites
-        ],
-    }
-    (run_dir / "endpoints.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+    """Say where a vendor's software sends (also in ``endpoints.json``)."""
     if announce:
-        for site in data["sites"]:
-            out.print(f"  {site['name']} ({site['target_group']}): {', '.join(site['gateways'])}")
+        for site in stack.sites:
+            urls = ", ".join(g.url for g in site.gateways)
+            out.print(f"  {site.name} ({site.group}, NIHII {site.identity}): {urls}")
 
 
 class _progress:

@@ -248,19 +248,23 @@ def _failed_over(finals: list[tuple[Call, str]], fault: Played) -> float | None:
 
 
 def _recovered(run: Run, finals: list[tuple[Call, str]], service: str) -> float | None:
-    """Seconds from the end of the service's last fault until it is served normally again
-    through the gateways (the last bad answer, its mode back to normal) and its journal empty."""
+    """Seconds from the end of the service's last fault until it is served again through the
+    gateways (its last bad answer; without calls, its mode no longer ``offline`` on any
+    gateway) and its journal is empty; None when that was not seen before the drill ended."""
     end = max(f.end for f in _lab_faults(run) if f.service == service)
     after = [(c, o) for c, o in finals if c.service == service and c.t + c.took >= end]
-    bad = [c.t + c.took for c, o in after if o not in NORMAL_OUTCOMES and o not in (DELIVERED,)]
-    moments = [max(bad, default=end)]
-    modes = run.samples.modes.get(service, [])
-    if modes:
-        normal = [t for t, mode in modes if mode == "normal" and t >= end]
-        last = modes[-1]
-        if last[1] != "normal":
+    moments = [end]
+    if after:
+        good = [c.t + c.took for c, o in after if o in (*NORMAL_OUTCOMES, DELIVERED)]
+        bad = [c.t + c.took for c, o in after if o not in (*NORMAL_OUTCOMES, DELIVERED)]
+        if bad and (not good or max(bad) > max(good)):
+            return None  # still failing when the drill ended
+        moments += bad
+    else:
+        modes = run.samples.modes.get(service, [])
+        if modes and modes[-1][1] == "offline":
             return None
-        moments.append(max(normal[-1:] or [end]))
+        moments += [t for t, mode in modes[-1:] if t >= end]
     depth = run.samples.depth_by_service.get(service, [])
     busy = [t for t, d in depth if d > 0 and t >= end]
     if busy:

@@ -91,8 +91,11 @@ async def run_drill(
     progress: Callable[[Progress], None] | None = None,
     hooks: list[tuple[float, Hook]] | None = None,
     on_ready: Callable[[Stack], None] | None = None,
+    linger: Hook | None = None,
 ) -> Run:
-    """Play ``checked`` on real processes; ``hooks`` run at their real second (tests)."""
+    """Play ``checked`` on real processes; ``hooks`` run at their real second (tests);
+    ``linger`` runs once the truth is collected, with everything still up (``garde demo``
+    serves the status page and the report meanwhile), until it returns or is cancelled."""
     run = Run(checked, seed_value, no_workload, real_duration=checked.scenario.real_duration)
     state = Progress(total=run.real_duration)
     stack = Stack(checked, run_dir)
@@ -112,12 +115,16 @@ async def run_drill(
             report("starting the gateways and the monitor")
             await stack.start_parts(await lab.endpoints())
             run.gateways = [{"site": g.site, "url": g.url} for g in stack.gateways]
+            stack.write_endpoints()
             if on_ready is not None:
                 on_ready(stack)
             sites = await _prepare(stack, session, run, rng, report)
             await _play(stack, session, lab, run, sites, state, report, hooks or [])
             report("collecting the truth")
             await _collect(stack, session, lab, run)
+            if linger is not None:
+                report("serving until interrupted")
+                await linger(stack, run)
     finally:
         report("stopping")
         await stop_all(stack.processes)

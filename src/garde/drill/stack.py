@@ -11,6 +11,7 @@ with ``journal: postgres`` shares one schema between its gateways, in the databa
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -168,6 +169,25 @@ class Stack:
             glue = "&" if "?" in base else "?"
             return lambda number: f"{base}{glue}schema={schema}"
         return lambda number: f"sqlite:///{self.dir / f'journal-{name}-{number}.db'}"
+
+    def write_endpoints(self) -> dict[str, Any]:
+        """``endpoints.json`` in the run's directory: where a vendor's software finds the
+        gateways of each site (and the NIHII each holds credentials for), the lab, the monitor."""
+        data = {
+            "lab_control": self.control,
+            "monitor": self.monitor_url,
+            "sites": [
+                {
+                    "name": s.name,
+                    "target_group": s.group,
+                    "identity": s.identity,
+                    "gateways": [g.url for g in s.gateways],
+                }
+                for s in self.sites
+            ],
+        }
+        (self.dir / "endpoints.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+        return data
 
     def journal_files(self, site: str) -> list[Path]:
         """The SQLite journal files of a site copy (for the tests that break one)."""
