@@ -191,11 +191,12 @@ def _times(run: Run, finals: list[tuple[Call, str]]) -> dict[str, Any]:
             and f.end > fault.start
             for f in faults
         )
-        if (
-            fault.dc == primary
-            and not others_down
-            and fault.kind in ("down", "blackhole", "reset", "errors", "flap")
-        ):
+        called = any(
+            c.service == fault.service and fault.start <= c.t < fault.end for c, _ in finals
+        )
+        # Judged where callers called the service meanwhile: the STS the gateways call for
+        # their tokens, or a service no site uses, has nobody to fail over.
+        if fault.dc == primary and not others_down and fault.kind in DETECTABLE and called:
             failover[label] = _failed_over(finals, fault)
     services = sorted({f.service for f in faults if f.service})
     recovery: dict[str, float | None] = {sid: _recovered(run, finals, sid) for sid in services}
