@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -246,3 +247,61 @@ def test_an_interrupted_drill_stops_every_process_it_started(tmp_path: Path, sig
     assert proc.returncode == 3, output[-2000:]
     assert "Traceback" not in output and "every process it started was stopped" in output
     assert [u for u in urls if _answers(u)] == []
+
+
+SHARED = """\
+description: two hospital gateways share a PostgreSQL journal; one is killed mid-outage
+duration: 14s
+sites:
+  - name: hospital
+    target_group: hospital
+    gateways: 2
+    journal: postgres
+    workload:
+      rate: 3
+      mix:
+        hub.putTransaction: 2
+        insurability.getInsurability: 1
+timeline:
+  - {at: 3s, for: 5s, service: hub, dc: all, kind: down}
+  - {at: 5s, kind: kill_gateway, site: hospital, gateway: 1, for: 2s}
+expect:
+  drain: 30s
+"""
+
+
+@pytest.mark.postgres
+def test_gateways_sharing_a_postgres_journal_lose_nothing_through_a_kill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SUMEHRs journaled by two gateways sharing one PostgreSQL schema, one of them killed
+    with SIGKILL and restarted: each acknowledged write reaches the hub once; the journal is
+    counted once in the depth; the drill's schema is dropped afterwards."""
+    from tests.journal.conftest import PG_URL, postgres_reachable
+
+    problem = postgres_reachable()
+    if problem is not None:
+        if os.environ.get("GARDE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required (GARDE_REQUIRE_POSTGRES=1) but: {problem}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({problem})")
+    monkeypatch.setenv("GARDE_DRILL_POSTGRES", PG_URL)
+    scenario = tmp_path / "shared.yaml"
+    scenario.write_text(SHARED)
+    stacks: list[Stack] = []
+    run = asyncio.run(run_drill(load_scenario(scenario), tmp_path / "run", on_ready=stacks.append))
+    report = build_report(run)
+    schemas = [schema for _, schema in stacks[0].schemas]
+    assert len(schemas) == 1
+    assert run.kills == 1 and len(run.gateways) == 2
+    journaled = sum(1 for c in run.calls if c.outcome == "journaled")
+    assert journaled > 0
+    assert report["ledger"]["lost"] == 0 and report["ledger"]["duplicates"] == 0
+    assert report["times"]["peak_depth"] <= journaled
+    assert report["verdict"]["passed"], report["expectations"]
+    import psycopg
+
+    with psycopg.connect(PG_URL) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schemas[0],)
+        ).fetchone()
+    assert left == (0,)

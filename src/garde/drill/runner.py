@@ -128,6 +128,7 @@ async def run_drill(
     finally:
         report("stopping")
         await stop_all(stack.processes)
+        await asyncio.to_thread(stack.drop_schemas)
     return run
 
 
@@ -215,7 +216,8 @@ async def _play(
     run.started_at = time.time()
     urls = [g.url for g in stack.gateways]
     interval = 0.5 if len(urls) <= 8 else 1.0
-    sampler = Sampler(session, urls, stack.monitor_url, t0, interval)
+    journals = [g.journal for g in stack.gateways]
+    sampler = Sampler(session, urls, stack.monitor_url, t0, interval, journals)
     timeline = Timeline(stack, lab, t0)
     stop_sampling = asyncio.Event()
     real = run.real_duration

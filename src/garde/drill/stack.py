@@ -81,6 +81,8 @@ class Stack:
         self.monitor_url: str | None = None
         self.sites: list[SiteCopy] = []
         self.run_id = secrets.token_hex(3)
+        self.schemas: list[tuple[str, str]] = []
+        """(database URL, schema) of the PostgreSQL journals this drill created."""
 
     @property
     def processes(self) -> list[Process]:
@@ -167,6 +169,7 @@ class Stack:
             base = os.environ.get(POSTGRES_ENV, POSTGRES_DEFAULT)
             schema = re.sub(r"[^a-z0-9_]", "_", f"drill_{self.run_id}_{name}")
             glue = "&" if "?" in base else "?"
+            self.schemas.append((base, schema))
             return lambda number: f"{base}{glue}schema={schema}"
         return lambda number: f"sqlite:///{self.dir / f'journal-{name}-{number}.db'}"
 
@@ -188,6 +191,22 @@ class Stack:
         }
         (self.dir / "endpoints.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
         return data
+
+    def drop_schemas(self) -> None:
+        """Drop the drill's PostgreSQL journal schemas (the drill's data are its report's)."""
+        if not self.schemas:
+            return
+        try:
+            import psycopg
+        except ImportError:
+            return
+        for base, schema in self.schemas:
+            try:
+                with psycopg.connect(base, autocommit=True, connect_timeout=5) as conn:
+                    # The name is the drill's own: [a-z0-9_] only (see _journal).
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            except psycopg.Error:
+                continue
 
     def journal_files(self, site: str) -> list[Path]:
         """The SQLite journal files of a site copy (for the tests that break one)."""

@@ -94,9 +94,12 @@ class Sampler:
         monitor: str | None,
         t0: float,
         interval: float = 0.5,
+        journals: list[str] | None = None,
     ) -> None:
         self.session = session
         self.gateways = gateways
+        self.journals = journals or gateways
+        """The journal of each gateway: gateways sharing one (PostgreSQL) count it once."""
         self.monitor = monitor
         self.t0 = t0
         self.interval = interval
@@ -119,15 +122,19 @@ class Sampler:
         statuses = await asyncio.gather(
             *(get_json(self.session, url + "/_garde/status") for url in self.gateways)
         )
-        total, by_service, modes = 0, dict[str, int](), dict[str, list[str]]()
-        for status in statuses:
+        depths: dict[tuple[str, str], int] = {}
+        modes: dict[str, list[str]] = {}
+        for journal, status in zip(self.journals, statuses, strict=True):
             if not isinstance(status, dict):
                 continue
             for sid, entry in status.get("services", {}).items():
                 depth = entry.get("journal_depth") or 0
-                total += depth
-                by_service[sid] = by_service.get(sid, 0) + depth
+                depths[(journal, sid)] = max(depths.get((journal, sid), 0), depth)
                 modes.setdefault(sid, []).append(str(entry.get("mode", "")))
+        by_service: dict[str, int] = {}
+        for (_, sid), depth in depths.items():
+            by_service[sid] = by_service.get(sid, 0) + depth
+        total = sum(by_service.values())
         if any(isinstance(s, dict) for s in statuses):
             self.last_depth = total
             self.samples.depth.append((t, total))
@@ -152,11 +159,12 @@ class Sampler:
         )
         if any(not isinstance(s, dict) for s in statuses):
             return None
-        return sum(
-            (entry.get("journal_depth") or 0)
-            for status in statuses
-            for entry in status.get("services", {}).values()
-        )
+        depths: dict[tuple[str, str], int] = {}
+        for journal, status in zip(self.journals, statuses, strict=True):
+            for sid, entry in status.get("services", {}).items():
+                key = (journal, sid)
+                depths[key] = max(depths.get(key, 0), entry.get("journal_depth") or 0)
+        return sum(depths.values())
 
 
 _ORDER = ("normal", "degraded", "offline")
