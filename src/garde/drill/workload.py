@@ -158,8 +158,11 @@ class Site:
             return
         self.warming = True
         try:
-            for patient in self.patients:
-                await self.call(session, "insurability.getInsurability", {"Ssin": patient})
+            # Through each gateway: each keeps its own last good answers.
+            for gateway in self.gateways:
+                for patient in self.patients:
+                    fields = {"Ssin": patient}
+                    await self.call(session, "insurability.getInsurability", fields, gateway)
         finally:
             self.warming = False
 
@@ -168,7 +171,11 @@ class Site:
         return self.gateways[self.turn % len(self.gateways)]
 
     async def call(
-        self, session: aiohttp.ClientSession, operation: str, fields: dict[str, Any]
+        self,
+        session: aiohttp.ClientSession,
+        operation: str,
+        fields: dict[str, Any],
+        gateway: str | None = None,
     ) -> tuple[str, bytes]:
         service, _, op = operation.partition(".")
         svc = self.catalog.services[service]
@@ -184,7 +191,7 @@ class Site:
         }
         if key is not None:
             headers["Idempotency-Key"] = key
-        gateway = self._gateway()
+        gateway = gateway or self._gateway()
         body = request_body(self.catalog, service, op, fields)
         t, started = self.clock(), time.monotonic()
         status, data, reply_headers = 0, b"", {}
