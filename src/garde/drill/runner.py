@@ -74,6 +74,12 @@ class Run:
     gateways: list[dict[str, str]] = field(default_factory=list)
     kills: int = 0
     seeded: int = 0
+    t0: float = 0.0
+    """``time.monotonic()`` at t = 0 (set when the timeline starts)."""
+
+    def clock(self) -> float:
+        """Seconds from the timeline's start: the clock of every call and sample."""
+        return time.monotonic() - self.t0
 
 
 def drain_bound(checked: CheckedScenario) -> float:
@@ -172,15 +178,11 @@ async def _prepare(
                 patients=patients,
                 rng=random.Random(rng.random()),  # noqa: S311 - as above
                 record=run.calls.append,
-                clock=lambda: time.monotonic() - _T0[0],
+                clock=run.clock,
             )
         )
     await asyncio.gather(*(site.warm(session) for site in sites))
     return sites
-
-
-_T0 = [0.0]
-"""The monotonic time of t = 0, for the sites' clock (set when the timeline starts)."""
 
 
 def _plays(stack: Stack, site: str, prefix: str) -> bool:
@@ -212,7 +214,7 @@ async def _play(
     hooks: list[tuple[float, Hook]],
 ) -> None:
     t0 = time.monotonic()
-    _T0[0] = t0
+    run.t0 = t0
     run.started_at = time.time()
     urls = [g.url for g in stack.gateways]
     interval = 0.5 if len(urls) <= 8 else 1.0
