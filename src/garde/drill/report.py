@@ -234,7 +234,13 @@ def _drain(run: Run, last_end: float) -> float | None:
 
 
 def _detected(run: Run, where: str, fault: Played) -> float | None:
-    for t, state in run.samples.dc_states.get(where, []):
+    """Seconds from the fault's start until the monitor flagged the data center; 0 when it
+    was still flagged from a fault before (the states are kept as changes)."""
+    changes = run.samples.dc_states.get(where, [])
+    before = [state for t, state in changes if t <= fault.start]
+    if before and before[-1] in UNHEALTHY:
+        return 0.0
+    for t, state in changes:
         if fault.start <= t <= fault.end + 5 and state in UNHEALTHY:
             return round(t - fault.start, 3)
     return None

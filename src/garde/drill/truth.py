@@ -20,7 +20,8 @@ import aiohttp
 
 from garde.errors import DrillError
 
-TIMEOUT = aiohttp.ClientTimeout(total=10)
+TIMEOUT = aiohttp.ClientTimeout(total=60)
+"""Generous: a lab serving two dozen gateways' replays and health checks answers slowly."""
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
