@@ -83,6 +83,11 @@ class Run:
         return time.monotonic() - self.t0
 
 
+AFTER = 10.0
+"""Seconds the sites keep working once the timeline is over: a fault that lasts to the end
+of the scenario must be seen to heal (its services served again) for recovery to be timed."""
+
+
 def drain_bound(checked: CheckedScenario) -> float:
     """Longest wait for the journals to drain once the timeline ends."""
     expect = checked.scenario.expect
@@ -246,7 +251,7 @@ async def _play(
     ]
     report("playing the timeline")
     playing = [asyncio.create_task(timeline.run())]
-    playing += [asyncio.create_task(site.run(session, real)) for site in sites]
+    playing += [asyncio.create_task(site.run(session, real + AFTER)) for site in sites]
     playing += [asyncio.create_task(hook(at, body)) for at, body in hooks]
     try:
         await asyncio.sleep(max(0.0, real - (time.monotonic() - t0)))
