@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from garde.drill.settings import TABLES as DRILL_TABLES
 from garde.errors import SettingsInvalid
 from garde.journal.settings import TABLES as JOURNAL_TABLES
 from garde.monitor.config import TABLES as MONITOR_TABLES
@@ -72,7 +73,7 @@ def _variables_named_in_src() -> set[str]:
 
 
 def test_every_variable_is_in_a_table_and_documented() -> None:
-    tables = set(env_table(*JOURNAL_TABLES, *MONITOR_TABLES))
+    tables = set(env_table(*JOURNAL_TABLES, *MONITOR_TABLES, *DRILL_TABLES))
     named = _variables_named_in_src()
     # The gateway's file says ``admin_token: env:GARDE_ADMIN_TOKEN``: an example, not a read.
     stray = named - tables - set(COMMAND_LINE) - {"GARDE_ADMIN_TOKEN", "GARDE_REPLAY_"}

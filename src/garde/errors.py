@@ -25,6 +25,7 @@ its dependencies (yaml, sqlite3, psycopg, lxml...) at its boundary.
     │   ├── JournalUnavailable       cannot persist now: refuse, never acknowledge
     │   └── EntryNotFound            no entry with that id
     ├── LabError                     the simulated chain could not start or be controlled
+    ├── DrillError                   a drill could not be run to its end (not a missed verdict)
     └── MonitorError                 the monitor cannot store, read or publish
         ├── StoreUnavailable         the monitor's database cannot be reached or written
         └── NotFound                 no incident or maintenance window with that id
@@ -194,6 +195,12 @@ class EntryNotFound(JournalError):
     """No journal entry (or receipt) with that id."""
 
     status = 404
+
+
+class DrillError(GardeError):
+    """A drill could not be run to its end: a process would not start, the lab would not answer.
+
+    A drill that ran and missed an expectation is not an error: its report says so."""
 
 
 class LabError(GardeError):

@@ -1,11 +1,55 @@
 """Drills: replay the outages of the past on the lab and judge the BCP against its RTO/RPO.
 
-This first step holds the scenario format and its checker (``scenario``, ``checks``) and the
-built-in scenarios; the runner and the report come next (docs/drills.md).
+The scenario format and its checker (``scenario``, ``checks``) and the built-in scenarios;
+the runner (``stack`` starts the lab, the gateways and the monitor as processes, ``workload``
+plays the care software, ``timeline`` the faults, ``truth`` collects the ledger and the
+rest, ``runner`` ties them) and the report (``report``, ``html``). See docs/drills.md.
 """
 
 from __future__ import annotations
 
-from garde.drill.scenario import CheckedScenario, Scenario, builtin_names, load_scenario
+from typing import TYPE_CHECKING
 
-__all__ = ["CheckedScenario", "Scenario", "builtin_names", "load_scenario"]
+from garde.faces import lazy
+
+if TYPE_CHECKING:
+    from garde.drill.html import render
+    from garde.drill.procs import free_port
+    from garde.drill.report import build_report
+    from garde.drill.runner import Progress, Run, run_drill
+    from garde.drill.scenario import CheckedScenario, Scenario, builtin_names, load_scenario
+    from garde.drill.stack import Stack
+    from garde.drill.workload import OUTCOMES
+
+_FACE = {
+    "CheckedScenario": "garde.drill.scenario",
+    "OUTCOMES": "garde.drill.workload",
+    "Progress": "garde.drill.runner",
+    "Run": "garde.drill.runner",
+    "Scenario": "garde.drill.scenario",
+    "Stack": "garde.drill.stack",
+    "build_report": "garde.drill.report",
+    "builtin_names": "garde.drill.scenario",
+    "free_port": "garde.drill.procs",
+    "load_scenario": "garde.drill.scenario",
+    "render": "garde.drill.html",
+    "run_drill": "garde.drill.runner",
+}
+"""What other parts (and the CLI) may use, and where it lives. Loaded on first use."""
+
+__all__ = [
+    "OUTCOMES",
+    "CheckedScenario",
+    "Progress",
+    "Run",
+    "Scenario",
+    "Stack",
+    "build_report",
+    "builtin_names",
+    "free_port",
+    "load_scenario",
+    "render",
+    "run_drill",
+]
+
+__getattr__ = lazy(__name__, _FACE, globals())

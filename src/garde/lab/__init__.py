@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from garde.lab.ledger import Duplicate, Effect, Ledger
     from garde.lab.runtime import Lab, lab_in_thread
     from garde.lab.services.base import LabSettings
+    from garde.lab.services.identifiers import nihii_check_digits
 
 _FACE = {
     "Duplicate": "garde.lab.ledger",
@@ -27,6 +28,7 @@ _FACE = {
     "OPTIONS": "garde.lab.faults",
     "lab_in_thread": "garde.lab.runtime",
     "make_fault": "garde.lab.faults",
+    "nihii_check_digits": "garde.lab.services.identifiers",
 }
 """What other parts (and the CLI) may use, and where it lives. Anything else is inside the
 part and free to change. Loaded on first use, so importing the part costs nothing."""
@@ -42,6 +44,7 @@ __all__ = [
     "Ledger",
     "lab_in_thread",
     "make_fault",
+    "nihii_check_digits",
 ]
 
 __getattr__ = lazy(__name__, _FACE, globals())
