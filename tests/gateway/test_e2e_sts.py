@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from garde.catalog import Catalog
 from garde.lab import kmehr, lab_in_thread
 from garde.soap.saml import SAML1_NS, STS_ISSUER, SUCCESS
 from tests.gateway.test_e2e_lab import RECIPE, Client, text
+from tests.journal.crashkit import GatewayProcess
 from tests.lab.labkit import PHARMACIST, PRESCRIBER, niss
 
 pytestmark = pytest.mark.e2e
@@ -81,7 +80,9 @@ def test_connector_tokens_work_through_the_gateway(catalog: Catalog, tmp_path: P
             yaml.safe_dump(wired.model_dump(mode="json", by_alias=True, exclude_none=True))
         )
         config_file = tmp_path / "gateway.yaml"
-        config_file.write_text(yaml.safe_dump({"health_interval": "500ms"}))
+        config_file.write_text(
+            yaml.safe_dump({"health_interval": "500ms", "target_group": "pharmacist"})
+        )
         asyncio.run(_scenario(lab.endpoints["sts"]["dc1"], catalog_file, config_file, tmp_path))
 
 
@@ -129,22 +130,9 @@ async def _scenario(sts_url: str, catalog_file: Path, config_file: Path, tmp: Pa
     assert fault is not None and fault.local == "InvalidSecurityToken"
     assert "expired" in fault.string
 
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "garde", "gateway", "--catalog", str(catalog_file),
-        "--config", str(config_file), "--journal", f"sqlite:///{tmp / 'journal.db'}",
-        "--journal-no-encryption", "--target-group", "pharmacist", "--port", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
-    assert process.stdout is not None
+    process = GatewayProcess(catalog_file, config_file, f"sqlite:///{tmp / 'journal.db'}")
     try:
-        banner = b""
-        async with asyncio.timeout(30):
-            while not (port := re.search(rb"listening on http://127\.0\.0\.1:(\d+)", banner)):
-                line = await process.stdout.readline()
-                assert line, banner.decode()
-                banner += line
-        gateway = Client(int(port.group(1)))
+        gateway = Client(await process.start())
         # Software pointed at the gateway also logs in through it: the signed request is
         # passed to the STS as it is (its signature still holds) and the assertion comes back.
         status, _, answer = await gateway.call(
@@ -196,9 +184,7 @@ async def _scenario(sts_url: str, catalog_file: Path, config_file: Path, tmp: Pa
         assert status == 500
         assert fault_code(body) == "InvalidSecurityToken"
     finally:
-        process.terminate()
-        async with asyncio.timeout(20):
-            await process.wait()
+        await process.stop()
 
 
 def _request(element: str, fields: dict[str, str]) -> bytes:
