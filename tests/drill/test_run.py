@@ -195,6 +195,7 @@ def test_without_workload_the_vendors_software_is_judged_from_the_ledger(tmp_pat
                           "Attestation": document}  # fmt: skip
                 body = request_body(stack.wired, "eattest", "sendAttestation", fields)
                 headers = {"Content-Type": soap.CONTENT_TYPE, "SOAPAction": f'"{action}"',
+                           "Prefer": "respond-async",
                            "Garde-Identity": practice.identity, "Idempotency-Key": key}  # fmt: skip
                 async with session.post(gateway + service.path_prefix, data=body,
                                         headers=headers) as reply:  # fmt: skip

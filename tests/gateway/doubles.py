@@ -72,7 +72,12 @@ def soap_request(
     element = service.body_element_of(op)
     assert element is not None
     element_ns, local = element[1:].split("}")
-    headers = [(b"Content-Type", b"text/xml; charset=utf-8"), (b"Host", b"127.0.0.1")]
+    # Garde-aware, as the tests' callers read receipts (202 with garde:Journaled).
+    headers = [
+        (b"Content-Type", b"text/xml; charset=utf-8"),
+        (b"Host", b"127.0.0.1"),
+        (b"Prefer", b"respond-async"),
+    ]
     soap_action = service.soap_action_of(op)
     if action and soap_action is not None:
         headers.append((b"SOAPAction", f'"{soap_action}"'.encode()))

@@ -54,6 +54,7 @@ class Client:
             "Host: 127.0.0.1",
             "Content-Type: text/xml; charset=utf-8",
             f'SOAPAction: "{action}"',
+            "Prefer: respond-async",  # garde-aware: reads the receipt of a journaled write
             f"Content-Length: {len(body)}",
             *(f"{k}: {v}" for k, v in (headers or {}).items()),
         ]

@@ -98,6 +98,7 @@ def test_deferrable_write_is_journaled_with_a_receipt(
         (b"SOAPAction", f"{RECIPE}:markAsDelivered".encode()),
         (b"Idempotency-Key", b"key-1"),
         (b"Garde-Target-Group", b"pharmacist"),
+        (b"Prefer", b"respond-async"),  # garde-aware: the receipt in the body
     ]
     reply = asyncio.run(gateway.handle(Request(b"POST", EXECUTOR.encode(), headers, body)))
     assert reply.status == 202

@@ -54,14 +54,11 @@ def _all_down(catalog: Catalog) -> Gateway:
 def _deliver(
     gateway: Gateway, *extra: tuple[bytes, bytes]
 ) -> tuple[int, dict[bytes, bytes], bytes]:
+    """A delivery as a generated client sends it (no ``Prefer``), plus ``extra`` headers."""
     operation, inner = DELIVER
-    reply = run(
-        gateway.handle(
-            soap_request(
-                EXECUTOR, operation, RECIPE, inner, extra=list(extra), header=caller_security()
-            )
-        )
-    )
+    request = soap_request(EXECUTOR, operation, RECIPE, inner, header=caller_security())
+    headers = [(k, v) for k, v in request.headers if k != b"Prefer"] + list(extra)
+    reply = run(gateway.handle(Request(b"POST", EXECUTOR.encode(), headers, request.body)))
     return reply.status, {k.lower(): v for k, v in reply.headers}, reply.body
 
 
@@ -99,10 +96,29 @@ def test_prefer_respond_async_always_gets_the_receipt(
     assert journaled.get("receipt") == headers[b"garde-receipt"].decode()
 
 
-def test_the_default_stays_the_receipt(catalog: Catalog) -> None:
-    """Catalogs that say nothing keep the answer garde-aware software was written for."""
-    status, _, body = _deliver(_all_down(catalog))
+def test_generated_clients_get_their_response_and_garde_aware_ones_the_receipt(
+    catalog: Catalog,
+) -> None:
+    """The shipped catalog answers a journaled SOAP write with the operation's own response
+    (generated clients do not crash); a caller that says ``Prefer: respond-async`` gets the
+    receipt; a catalog that says nothing keeps the receipt (the model's default)."""
+    operation = catalog.services["recipe-executor"].operations["markAsDelivered"]
+    assert operation.continuity is not None
+    assert operation.continuity.answer is JournaledAnswer.RESPONSE  # type: ignore[union-attr]
+    operation_id, inner = DELIVER
+    garde_aware = soap_request(EXECUTOR, operation_id, RECIPE, inner, header=caller_security())
+    generated = Request(
+        b"POST",
+        EXECUTOR.encode(),
+        [(k, v) for k, v in garde_aware.headers if k != b"Prefer"],
+        garde_aware.body,
+    )
+    plain = run(_all_down(catalog).handle(generated))
+    assert plain.status == 200 and b"MarkAsDeliveredResponse" in plain.body
+    status, _, body = _deliver(_all_down(catalog), (b"Prefer", b"respond-async"))
     assert status == 202 and b"garde:Journaled" in body
+    status, _, body = _deliver(_all_down(_with_answer(catalog, JournaledAnswer.RECEIPT)))
+    assert status == 202
 
 
 WSDL = (

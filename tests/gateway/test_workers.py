@@ -117,7 +117,7 @@ def _deliver(rid: str) -> bytes:
     body = envelope("MarkAsDeliveredRequest", RECIPE, f"<x:Rid>{rid}</x:Rid>", caller_security())
     return (
         b"POST /Recip-e/v4/Executor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
-        b'SOAPAction: "' + RECIPE.encode() + b':markAsDelivered"\r\n'
+        b'SOAPAction: "' + RECIPE.encode() + b':markAsDelivered"\r\nPrefer: respond-async\r\n'
         b"Idempotency-Key: " + rid.encode() + b"\r\n"
         b"Content-Length: %d\r\n\r\n" % len(body) + body
     )

@@ -163,7 +163,7 @@ async def post(
             who = f"Garde-Identity: {identity}\r\n" if identity else ""
             head = (
                 f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
-                f'SOAPAction: "{action}"\r\n{who}'
+                f'SOAPAction: "{action}"\r\nPrefer: respond-async\r\n{who}'
                 f"Idempotency-Key: {key}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n"
             ).encode()

@@ -186,6 +186,9 @@ class Site:
         headers = {
             "Content-Type": soap.CONTENT_TYPE,
             "SOAPAction": f'"{svc.soap_action_of(spec) or ""}"',
+            # The drill's software is garde-aware: it reads receipts (202 with
+            # garde:Journaled), whatever the catalog answers generated clients.
+            "Prefer": "respond-async",
             "Garde-Identity": self.identity,
             "Garde-Target-Group": self.group,
         }
