@@ -297,7 +297,10 @@ def test_gateways_sharing_a_postgres_journal_lose_nothing_through_a_kill(
     journaled = sum(1 for c in run.calls if c.outcome == "journaled")
     assert journaled > 0
     assert report["ledger"]["lost"] == 0 and report["ledger"]["duplicates"] == 0
-    assert report["times"]["peak_depth"] <= journaled
+    # Counted once, not once per gateway sharing it (that would be about twice). A write the
+    # killed gateway had journaled but not yet answered is in the depth and not among the
+    # callers' "journaled": the depth may exceed theirs by those few.
+    assert report["times"]["peak_depth"] < 2 * journaled
     assert report["verdict"]["passed"], report["expectations"]
     import psycopg
 
