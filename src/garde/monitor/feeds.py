@@ -67,14 +67,23 @@ def mode_feed(catalog: Catalog, snap: Snapshot, validity_intervals: float = 3.0)
     return {"generated_at": rfc3339(snap.at), "services": services}
 
 
-def atom_feed(incidents: list[Incident], base_url: str, now: float) -> bytes:
+def atom_feed(
+    incidents: list[Incident],
+    base_url: str,
+    now: float,
+    *,
+    path: str = "/feed.atom",
+    title: str = "garde: incidents of the eHealth chain",
+) -> bytes:
+    """The Atom feed of ``incidents`` (``path``: where it is served, its id; a
+    profession's feed is ``/for/{group}/feed.atom``)."""
     from feedgen.feed import FeedGenerator  # type: ignore[import-untyped]  # imported where used: only the feed needs it
 
     feed = FeedGenerator()
-    feed.id(base_url.rstrip("/") + "/feed.atom")
-    feed.title("garde: incidents of the eHealth chain")
+    feed.id(base_url.rstrip("/") + path)
+    feed.title(title)
     feed.author({"name": "garde monitor"})
-    feed.link(href=base_url.rstrip("/") + "/feed.atom", rel="self")
+    feed.link(href=base_url.rstrip("/") + path, rel="self")
     feed.link(href=base_url.rstrip("/") + "/", rel="alternate")
     latest = max(
         [now if not incidents else 0.0]

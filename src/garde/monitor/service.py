@@ -20,6 +20,7 @@ from garde.monitor.scheduler import Scheduler
 from garde.monitor.state import ServiceStatus, Snapshot, TargetStatus, TargetTracker, snapshot
 from garde.monitor.store.base import Aggregate, Retention, Store
 from garde.monitor.targets import ProbeSettings, Target, targets_from_catalog
+from garde.signals import Signal
 
 log = logging.getLogger("garde.monitor")
 
@@ -76,6 +77,10 @@ class Monitor:
         self._tasks: set[asyncio.Task[None]] = set()
         self.results_ingested = 0
         self.recent_events: list[Event] = []
+        self.incident_events: Signal[[Sequence[Event]]] = Signal("Monitor.incident_events")
+        """Incidents opened, changed, resolved, updated by an operator (muted ones too):
+        the subscriptions' deliveries listen. Fired on the event loop; a subscriber must
+        return at once (send in a task of its own)."""
         self.snapshot: Snapshot = snapshot(catalog, self.tracker, self.clock.now())
 
     # -- input ---------------------------------------------------------------------------
@@ -162,6 +167,7 @@ class Monitor:
             )
         self.recent_events.extend(events)
         del self.recent_events[:-200]
+        self.incident_events.emit(events)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)

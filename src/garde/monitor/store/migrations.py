@@ -21,9 +21,15 @@ ADDED_COLUMNS = [
 
 
 def upgrade(cur: Any, postgres: bool, sql: Callable[[str], str]) -> None:
-    """Add the missing columns and backfill them, in the caller's transaction. ``sql``
-    turns ``?`` placeholders into the dialect's."""
+    """Add the missing tables and columns and backfill them, in the caller's transaction.
+    ``sql`` turns ``?`` placeholders into the dialect's."""
+    from garde.monitor.store.subscriptions import subscription_tables
+
     real = "DOUBLE PRECISION" if postgres else "REAL"
+    # Tables added since the first schema (subscriptions: the profession's subscribers).
+    id_column = "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    for statement in subscription_tables(id_column, real):
+        cur.execute(statement)
     for table, column, declaration in ADDED_COLUMNS:
         cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
         if column in {c[0] for c in cur.description}:

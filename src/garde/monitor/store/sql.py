@@ -31,6 +31,7 @@ from garde.monitor.store.base import (
     Summary,
 )
 from garde.monitor.store.migrations import upgrade
+from garde.monitor.store.subscriptions import SubscriptionRows
 from garde.storage import Dialect
 
 _H = [f"h{i}" for i in range(BUCKETS)]
@@ -82,7 +83,7 @@ def schema(d: Dialect) -> list[str]:
     ]
 
 
-class SqlStore:
+class SqlStore(SubscriptionRows):
     """A ``Store`` over one DB-API connection, serialised by a lock (writes are batched)."""
 
     def __init__(

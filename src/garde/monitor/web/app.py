@@ -4,6 +4,8 @@ JSON API and the pushes from probe locations (``api.py``), the security headers
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -19,15 +21,23 @@ from garde.monitor.web.requests import HttpProblem
 from garde.monitor.web.security import SecurityHeaders
 from garde.monitor.web.site import Site, templates
 
+if TYPE_CHECKING:
+    from garde.monitor.deliveries import Subscriptions
+
 __all__ = ["MAX_BODY", "MAX_PUSH_RESULTS", "create_app", "render_sla", "templates"]
 
 
 def create_app(
-    monitor: Monitor, *, admin_token: str | None = None, public_url: str | None = None
+    monitor: Monitor,
+    *,
+    admin_token: str | None = None,
+    public_url: str | None = None,
+    subscriptions: Subscriptions | None = None,
 ) -> Starlette:
     """The monitor's web side. ``public_url`` is the base URL the monitor is reached at, for
     the Atom feed's ids and links; without it, the address the request reached (the
-    listening socket's), never the request's ``Host`` header, which the client chooses."""
+    listening socket's), never the request's ``Host`` header, which the client chooses.
+    ``subscriptions`` (``deliveries.open_subscriptions``) adds the subscription pages."""
     site = Site(monitor, admin_token=admin_token, public_url=public_url)
     pages, api = Pages(site), Api(site)
     routes = [
@@ -51,6 +61,10 @@ def create_app(
         Route("/api/v1/maintenance/{id}", api.maintenance_cancel, methods=["DELETE"]),
         Route("/api/v1/results", api.push, methods=["POST"]),
     ]
+    if subscriptions is not None:
+        from garde.monitor.web.subscribe import SubscribePages
+
+        routes += SubscribePages(site, subscriptions).routes()
     app = Starlette(
         routes=routes,
         middleware=[

@@ -23,9 +23,10 @@ def _style_hash() -> str:
 
 CONTENT_SECURITY_POLICY = (
     f"default-src 'none'; style-src '{_style_hash()}'; img-src 'self'; base-uri 'none';"
-    " form-action 'none'; frame-ancestors 'none'"
+    " form-action 'self'; frame-ancestors 'none'"
 )
-"""No script, no framing, no form, nothing loaded from elsewhere: the page is static HTML."""
+"""No script, no framing, nothing loaded from elsewhere: the page is static HTML. Forms post
+only to the monitor itself (the subscription form and its confirm/unsubscribe buttons)."""
 SECURITY_HEADERS = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-frame-options", b"DENY"),
