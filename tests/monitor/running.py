@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from garde.monitor.deliveries import Subscriptions
 from garde.monitor.service import Monitor
 from garde.monitor.web.app import create_app
 from garde.monitor.web.server import serve
@@ -15,7 +16,11 @@ from tests.polling import wait_for  # noqa: F401 (the monitor tests import it fr
 
 @contextmanager
 def monitor_in_thread(
-    monitor: Monitor, *, admin_token: str | None = None, public_url: str | None = None
+    monitor: Monitor,
+    *,
+    admin_token: str | None = None,
+    public_url: str | None = None,
+    subscriptions: Subscriptions | None = None,
 ) -> Iterator[str]:
     """Yield the monitor's base URL; everything stops when the block ends."""
     ready = threading.Event()
@@ -30,7 +35,9 @@ def monitor_in_thread(
             state["url"] = f"http://127.0.0.1:{port}"
             ready.set()
 
-        app = create_app(monitor, admin_token=admin_token, public_url=public_url)
+        app = create_app(
+            monitor, admin_token=admin_token, public_url=public_url, subscriptions=subscriptions
+        )
         await serve(monitor, app, "127.0.0.1", 0, on_listening=listening, stop=stop, tick_every=0.2)
 
     thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)

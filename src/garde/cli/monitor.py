@@ -137,6 +137,51 @@ def _print_check(catalog: Catalog, settings: ProbeSettings | None, probes_file: 
     help="Probe settings (YAML): identity, test NISS, fields, assertions.",
 )
 @click.option(
+    "--subscriptions/--no-subscriptions",
+    default=True,
+    show_default=True,
+    help="Take subscriptions per profession (form, confirmation, notifications).",
+)
+@click.option(
+    "--subscribe-mail",
+    envvar="GARDE_MONITOR_SUBSCRIBE_MAIL",
+    default=None,
+    metavar="APPRISE_MAILTO_URL",
+    help="Account that e-mails subscribers, as an apprise mailto(s):// URL.",
+)
+@click.option(
+    "--subscribe-per-client",
+    default=5,
+    show_default=True,
+    type=int,
+    help="Subscription requests per client address per hour.",
+)
+@click.option(
+    "--subscribe-per-address",
+    default=3,
+    show_default=True,
+    type=int,
+    help="Confirmation messages per address or URL per day.",
+)
+@click.option(
+    "--subscribe-pending-max",
+    default=1000,
+    show_default=True,
+    type=int,
+    help="Subscriptions waiting for confirmation at most.",
+)
+@click.option(
+    "--subscribe-confirm-within",
+    default="48h",
+    show_default=True,
+    help="How long a confirmation link is valid.",
+)
+@click.option(
+    "--subscribe-private-hosts",
+    is_flag=True,
+    help="Allow subscribers' channels on loopback/private networks (labs, tests).",
+)
+@click.option(
     "--keep-raw",
     default="3d",
     show_default=True,
@@ -168,6 +213,13 @@ def monitor(
     webhook_secret: str | None,
     alert: tuple[str, ...],
     probes_file: str | None,
+    subscriptions: bool,
+    subscribe_mail: str | None,
+    subscribe_per_client: int,
+    subscribe_per_address: int,
+    subscribe_pending_max: int,
+    subscribe_confirm_within: str,
+    subscribe_private_hosts: bool,
     keep_raw: str,
     keep_minutes: str,
     keep_hours: str,
@@ -175,7 +227,14 @@ def monitor(
     check: bool,
 ) -> None:
     """Probe every service in every data center; serve the status page, API and feeds."""
-    from garde.monitor import Monitor, Notifier, create_app, load_monitor_settings, serve
+    from garde.monitor import (
+        Monitor,
+        Notifier,
+        create_app,
+        load_monitor_settings,
+        open_subscriptions,
+        serve,
+    )
     from garde.settings import Given, environment
 
     # Every option is checked, all at once, before the database is opened: bad input
@@ -194,6 +253,13 @@ def monitor(
             "webhook_secret": "webhook_secret",
             "alerts": "alert",
             "probes": "probes_file",
+            "subscriptions": "subscriptions",
+            "subscribe_mail": "subscribe_mail",
+            "subscribe_per_client": "subscribe_per_client",
+            "subscribe_per_address": "subscribe_per_address",
+            "subscribe_pending_max": "subscribe_pending_max",
+            "subscribe_confirm_within": "subscribe_confirm_within",
+            "subscribe_private_hosts": "subscribe_private_hosts",
             "keep_raw": "keep_raw",
             "keep_minutes": "keep_minutes",
             "keep_hours": "keep_hours",
@@ -219,7 +285,17 @@ def monitor(
         push_tokens=options.location_tokens,
         probe_locally=options.probe_locally,
     )
-    app = create_app(mon, admin_token=options.admin_token, public_url=options.public_url)
+    subs = None
+    if options.subscriptions:
+        subs = open_subscriptions(
+            mon,
+            rules=options.subscription_rules(),
+            mailer=options.subscribe_mail,
+            public_url=options.public_url,
+        )
+    app = create_app(
+        mon, admin_token=options.admin_token, public_url=options.public_url, subscriptions=subs
+    )
 
     def listening(bound: int) -> None:
         # With --port 0 the system picks the port: say which, for scripts and tests.

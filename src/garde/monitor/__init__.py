@@ -16,6 +16,8 @@ from garde.faces import lazy
 if TYPE_CHECKING:
     from garde.monitor.agent import ProbeAgent
     from garde.monitor.alerts import AppriseChannel, Channel, Notifier, WebhookChannel
+    from garde.monitor.deliveries import Subscriptions, open_subscriptions
+    from garde.monitor.subscriptions import SubscriptionRules
     from garde.monitor.config import (
         AgentSettings,
         MonitorSettings,
@@ -58,6 +60,9 @@ _FACE = {
     "Monitor": "garde.monitor.service",
     "Notifier": "garde.monitor.alerts",
     "open_store": "garde.monitor.store",
+    "open_subscriptions": "garde.monitor.deliveries",
+    "SubscriptionRules": "garde.monitor.subscriptions",
+    "Subscriptions": "garde.monitor.deliveries",
     "parse_time": "garde.monitor.formats",
     "ProbeAgent": "garde.monitor.agent",
     "ProbeSettings": "garde.monitor.targets",
@@ -90,6 +95,8 @@ __all__ = [
     "ProbeSettings",
     "Retention",
     "Store",
+    "SubscriptionRules",
+    "Subscriptions",
     "WebhookChannel",
     "WindowNames",
     "check_rrule",
@@ -102,6 +109,7 @@ __all__ = [
     "load_probe_settings",
     "maintenance_json",
     "open_store",
+    "open_subscriptions",
     "parse_time",
     "plan_window",
     "render_sla",

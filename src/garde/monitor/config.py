@@ -24,6 +24,7 @@ from garde.storage import MONITOR, parse_url
 if TYPE_CHECKING:
     from garde.monitor.alerts import Channel
     from garde.monitor.store.base import Retention
+    from garde.monitor.subscriptions import SubscriptionRules
 
 DOCS = "docs/monitor.md"
 DEFAULT_PORT = 8490
@@ -85,6 +86,32 @@ class MonitorSettings(_Table):
     )
     alerts: tuple[str, ...] = setting((), help="alert channels as apprise URLs (mailto://...)")
     probes: str | None = setting(help="probe settings file (YAML): see 'What is probed'")
+    subscriptions: bool = setting(
+        True, help="take subscriptions per profession (--no-subscriptions: no form, no sends)"
+    )
+    subscribe_mail: str | None = setting(
+        help="apprise mailto:// or mailtos:// URL of the account that e-mails subscribers"
+        " (without it, subscribers give an apprise or webhook URL)",
+        env="GARDE_MONITOR_SUBSCRIBE_MAIL",
+        secret=True,
+        min_length=1,
+    )
+    subscribe_per_client: int = setting(
+        5, help="subscription requests per client address per hour", ge=1
+    )
+    subscribe_per_address: int = setting(
+        3, help="confirmation messages per e-mail address or URL per day", ge=1
+    )
+    subscribe_pending_max: int = setting(
+        1000, help="subscriptions waiting for their confirmation at most", ge=1
+    )
+    subscribe_confirm_within: Seconds = setting(
+        48 * 3600.0, help="how long a confirmation link is valid"
+    )
+    subscribe_private_hosts: bool = setting(
+        False,
+        help="let subscribers name hosts on loopback and private networks (labs and tests only)",
+    )
     keep_raw: Seconds = setting(3 * 86400.0, help="how long raw probe results are kept")
     keep_minutes: Seconds = setting(30 * 86400.0, help="how long per-minute rows are kept")
     keep_hours: Seconds = setting(400 * 86400.0, help="how long per-hour rows are kept")
@@ -134,6 +161,14 @@ class MonitorSettings(_Table):
     def _webhook_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_http_url(url) for url in value)
 
+    @field_validator("subscribe_mail")
+    @classmethod
+    def _mailer(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("mailto", "mailtos"):
+            # The value may hold a password: say what is expected, not what was given.
+            raise ValueError("expected an apprise mailto:// or mailtos:// URL")
+        return value
+
     @model_validator(mode="after")
     def _signed(self) -> MonitorSettings:
         if self.webhooks and not self.webhook_secret:
@@ -148,6 +183,18 @@ class MonitorSettings(_Table):
 
         return Retention(
             raw=self.keep_raw, minute=self.keep_minutes, hour=self.keep_hours, day=self.keep_days
+        )
+
+    def subscription_rules(self) -> SubscriptionRules:
+        from garde.monitor.subscriptions import SubscriptionRules
+
+        return SubscriptionRules(
+            per_client=self.subscribe_per_client,
+            per_address=self.subscribe_per_address,
+            pending_max=self.subscribe_pending_max,
+            confirm_within=self.subscribe_confirm_within,
+            private_hosts=self.subscribe_private_hosts,
+            mail=self.subscribe_mail is not None,
         )
 
     def channels(self) -> list[Channel]:

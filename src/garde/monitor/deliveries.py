@@ -24,7 +24,8 @@ import logging
 import secrets
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -45,13 +46,15 @@ SIGNATURE_HEADER = "Garde-Signature"
 HTTP_APPRISE = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
 
 
-def apprise_module() -> ModuleType:
+@contextmanager
+def quiet_apprise() -> Iterator[ModuleType]:
+    """apprise, in a block where its plugins may load: they load on first use, and one of
+    them imports the deprecated imghdr module (not ours to fix, and not an error)."""
     with warnings.catch_warnings():
-        # apprise loads its plugins on first use, one of which imports the deprecated imghdr.
         warnings.simplefilter("ignore", DeprecationWarning)
         import apprise
 
-    return apprise
+        yield apprise
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -213,7 +216,9 @@ class Deliverer:
 
     async def send_confirmation(self, subscription: Subscription, url: str, hours: int) -> None:
         """Sent in the background: the form answers at once, whatever the channel does."""
-        self._spawn(self._deliver(subscription, self.confirmation_message(subscription, url, hours)))
+        self._spawn(
+            self._deliver(subscription, self.confirmation_message(subscription, url, hours))
+        )
 
     async def _deliver(self, subscription: Subscription, message: Message) -> None:
         if self._gate is None:
@@ -274,17 +279,17 @@ class Deliverer:
 
 
 def _apprise_send(url: str, message: Message, with_headers: bool) -> None:
-    apprise = apprise_module()
-    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-    if plugin is None:
-        raise ValueError("apprise does not understand the channel's URL")
-    extra = getattr(plugin, "headers", None)
-    if with_headers and isinstance(extra, dict):
-        extra.update(_headers(message.unsubscribe))
-    notifier = apprise.Apprise()
-    notifier.add(plugin)
-    if not notifier.notify(body=message.text, title=message.subject):
-        raise OSError("apprise could not deliver the message")
+    with quiet_apprise() as apprise:
+        plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+        if plugin is None:
+            raise ValueError("apprise does not understand the channel's URL")
+        extra = getattr(plugin, "headers", None)
+        if with_headers and isinstance(extra, dict):
+            extra.update(_headers(message.unsubscribe))
+        notifier = apprise.Apprise()
+        notifier.add(plugin)
+        if not notifier.notify(body=message.text, title=message.subject):
+            raise OSError("apprise could not deliver the message")
 
 
 @dataclass

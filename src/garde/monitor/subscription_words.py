@@ -196,8 +196,7 @@ _WORDS: dict[str, dict[str, str]] = {
     "err_busy": {
         "en": "Too many subscriptions wait for their confirmation: try again in a few hours.",
         "fr": "Trop d'abonnements attendent leur confirmation : réessayez dans quelques heures.",
-        "nl": "Te veel abonnementen wachten op bevestiging: probeer het over enkele uren"
-        " opnieuw.",
+        "nl": "Te veel abonnementen wachten op bevestiging: probeer het over enkele uren opnieuw.",
     },
     "err_form": {
         "en": "The form could not be read: send it again from the profession's page.",

@@ -50,7 +50,9 @@ APPRISE_SCHEMES = frozenset(
 on the monitor's own machine (desktop notifications, D-Bus, files, commands)."""
 
 MAX_CHANNEL = 512
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$"
+)
 
 
 class Refused(Exception):
@@ -143,9 +145,10 @@ def parse_channel(text: str, *, mail: bool, private_hosts: bool, resolve: bool =
 
 
 def _apprise_understands(url: str) -> bool:
-    from garde.monitor.deliveries import apprise_module
+    from garde.monitor.deliveries import quiet_apprise
 
-    return apprise_module().Apprise.instantiate(url, suppress_exceptions=True) is not None
+    with quiet_apprise() as apprise:
+        return apprise.Apprise.instantiate(url, suppress_exceptions=True) is not None
 
 
 def token_hash(token: str) -> str:
@@ -225,10 +228,14 @@ class SubscriptionDesk:
         self._clients = Window(self.rules.per_client, 3600.0)
         self._addresses = Window(self.rules.per_address, 86400.0)
 
-    async def ask(self, group: str, channel_text: str, lang: str, client: str, base: str) -> Pending:
+    async def ask(
+        self, group: str, channel_text: str, lang: str, client: str, base: str
+    ) -> Pending:
         """Check and record a request; send its confirmation. ``Refused`` changes nothing."""
         if group not in self.catalog.target_groups:
-            raise Refused("err_group", status=404, known=", ".join(sorted(self.catalog.target_groups)))
+            raise Refused(
+                "err_group", status=404, known=", ".join(sorted(self.catalog.target_groups))
+            )
         now = self.now()
         # Checked before the channel so a flood costs no DNS look-up.
         if not self._clients.allow(client, now):

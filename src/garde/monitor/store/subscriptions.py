@@ -182,8 +182,9 @@ class SubscriptionRows:
         """Forget the requests never confirmed in time (their address with them)."""
         with self._tx() as cur:
             cur.execute(
-                self._sql("DELETE FROM subscriptions WHERE confirmed_at IS NULL AND expires_at <= ?"),
+                self._sql(
+                    "DELETE FROM subscriptions WHERE confirmed_at IS NULL AND expires_at <= ?"
+                ),
                 (now,),
             )
             return int(cur.rowcount or 0)
-

@@ -102,7 +102,9 @@ class SubscribePages:
                 lang = fields["lang"]
                 model["group_name"] = group.names.get(lang)
             client = request.client.host if request.client else "unknown"
-            await self.subs.desk.ask(gid, fields.get("channel", ""), lang, client, self._base(request))
+            await self.subs.desk.ask(
+                gid, fields.get("channel", ""), lang, client, self._base(request)
+            )
         except Refused as refused:
             message = words(lang)[refused.key].format(**refused.params)
             model["channel"] = fields.get("channel", "")[:512] if "fields" in locals() else ""
