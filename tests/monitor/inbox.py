@@ -39,7 +39,7 @@ def inbox() -> Iterator[Inbox]:
     box = Inbox("")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(min(length, 1 << 20))
             with box.lock:

@@ -16,14 +16,13 @@ from garde.faces import lazy
 if TYPE_CHECKING:
     from garde.monitor.agent import ProbeAgent
     from garde.monitor.alerts import AppriseChannel, Channel, Notifier, WebhookChannel
-    from garde.monitor.deliveries import Subscriptions, open_subscriptions
-    from garde.monitor.subscriptions import SubscriptionRules
     from garde.monitor.config import (
         AgentSettings,
         MonitorSettings,
         load_agent_settings,
         load_monitor_settings,
     )
+    from garde.monitor.deliveries import Subscriptions, open_subscriptions
     from garde.monitor.formats import incident_json, maintenance_json, parse_time, when
     from garde.monitor.maintenance import WindowNames, check_rrule, check_scope, plan_window
     from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED, duration
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from garde.monitor.sla import sla_csv, sla_json, sla_report
     from garde.monitor.store import open_store
     from garde.monitor.store.base import Incident, Retention, Store
+    from garde.monitor.subscriptions import SubscriptionRules
     from garde.monitor.targets import ProbeSettings, targets_from_catalog
     from garde.monitor.web.app import create_app
     from garde.monitor.web.pages import render_sla

@@ -73,7 +73,7 @@ class SubscribePages:
         )
 
     def _hours(self) -> int:
-        return round(self.subs.rules.confirm_within / 3600)
+        return round(float(self.subs.rules.confirm_within) / 3600)
 
     @staticmethod
     async def _form(request: Request) -> dict[str, str]:
