@@ -1,13 +1,14 @@
-"""A loopback HTTP receiver standing for subscribers' channels: apprise's ``json://``
-posts and webhooks land here, every request kept (path, headers, body). Port 0, stopped
-when the block ends."""
+"""Loopback receivers standing for subscribers' channels: an HTTP one where apprise's
+``json://`` posts and webhooks land (every request kept: path, headers, body), and an SMTP
+one for e-mail. Port 0, stopped when the block ends."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -61,3 +62,56 @@ def inbox() -> Iterator[Inbox]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@dataclass
+class Mailbox:
+    """What a loopback SMTP server received: each message's envelope and its text."""
+
+    port: int = 0
+    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def smtp_server() -> AsyncIterator[Mailbox]:
+    """The least SMTP a client needs (EHLO, MAIL, RCPT, DATA, QUIT), no TLS, no login, on
+    127.0.0.1 and a free port: where apprise's ``mailto://`` sends in a test."""
+    box = Mailbox()
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sender, recipients = "", []
+        writer.write(b"220 inbox ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                writer.write(b"250-inbox\r\n250 8BITMIME\r\n")
+            elif verb == b"MAIL":
+                sender, recipients = line.decode().split(":", 1)[1].strip(), []
+                writer.write(b"250 OK\r\n")
+            elif verb == b"RCPT":
+                recipients.append(line.decode().split(":", 1)[1].strip().strip("<>"))
+                writer.write(b"250 OK\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 end with .\r\n")
+                await writer.drain()
+                data = []
+                while (part := await reader.readline()) not in (b".\r\n", b""):
+                    data.append(part[1:] if part.startswith(b"..") else part)
+                box.messages.append((sender, recipients, b"".join(data)))
+                writer.write(b"250 OK queued\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                break
+            else:
+                writer.write(b"250 OK\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    box.port = server.sockets[0].getsockname()[1]
+    try:
+        yield box
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -215,3 +215,66 @@ def test_an_older_database_gets_the_subscription_table(
             assert len(store.subscribers(["gp"])) == round_ + 1
         finally:
             store.close()
+
+
+def test_an_email_subscriber_confirms_and_gets_the_one_click_headers(
+    belgium: Catalog, tmp_path: Path
+) -> None:
+    """E-mail through apprise's real ``mailto://`` to a loopback SMTP server: the
+    confirmation mail, then the incident in French with RFC 8058's two headers."""
+    import asyncio
+    import email
+    from email.policy import default
+
+    from garde.monitor.incidents import Event, EventKind
+    from tests.monitor.inbox import smtp_server
+
+    base = "https://status.example.org"
+
+    def read(data: bytes) -> tuple[Any, str]:
+        message = email.message_from_bytes(data, policy=default)
+        body = message.get_body(("plain",))  # type: ignore[attr-defined]
+        return message, str(body.get_content())
+
+    async def main() -> None:
+        async with smtp_server() as mail:
+            store = SqliteStore(tmp_path / "m.sqlite")
+            monitor = Monitor(belgium, store, probe_locally=False)
+            subs = open_subscriptions(
+                monitor,
+                rules=SubscriptionRules(mail=True),
+                mailer=f"mailto://127.0.0.1:{mail.port}?from=garde@example.org",
+                public_url=base,
+            )
+            await subs.desk.ask("pharmacist", "Alice@Example.ORG", "fr", "198.51.100.7", base)
+            await subs.deliverer.drain()
+            ((_sender, to, data),) = mail.messages
+            assert to == ["Alice@example.org"]
+            confirmation, text = read(data)
+            assert "Pharmaciens" in confirmation["Subject"]
+            assert "List-Unsubscribe" not in confirmation, "nothing to leave yet"
+            link = re.search(rf"{base}/subscriptions/confirm/(\S+)", text)
+            assert link, text
+            confirmed = await subs.desk.confirm(link.group(1), base)
+            assert confirmed is not None
+
+            opened = store.open_incident(
+                "recipe-executor",
+                "Recip-e executor v4: outage, no data center answers",
+                "major",
+                T0,
+                groups=["pharmacist"],
+            )
+            event = Event(EventKind.OPENED, store.incident(opened.id), opened.title, T0)
+            muted = Event(EventKind.UPDATED, event.incident, "under maintenance", T0, muted=True)
+            monitor.incident_events.emit([event, muted])
+            await subs.deliverer.drain()
+            assert len(mail.messages) == 2, "one message for the event, none for the muted"
+            notice, text = read(mail.messages[1][2])
+            assert notice["List-Unsubscribe"] == f"<{confirmed.unsubscribe_url}>"
+            assert notice["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            assert "preuve papier" in text and f"{base}/incidents/{opened.id}?lang=fr" in text
+            assert confirmed.unsubscribe_url in text
+            store.close()
+
+    asyncio.run(main())

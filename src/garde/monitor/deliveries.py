@@ -38,7 +38,7 @@ from garde.locales import rfc3339
 from garde.monitor.incidents import Event, EventKind
 from garde.monitor.store.subscriptions import Subscription, SubscriptionRows
 from garde.monitor.subscription_words import words
-from garde.monitor.subscriptions import ChannelKind, mask, unsubscribe_url
+from garde.monitor.subscriptions import ChannelKind, mask, non_global, unsubscribe_url
 
 log = logging.getLogger("garde.monitor.subscriptions")
 
@@ -104,6 +104,8 @@ class Deliverer:
     """First pause between attempts, doubled each time (2, 4, 8, 16 s by default)."""
     timeout: float = 10.0
     concurrency: int = 8
+    private_hosts: bool = False
+    """Webhooks to loopback and private networks allowed (labs, tests)."""
     now: Callable[[], float] = time.time
     sent: int = 0
     failed: int = 0
@@ -130,7 +132,12 @@ class Deliverer:
 
     async def _fan_out(self, events: Sequence[Event]) -> None:
         for event in events:
-            found = await asyncio.to_thread(self.store.subscribers, list(event.incident.groups))
+            try:
+                found = await asyncio.to_thread(self.store.subscribers, list(event.incident.groups))
+            except Exception:
+                # The database is away: these subscribers miss this event; the monitor goes on.
+                log.exception("subscribers of incident #%d not read", event.incident.id)
+                continue
             for subscription in found:
                 self._spawn(self._deliver(subscription, self.incident_message(subscription, event)))
 
@@ -264,6 +271,10 @@ class Deliverer:
         )
 
     async def _post(self, subscription: Subscription, message: Message) -> None:
+        host = urlsplit(subscription.address).hostname or ""
+        # Checked again at each send: a name may resolve elsewhere than when it was given.
+        if not self.private_hosts and await asyncio.to_thread(non_global, host, True):
+            raise OSError("the webhook's host now resolves to a private or local address")
         body = json.dumps(message.body, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {
             "Content-Type": "application/json",
@@ -272,7 +283,10 @@ class Deliverer:
         }
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session,
-            session.post(subscription.address, data=body, headers=headers) as response,
+            # No redirects: a public URL must not lead the monitor into its own network.
+            session.post(
+                subscription.address, data=body, headers=headers, allow_redirects=False
+            ) as response,
         ):
             if response.status >= 300:
                 raise OSError(f"webhook answered HTTP {response.status}")
@@ -315,7 +329,9 @@ def open_subscriptions(
 
     rules = rules or SubscriptionRules(mail=mailer is not None)
     rows = subscription_rows(monitor.store)
-    deliverer = Deliverer(monitor.catalog, rows, base_url=public_url, mailer=mailer)
+    deliverer = Deliverer(
+        monitor.catalog, rows, base_url=public_url, mailer=mailer, private_hosts=rules.private_hosts
+    )
     hours = round(rules.confirm_within / 3600)
 
     async def confirm(subscription: Subscription, url: str) -> None:

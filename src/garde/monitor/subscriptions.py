@@ -86,7 +86,7 @@ def mask(address: str) -> str:
     return f"{parts.scheme}://***"
 
 
-def _non_global(host: str, resolve: bool) -> bool:
+def non_global(host: str, resolve: bool) -> bool:
     """Whether ``host`` is (or resolves to) an address that is not on the public internet:
     loopback, private, link-local... A subscriber must not make the monitor call inside."""
     try:
@@ -132,12 +132,12 @@ def parse_channel(text: str, *, mail: bool, private_hosts: bool, resolve: bool =
     if scheme in ("http", "https"):
         if not host:
             raise Refused("err_url", given=value[:80])
-        if not private_hosts and _non_global(host, resolve):
+        if not private_hosts and non_global(host, resolve):
             raise Refused("err_private", host=host)
         return Channel(ChannelKind.WEBHOOK, value)
     if scheme not in APPRISE_SCHEMES:
         raise Refused("err_scheme", scheme=scheme[:20], known=", ".join(sorted(APPRISE_SCHEMES)))
-    if host and not private_hosts and _non_global(host, resolve):
+    if host and not private_hosts and non_global(host, resolve):
         raise Refused("err_private", host=host)
     if not _apprise_understands(value):
         raise Refused("err_apprise", scheme=scheme)
