@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from garde.catalog import Catalog
 from garde.monitor.deliveries import open_subscriptions
 from garde.monitor.service import Monitor
-from garde.monitor.store.base import Store
+from garde.monitor.store.base import Retention, Store
 from garde.monitor.store.sqlite import SqliteStore
 from garde.monitor.store.subscriptions import Pending
 from garde.monitor.subscriptions import Refused, SubscriptionRules, mask, parse_channel
@@ -195,7 +195,7 @@ def test_the_store_keeps_subscribers(store: Store) -> None:
     )
     rows.add_pending("gp", "webhook", "https://h.example/x", "en", "s", "h4", T0 + 60, T0)
     assert [s.address for s in rows.subscribers(["gp", "hospital"])] == ["a@example.org"]
-    assert rows.prune_pending(T0 + 60) == 1
+    assert store.prune(T0 + 60, Retention())["pending_subscriptions"] == 1, "the hourly clean-up"
     assert rows.delete_subscription(confirmed.id) and not rows.delete_subscription(confirmed.id)
     assert rows.subscribers(["gp"]) == []
 
@@ -278,3 +278,18 @@ def test_an_email_subscriber_confirms_and_gets_the_one_click_headers(
             store.close()
 
     asyncio.run(main())
+
+
+def test_apprise_logs_no_address(caplog: pytest.LogCaptureFixture) -> None:
+    """apprise says whom it sent to; the line reaches the logs masked."""
+    import logging
+
+    from garde.monitor.deliveries import quiet_apprise
+
+    with quiet_apprise():
+        logging.getLogger("apprise").warning(
+            "Failed to send Email to %s via %s", "alice@example.org", "json://10.0.0.5/x?t=k"
+        )
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "apprise"]
+    assert "alice" not in line and "10.0.0.5" not in line, line
+    assert "a***@example.org" in line and "json://***" in line

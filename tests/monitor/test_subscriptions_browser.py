@@ -22,12 +22,14 @@ from garde.monitor.service import Monitor
 from garde.monitor.store.sqlite import SqliteStore
 from garde.monitor.subscriptions import SubscriptionRules
 from garde.monitor.targets import ProbeSettings
+from tests.browser import OUTPUT as BROWSER_OUTPUT
 from tests.browser import PHONE, chromium
 from tests.monitor.inbox import Inbox, Received, inbox
 from tests.monitor.running import monitor_in_thread, wait_for
 
 pytestmark = pytest.mark.e2e
 
+OUTPUT = BROWSER_OUTPUT / "monitor"
 CONFIRM = re.compile(r"http://127\.0\.0\.1:\d+/subscriptions/confirm/[A-Za-z0-9_-]+")
 
 
@@ -95,6 +97,10 @@ def test_subscribe_confirm_notify_unsubscribe(belgium: Catalog, tmp_path: Path) 
             assert "is not an e-mail address" in said and "name@example.org" in said
             said = _subscribe(page, f"{url}/for/pharmacist/subscribe?lang=fr", "file:///etc/x")
             assert "n'est pas un canal" in said
+            assert page.input_value("#channel") == "file:///etc/x", "kept, to be fixed"
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(OUTPUT / "subscribe-refused-fr-phone.png"), full_page=True)
 
             links = {p: _confirm_link(box, p) for p in ("/alice", "/bob", "/carol", "/dave")}
             assert "Pharmaciens" in _text(box.at("/alice")[0])
@@ -111,6 +117,9 @@ def test_subscribe_confirm_notify_unsubscribe(belgium: Catalog, tmp_path: Path) 
                 if path == "/bob":
                     assert "Abonnement bevestigd" in page.locator("h1").inner_text()
                     secret = page.locator("#secret").inner_text()
+                    width = page.evaluate("document.documentElement.scrollWidth")
+                    assert width <= PHONE["width"], "the secret and the link wrap on a phone"
+                    page.screenshot(path=str(OUTPUT / "subscribe-confirmed-nl-phone.png"))
                 if path == "/alice":
                     assert "Abonnement confirmé" in page.locator("h1").inner_text()
             # A confirmation link works once.

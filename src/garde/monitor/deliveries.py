@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 import warnings
@@ -46,10 +47,33 @@ SIGNATURE_HEADER = "Garde-Signature"
 HTTP_APPRISE = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
 
 
+_ADDRESS = re.compile(
+    r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+|\b[a-z][a-z0-9+.-]*://\S+", re.I
+)
+
+
+class MaskAddresses(logging.Filter):
+    """apprise logs whom it sent to ("Sent Email to alice@..."): on the ``apprise`` logger,
+    every e-mail address and URL is masked before any handler sees the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        masked = _ADDRESS.sub(lambda m: mask(m.group(0)), text)
+        if masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+
+_MASKING = MaskAddresses()
+
+
 @contextmanager
 def quiet_apprise() -> Iterator[ModuleType]:
     """apprise, in a block where its plugins may load: they load on first use, and one of
     them imports the deprecated imghdr module (not ours to fix, and not an error)."""
+    logger = logging.getLogger("apprise")
+    if _MASKING not in logger.filters:
+        logger.addFilter(_MASKING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import apprise

@@ -278,6 +278,8 @@ class SqlStore(SubscriptionRows):
                     (resolution.value, int(now - keep)),
                 )
                 deleted[name] = cur.rowcount
+        # Requests never confirmed in time: their addresses go (data minimisation).
+        deleted["pending_subscriptions"] = self.prune_pending(now)
         return deleted
 
     # -- incidents -----------------------------------------------------------------------

@@ -96,23 +96,23 @@ class SubscribePages:
         model: dict[str, Any] = {"group_id": gid, "group_name": group.names.get(lang)}
         if request.method == "GET":
             return self._page("subscribe.html", lang, **model)
+        fields: dict[str, str] = {}
         try:
             fields = await self._form(request)
             if fields.get("lang") in ("fr", "nl", "en"):
                 lang = fields["lang"]
                 model["group_name"] = group.names.get(lang)
             client = request.client.host if request.client else "unknown"
-            await self.subs.desk.ask(
-                gid, fields.get("channel", ""), lang, client, self._base(request)
-            )
+            channel = fields.get("channel", "")
+            await self.subs.desk.ask(gid, channel, lang, client, self._base(request))
         except Refused as refused:
             message = words(lang)[refused.key].format(**refused.params)
-            model["channel"] = fields.get("channel", "")[:512] if "fields" in locals() else ""
+            # What was typed stays in the field, to be fixed rather than typed again.
+            model["channel"] = fields.get("channel", "")[:512]
             return self._page("subscribe.html", lang, refused.status, error=message, **model)
         # The same answer whether the address was new, pending or already confirmed: the
         # form must not tell a stranger who subscribes.
-        address = mask(fields.get("channel", "").strip())
-        return self._page("subscribe.html", lang, sent=address, **model)
+        return self._page("subscribe.html", lang, sent=mask(channel.strip()), **model)
 
     async def confirm(self, request: Request) -> Response:
         lang = language(request)
