@@ -293,3 +293,25 @@ def test_apprise_logs_no_address(caplog: pytest.LogCaptureFixture) -> None:
     (line,) = [r.getMessage() for r in caplog.records if r.name == "apprise"]
     assert "alice" not in line and "10.0.0.5" not in line, line
     assert "a***@example.org" in line and "json://***" in line
+
+
+def test_the_mail_sender_setting_is_checked_without_echoing_it() -> None:
+    from garde.errors import SettingsInvalid
+    from garde.monitor.config import load_monitor_settings
+    from garde.settings import Given
+
+    with pytest.raises(SettingsInvalid) as caught:
+        load_monitor_settings(
+            {"GARDE_MONITOR_SUBSCRIBE_MAIL": "smtp://garde:s3cret@mail.example"},
+            {"subscribe_per_client": Given(0, "--subscribe-per-client")},
+        )
+    assert {p.file for p in caught.value.problems} == {
+        "GARDE_MONITOR_SUBSCRIBE_MAIL",
+        "--subscribe-per-client",
+    }
+    assert "s3cret" not in str(caught.value) and "mailto://" in str(caught.value)
+    rules = load_monitor_settings(
+        {"GARDE_MONITOR_SUBSCRIBE_MAIL": "mailtos://garde:s3cret@mail.example"},
+        {"subscribe_confirm_within": Given("2h", "--subscribe-confirm-within")},
+    ).subscription_rules()
+    assert (rules.mail, rules.confirm_within, rules.private_hosts) == (True, 7200.0, False)
