@@ -145,12 +145,12 @@ def test_a_get_never_confirms_and_unsubscribing_twice_is_harmless(
     assert store.subscribers(["pharmacist"]) == []
     done = client.post("/" + path)
     assert "Subscription confirmed" in done.text
-    secret = re.search(r'<code id="secret">([0-9a-f]{64})</code>', done.text)
+    secret = re.search(r'<code id="secret" class="wrap">([0-9a-f]{64})</code>', done.text)
     assert secret, "a webhook's secret is shown once, at confirmation"
     assert client.post("/" + path).status_code == 404, "a link confirms once"
     (subscription,) = store.subscribers(["pharmacist"])
     assert subscription.secret == secret.group(1)
-    leave = re.search(r'id="unsubscribe" href="http://[^/]+(/[^"]+)"', done.text)
+    leave = re.search(r'id="unsubscribe" class="wrap" href="http://[^/]+(/[^"]+)"', done.text)
     assert leave
     assert 'id="leave"' in client.get(leave.group(1)).text
     assert store.subscribers(["pharmacist"]) != [], "a GET removes nothing"

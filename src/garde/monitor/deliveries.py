@@ -26,6 +26,7 @@ import secrets
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -135,6 +136,9 @@ class Deliverer:
     failed: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _gate: asyncio.Semaphore | None = None
+    _pool: ThreadPoolExecutor | None = None
+    """apprise sends block: they get threads of their own, so that slow channels never take
+    the default pool the monitor's store writes (and so its ticks) wait for."""
 
     # -- what the monitor hands over -------------------------------------------------------
 
@@ -276,6 +280,11 @@ class Deliverer:
                 pause *= 2
         self.failed += 1
 
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="garde-deliver")
+        return self._pool
+
     async def send(self, subscription: Subscription, message: Message) -> None:
         """One attempt; raises on failure."""
         kind = ChannelKind(subscription.kind)
@@ -290,14 +299,16 @@ class Deliverer:
         else:
             url = subscription.address
             headers = url.partition("://")[0].lower() in HTTP_APPRISE
-        await asyncio.wait_for(
-            asyncio.to_thread(_apprise_send, url, message, headers), self.timeout * 2
-        )
+        loop = asyncio.get_running_loop()
+        sending = loop.run_in_executor(self._threads(), _apprise_send, url, message, headers)
+        await asyncio.wait_for(sending, self.timeout * 2)
 
     async def _post(self, subscription: Subscription, message: Message) -> None:
         host = urlsplit(subscription.address).hostname or ""
         # Checked again at each send: a name may resolve elsewhere than when it was given.
-        if not self.private_hosts and await asyncio.to_thread(non_global, host, True):
+        if not self.private_hosts and await asyncio.get_running_loop().run_in_executor(
+            self._threads(), non_global, host, True
+        ):
             raise OSError("the webhook's host now resolves to a private or local address")
         body = json.dumps(message.body, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {

@@ -15,6 +15,7 @@ twice answers the same.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -24,6 +25,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import urlsplit
@@ -151,6 +153,17 @@ def _apprise_understands(url: str) -> bool:
         return apprise.Apprise.instantiate(url, suppress_exceptions=True) is not None
 
 
+_CHECKING: list[ThreadPoolExecutor] = []
+
+
+def _checks() -> ThreadPoolExecutor:
+    """Two threads for checking channels (a name's DNS look-up): a flood of requests waits
+    for them, not the monitor."""
+    if not _CHECKING:
+        _CHECKING.append(ThreadPoolExecutor(2, thread_name_prefix="garde-subscribe"))
+    return _CHECKING[0]
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -240,11 +253,15 @@ class SubscriptionDesk:
         # Checked before the channel so a flood costs no DNS look-up.
         if not self._clients.allow(client, now):
             raise Refused("err_rate", status=429)
-        channel = await asyncio.to_thread(
-            parse_channel,
-            channel_text,
-            mail=self.rules.mail,
-            private_hosts=self.rules.private_hosts,
+        # DNS look-ups may hang: on threads of their own, never the pool the store uses.
+        channel = await asyncio.get_running_loop().run_in_executor(
+            _checks(),
+            functools.partial(
+                parse_channel,
+                channel_text,
+                mail=self.rules.mail,
+                private_hosts=self.rules.private_hosts,
+            ),
         )
         await asyncio.to_thread(self.store.prune_pending, now)
         if await asyncio.to_thread(self.store.pending_count, now) >= self.rules.pending_max:
