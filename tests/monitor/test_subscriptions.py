@@ -315,3 +315,51 @@ def test_the_mail_sender_setting_is_checked_without_echoing_it() -> None:
         {"subscribe_confirm_within": Given("2h", "--subscribe-confirm-within")},
     ).subscription_rules()
     assert (rules.mail, rules.confirm_within, rules.private_hosts) == (True, 7200.0, False)
+
+
+def test_a_failing_channel_is_retried_a_bounded_number_of_times_and_logged_masked(
+    belgium: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator's update reaches a working webhook once; a webhook answering 500 is
+    tried ``attempts`` times with pauses, then given up, its address masked in the log."""
+    import asyncio
+
+    from aiohttp import web
+
+    from garde.monitor.deliveries import verify_signature
+    from garde.monitor.incidents import Event, EventKind
+    from tests.monitor.loopback import serve
+
+    got: dict[str, list[web.Request | bytes]] = {"/ok": [], "/dead-secret-path": []}
+
+    async def record(request: web.Request) -> web.Response:
+        got[request.path].append(await request.read())
+        got[request.path].append(request)
+        return web.Response(status=200 if request.path == "/ok" else 500)
+
+    async def main() -> None:
+        async with serve({"/ok": record, "/dead-secret-path": record}) as url:
+            store = SqliteStore(tmp_path / "m.sqlite")
+            monitor = Monitor(belgium, store, probe_locally=False)
+            subs = open_subscriptions(monitor, rules=SubscriptionRules(private_hosts=True))
+            subs.deliverer.attempts, subs.deliverer.backoff = 3, 0.01
+            for n, path in enumerate(("/ok", "/dead-secret-path")):
+                store.add_pending("gp", "webhook", url + path, "en", f"k{n}", f"t{n}", T0 + 9, T0)
+                store.confirm_subscription(f"t{n}", T0)
+            opened = store.open_incident("hub", "Hub: outage", "major", T0, groups=["gp"])
+            update = Event(EventKind.OPERATOR_UPDATE, opened, "SAN controller replaced", T0)
+            monitor.notify([update])
+            await subs.deliverer.drain()
+            assert (subs.deliverer.sent, subs.deliverer.failed) == (1, 1)
+            body, request = got["/ok"]
+            assert isinstance(body, bytes) and isinstance(request, web.Request)
+            assert verify_signature("k0", body, request.headers["Garde-Signature"])
+            assert b'"event":"incident.operator_update"' in body
+            assert len(got["/dead-secret-path"]) == 2 * 3, "three attempts, no more"
+            store.close()
+
+    asyncio.run(main())
+    failures = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
+    assert len(failures) == 3 and all("attempt" in line for line in failures)
+    assert not any("dead-secret-path" in line for line in failures), failures
+    assert "http://127.0.0.1/***" in failures[0]
