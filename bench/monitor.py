@@ -433,6 +433,154 @@ def status_page(targets: int, requests: int, view_seconds: float = 10.0) -> dict
     }
 
 
+PAGE_HOURS = 35 * 24
+"""Hour rows seeded for the 5,000-target round: the page reads 48 of them; the 400 days the
+monitor keeps would be 7 GB of hour rows at this scale (day rows: the whole year)."""
+
+
+def serve_page(db: str, targets: int, port_file: str) -> None:
+    """The cold process of the 5,000-target round: a monitor over the seeded database,
+    started the way ``garde monitor --no-probes`` starts (``serve``: the pages rendered once
+    before it listens), with one round of results (Recip-e executor failing everywhere)."""
+    from garde.monitor.alerts import Notifier
+    from garde.monitor.probes import ProbeResult
+    from garde.monitor.service import Monitor
+    from garde.monitor.store.sqlite import SqliteStore
+    from garde.monitor.web.app import create_app
+    from garde.monitor.web.server import serve
+
+    started = time.monotonic()
+    catalog = big_catalog(targets)
+    store = SqliteStore(db)
+    monitor = Monitor(catalog, store, notifier=Notifier(), probe_locally=False)
+
+    async def main() -> None:
+        now = time.time()
+        for tid in monitor.tracker.targets:
+            monitor.ingest(ProbeResult(tid, now, not tid.startswith("recipe-executor"), 0.05))
+        await monitor.tick()
+        app = create_app(monitor)
+
+        def listening(port: int) -> None:
+            Path(port_file).write_text(
+                json.dumps({"port": port, "start_seconds": time.monotonic() - started})
+            )
+
+        await serve(monitor, app, "127.0.0.1", 0, on_listening=listening)
+
+    asyncio.run(main())
+
+
+def status_page_at_scale(targets: int, view_seconds: float) -> dict[str, Any]:
+    """Issue 19's target: the status page at ``targets`` targets with a year of history,
+    first request in a cold process, p50/p99 of every request, views/s of ``/`` and
+    ``/for/pharmacist``, nginx serving the same page as a static file in the same run."""
+    from bench.gateway import cpu_seconds, ensure_tools, tool
+    from garde.monitor.alerts import Notifier
+    from garde.monitor.history import SERVICE_PREFIX
+    from garde.monitor.service import Monitor
+    from garde.monitor.store.sqlite import SqliteStore
+
+    ensure_tools()
+    catalog = big_catalog(targets)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        db = workdir / "page.sqlite"
+        store = SqliteStore(db)
+        monitor = Monitor(catalog, store, notifier=Notifier(), probe_locally=False)
+        ids = [t.id for t in monitor.targets] + [SERVICE_PREFIX + s for s in catalog.services]
+        store.close()
+        t0 = time.monotonic()
+        fill_history_bulk(db, ids, time.time(), 365, PAGE_HOURS)
+        fill_seconds = time.monotonic() - t0
+        size = db.stat().st_size
+        port_file = workdir / "port.json"
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.monitor", "--serve-page", str(db),
+             "--page-targets", str(targets), "--port-file", str(port_file)],
+            cwd=Path(__file__).parents[1],
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while not port_file.exists() or not port_file.read_text():
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the page monitor did not start")
+                time.sleep(0.05)
+            started = json.loads(port_file.read_text())
+            port = int(started["port"])
+            result: dict[str, Any] = {
+                "targets": len(monitor.targets),
+                "history_days": 365,
+                "hour_rows_hours": PAGE_HOURS,
+                "db_mb": round(size / 1e6, 1),
+                "fill_seconds": round(fill_seconds, 1),
+                "start_to_listening_seconds": round(started["start_seconds"], 2),
+            }
+            paths = ["/", "/for/pharmacist", "/services/insurability?period=90d", "/healthz"]
+            result["first_request_ms"] = {path: _one_get(port, path) for path in paths}
+            result["sequential"] = {path: _timed_gets(port, path, 30) for path in paths}
+            views: dict[str, Any] = {}
+            for path in ("/", "/for/pharmacist"):
+                before = cpu_seconds(child.pid)
+                out = _wrk(tool("wrk"), f"http://127.0.0.1:{port}{path}", view_seconds,
+                           "Accept-Encoding: gzip")  # fmt: skip
+                after = cpu_seconds(child.pid)
+                cpu = (sum(after) - sum(before)) / max(out["requests"], 1)
+                views[path] = {**out, "cpu_us_per_view": round(cpu * 1e6, 1)}
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as answer:
+                body = answer.read()
+            views["/"]["bytes"] = len(body)
+            views["nginx_static"] = _nginx_static(workdir, body, view_seconds)
+            result["page_views"] = views
+        finally:
+            child.terminate()
+            child.wait(30)
+    return result
+
+
+def _nginx_static(workdir: Path, body: bytes, seconds: float) -> dict[str, Any]:
+    """nginx (one worker) serving ``body`` as a static file, precompressed as the monitor
+    does (``gzip_static``), to the same wrk round."""
+    import gzip
+
+    from bench.gateway import Processes, cpu_seconds, free_port, nginx_conf, tool
+
+    root = workdir / "static"
+    root.mkdir()
+    (root / "index.html").write_bytes(body)
+    (root / "index.html.gz").write_bytes(gzip.compress(body, 6, mtime=0))
+    port = free_port()
+    server = (
+        f"server {{ listen 127.0.0.1:{port} backlog=4096; root {root}; gzip_static on;"
+        " location / { default_type 'text/html; charset=utf-8'; } }"
+    )
+    conf = nginx_conf(workdir, "static", 1, server)
+    procs = Processes()
+    nginx = procs.start([tool("nginx"), "-c", str(conf)], port, workdir / "nginx.log")
+    try:
+        before = cpu_seconds(nginx.pid)
+        out = _wrk(tool("wrk"), f"http://127.0.0.1:{port}/index.html", seconds,
+                   "Accept-Encoding: gzip")  # fmt: skip
+        after = cpu_seconds(nginx.pid)
+    finally:
+        procs.stop_all()
+    cpu = (sum(after) - sum(before)) / max(out["requests"], 1)
+    return {**out, "cpu_us_per_view": round(cpu * 1e6, 1), "bytes": len(body)}
+
+
+def _one_get(port: int, path: str) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    start = time.perf_counter()
+    conn.request("GET", path, headers={"Accept-Encoding": "gzip"})
+    response = conn.getresponse()
+    response.read()
+    elapsed = time.perf_counter() - start
+    conn.close()
+    if response.status != 200:
+        raise SystemExit(f"{path}: HTTP {response.status}")
+    return round(elapsed * 1000, 1)
+
+
 def page_views(port: int, workdir: Path, seconds: float) -> dict[str, Any]:
     """A national outage's page views: wrk (1 thread, 50 connections) on ``/`` and on
     ``/for/pharmacist`` of this monitor process, then on nginx serving the same page as a
@@ -486,7 +634,7 @@ def page_views(port: int, workdir: Path, seconds: float) -> dict[str, Any]:
 
 def _wrk(wrk: str, url: str, seconds: float, *headers: str) -> dict[str, float]:
     out = subprocess.run(
-        [wrk, "-t1", "-c50", f"-d{int(seconds)}s", *(f"-H{h}" for h in headers), url],
+        [wrk, "-t1", "-c50", f"-d{int(seconds)}s", "--latency", *(f"-H{h}" for h in headers), url],
         capture_output=True, text=True, check=True, timeout=seconds + 30,
     ).stdout  # fmt: skip
     import re
@@ -500,10 +648,24 @@ def _wrk(wrk: str, url: str, seconds: float, *headers: str) -> dict[str, float]:
     )
     if errors:
         raise SystemExit(f"{url}: {errors} non-2xx answers or socket errors")
+    latency = {
+        f"p{q}_ms": _ms(found.group(1))
+        for q in (50, 99)
+        if (found := re.search(rf"^\s+{q}%\s+(\S+)$", out, re.MULTILINE))
+    }
     return {
         "views_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        **latency,
     }
+
+
+def _ms(text: str) -> float:
+    """wrk's ``812.00us``, ``1.23ms``, ``2.01s`` in milliseconds."""
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return round(float(text[: -len(unit)]) * factor, 2)
+    return float(text)
 
 
 def _timed_gets(port: int, path: str, count: int) -> dict[str, Any]:
@@ -524,6 +686,7 @@ def _timed_gets(port: int, path: str, count: int) -> dict[str, Any]:
         "requests": count,
         "p50_ms": round(1000 * statistics.median(times), 1),
         "p95_ms": round(1000 * times[int(0.95 * (count - 1))], 1),
+        "p99_ms": round(1000 * times[int(0.99 * (count - 1))], 1),
         "max_ms": round(1000 * times[-1], 1),
         "bytes_gzip": size,
     }
@@ -632,8 +795,18 @@ def main(argv: list[str]) -> int:
         "--view-seconds", type=float, default=10.0, help="seconds per page-views round (0: skip)"
     )
     parser.add_argument("--storage-targets", type=int, default=5)
-    parser.add_argument("--only", choices=["probing", "page", "storage"], default=None)
+    parser.add_argument(
+        "--scale-targets", type=int, default=5000, help="targets of the page-at-scale round"
+    )
+    parser.add_argument("--serve-page", help=argparse.SUPPRESS)
+    parser.add_argument("--port-file", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", choices=["probing", "page", "scale", "storage"], default=None
+    )
     args = parser.parse_args(argv)
+    if args.serve_page:
+        serve_page(args.serve_page, args.page_targets, args.port_file)
+        return 0
     if args.serve_targets:
         serve_targets(args.serve_targets)
         return 0
@@ -647,6 +820,11 @@ def main(argv: list[str]) -> int:
     if args.only in (None, "page"):
         results["status_page"] = status_page(args.page_targets, 30, args.view_seconds)
         print(json.dumps({"status_page": results["status_page"]}, indent=2), flush=True)
+    if args.only in (None, "scale"):
+        results["status_page_at_scale"] = status_page_at_scale(
+            args.scale_targets, args.view_seconds or 10.0
+        )
+        print(json.dumps({"status_page_at_scale": results["status_page_at_scale"]}, indent=2))
     if args.only in (None, "storage"):
         results["storage"] = storage(args.storage_targets)
         print(json.dumps({"storage": results["storage"]}, indent=2), flush=True)

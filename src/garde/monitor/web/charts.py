@@ -231,7 +231,7 @@ def service_history(
 # -- the drawings ---------------------------------------------------------------------------
 
 WIDTH, HEIGHT = 360, 170
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 34
+LEFT, RIGHT, TOP, BOTTOM = 44, 8, 18, 34
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 LINE_STYLES = [("#0969da", ""), ("#bc4c00", "6 3"), ("#8250df", "2 2"), ("#1a7f37", "8 2 2 2")]
 """Colour and dash per data center: told apart without colour too."""
@@ -300,7 +300,7 @@ def _frame(
     parts.append(
         f'<text class="x-unit" x="{LEFT + PLOT_W / 2}" y="{HEIGHT - 4}" text-anchor="middle"'
         f" {TEXT}>{escape(x_unit)}</text>"
-        f'<text class="y-unit" x="4" y="{TOP + 2}" {TEXT}>{escape(y_unit)}</text></svg>'
+        f'<text class="y-unit" x="{LEFT - 4}" y="{TOP - 8}" text-anchor="end" {TEXT}>{escape(y_unit)}</text></svg>'
     )
     return "".join(parts)
 
@@ -318,7 +318,8 @@ def availability_chart(history: ServiceHistory, lang: str) -> str:
     end = history.first + len(series.slots) * history.period.step
     seen = [s.availability for s in series.slots if s.availability is not None]
     low = min(seen, default=1.0)
-    floor = next(f for f in AVAILABILITY_FLOORS if low >= f)
+    # Strictly under the lowest bar, so that every observed bar shows.
+    floor = next(f for f in AVAILABILITY_FLOORS if low > f or f == 0.0)
     height = PLOT_H
 
     def y(value: float) -> float:
@@ -337,7 +338,7 @@ def availability_chart(history: ServiceHistory, lang: str) -> str:
                 "</rect>"
             )
             continue
-        top = y(value)
+        top = min(y(value), TOP + height - 1)  # at least a line: observed, even if all down
         colour = BAR_COLOURS[availability_class(value)]
         bars.append(
             f'<rect class="observed" x="{x:.1f}" y="{top:.1f}" width="{width * 0.85:.2f}"'
