@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -27,9 +28,12 @@ MAX_PAGES = 256
 SHARED_MAX_AGE = 5
 """Seconds a shared cache in front may serve a page without asking again."""
 FRESH_WAIT = 0.1
-"""Seconds a request waits for a new rendering of a page it has an older one of; then it
-gets the older one (at most one rendering behind), so no reader waits for a big page's
-rendering (5,000 targets: about 0.4 s). Small pages render within it: they are always new."""
+"""Seconds a request waits for a new rendering of a *slow* page (``SLOW_RENDER``) it has an
+older rendering of; then it gets the older one (at most one rendering behind), so no reader
+waits for a big page's rendering (5,000 targets: about half a second)."""
+SLOW_RENDER = 0.25
+"""A page whose last rendering took longer than this is slow. Others (every page of a
+catalog of a few hundred targets) are always waited for: a reader sees the latest state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class RenderedPages:
         self._latest: dict[Hashable, Rendered] = {}
         """Per page (``family``), its newest rendering, served while the next one is made."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cost: dict[Hashable, float] = {}
+        """Per page (``family``), seconds its last rendering took."""
         self.stale = 0
         """Answers given from an older rendering because the new one took over FRESH_WAIT."""
         self.renders = 0
@@ -78,7 +84,7 @@ class RenderedPages:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         previous = self._latest.get(family) if family is not None else None
-        if previous is None:
+        if previous is None or self._cost.get(family, 0.0) < SLOW_RENDER:
             return await asyncio.shield(pending)
         try:
             return await asyncio.wait_for(asyncio.shield(pending), FRESH_WAIT)
@@ -103,6 +109,7 @@ class RenderedPages:
         family: Hashable,
     ) -> None:
         try:
+            began = time.monotonic()
             html = await asyncio.to_thread(render)
             body = html.encode()
             page = Rendered(
@@ -116,6 +123,7 @@ class RenderedPages:
             self._pages[key] = page
             if family is not None:
                 self._latest[family] = page
+                self._cost[family] = time.monotonic() - began
             while len(self._pages) > self.capacity:
                 self._pages.popitem(last=False)
             future.set_result(page)
