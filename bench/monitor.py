@@ -651,7 +651,7 @@ def _wrk(wrk: str, url: str, seconds: float, *headers: str) -> dict[str, float]:
     latency = {
         f"p{q}_ms": _ms(found.group(1))
         for q in (50, 99)
-        if (found := re.search(rf"^\s+{q}%\s+(\S+)$", out, re.MULTILINE))
+        if (found := re.search(rf"^\s*{q}(?:\.0+)?%\s+([\d.]+[a-z]+)", out, re.MULTILINE))
     }
     return {
         "views_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]

@@ -163,3 +163,19 @@ def test_history_page_in_a_browser_on_a_phone(monitor: Monitor) -> None:
         assert page.locator("#availability-table tbody tr").count() == 90
         page.screenshot(path=str(OUTPUT / "history-90d-table.png"), full_page=True)
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_a_status_page_of_thousands_of_targets_links_each_service_to_its_history(
+    monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over ``COMPACT_OVER`` targets the services table is a line per service with its
+    data centers' states, its name linking to the charts, and no 90-day bars."""
+    from garde.monitor.web import views
+
+    monkeypatch.setattr(views, "COMPACT_OVER", 10)  # the belgium catalog has 38 targets
+    page = html.fromstring(TestClient(create_app(monitor)).get("/?lang=en").text)
+    row = page.get_element_by_id("service-insurability")
+    assert row.xpath(".//a")[0].get("href") == "/services/insurability?lang=en"
+    assert row.xpath("td")[1].text_content() == "dc1: not probed yet · dc2: not probed yet ·" \
+        " dc3: not probed yet"
+    assert not page.xpath('//svg[@class="bar"]') and not page.xpath('//svg[@class="spark"]')

@@ -193,7 +193,9 @@ def service_history(
     steps = list(range(first, end, period.step))
     own = SERVICE_PREFIX + service_id
     dcs = {f"{service_id}@{dc}": dc for dc in service.endpoints}
-    rows = store.aggregates(period.resolution, first, None, [own, *dcs])
+    size = period.resolution.seconds
+    buckets = list(range(first, end, size))
+    rows = store.aggregates_at(period.resolution, buckets, [own, *dcs])
     by_target: dict[str, list[Aggregate]] = {}
     for row in rows:
         by_target.setdefault(row.target, []).append(row)

@@ -21,6 +21,12 @@ BAR_DAYS = 90
 SPARK_HOURS = 48
 FULL = 0.995
 """Coverage from which a figure is shown without saying how much was observed."""
+COMPACT_OVER = 500
+"""Above this many targets the services table is one line per service (its data centers'
+states, a link to its history page) instead of a 90-day bar and a latency line per data
+center: at 5,000 targets those drew 450,000 cells, 34 MB of HTML (780 KB gzipped), more
+than anyone reads and more than nginx itself serves 2,000 times a second here
+(docs/benchmarks.md). Each service's history page has the charts."""
 
 
 @dataclass
@@ -168,7 +174,8 @@ def status_page(
         for sid, s in snap.services.items()
         for dc in s.data_centers
     }
-    histories = (history or History()).load(store, now, page_targets)
+    compact = len(page_targets) > COMPACT_OVER
+    histories = {} if compact else (history or History()).load(store, now, page_targets)
     # The bars' period: 89 whole days and today so far.
     period = now - (Resolution.DAY.bucket(now) - (BAR_DAYS - 1) * DAY)
     services = []
@@ -182,6 +189,9 @@ def status_page(
         )
         for dc, dc_status in service.data_centers.items():
             tid = f"{sid}@{dc}"
+            if compact:
+                row.dcs.append(DataCenterRow(dc, dc_status.value, "", "", None, None))
+                continue
             past = histories[tid]
             view = snap.targets.get(tid)
             observed = Observed(min(past.observed, period), period)
@@ -253,6 +263,7 @@ def status_page(
         "updated": when(now),
         "groups": groups,
         "services": services,
+        "compact": compact,
         "incidents": [_incident(i, catalog, language) for i in open_incidents],
         "register": [_incident(i, catalog, language) for i in register],
         "maintenance": upcoming,
