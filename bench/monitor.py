@@ -371,7 +371,7 @@ def fill_history_bulk(path: Path, target_ids: list[str], now: float, days: int, 
                 up / 20, {zeros}
             FROM (SELECT start, target, ? - CASE WHEN abs(random()) % 100 = 0
                     THEN 1 + abs(random()) % ? ELSE 0 END AS up
-                  FROM b, seed_targets ORDER BY start, target)""",  # noqa: S608 (no input)
+                  FROM b, seed_targets ORDER BY start, target)""",
             (first, size, size, int(now), resolution, n, float(size), n, n),
         )
     conn.commit()
@@ -800,9 +800,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--serve-page", help=argparse.SUPPRESS)
     parser.add_argument("--port-file", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--only", choices=["probing", "page", "scale", "storage"], default=None
-    )
+    parser.add_argument("--only", choices=["probing", "page", "scale", "storage"], default=None)
     args = parser.parse_args(argv)
     if args.serve_page:
         serve_page(args.serve_page, args.page_targets, args.port_file)

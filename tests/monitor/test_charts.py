@@ -176,6 +176,8 @@ def test_a_status_page_of_thousands_of_targets_links_each_service_to_its_history
     page = html.fromstring(TestClient(create_app(monitor)).get("/?lang=en").text)
     row = page.get_element_by_id("service-insurability")
     assert row.xpath(".//a")[0].get("href") == "/services/insurability?lang=en"
-    assert row.xpath("td")[1].text_content() == "dc1: not probed yet · dc2: not probed yet ·" \
+    assert (
+        row.xpath("td")[1].text_content() == "dc1: not probed yet · dc2: not probed yet ·"
         " dc3: not probed yet"
+    )
     assert not page.xpath('//svg[@class="bar"]') and not page.xpath('//svg[@class="spark"]')

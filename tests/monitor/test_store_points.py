@@ -15,7 +15,7 @@ def test_rows_of_named_targets_at_named_buckets(store: Store) -> None:
         ]
         + [Aggregate(Resolution.DAY, "a@dc1", 0, n=8640, up=8640)]
     )
-    found = store.aggregates_at(Resolution.HOUR, hours[2:5] + [1], ["a@dc1", "a@dc2", "z"])
+    found = store.aggregates_at(Resolution.HOUR, [*hours[2:5], 1], ["a@dc1", "a@dc2", "z"])
     assert [(r.target, r.bucket, r.up) for r in found] == [
         (target, hours[i], 350 + i) for i in (2, 3, 4) for target in ("a@dc1", "a@dc2")
     ]

@@ -302,7 +302,8 @@ def _frame(
     parts.append(
         f'<text class="x-unit" x="{LEFT + PLOT_W / 2}" y="{HEIGHT - 4}" text-anchor="middle"'
         f" {TEXT}>{escape(x_unit)}</text>"
-        f'<text class="y-unit" x="{LEFT - 4}" y="{TOP - 8}" text-anchor="end" {TEXT}>{escape(y_unit)}</text></svg>'
+        f'<text class="y-unit" x="{LEFT - 4}" y="{TOP - 8}" text-anchor="end" {TEXT}>'
+        f"{escape(y_unit)}</text></svg>"
     )
     return "".join(parts)
 

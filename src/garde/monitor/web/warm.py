@@ -62,6 +62,6 @@ async def warm(app: ASGIApp, groups: list[str]) -> int:
     for path in warm_paths(groups):
         try:
             ok += await get(app, path) == 200
-        except Exception:  # noqa: BLE001 (warming is an optimisation; serving goes on)
+        except Exception:  # warming is an optimisation: serving goes on
             log.warning("could not render %s before start; its first reader will", path)
     return ok
