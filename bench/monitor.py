@@ -6,7 +6,11 @@
    requests at the same rate (the floor any Python prober pays).
 2. status page: 200 targets with a year of hour and day history; time to serve ``/``, against
    ``/healthz`` on the same server (the framework floor).
-3. storage: bytes per target at steady state with the default retention (raw 3 days, minute
+3. status page at scale (``--only scale``): 5,000 targets with a year of history seeded in
+   bulk, a cold monitor process (``serve``): first request, p50/p99 of sequential requests,
+   views/s of ``/`` and ``/for/pharmacist`` (wrk, errors checked), nginx serving the same
+   page as a static file in the same run.
+4. storage: bytes per target at steady state with the default retention (raw 3 days, minute
    30 days, hour 400 days, day for ever) and growth per target-year.
 
 Results go to bench/results/monitor.json; docs/benchmarks.md has the numbers.
