@@ -448,6 +448,10 @@ def observed_sentence(observed: Observed, lang: str) -> str:
 # -- the page -------------------------------------------------------------------------------
 
 
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.0f}"
+
+
 def history_page(history: ServiceHistory, catalog: Catalog, lang: str) -> dict[str, Any]:
     t = words(lang)
     service = catalog.services[history.service]
@@ -464,12 +468,7 @@ def history_page(history: ServiceHistory, catalog: Catalog, lang: str) -> dict[s
                 else datetime.fromtimestamp(slot.start, ZONE).strftime("%Y-%m-%d"),
                 "availability": "–" if slot.n == 0 else percent(slot.up / slot.n, lang),
                 "observed": span(min(slot.observed, step), lang) if slot.observed else "–",
-                "latencies": [
-                    f"{dc.slots[index].latency * 1000:.0f}"  # type: ignore[operator]
-                    if dc.slots[index].latency is not None
-                    else "–"
-                    for dc in dcs
-                ],
+                "latencies": [_ms(dc.slots[index].latency) for dc in dcs],
             }
         )
     figure = history.service_series.availability
