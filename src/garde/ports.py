@@ -39,6 +39,11 @@ def bind_tcp(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
     """A listening TCP socket on ``host:port`` (``port`` 0: one the system picks)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=backlog)
+        sock = socket.create_server((host, port), family=family, backlog=backlog)
     except OSError as exc:
         raise UsageError(listen_problem(host, port, exc)) from None
+    # asyncio sets TCP_NODELAY only on sockets made with proto IPPROTO_TCP, and
+    # create_server makes them with proto 0: without this, the connections accepted here
+    # (which inherit it) wait for delayed ACKs, 40 ms per small answer on keep-alive.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock

@@ -211,6 +211,13 @@ class Store(Protocol):
         targets: Sequence[str] | None = None,
     ) -> list[Aggregate]: ...
 
+    def aggregates_at(
+        self, resolution: Resolution, buckets: Sequence[int], targets: Sequence[str]
+    ) -> list[Aggregate]:
+        """The rows of ``targets`` at exactly these ``buckets`` (a few series' history,
+        read by key whatever the number of other targets)."""
+        ...
+
     def summaries(
         self, resolution: Resolution, since: float, until: float | None = None
     ) -> list[Summary]:

@@ -83,6 +83,22 @@ def schema(d: Dialect) -> list[str]:
     ]
 
 
+def _aggregate(r: Sequence[Any]) -> Aggregate:
+    return Aggregate(
+        Resolution(r[0]),
+        r[1],
+        int(r[2]),
+        int(r[3]),
+        int(r[4]),
+        int(r[5]),
+        int(r[6]),
+        float(r[7]),
+        float(r[8]),
+        [int(h) for h in r[10:]],
+        float(r[9]),
+    )
+
+
 class SqlStore(SubscriptionRows):
     """A ``Store`` over one DB-API connection, serialised by a lock (writes are batched)."""
 
@@ -228,22 +244,28 @@ class SqlStore(SubscriptionRows):
             text += f" AND target IN ({', '.join('?' * len(targets))})"
             params.extend(targets)
         text += " ORDER BY bucket, target"
-        return [
-            Aggregate(
-                Resolution(r[0]),
-                r[1],
-                int(r[2]),
-                int(r[3]),
-                int(r[4]),
-                int(r[5]),
-                int(r[6]),
-                float(r[7]),
-                float(r[8]),
-                [int(h) for h in r[10:]],
-                float(r[9]),
+        return [_aggregate(r) for r in self._query(text, params)]
+
+    def aggregates_at(
+        self, resolution: Resolution, buckets: Sequence[int], targets: Sequence[str]
+    ) -> list[Aggregate]:
+        # Named buckets and targets are point lookups in the (resolution, bucket, target)
+        # key: a few targets' rows cost their own reads, not a scan of every target's rows
+        # over the range (90 days of 5,000 targets: 450,000 rows read for 360).
+        if not buckets or not targets:
+            return []
+        rows: list[Aggregate] = []
+        for chunk in range(0, len(buckets), 200):
+            part = [int(b) for b in buckets[chunk : chunk + 200]]
+            text = (
+                f"SELECT {', '.join(_AGG_COLUMNS)} FROM aggregates WHERE resolution = ?"
+                f" AND bucket IN ({', '.join('?' * len(part))})"
+                f" AND target IN ({', '.join('?' * len(targets))}) ORDER BY bucket, target"
             )
-            for r in self._query(text, params)
-        ]
+            rows.extend(
+                _aggregate(r) for r in self._query(text, [resolution.value, *part, *targets])
+            )
+        return rows
 
     def summaries(
         self, resolution: Resolution, since: float, until: float | None = None

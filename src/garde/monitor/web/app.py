@@ -16,6 +16,7 @@ from starlette.routing import Route
 from garde.errors import GardeError
 from garde.monitor.service import Monitor
 from garde.monitor.web.api import MAX_BODY, MAX_PUSH_RESULTS, Api
+from garde.monitor.web.charts import ServicePages
 from garde.monitor.web.pages import Pages, render_sla
 from garde.monitor.web.requests import HttpProblem
 from garde.monitor.web.security import SecurityHeaders
@@ -44,6 +45,7 @@ def create_app(
         Route("/", pages.status),
         Route("/healthz", api.health),
         Route("/for/{group}", pages.profession),
+        Route("/services/{id}", ServicePages(site).history),
         Route("/incidents/{id}", pages.incident),
         Route("/feed.atom", pages.feed),
         Route("/metrics", api.metrics),

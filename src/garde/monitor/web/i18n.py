@@ -22,6 +22,13 @@ _LABELS: dict[str, dict[str, str]] = {
         "fr": "Services et centres de données",
         "nl": "Diensten en datacenters",
     },
+    "compact_services": {
+        "en": "Each service's availability and response times are on its own page (its name).",
+        "fr": "La disponibilité et les temps de réponse de chaque service sont sur sa page"
+        " (son nom).",
+        "nl": "De beschikbaarheid en antwoordtijden van elke dienst staan op zijn eigen"
+        " pagina (zijn naam).",
+    },
     "incidents": {
         "en": "Current incidents",
         "fr": "Incidents en cours",

@@ -56,7 +56,7 @@ class Pages:
             return self.site.env.get_template("status.html").render(**model)
 
         key = ("status", lang, snap.at, self.site.writes)
-        page = await self.site.rendered.get(key, lang, snap.at, render)
+        page = await self.site.rendered.get(key, lang, snap.at, render, ("status", lang))
         return respond(request, page)
 
     async def profession(self, request: Request) -> Response:
@@ -75,7 +75,8 @@ class Pages:
             return self.site.env.get_template("profession.html").render(**model)
 
         key = ("for", group, lang, snap.at, self.site.writes)
-        return respond(request, await self.site.rendered.get(key, lang, snap.at, render))
+        family = ("for", group, lang)
+        return respond(request, await self.site.rendered.get(key, lang, snap.at, render, family))
 
     async def incident(self, request: Request) -> Response:
         monitor = self.site.monitor

@@ -13,6 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from garde.monitor.service import Monitor
+from garde.monitor.web.warm import warm
 from garde.ports import bind_tcp
 
 
@@ -31,6 +32,8 @@ async def serve(
     stop = stop or asyncio.Event()
     # Bound here, before anything starts: a port that cannot be had is one clear message.
     sock = bind_tcp(host, port)
+    # The pages are rendered once before the first reader comes (see warm.py).
+    await warm(app, list(monitor.catalog.target_groups))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     running = asyncio.create_task(monitor.run(stop, tick_every=tick_every))

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
+
+from markupsafe import Markup
 
 from garde.catalog import Catalog, FailedService, Status, impact
 from garde.monitor.formats import when
@@ -21,6 +24,12 @@ BAR_DAYS = 90
 SPARK_HOURS = 48
 FULL = 0.995
 """Coverage from which a figure is shown without saying how much was observed."""
+COMPACT_OVER = 500
+"""Above this many targets the services table is one line per service (its data centers'
+states, a link to its history page) instead of a 90-day bar and a latency line per data
+center: at 5,000 targets those drew 450,000 cells, 34 MB of HTML (780 KB gzipped), more
+than anyone reads and more than nginx itself serves 2,000 times a second here
+(docs/benchmarks.md). Each service's history page has the charts."""
 
 
 @dataclass
@@ -163,12 +172,15 @@ def status_page(
     history: History | None = None,
 ) -> dict[str, Any]:
     words = labels(language)
-    page_targets = {
-        f"{sid}@{dc}": catalog.services[sid].probe.interval
-        for sid, s in snap.services.items()
-        for dc in s.data_centers
-    }
-    histories = (history or History()).load(store, now, page_targets)
+    compact = sum(len(s.data_centers) for s in snap.services.values()) > COMPACT_OVER
+    histories: dict[str, TargetHistory] = {}
+    if not compact:
+        page_targets = {
+            f"{sid}@{dc}": catalog.services[sid].probe.interval
+            for sid, s in snap.services.items()
+            for dc in s.data_centers
+        }
+        histories = (history or History()).load(store, now, page_targets)
     # The bars' period: 89 whole days and today so far.
     period = now - (Resolution.DAY.bucket(now) - (BAR_DAYS - 1) * DAY)
     services = []
@@ -182,6 +194,9 @@ def status_page(
         )
         for dc, dc_status in service.data_centers.items():
             tid = f"{sid}@{dc}"
+            if compact:
+                row.dcs.append(DataCenterRow(dc, dc_status.value, "", "", None, None))
+                continue
             past = histories[tid]
             view = snap.targets.get(tid)
             observed = Observed(min(past.observed, period), period)
@@ -247,16 +262,40 @@ def status_page(
     return {
         "lang": language,
         "t": words,
+        "compact_table": compact_services(services, words, language) if compact else "",
         "overall": snap.overall.value,
         "down": down,
         "stopped_for": stopped_for,
         "updated": when(now),
         "groups": groups,
         "services": services,
+        "compact": compact,
         "incidents": [_incident(i, catalog, language) for i in open_incidents],
         "register": [_incident(i, catalog, language) for i in register],
         "maintenance": upcoming,
     }
+
+
+def compact_services(services: list[ServiceRow], words: dict[str, str], language: str) -> Markup:
+    """The services table of a page of thousands of targets, one line per service, built as
+    strings (a template loop over 1,667 services and their 5,000 data centers was most of
+    the page's rendering)."""
+    w = {key: escape(value) for key, value in words.items()}
+    lines = []
+    for s in services:
+        extra = ""
+        if s.impacted_by:
+            impacted = escape(", ".join(s.impacted_by))
+            extra += f' <span class="small">{w["impacted_by"]} {impacted}</span>'
+        if s.since:
+            extra += f' <span class="small">{w["since"]} {escape(s.since)}</span>'
+        dcs = " · ".join(f"{escape(d.dc)}: {w[d.status]}" for d in s.dcs)
+        lines.append(
+            f'<tr id="service-{escape(s.id)}"><th><a href="/services/{escape(s.id)}?lang='
+            f'{language}">{escape(s.name)}</a></th><td><span class="badge {s.status}">'
+            f'{w[s.status]}</span>{extra}</td><td class="small">{dcs}</td></tr>'
+        )
+    return Markup("\n".join(lines))  # noqa: S704 (every value above is escaped)
 
 
 def _incident(
