@@ -16,7 +16,7 @@ import click
 
 from garde.catalog import format_duration
 from garde.cli.common import log_options
-from garde.errors import DrillError, SettingsInvalid
+from garde.errors import DrillError, GardeError, SettingsInvalid, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -73,6 +73,10 @@ def drill(
         # Plain lines, never wrapped: each problem is one line a reader (or grep) can take.
         click.echo(str(exc))
         sys.exit(INVALID)
+    except GardeError as exc:
+        # 1 is the verdict's here: what else the user can correct goes with the scenario.
+        click.echo(f"garde: {exc}", err=True)
+        sys.exit(INVALID if isinstance(exc, UsageError) else FAILED)
     body = checked.scenario
     summary = (
         f"{checked.name}: valid. {format_duration(body.duration)} of scenario time in"
@@ -124,6 +128,12 @@ def run_and_report(
             run = asyncio.run(_stoppable(drill))
     except DrillError as exc:
         out.print(f"[red]garde drill: the drill could not run to its end:[/] {exc}", markup=True)
+        return FAILED
+    except UsageError as exc:
+        out.print(f"garde drill: {exc}", markup=False)
+        return INVALID
+    except GardeError as exc:
+        out.print(f"garde drill: the drill could not run to its end: {exc}", markup=False)
         return FAILED
     except (KeyboardInterrupt, asyncio.CancelledError):
         out.print("garde drill: interrupted; every process it started was stopped")
