@@ -24,6 +24,7 @@ from rich.table import Table
 from garde.cli.common import FAILED, catalog_option, console, json_option, load, print_json
 from garde.errors import UsageError
 from garde.journal import EntryView, JournalStore, Receipt, RekeyReport, State
+from garde.locales import moment
 from garde.loop import run_loop
 from garde.masking import mask, mask_text
 from garde.storage import JOURNAL
@@ -126,7 +127,7 @@ def view_json(view: EntryView, reveal: bool) -> dict[str, Any]:
             "idempotency_key": view.idempotency_key,
             "key_id": view.key_id,
             "lease_owner": view.lease_owner,
-            "lease_until": view.lease_until,
+            **moment("lease_until", view.lease_until),
             "problem": view.problem,
         }
     )
@@ -150,7 +151,7 @@ def view_json(view: EntryView, reveal: bool) -> dict[str, Any]:
         caller = submission.caller
         data["caller_token"] = {
             "subject": caller.subject if reveal else mask(caller.subject),
-            "valid_until": caller.not_on_or_after,
+            **moment("valid_until", caller.not_on_or_after),
         }
     return data
 
@@ -367,7 +368,7 @@ def audit(
 
 def _record(record: Any) -> dict[str, Any]:
     return {
-        "at": record.at,
+        **moment("at", record.at),
         "who": record.who,
         "action": record.action,
         "entry_id": record.entry_id,
