@@ -121,6 +121,7 @@ CASES: list[tuple[str, str]] = [
     ("journal replay --now --journal {journal} --journal-no-encryption", CORRECTABLE),
     ("lab up --write-catalog {missing}/lab.yaml", CORRECTABLE),
     ("lab up --host 10.1.2.3", CORRECTABLE),
+    ("lab up --base-port 0 --state {missing}/lab.sqlite", CORRECTABLE),
     ("lab status --control {dead}", FAILED),
     ("lab fault recipe-executor dc1 down --control {dead}", FAILED),
     ("lab fault recipe-executor dc1 melt --control {dead}", COMMAND_LINE),
@@ -131,6 +132,7 @@ CASES: list[tuple[str, str]] = [
 DRILL_CASES: list[tuple[str, str]] = [
     ("drill {tmp}/scenario.yaml --check", DRILL_INVALID),
     ("drill no-such-scenario", DRILL_INVALID),
+    ("drill demo --json-report {missing}/report.json", DRILL_INVALID),
     ("drill", DRILL_INVALID),
     ("drill demo --seed many", DRILL_INVALID),
     ("demo --lang de", DRILL_INVALID),
@@ -189,15 +191,26 @@ def test_a_failure_exits_with_the_documented_code(
         assert any(m in said for m in ("Usage: garde", "garde: ", "problem")), said
 
 
-def test_a_port_in_use_is_input_you_can_correct(files: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("line", "flag"),
+    [
+        ("gateway --journal none --port {port}", "--port"),
+        ("monitor --db sqlite:///{tmp}/port.db --port {port}", "--port"),
+        ("lab up --base-port {port}", "--base-port"),
+    ],
+)
+def test_a_port_in_use_is_input_you_can_correct(
+    line: str, flag: str, files: dict[str, str]
+) -> None:
     general, _ = documented()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = garde(f"gateway --journal none --port {port}", files)
+        done = garde(line.replace("{port}", str(port)), files)
     assert done.returncode == general[CORRECTABLE], done.stderr
     assert "the port is in use" in done.stderr and "Traceback" not in done.stderr
+    assert f"choose another with {flag}" in done.stderr
 
 
 def test_an_unknown_option_is_a_command_line_error_for_every_command() -> None:

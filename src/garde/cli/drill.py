@@ -67,6 +67,15 @@ def drill(
         return
     if scenario is None:
         raise click.UsageError("name a scenario (garde drill --list shows the built-ins)")
+    if json_report and not Path(json_report).resolve().parent.is_dir():
+        # Found now, not after the drill has run for minutes.
+        parent = Path(json_report).parent
+        click.echo(
+            f"garde: --json-report {json_report}: the directory {parent} does not exist;"
+            f" check the path, or create it first (mkdir -p {parent})",
+            err=True,
+        )
+        sys.exit(INVALID)
     try:
         checked = load_scenario(scenario)
     except SettingsInvalid as exc:
