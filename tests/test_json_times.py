@@ -172,8 +172,9 @@ def test_the_gateway_and_the_lab_give_rfc3339_times(belgium: Catalog, tmp_path: 
         answers = asyncio.run(_gateway(wired, tmp_path))
         # An effect in the ledger: a prescription made through the lab's own service.
         prescription(Client(lab))
-        for path in ("/status", "/ledger", "/ledger/duplicates"):
+        for path in ("/status", "/ledger", "/ledger/duplicates", "/health"):
             answers[f"lab {path}"] = _lab(lab.control_url, "GET", path)
+        lab_spec = json.dumps(_lab(lab.control_url, "GET", "/openapi.json"))
         answers["garde lab ledger --json"] = _cli(
             ["lab", "ledger", "--json", "--control", lab.control_url]
         )
@@ -189,6 +190,8 @@ def test_the_gateway_and_the_lab_give_rfc3339_times(belgium: Catalog, tmp_path: 
     assert not problems, "\n".join(problems)
     assert {"started", "since", "created_at", "updated_at", "at"} <= seen, seen
     assert answers["garde journal audit --json"], "the audit log has the retry"
+    lab_described = set(re.findall(r'"(\w+)": \{"type": [^{}]*"format": "date-time"', lab_spec))
+    assert "at" in lab_described, "the lab's OpenAPI describes the ledger's time"
 
 
 def _cli(line: list[str], *, as_json: bool = True) -> Any:
