@@ -9,11 +9,21 @@ ambiguous). Machines get UTC: ``rfc3339`` in every JSON answer and feed.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from garde.catalog import LANGUAGES
 
-__all__ = ["LANGUAGES", "ZONE", "local_time", "pick_language", "rfc3339"]
+__all__ = [
+    "LANGUAGES",
+    "ZONE",
+    "from_rfc3339",
+    "local_time",
+    "moment",
+    "moment_schema",
+    "pick_language",
+    "rfc3339",
+]
 
 
 def _zone() -> ZoneInfo | None:
@@ -36,9 +46,52 @@ def local_time(moment: float | None, *, seconds: bool = False) -> str:
     return f"{shown} {offset[:3]}:{offset[3:]}"
 
 
-def rfc3339(moment: float) -> str:
-    """``2026-12-02T08:38:00Z``: a time for machines, in UTC."""
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def rfc3339(moment: float, *, fraction: bool = False) -> str:
+    """``2026-12-02T08:38:00Z``: a time for machines, in UTC (``fraction``: with its
+    milliseconds, ``2026-12-02T08:38:00.250Z``)."""
+    spec = "milliseconds" if fraction else "seconds"
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+UNIX = "_unix"
+"""Suffix of the deprecated Unix-seconds sibling of a time field (see ``moment``)."""
+
+
+def moment(name: str, at: float | None) -> dict[str, str | float | None]:
+    """A time in a JSON answer: ``{name: "2026-12-02T08:38:00.250Z", name_unix: 1796...}``.
+
+    The field itself is RFC 3339 in UTC, to the millisecond (``null`` stays ``null``). Its
+    Unix seconds, what the field was before, stay under ``<name>_unix`` for one release so
+    that readers have time to move (deprecated: CHANGELOG.md)."""
+    return {name: None if at is None else rfc3339(at, fraction=True), name + UNIX: at}
+
+
+def moment_schema(name: str, what: str = "", *, nullable: bool = False) -> dict[str, Any]:
+    """The OpenAPI properties of ``moment(name, ...)``: the RFC 3339 field and its
+    deprecated Unix-seconds sibling."""
+    text = f"{what}: " if what else ""
+    kinds: list[str] = ["string", "null"] if nullable else ["string"]
+    return {
+        name: {
+            "type": kinds if nullable else "string",
+            "format": "date-time",
+            "description": f"{text}RFC 3339, UTC, to the millisecond (2026-12-03T07:12:03.250Z)",
+        },
+        name + UNIX: {
+            "type": ["number", "null"] if nullable else "number",
+            "deprecated": True,
+            "description": f"{text}the same time in Unix seconds; deprecated, kept for one"
+            f" release: read {name}",
+        },
+    }
+
+
+def from_rfc3339(text: str) -> float:
+    """Unix seconds of an RFC 3339 time (``Z`` or an offset), for garde's own readers."""
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no offset: RFC 3339 times end in Z or +hh:mm")
+    return parsed.timestamp()
 
 
 def pick_language(query: str | None, accept_language: str | bytes | None) -> str:

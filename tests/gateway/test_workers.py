@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from garde.catalog import Catalog
+from garde.cli.common import FAILED
 from garde.errors import UsageError
 from garde.gateway.board import WorkerBoard, worst_mode
 from garde.gateway.config import GatewayConfig
@@ -207,7 +208,7 @@ def test_two_workers_share_a_sqlite_journal_and_one_view(catalog: Catalog, tmp_p
                 code = await asyncio.wait_for(process.wait(), 30)
             except TimeoutError:
                 pytest.fail(f"the gateway did not stop after a worker died:\n{output.decode()}")
-            assert code == 1
+            assert code == FAILED  # docs/cli.md, "Exit codes": garde failed
             await asyncio.wait_for(draining, 10)
             assert b"ended" in output and b"stopping the others" in output, output.decode()
         finally:

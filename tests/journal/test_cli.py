@@ -261,7 +261,7 @@ def test_rekey_needs_a_key_and_reports_what_it_cannot_open(
     other = tmp_path / "other"
     assert _invoke("keygen", "--key-file", str(other), "--id", "x1").exit_code == 0
     stuck = _invoke("rekey", "--journal", location, "--journal-key-file", str(other), "--json")
-    assert stuck.exit_code == 2
+    assert stuck.exit_code == 3
     data = json.loads(stuck.output)
     assert [u["id"] for u in data["unreadable"]] == ids
     assert all("not in the keyring" in u["reason"] for u in data["unreadable"])

@@ -132,6 +132,10 @@ def compose_mapping(
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         message = f"YAML syntax error: {exc.problem or exc}"
         fix = "check indentation, a missing ':' or an unclosed quote near this line"
+        lines = text.splitlines()
+        if mark is not None and mark.line < len(lines) and "\t" in lines[mark.line]:
+            # The most common one, and invisible in most editors: say it.
+            fix = "YAML indents with spaces, never tabs: replace the tab on this line with spaces"
         return Problem(file, line, col, "", message, fix)
     if root is None and empty_ok:
         return None

@@ -13,6 +13,7 @@ import click
 
 from garde import __version__
 from garde.cli.catalog import catalog
+from garde.cli.common import INTERRUPTED, exit_code
 from garde.cli.demo import demo
 from garde.cli.drill import drill
 from garde.cli.gateway import gateway
@@ -44,12 +45,12 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="garde", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except GardeError as exc:
         click.echo(f"garde: {exc}", err=True)
-        sys.exit(1 if exc.status < 500 else 2)
+        sys.exit(exit_code(exc))
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(INTERRUPTED)

@@ -13,11 +13,31 @@ from click.core import ParameterSource
 from rich.console import Console
 
 from garde.catalog import Catalog, load_catalog
+from garde.errors import CatalogError, GardeError, UsageError
 
 if TYPE_CHECKING:
     from garde.settings import Given
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Exit codes, the same for every command (docs/cli.md, "Exit codes"; tests/test_exit_codes.py
+# runs each failure as a user would and reads that table). ``garde drill`` and ``garde demo``
+# keep 1 for a missed expectation and so put a scenario's problems with the command line's.
+DONE = 0
+CORRECTABLE = 1
+"""Something given can be corrected: a settings file, a URL, a path, an id, a port in use."""
+COMMAND_LINE = 2
+"""The command line itself is wrong: an unknown option, a missing argument (click's code)."""
+FAILED = 3
+"""garde or the chain failed while working: a store or the lab unreachable, entries left."""
+INTERRUPTED = 130
+
+
+def exit_code(error: GardeError) -> int:
+    """The exit code of one of garde's own errors: what the user can correct, or a failure."""
+    correctable = isinstance(error, UsageError | CatalogError) or error.status < 500
+    return CORRECTABLE if correctable else FAILED
+
 
 LANGUAGES = ("en", "fr", "nl")
 

@@ -46,7 +46,7 @@ def demo(language: str, no_serve: bool, report_dir: str) -> None:
     """Tell the story of an outage: what it stops, then live, what garde keeps going."""
     from garde.catalog import Status, impact, load_catalog, parse_failures
     from garde.drill import load_scenario, run_drill
-    from garde.errors import DrillError
+    from garde.errors import DrillError, GardeError, UsageError
 
     out = console()
     checked = load_scenario("demo")
@@ -77,6 +77,10 @@ def demo(language: str, no_serve: bool, report_dir: str) -> None:
     except DrillError as exc:
         out.print(f"garde demo: the drill could not run: {exc}", markup=False)
         sys.exit(3)
+    except GardeError as exc:
+        # Not 1, the verdict's code: what the user can correct is 2, as for garde drill.
+        out.print(f"garde demo: {exc}", markup=False)
+        sys.exit(2 if isinstance(exc, UsageError) else 3)
     except KeyboardInterrupt:
         pass
     report = told.get("report")

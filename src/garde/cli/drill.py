@@ -16,7 +16,7 @@ import click
 
 from garde.catalog import format_duration
 from garde.cli.common import log_options
-from garde.errors import DrillError, SettingsInvalid
+from garde.errors import DrillError, GardeError, SettingsInvalid, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,12 +67,25 @@ def drill(
         return
     if scenario is None:
         raise click.UsageError("name a scenario (garde drill --list shows the built-ins)")
+    if json_report and not Path(json_report).resolve().parent.is_dir():
+        # Found now, not after the drill has run for minutes.
+        parent = Path(json_report).parent
+        click.echo(
+            f"garde: --json-report {json_report}: the directory {parent} does not exist;"
+            f" check the path, or create it first (mkdir -p {parent})",
+            err=True,
+        )
+        sys.exit(INVALID)
     try:
         checked = load_scenario(scenario)
     except SettingsInvalid as exc:
         # Plain lines, never wrapped: each problem is one line a reader (or grep) can take.
         click.echo(str(exc))
         sys.exit(INVALID)
+    except GardeError as exc:
+        # 1 is the verdict's here: what else the user can correct goes with the scenario.
+        click.echo(f"garde: {exc}", err=True)
+        sys.exit(INVALID if isinstance(exc, UsageError) else FAILED)
     body = checked.scenario
     summary = (
         f"{checked.name}: valid. {format_duration(body.duration)} of scenario time in"
@@ -124,6 +137,12 @@ def run_and_report(
             run = asyncio.run(_stoppable(drill))
     except DrillError as exc:
         out.print(f"[red]garde drill: the drill could not run to its end:[/] {exc}", markup=True)
+        return FAILED
+    except UsageError as exc:
+        out.print(f"garde drill: {exc}", markup=False)
+        return INVALID
+    except GardeError as exc:
+        out.print(f"garde drill: the drill could not run to its end: {exc}", markup=False)
         return FAILED
     except (KeyboardInterrupt, asyncio.CancelledError):
         out.print("garde drill: interrupted; every process it started was stopped")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from garde.cli.common import catalog_option, console, log_options
+from garde.cli.common import DONE, FAILED, catalog_option, console, log_options
 from garde.storage import JOURNAL
 
 if TYPE_CHECKING:
@@ -126,4 +126,5 @@ def gateway(
     journal = JournalChoice(journal_url, journal_key_file, journal_no_encryption, settings)
     status = run_gateway(catalog_source, config, journal, workers, announce=_banner, say=_say)
     if workers > 1:
-        sys.exit(status)
+        # A worker that ended by itself: a failure, so that the service manager restarts.
+        sys.exit(DONE if status == 0 else FAILED)

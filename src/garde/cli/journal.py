@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 import click
 from rich.table import Table
 
-from garde.cli.common import catalog_option, console, json_option, load, print_json
+from garde.cli.common import FAILED, catalog_option, console, json_option, load, print_json
 from garde.errors import UsageError
 from garde.journal import EntryView, JournalStore, Receipt, RekeyReport, State
+from garde.locales import moment
 from garde.loop import run_loop
 from garde.masking import mask, mask_text
 from garde.storage import JOURNAL
@@ -80,6 +81,12 @@ def _run(
     body: Callable[[JournalStore], Coroutine[Any, Any, T]],
     need_key: bool = False,
 ) -> T:
+    import logging
+
+    # The pool's own warnings (one per failed connection try) are not for the operator of a
+    # one-shot command: the one message at the end says what failed and what to check.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
     async def main() -> T:
         from garde.journal import load_journal_settings, open_for_operator
         from garde.settings import environment
@@ -120,7 +127,7 @@ def view_json(view: EntryView, reveal: bool) -> dict[str, Any]:
             "idempotency_key": view.idempotency_key,
             "key_id": view.key_id,
             "lease_owner": view.lease_owner,
-            "lease_until": view.lease_until,
+            **moment("lease_until", view.lease_until),
             "problem": view.problem,
         }
     )
@@ -144,7 +151,7 @@ def view_json(view: EntryView, reveal: bool) -> dict[str, Any]:
         caller = submission.caller
         data["caller_token"] = {
             "subject": caller.subject if reveal else mask(caller.subject),
-            "valid_until": caller.not_on_or_after,
+            **moment("valid_until", caller.not_on_or_after),
         }
     return data
 
@@ -361,7 +368,7 @@ def audit(
 
 def _record(record: Any) -> dict[str, Any]:
     return {
-        "at": record.at,
+        **moment("at", record.at),
         "who": record.who,
         "action": record.action,
         "entry_id": record.entry_id,
@@ -381,8 +388,18 @@ def keygen(key_file: str, key_id: str | None) -> None:
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
     if any(line.split()[:1] == [key_id] for line in existing.splitlines()):
         raise UsageError(f"{path} already has a key {key_id!r}: choose another --id")
+    if not path.parent.is_dir():
+        # A mistyped directory is named, not created: the key would end up where nobody
+        # looks for it.
+        raise UsageError(
+            f"--key-file {path}: the directory {path.parent} does not exist; check the path,"
+            f" or create the directory first (mkdir -p {path.parent})"
+        )
     line = new_key_line(key_id)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise UsageError(f"--key-file {path}: cannot write it: {exc.strerror}") from None
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
         if existing and not existing.endswith("\n"):
             handle.write("\n")
@@ -436,7 +453,7 @@ def rekey(
         if not report.unreadable:
             click.echo("Keys other than the current one no longer seal anything here.")
     if report.unreadable:
-        sys.exit(2)
+        sys.exit(FAILED)
 
 
 @journal.command()
@@ -505,4 +522,4 @@ def replay(
         f" {result.expired}, still waiting {result.waiting}"
     )
     if result.waiting:
-        sys.exit(2)
+        sys.exit(FAILED)

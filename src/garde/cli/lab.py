@@ -25,6 +25,7 @@ from rich.table import Table
 from garde.catalog import parse_duration
 from garde.cli.common import catalog_option, console, json_option, load, log_options, print_json
 from garde.errors import LabError, UsageError
+from garde.locales import from_rfc3339
 from garde.loop import run_loop
 from garde.masking import mask_text
 
@@ -335,7 +336,7 @@ def ledger(
     for column in ("#", "time (UTC)", "service", "operation", "effect", "dc", "idempotency key"):
         table.add_column(column)
     for effect in effects:
-        at = datetime.fromtimestamp(effect["at"], UTC).strftime("%H:%M:%S.%f")[:-3]
+        at = datetime.fromtimestamp(from_rfc3339(effect["at"]), UTC).strftime("%H:%M:%S.%f")[:-3]
         table.add_row(
             str(effect["seq"]),
             at,

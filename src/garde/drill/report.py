@@ -36,6 +36,9 @@ DETECTABLE = ("down", "blackhole", "errors", "reset", "flap")
 """Lab faults the monitor is expected to flag (latency and slow may stay under its threshold)."""
 UNHEALTHY = ("down", "degraded")
 NORMAL_OUTCOMES = (SERVED, FAILED_OVER)
+INCIDENT_TIMES = ("started_at", "resolved_at", "started_at_unix", "resolved_at_unix")
+"""The monitor's incident times as its API gives them: RFC 3339, and for one release the
+Unix seconds beside them (deprecated)."""
 
 
 def _final(call: Call, applied: Counter[str], receipts: dict[str, str]) -> str:
@@ -87,7 +90,7 @@ def build_report(run: Run) -> dict[str, Any]:
         "times": times,
         "faults": [p.as_json() for p in run.played],
         "incidents": [
-            {k: i.get(k) for k in ("id", "title", "severity", "state", "started_at", "resolved_at")}
+            {k: i.get(k) for k in ("id", "title", "severity", "state", *INCIDENT_TIMES)}
             for i in run.incidents
         ],
         "series": _series(run, finals),

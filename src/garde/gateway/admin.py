@@ -23,7 +23,7 @@ from garde.gateway.events import mode_event
 from garde.gateway.metrics import Metrics
 from garde.gateway.wire import Reply, Request
 from garde.journal import Backlog
-from garde.locales import rfc3339
+from garde.locales import moment, rfc3339
 
 if TYPE_CHECKING:
     from garde.gateway.handler import Gateway
@@ -172,7 +172,7 @@ class Admin:
         return {
             "gateway": {
                 "catalog": gateway.catalog.name,
-                "started": gateway.started,
+                **moment("started", gateway.started),
                 "started_at": rfc3339(gateway.started),
                 "uptime": round(time.time() - gateway.started, 1),
                 "target_group": gateway.config.target_group,
@@ -216,6 +216,8 @@ class Admin:
             return gateway.reject(RequestRejected(404, f"no receipt {entry_id!r}"), request)
         data = dataclasses.asdict(receipt)
         data["state"] = receipt.state.value
+        for name in ("created_at", "updated_at", "deadline"):
+            data.update(moment(name, getattr(receipt, name)))
         if receipt.answer is not None:
             data["answer"] = {
                 "status": receipt.answer.status,

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from garde.locales import moment
 from garde.signals import Signal
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def mode_event(upstreams: ServiceUpstreams) -> dict[str, object]:
     return {
         "service": upstreams.service.id,
         "mode": upstreams.mode.value,
-        "since": upstreams.mode_since,
+        **moment("since", upstreams.mode_since),
         "data_center": upstreams.in_use,
     }
 

@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from garde.catalog import Service
 from garde.gateway.transport import Endpoint
+from garde.locales import moment
 from garde.signals import Signal
 
 log = logging.getLogger("garde.gateway")
@@ -343,7 +344,7 @@ class ServiceUpstreams:
         now = self.clock()
         return {
             "mode": self.mode.value,
-            "since": self.mode_since,
+            **moment("since", self.mode_since),
             "data_center": self.in_use,
             "data_centers": {link.dc: link.as_json(now) for link in self.links},
         }

@@ -351,8 +351,9 @@ def run_gateway(
     say: Say = _log,
 ) -> int:
     """Serve a gateway until told to stop: in this process with one worker, else with
-    ``workers`` processes sharing the port. Returns the exit status (0 after a stop that
-    was asked for, 1 when a worker ended by itself)."""
+    ``workers`` processes sharing the port. Returns 0 after a stop that was asked for, 1
+    when a worker ended by itself (``garde gateway`` exits 3 then: docs/cli.md, "Exit
+    codes")."""
     catalog = load_catalog(catalog_source)
     if config.target_group is not None and config.target_group not in catalog.target_groups:
         raise UsageError(

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from garde.locales import moment
+
 
 class State(StrEnum):
     """Where an entry stands; the receipt shows it to the care software."""
@@ -116,9 +118,9 @@ class Receipt:
             "state": self.state.value,
             "service": self.service,
             "operation": self.operation,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "deadline": self.deadline,
+            **moment("created_at", self.created_at),
+            **moment("updated_at", self.updated_at),
+            **moment("deadline", self.deadline),
             "attempts": self.attempts,
             "last_error": self.last_error,
             "reason": self.reason,

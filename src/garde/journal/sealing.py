@@ -180,6 +180,11 @@ class Keyring:
             path = Path(key_file)
             try:
                 text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise UsageError(
+                    f"cannot read journal key file {path}: there is no such file; check the"
+                    f" path, or make a key there with `garde journal keygen --key-file {path}`"
+                ) from None
             except OSError as exc:
                 raise UsageError(f"cannot read journal key file {path}: {exc.strerror}") from None
             return cls.parse(text, str(path))

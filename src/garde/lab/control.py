@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from garde.errors import GardeError
 from garde.lab.faults import OPTIONS, FaultKind
 from garde.lab.http import Request, Response
+from garde.locales import moment_schema
 
 if TYPE_CHECKING:
     from garde.lab.runtime import Lab
@@ -166,7 +167,6 @@ def openapi() -> dict[str, Any]:
             name: {"type": kind}
             for name, kind in (
                 ("seq", "integer"),
-                ("at", "number"),
                 ("service", "string"),
                 ("operation", "string"),
                 ("effect", "string"),
@@ -176,7 +176,8 @@ def openapi() -> dict[str, Any]:
                 ("identity", "string"),
                 ("detail", "object"),
             )
-        },
+        }
+        | moment_schema("at", "when the lab applied the effect"),
     }
     ok = {"description": "OK", "content": {JSON: {"schema": {"type": "object"}}}}
     bad = {"description": "bad request: the error says what to fix"}

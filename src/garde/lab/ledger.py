@@ -21,6 +21,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from garde.lab.store import Database
+from garde.locales import moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class Effect:
     detail: dict[str, Any]
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), **moment("at", self.at)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from garde.catalog import Catalog
-from garde.errors import LabError, UsageError
+from garde.errors import UsageError
 from garde.lab.faults import Fault, FaultKind, make_fault
 from garde.lab.http import HttpServer
 from garde.lab.ledger import Ledger
@@ -29,6 +29,7 @@ from garde.lab.services.base import LabContext, LabSettings, SimulatedService
 from garde.lab.services.registry import SIMULATORS
 from garde.lab.store import Database, Idempotency
 from garde.lab.tokens import TokenAuthority
+from garde.ports import listen_problem
 
 CATALOG_BASE_PORT = 18000
 """The catalog's lab endpoints are written for a lab whose control API is on this port."""
@@ -186,9 +187,10 @@ class Lab:
         try:
             await target.start()
         except OSError as exc:
-            raise LabError(
-                f"cannot listen on {self.host}:{target.port} for {simulator.id}/{dc}: {exc}"
-                " (is another lab running? choose other ports with --base-port)"
+            # A port in use is the user's to change, as for the gateway and the monitor.
+            raise UsageError(
+                f"{listen_problem(self.host, target.port, exc, '--base-port')}"
+                f" (for {simulator.id}/{dc}; is another lab running?)"
             ) from None
         self.targets[(simulator.id, dc)] = target
         self.endpoints.setdefault(simulator.id, {})[dc] = (
@@ -199,9 +201,9 @@ class Lab:
         try:
             await server.start(self.host, port)
         except OSError as exc:
-            raise LabError(
-                f"cannot listen on {self.host}:{port} for {what}: {exc}"
-                " (is another lab running? choose other ports with --base-port)"
+            raise UsageError(
+                f"{listen_problem(self.host, port, exc, '--base-port')}"
+                f" (for {what}; is another lab running?)"
             ) from None
         self._servers.append(server)
 

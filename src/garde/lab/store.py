@@ -24,7 +24,8 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
-from garde.errors import LabError
+from garde.errors import LabError, UsageError
+from garde.storage import missing_directory
 from garde.walmode import enter_wal
 
 _SCHEMA = """
@@ -109,6 +110,10 @@ class Database:
     def __init__(self, path: str | Path = IN_MEMORY) -> None:
         self.memdb = False
         """Whether the data lives in SQLite's memdb VFS (capped at 1 GiB)."""
+        if str(path) != IN_MEMORY and not Path(path).parent.is_dir():
+            # A mistyped directory is named, not created (the journal and the monitor's
+            # store say the same).
+            raise UsageError(missing_directory("lab state file", Path(path)))
         try:
             if str(path) == IN_MEMORY:
                 self.conn, self.memdb = _open_in_memory()

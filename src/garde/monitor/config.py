@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from garde.catalog import lenient_duration
 from garde.errors import UsageError
 from garde.settings import Given, load_settings, setting
-from garde.storage import MONITOR, parse_url
+from garde.storage import MONITOR, SqliteUrl, missing_directory, parse_url
 
 if TYPE_CHECKING:
     from garde.monitor.alerts import Channel
@@ -123,9 +123,13 @@ class MonitorSettings(_Table):
     @classmethod
     def _store_url(cls, value: str) -> str:
         try:
-            parse_url(value, MONITOR)
+            url = parse_url(value, MONITOR)
         except UsageError as exc:
             raise ValueError(str(exc)) from None
+        # A mistyped directory is found here, with every other problem (and by --check),
+        # rather than when the store opens.
+        if isinstance(url, SqliteUrl) and url.path != ":memory:" and not url.file.parent.is_dir():
+            raise ValueError(missing_directory("monitor store", url.file))
         return value
 
     @field_validator("public_url")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from garde.errors import UsageError
-from garde.locales import local_time
+from garde.locales import local_time, moment
 from garde.monitor.store.base import Incident, Maintenance
 
 
@@ -37,7 +37,8 @@ def parse_time(value: object, what: str) -> float:
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
-    """An incident and its timeline (oldest update first), times in Unix seconds."""
+    """An incident and its timeline (oldest update first), times in RFC 3339 UTC (with their
+    deprecated ``_unix`` siblings, ``garde.locales.moment``)."""
     return {
         "id": incident.id,
         "service": incident.service,
@@ -45,15 +46,15 @@ def incident_json(incident: Incident) -> dict[str, Any]:
         "severity": incident.severity,
         "state": incident.state.value,
         "worst_status": incident.worst_status,
-        "started_at": incident.started_at,
-        "resolved_at": incident.resolved_at,
+        **moment("started_at", incident.started_at),
+        **moment("resolved_at", incident.resolved_at),
         "impacted": list(incident.impacted),
         "groups": list(incident.groups),
         "in_maintenance": incident.in_maintenance,
         "updates": [
             {
                 "id": u.id,
-                "at": u.at,
+                **moment("at", u.at),
                 "kind": u.kind,
                 "status": u.status,
                 "message": u.message,
@@ -65,13 +66,14 @@ def incident_json(incident: Incident) -> dict[str, Any]:
 
 
 def maintenance_json(window: Maintenance) -> dict[str, Any]:
-    """A maintenance window, times in Unix seconds (the API adds whether it is cancelled)."""
+    """A maintenance window, times in RFC 3339 UTC with their ``_unix`` siblings (the API
+    adds whether it is cancelled)."""
     return {
         "id": window.id,
         "title": window.title,
         "scope": list(window.scope),
-        "starts_at": window.starts_at,
-        "ends_at": window.ends_at,
+        **moment("starts_at", window.starts_at),
+        **moment("ends_at", window.ends_at),
         "rrule": window.rrule,
-        "until": window.until,
+        **moment("until", window.until),
     }

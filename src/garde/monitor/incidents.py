@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from garde.catalog import Catalog, FailedService, Status, impact
+from garde.locales import moment
 from garde.monitor.maintenance import Calendar
 from garde.monitor.state import ServiceSnapshot, ServiceStatus, Snapshot, TargetStatus
 from garde.monitor.store.base import Incident, Store
@@ -42,7 +43,7 @@ class Event:
         i = self.incident
         return {
             "event": self.kind.value,
-            "at": self.at,
+            **moment("at", self.at),
             "message": self.message,
             "incident": {
                 "id": i.id,
@@ -51,8 +52,8 @@ class Event:
                 "severity": i.severity,
                 "state": i.state.value,
                 "worst_status": i.worst_status,
-                "started_at": i.started_at,
-                "resolved_at": i.resolved_at,
+                **moment("started_at", i.started_at),
+                **moment("resolved_at", i.resolved_at),
                 "impacted": list(i.impacted),
                 "groups": list(i.groups),
             },

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from garde.locales import moment_schema
+
 
 def _get(summary: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
@@ -31,6 +33,88 @@ _OBSERVED = {
     },
 }
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
+_INCIDENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "service": {"type": "string"},
+        "title": {"type": "string"},
+        "severity": {"type": "string"},
+        "state": {"enum": ["open", "resolved"]},
+        "worst_status": {"type": "string"},
+        **moment_schema("started_at", "when it began"),
+        **moment_schema("resolved_at", "when it ended (null while open)", nullable=True),
+        "impacted": {"type": "array", "items": {"type": "string"}},
+        "groups": {"type": "array", "items": {"type": "string"}},
+        "in_maintenance": {"type": "boolean"},
+        "updates": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    **moment_schema("at"),
+                    "kind": {"type": "string"},
+                    "status": {"type": "string"},
+                    "message": {"type": "string"},
+                    "author": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_MAINTENANCE = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "title": {"type": "string"},
+        "scope": {"type": "array", "items": {"type": "string"}},
+        **moment_schema("starts_at", "the (first) window's start"),
+        **moment_schema("ends_at", "the (first) window's end"),
+        "rrule": {"type": ["string", "null"]},
+        **moment_schema("until", "last recurrence (null: one-off or endless)", nullable=True),
+        "cancelled": {"type": "boolean"},
+    },
+}
+_SINCE = moment_schema("since", "when this state began (null: not known)", nullable=True)
+_STATUS = {
+    "type": "object",
+    "properties": {
+        **moment_schema("at", "when the state was computed"),
+        "overall": {"type": "string"},
+        "services": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "properties": {**_SINCE}},
+        },
+        "targets": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "properties": {**_SINCE}},
+        },
+        "impact": {"type": "object"},
+    },
+}
+_HISTORY = {
+    "type": "object",
+    "properties": {
+        "target": {"type": "string"},
+        "resolution": {"enum": ["m", "h", "d"]},
+        **moment_schema("period_start", "start of the first bucket in the window"),
+        **moment_schema("period_end", "now"),
+        "availability": _NUMBER_OR_NULL,
+        "buckets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    **moment_schema("start", "the bucket's start"),
+                    "probes": {"type": "integer"},
+                    "up": {"type": "integer"},
+                    "availability": _NUMBER_OR_NULL,
+                },
+            },
+        },
+    },
+}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 OPENAPI: dict[str, Any] = {
@@ -87,7 +171,11 @@ OPENAPI: dict[str, Any] = {
                 "required": ["target", "at", "ok", "latency"],
                 "properties": {
                     "target": {"type": "string"},
-                    "at": {"type": "number"},
+                    "at": {
+                        "type": ["string", "number"],
+                        "description": "When the probe ran: RFC 3339 (UTC or with an offset),"
+                        " or Unix seconds (what garde probe sends for one more release)",
+                    },
                     "ok": {"type": "boolean"},
                     "latency": {"type": "number"},
                     "slow": {"type": "boolean"},
@@ -98,7 +186,9 @@ OPENAPI: dict[str, Any] = {
         },
     },
     "paths": {
-        "/api/v1/status": {"get": _get("Overall, per service, per target and per group state")},
+        "/api/v1/status": {
+            "get": _get("Overall, per service, per target and per group state", _STATUS)
+        },
         "/api/v1/modes": {
             "get": _get(
                 "Mode feed the gateway follows",
@@ -118,7 +208,8 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/history/{target}": {
             "get": _get(
                 "Availability and latency percentiles per bucket (?resolution=m|h|d&days=N),"
-                " and the availability over the window with the time observed"
+                " and the availability over the window with the time observed",
+                _HISTORY,
             )
         },
         "/api/v1/sla/{month}": {
@@ -129,11 +220,8 @@ OPENAPI: dict[str, Any] = {
                     "type": "object",
                     "properties": {
                         "month": {"type": "string"},
-                        "period_start": {"type": "number"},
-                        "period_end": {
-                            "type": "number",
-                            "description": "The month's end, or now while it runs",
-                        },
+                        **moment_schema("period_start", "the month's start"),
+                        **moment_schema("period_end", "the month's end, or now while it runs"),
                         "period_seconds": {"type": "number"},
                         "complete": {"type": "boolean"},
                         "min_coverage": {"type": "number"},
@@ -146,8 +234,16 @@ OPENAPI: dict[str, Any] = {
                 },
             )
         },
-        "/api/v1/incidents": {"get": _get("Incidents, newest first (?open=1: open only)")},
-        "/api/v1/incidents/{id}": {"get": _get("One incident with its timeline")},
+        "/api/v1/incidents": {
+            "get": _get(
+                "Incidents, newest first (?open=1: open only)",
+                {
+                    "type": "object",
+                    "properties": {"incidents": {"type": "array", "items": _INCIDENT}},
+                },
+            )
+        },
+        "/api/v1/incidents/{id}": {"get": _get("One incident with its timeline", _INCIDENT)},
         "/api/v1/incidents/{id}/updates": {
             "post": {
                 "summary": "Add an operator update to an incident",
@@ -171,7 +267,13 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "/api/v1/maintenance": {
-            "get": _get("Maintenance windows"),
+            "get": _get(
+                "Maintenance windows",
+                {
+                    "type": "object",
+                    "properties": {"maintenance": {"type": "array", "items": _MAINTENANCE}},
+                },
+            ),
             "post": {
                 "summary": "Plan a maintenance window (one-off, or recurring with an RRULE)",
                 "security": _BEARER,

@@ -20,6 +20,7 @@ from lxml import etree
 
 from garde import soap
 from garde.errors import MalformedMessage
+from garde.locales import from_rfc3339
 from garde.monitor.clock import Clock, SystemClock
 from garde.monitor.targets import (
     Assertion,
@@ -62,7 +63,7 @@ class ProbeResult:
     def from_json(cls, data: dict[str, Any], location: str) -> ProbeResult:
         return cls(
             target=str(data["target"]),
-            at=float(data["at"]),
+            at=_moment(data["at"]),
             ok=bool(data["ok"]),
             latency=float(data["latency"]),
             slow=bool(data.get("slow", False)),
@@ -70,6 +71,16 @@ class ProbeResult:
             status=None if data.get("status") is None else int(data["status"]),
             location=location,
         )
+
+
+def _moment(value: object) -> float:
+    """A pushed result's time: RFC 3339, or Unix seconds (what ``garde probe`` still sends
+    this release, so that a monitor not yet upgraded takes its pushes)."""
+    if isinstance(value, str):
+        return from_rfc3339(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"at: expected an RFC 3339 time, got {value!r}")
 
 
 class ProbeFailed(Exception):

@@ -12,6 +12,7 @@ from typing import Any
 
 from garde.catalog import Catalog
 from garde.errors import UsageError
+from garde.locales import moment
 from garde.monitor.history import SERVICE_PREFIX, SERVICE_SAMPLE_INTERVAL, combine
 from garde.monitor.observed import MIN_COVERAGE, MIN_OBSERVED, Observed, row_seconds
 from garde.monitor.store.base import Aggregate, Resolution, Store
@@ -119,8 +120,8 @@ def sla_json(report: SlaReport) -> dict[str, Any]:
     """The report as ``garde sla --json`` and ``/api/v1/sla/YYYY-MM`` give it."""
     return {
         "month": report.month,
-        "period_start": report.start,
-        "period_end": report.until,
+        **moment("period_start", report.start),
+        **moment("period_end", report.until),
         "period_seconds": report.period,
         "complete": report.complete,
         "min_coverage": MIN_COVERAGE,

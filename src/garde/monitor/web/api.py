@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from garde.locales import rfc3339
+from garde.locales import moment, rfc3339
 from garde.monitor.feeds import mode_feed
 from garde.monitor.formats import incident_json, maintenance_json
 from garde.monitor.history import SERVICE_PREFIX, combine
@@ -85,13 +85,13 @@ class Api:
             {
                 "target": target,
                 "resolution": resolution.value,
-                "period_start": first,
-                "period_end": now,
+                **moment("period_start", first),
+                **moment("period_end", now),
                 "availability": observed.figure(availability),
                 **observed.as_json(),
                 "buckets": [
                     {
-                        "start": row.bucket,
+                        **moment("start", row.bucket),
                         "probes": row.n,
                         "up": row.up,
                         "maintenance": row.maint,

@@ -11,6 +11,7 @@ from typing import Any
 from markupsafe import Markup
 
 from garde.catalog import Catalog, FailedService, Status, impact
+from garde.locales import moment
 from garde.monitor.formats import when
 from garde.monitor.maintenance import Calendar
 from garde.monitor.observed import Observed, row_seconds
@@ -398,7 +399,7 @@ def _mean(row: Summary | None) -> float | None:
 
 def status_json(catalog: Catalog, snap: Snapshot, language: str) -> dict[str, Any]:
     return {
-        "at": snap.at,
+        **moment("at", snap.at),
         "overall": snap.overall.value,
         "services": {
             sid: {
@@ -406,14 +407,14 @@ def status_json(catalog: Catalog, snap: Snapshot, language: str) -> dict[str, An
                 "status": s.status.value,
                 "data_centers": {dc: st.value for dc, st in s.data_centers.items()},
                 "impacted_by": list(s.impacted_by),
-                "since": s.since,
+                **moment("since", s.since),
             }
             for sid, s in snap.services.items()
         },
         "targets": {
             tid: {
                 "status": v.status.value,
-                "since": v.since,
+                **moment("since", v.since),
                 "locations": {loc: st.value for loc, st in v.locations.items()},
                 "latency": v.latency,
                 "error": v.error,
