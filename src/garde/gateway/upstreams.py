@@ -28,6 +28,9 @@ from garde.signals import Signal
 
 log = logging.getLogger("garde.gateway")
 
+TIMEOUTS = frozenset(("timeout",))
+"""Failure reasons that mean silence: sent, and no answer within the attempt's time."""
+
 
 class Breaker(StrEnum):
     CLOSED = "closed"
@@ -47,6 +50,10 @@ class Mode(StrEnum):
 @dataclass(frozen=True, slots=True)
 class OutlierSettings:
     consecutive_failures: int = 5
+    consecutive_timeouts: int = 2
+    """Eject sooner on silence: this many attempts in a row that got no answer within their
+    per-try time (a blackholed data center accepts and never answers, and every request
+    sent there meanwhile waits)."""
     failure_rate: float = 0.5
     """Eject when this share of requests fails within ``window`` ..."""
     min_requests: int = 20
@@ -66,6 +73,7 @@ class Link:
         "answered_at",
         "checked_at",
         "consecutive_failures",
+        "consecutive_timeouts",
         "dc",
         "ejected_until",
         "ejections",
@@ -93,6 +101,7 @@ class Link:
         self.health_failures = 0
         self.health_successes = 0
         self.consecutive_failures = 0
+        self.consecutive_timeouts = 0
         self.window_start = 0.0
         self.window_requests = 0
         self.window_failures = 0
@@ -117,6 +126,11 @@ class Link:
         return now - self.failed_at < within and self.failed_at > max(
             self.answered_at, self.checked_at
         )
+
+    def suspect(self, now: float, within: float) -> bool:
+        """Not to be given a call that cannot be sent twice: a half-open trial, or its
+        latest news is a failure (or silence past its per-try time) under ``within`` s old."""
+        return self.probation or self.failed_last(now, within)
 
     def breaker(self, now: float) -> Breaker:
         if self.ejected_until > now:
@@ -226,6 +240,7 @@ class ServiceUpstreams:
         """``count`` successful attempts on ``link`` (the native data plane reports several
         at a time)."""
         link.consecutive_failures = 0
+        link.consecutive_timeouts = 0
         link.answered_at = self.clock()
         self._count(link, failed=False, count=count)
         if link.probation:
@@ -242,6 +257,10 @@ class ServiceUpstreams:
         link.failed_at = now
         link.last_error = reason
         link.consecutive_failures += 1
+        if reason in TIMEOUTS:
+            link.consecutive_timeouts += 1
+        else:
+            link.consecutive_timeouts = 0
         self._count(link, failed=True)
         if link.probation:
             link.trial_in_flight = False
@@ -252,11 +271,23 @@ class ServiceUpstreams:
             link.window_requests >= s.min_requests
             and link.window_failures >= s.failure_rate * link.window_requests
         )
-        if link.consecutive_failures >= s.consecutive_failures or rate_tripped:
+        if (
+            link.consecutive_failures >= s.consecutive_failures
+            or link.consecutive_timeouts >= s.consecutive_timeouts
+            or rate_tripped
+        ):
             others = any(other is not link and other.available(now) for other in self.links)
             if others or not link.healthy:
                 self._eject(link, now)
             # else: the last data center that might answer stays in rotation.
+
+    def silent(self, link: Link) -> None:
+        """An attempt that cannot be given up (a call not retry-safe) is still unanswered at
+        its per-try time: counted as a timeout, so that the next such calls go elsewhere and
+        the data center is ejected as soon as reads would have found it out."""
+        if link.probation:
+            return  # its trial's own outcome decides
+        self.failed(link, "timeout")
 
     def _count(self, link: Link, *, failed: bool, count: int = 1) -> None:
         now = self.clock()
@@ -283,6 +314,7 @@ class ServiceUpstreams:
         link.probation = True
         link.trial_in_flight = False
         link.consecutive_failures = 0
+        link.consecutive_timeouts = 0
         link.window_requests = link.window_failures = 0
         self._changed()
 
