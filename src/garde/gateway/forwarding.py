@@ -189,8 +189,8 @@ class Forwarder:
             if not route.retry_safe and link.latency and timeout > self.per_try(link):
                 # Cannot be sent again; but if it is still unanswered when a read would have
                 # left, the next calls should not follow it there.
-                def went_silent(on: Link = link) -> None:
-                    silenced.append(True)
+                def went_silent(on: Link = link, marks: list[bool] = silenced) -> None:
+                    marks.append(True)
                     upstreams.silent(on)
 
                 silence = asyncio.get_running_loop().call_later(self.per_try(link), went_silent)
