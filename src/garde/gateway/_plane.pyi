@@ -32,10 +32,17 @@ class Plane:
     ) -> None: ...
     python_clients: int
     """Client connections Python holds (it sets this): they count for ``max_clients``."""
+    hedge_credits: int
+    """Hedges the plane may send until Python sets it again (the hedge budget's share)."""
     def publish(
         self,
         links: list[tuple[int, int, str, int, bytes, bytes, bytes, str | None]],
-        routes: list[tuple[int, bytes, bytes | None, int, float, float, float, float, bool, bytes]],
+        routes: list[
+            tuple[int, bytes, bytes | None, int, float, float, float, float, bool, bytes]
+            | tuple[
+                int, bytes, bytes | None, int, float, float, float, float, bool, bytes, int, float
+            ]
+        ],
     ) -> None: ...
     def start(self) -> None: ...
     def drain(
