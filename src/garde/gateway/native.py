@@ -45,6 +45,11 @@ DRAIN_INTERVAL = 0.05
 breakers this late at most (failures and hand-overs wake Python at once)."""
 
 
+DELAYS_CHECK = 0.25
+"""Seconds between comparisons of the hedge delays with the published ones (a table is
+republished when one moved by a fifth)."""
+
+
 def available() -> bool:
     """Whether the native data plane was built for this interpreter."""
     return _plane is not None
@@ -114,6 +119,8 @@ class NativePlane:
         self._published_delays: dict[int, float] = {}
         self._hedged = 0
         self._delays_checked = 0.0
+        self._answers_since = False
+        """Answers were counted since the hedge delays were last compared with the table's."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self.adopted = 0
 
@@ -160,8 +167,9 @@ class NativePlane:
         now = time.monotonic()
         if now >= self._valid_until:
             self.publish()  # an ejection ran out: the plan changes by the clock
-        elif self.gateway.config.hedge and now - self._delays_checked >= 1.0:
+        elif self._answers_since and now - self._delays_checked >= DELAYS_CHECK:
             self._delays_checked = now
+            self._answers_since = False
             if self._delays_moved():
                 self.publish()
         assert self._loop is not None
@@ -355,6 +363,8 @@ class NativePlane:
         metrics = gateway.metrics
         forwarded = 0
         delays = gateway.hedge_delays
+        if route_counts and gateway.config.hedge:
+            self._answers_since = True
         for route_id, count, buckets, seconds in route_counts:
             route = self._routes[route_id]
             service = route.service.id
