@@ -152,7 +152,11 @@ def test_reads_are_answered_by_the_other_data_center_while_one_is_blackholed(
     unanswered attempts, left to run out, eject it: later reads go straight to dc2."""
 
     async def main() -> None:
-        async with stack(catalog, fast_path=fast_path, min_try_timeout=2.0) as (gw, dc1, dc2):
+        # hedge_max_delay: a loaded test machine's slow warm-up must not push the delay
+        # towards the per-try timeout.
+        async with stack(
+            catalog, fast_path=fast_path, min_try_timeout=2.0, hedge_max_delay=0.2
+        ) as (gw, dc1, dc2):
             await warm_up(gw)
             dc1.silent = True
             for _ in range(3):
@@ -191,6 +195,7 @@ def test_hedges_stay_within_their_budget(catalog: Catalog, fast_path: str) -> No
             catalog,
             fast_path=fast_path,
             min_try_timeout=0.6,
+            hedge_max_delay=0.2,
             hedge_ratio=0.0,
             hedge_min_per_second=0.1,  # 0.1 x the 10 s window: one hedge
             retry_min_per_second=100.0,

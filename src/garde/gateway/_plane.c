@@ -264,6 +264,7 @@ typedef struct {
 typedef struct {
     uint64_t forwarded;
     uint64_t hist[MAX_BUCKETS + 1];
+    uint64_t hedged[MAX_BUCKETS + 1]; /* those of ``hist`` a hedge answered */
     double sum;
     int dirty;
 } RouteStats;
@@ -310,6 +311,8 @@ struct Conn {
     int connecting;
     int sent;          /* the request's first byte went out */
     int loser;         /* another attempt answered its call: counted, not relayed */
+    int is_hedge;      /* the second attempt of a hedged call */
+    double call_started; /* when its call's first attempt started (the caller's wait) */
     double hedge_at;   /* when to hedge this attempt if it has not answered (0: never) */
 #ifdef GARDE_PLANE_TLS
     SSL *tls;          /* a TLS connection to the data center, once connected */
@@ -1084,8 +1087,10 @@ static void start_attempt(Plane *p, Conn *c, Request *r, Route *route, double no
     u->route = route;
     u->client = c;
     u->started = now;
+    u->call_started = now;
     u->sent = 0;
     u->loser = 0;
+    u->is_hedge = 0;
     double timeout = route->timeout;
     Pool *pool = pool_of(p, link->id);
     if (route->alternatives && pool && pool->latency > 0) {
@@ -1151,8 +1156,10 @@ static void start_hedge(Plane *p, Conn *u, double now) {
     h->route = route;
     h->client = c;
     h->started = now;
+    h->call_started = u->started;
     h->sent = 0;
     h->loser = 0;
+    h->is_hedge = 1;
     h->hedge_at = 0;
     double left = route->timeout - (now - u->started);
     h->timeout = left > 0.001 ? left : 0.001;
@@ -1428,6 +1435,7 @@ static void pool_upstream(Plane *p, Conn *u, double now) {
 }
 
 static void record_success(Plane *p, Conn *u, double elapsed) {
+    double waited = u->call_started > 0 ? elapsed + (u->started - u->call_started) : elapsed;
     Pool *pool = pool_of(p, u->link_id);
     double latency = elapsed;
     if (pool) {
@@ -1435,7 +1443,7 @@ static void record_success(Plane *p, Conn *u, double elapsed) {
         pool->latency = latency;
     }
     int bucket = 0;
-    while (bucket < p->nbuckets && elapsed > p->buckets[bucket]) bucket++;
+    while (bucket < p->nbuckets && waited > p->buckets[bucket]) bucket++;
     pthread_mutex_lock(&p->lock);
     LinkState *ls = link_state(p, u->link_id);
     if (ls) {
@@ -1447,7 +1455,8 @@ static void record_success(Plane *p, Conn *u, double elapsed) {
     if (rs) {
         rs->forwarded++;
         rs->hist[bucket]++;
-        rs->sum += elapsed;
+        if (u->is_hedge) rs->hedged[bucket]++;
+        rs->sum += waited;
         rs->dirty = 1;
     }
     if (!u->loser) p->served++;
@@ -2252,17 +2261,24 @@ static PyObject *plane_drain(Plane *p, PyObject *unused) {
     }
     for (size_t i = 0; i < nroutes && !failed; i++) {
         RouteStats *rs = &routes[i].stats;
-        PyObject *hist = PyTuple_New(nbuckets + 1);
-        for (int b = 0; hist && b <= nbuckets; b++) {
+        PyObject *hist = PyTuple_New(nbuckets + 1), *hedged = PyTuple_New(nbuckets + 1);
+        for (int b = 0; hist && hedged && b <= nbuckets; b++) {
             PyObject *count = PyLong_FromUnsignedLongLong(rs->hist[b]);
-            if (!count) {
+            PyObject *by_hedge = PyLong_FromUnsignedLongLong(rs->hedged[b]);
+            if (!count || !by_hedge) {
+                Py_XDECREF(count);
+                Py_XDECREF(by_hedge);
                 Py_CLEAR(hist);
                 break;
             }
             PyTuple_SET_ITEM(hist, b, count);
+            PyTuple_SET_ITEM(hedged, b, by_hedge);
         }
-        PyObject *item = hist ? Py_BuildValue("(iKNd)", routes[i].id,
-                                              (unsigned long long)rs->forwarded, hist, rs->sum)
+        if (!hist) Py_CLEAR(hedged);
+        if (!hedged) Py_CLEAR(hist);
+        PyObject *item = hist ? Py_BuildValue("(iKNdN)", routes[i].id,
+                                              (unsigned long long)rs->forwarded, hist, rs->sum,
+                                              hedged)
                               : NULL;
         failed = !item || PyList_Append(out_r, item);
         Py_XDECREF(item);

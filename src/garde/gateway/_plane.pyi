@@ -8,8 +8,9 @@ Event = tuple[int, int, str, str]
 """(link id, successes on that link before this failure, attempts label, breaker reason)."""
 LinkCounts = tuple[int, int, float]
 """(link id, successes since the last drain, moving average of answer time in seconds)."""
-RouteCounts = tuple[int, int, tuple[int, ...], float]
-"""(route id, requests forwarded, latency histogram counts, seconds summed)."""
+RouteCounts = tuple[int, int, tuple[int, ...], float, tuple[int, ...]]
+"""(route id, requests forwarded, latency histogram counts (the caller's wait), seconds
+summed, the histogram's counts that a hedge answered)."""
 
 class Plane:
     notify_fd: int

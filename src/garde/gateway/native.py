@@ -365,7 +365,7 @@ class NativePlane:
         delays = gateway.hedge_delays
         if route_counts and gateway.config.hedge:
             self._answers_since = True
-        for route_id, count, buckets, seconds in route_counts:
+        for route_id, count, buckets, seconds, hedged in route_counts:
             route = self._routes[route_id]
             service = route.service.id
             metrics.requests[(route.label, "forwarded")] += count
@@ -373,10 +373,10 @@ class NativePlane:
             dc = self._route_dcs.get(route_id)
             for i, n in enumerate(buckets):
                 mine[i] += n
-                if n and dc is not None and i < len(BUCKETS):
-                    # Counted by bucket: each answer at its bucket's bound (a hedge that won
-                    # counts for the data center the call was first sent to).
-                    delays.observe(route.label, dc, BUCKETS[i], n)
+                own = n - hedged[i]  # answered by the data center the call was sent to
+                if own and dc is not None and i < len(BUCKETS):
+                    # Counted by bucket: each answer at its bucket's bound.
+                    delays.observe(route.label, dc, BUCKETS[i], own)
             metrics.latency_sum[service] += seconds
             forwarded += count
         if forwarded:
