@@ -1569,6 +1569,9 @@ static void upstream_readable(Plane *p, Conn *u) {
         /* A hedged call: the other attempt lost. It runs to its end and is counted. */
         Conn *other = c->upstream == u ? c->hedge : c->upstream;
         if (other && other != u) {
+            /* Outrun by its hedge: news against the first attempt's data center (Python's
+             * outlier detection counts it as a failure), not the end of that attempt. */
+            if (u->is_hedge) record_failure(p, other, "", "slow");
             other->client = NULL;
             other->loser = 1;
             other->hedge_at = 0;

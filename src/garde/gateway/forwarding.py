@@ -25,7 +25,7 @@ from garde.gateway.hedging import HedgeBudget, HedgeDelays
 from garde.gateway.metrics import Metrics
 from garde.gateway.routing import OperationRoute
 from garde.gateway.transport import Headers, Response, Transport
-from garde.gateway.upstreams import Link, ServiceUpstreams
+from garde.gateway.upstreams import OUTRUN, Link, ServiceUpstreams
 
 FAILING_STATUSES = frozenset((502, 503, 504))
 
@@ -325,6 +325,8 @@ class Forwarder:
                         tried.error = exc
                     if self._settle(route, upstreams, tried, outcome):
                         for other, left_running in running.items():
+                            if tried.link is not link and left_running.link is link:
+                                upstreams.failed(link, OUTRUN)  # outrun by its hedge
                             self._lose(route, upstreams, other, left_running)
                         running.clear()
                         outcome.hedged = hedged

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from garde.gateway.metrics import BUCKETS
 from garde.gateway.routing import OperationRoute
 from garde.gateway.transport import HttpTransport
-from garde.gateway.upstreams import Link, ServiceUpstreams
+from garde.gateway.upstreams import OUTRUN, Link, ServiceUpstreams
 from garde.gateway.wire import status_line
 
 if TYPE_CHECKING:
@@ -351,8 +351,9 @@ class NativePlane:
             if ok_before:
                 attempts[(service, link.dc, "ok")] += ok_before
                 upstreams.succeeded(link, ok_before)
-            attempts[(service, link.dc, key)] += 1
-            upstreams.failed(link, reason)
+            if key:  # none: not an attempt's end, news about one (outrun by its hedge)
+                attempts[(service, link.dc, key)] += 1
+            upstreams.failed(link, OUTRUN if reason == "slow" else reason)
         for link_id, ok, latency in link_counts:
             upstreams, link = self._links[link_id]
             if latency > 0:

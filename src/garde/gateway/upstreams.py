@@ -30,6 +30,10 @@ log = logging.getLogger("garde.gateway")
 
 TIMEOUTS = frozenset(("timeout",))
 """Failure reasons that mean silence: sent, and no answer within the attempt's time."""
+OUTRUN = "slow: a hedge on another data center answered first"
+"""The failure a hedged call's first attempt counts when its hedge won: ``consecutive_failures``
+of them in a row (no answer from it in between) eject it, long before its per-try timeout
+would have said so."""
 
 
 class Breaker(StrEnum):
@@ -256,10 +260,14 @@ class ServiceUpstreams:
         now = self.clock()
         link.failed_at = now
         link.last_error = reason
+        if link.ejected_until > now:
+            # An attempt started before the ejection (a hedge's loser, a call in flight):
+            # old news. Only the half-open trial's own failure ejects again, for longer.
+            return
         link.consecutive_failures += 1
         if reason in TIMEOUTS:
             link.consecutive_timeouts += 1
-        else:
+        elif reason != OUTRUN:  # outrun: silent so far, which does not break a run of silence
             link.consecutive_timeouts = 0
         self._count(link, failed=True)
         if link.probation:
