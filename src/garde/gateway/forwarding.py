@@ -100,7 +100,7 @@ class Forwarder:
         self.hedge_delays = hedge_delays
         """None: no hedging."""
         self.hedge_budget = hedge_budget
-        self._losers: set[asyncio.Task[None]] = set()
+        self._losers: set[asyncio.Task[Response]] = set()
         """Attempts whose call was answered by another: they run to their end, counted."""
 
     def per_try(self, link: Link) -> float:
