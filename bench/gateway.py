@@ -510,6 +510,15 @@ def summarise(samples: list[Sample], fault_at: float) -> dict[str, float]:
     errors = sum(1 for s in samples if s.status != 200)
     slow = sum(1 for s in samples if s.latency > 0.1)
     latencies = sorted(s.latency for s in samples)
+    slowest = sorted(samples, key=lambda s: -s.latency)[:5]
+    # When the slowest were sent (ms after the fault) and how long they took (ms).
+    print(
+        "    slowest: "
+        + ", ".join(
+            f"{(s.sent_at - fault_at) * 1e3:+.0f}ms:{s.latency * 1e3:.0f}" for s in slowest
+        ),
+        flush=True,
+    )
     return {
         "requests": len(samples),
         "errors": errors,
