@@ -17,7 +17,9 @@
 2. Failover: three data centers (nginx) with a fault proxy in front of dc1; a paced client
    sends a fixed rate through HAProxy (same three servers, health checks) and through the
    gateway; dc1 is made to refuse connections, then (separately) blackholed. Counted:
-   client-visible errors and slow requests.
+   client-visible errors and slow requests. The blackhole is run against the gateway twice:
+   with hedged requests (the default) and with ``hedge: false`` and timeouts ejecting as any
+   failure does (the gateway before issue 19), so before and after are in the same run.
 
 Installs nginx, haproxy, wrk and h2load (nghttp2-client) with apt-get if missing; everything
 on 127.0.0.1; every process it starts is stopped at the end.
@@ -194,11 +196,12 @@ def start_gateway(
     workers: int,
     health: str,
     extra: str = "",
+    outlier: str = "consecutive_failures: 5, base_ejection: 10s",
 ) -> subprocess.Popen[bytes]:
     config = workdir / f"gateway-{port}.yaml"
     config.write_text(
         f"health_interval: {health}\nhealth_timeout: 1s\nconnect_timeout: 1s\n"
-        "outlier: {consecutive_failures: 5, base_ejection: 10s}\n" + extra
+        f"outlier: {{{outlier}}}\n" + extra
     )
     args = [
         sys.executable,
@@ -507,6 +510,15 @@ def summarise(samples: list[Sample], fault_at: float) -> dict[str, float]:
     errors = sum(1 for s in samples if s.status != 200)
     slow = sum(1 for s in samples if s.latency > 0.1)
     latencies = sorted(s.latency for s in samples)
+    slowest = sorted(samples, key=lambda s: -s.latency)[:5]
+    # When the slowest were sent (ms after the fault) and how long they took (ms).
+    print(
+        "    slowest: "
+        + ", ".join(
+            f"{(s.sent_at - fault_at) * 1e3:+.0f}ms:{s.latency * 1e3:.0f}" for s in slowest
+        ),
+        flush=True,
+    )
     return {
         "requests": len(samples),
         "errors": errors,
@@ -514,6 +526,34 @@ def summarise(samples: list[Sample], fault_at: float) -> dict[str, float]:
         "max_latency": latencies[-1] if latencies else 0.0,
         "p99": latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0,
         "in_fault_window": len(after),
+    }
+
+
+GATEWAY_VARIANTS = {
+    "gateway": ("", "consecutive_failures: 5, base_ejection: 10s"),
+    # Before hedging (issue 19): no hedge, and a timeout ejects only as any failure does.
+    "gateway-nohedge": (
+        "hedge: false\n",
+        "consecutive_failures: 5, consecutive_timeouts: 5, base_ejection: 10s",
+    ),
+}
+"""The gateway's settings per case (extra lines, outlier settings): ``gateway`` is the
+default (hedging on, two timeouts in a row eject)."""
+
+
+def gateway_counts(port: int) -> dict[str, float]:
+    """What served the gateway's requests, from its status and metrics: requests served by
+    the native plane, connections handed over to Python, hedges sent."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_garde/status", timeout=5) as answer:
+        status = json.load(answer)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        metrics = answer.read().decode()
+    hedges = re.search(r"^garde_gateway_hedges_total (\d+)", metrics, re.M)
+    plane = status["gateway"]["data_plane"]
+    return {
+        "native_served": float(plane.get("served", 0)),
+        "handed_over": float(plane.get("handed_over", 0)),
+        "hedges": float(hedges.group(1)) if hedges else 0.0,
     }
 
 
@@ -535,7 +575,8 @@ async def failover_case(
         )
     else:
         catalog = write_catalog(workdir, [proxy.port, dc_ports[1], dc_ports[2]], timeout)
-        front = start_gateway(procs, workdir, catalog, front_port, 1, "1s")
+        extra, outlier = GATEWAY_VARIANTS[target]
+        front = start_gateway(procs, workdir, catalog, front_port, 1, "1s", extra, outlier)
     request = (
         f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml; charset=utf-8\r\n"
         f"SOAPAction: {ACTION}\r\nContent-Length: {len(SOAP_REQUEST)}\r\n\r\n{SOAP_REQUEST}"
@@ -549,28 +590,42 @@ async def failover_case(
     else:
         proxy.blackhole()
     samples = await runner
+    counts = gateway_counts(front_port) if target != "haproxy" else {}
     await proxy.close()
     procs.stop(front)
     procs.stop(upstream)
-    return summarise(samples, fault_at)
+    return {**summarise(samples, fault_at), **counts}
 
 
 def failover(
     workdir: Path, procs: Processes, rate: float, duration: float
 ) -> dict[str, dict[str, float]]:
     results = {}
-    for fault in ("refuse", "blackhole"):
-        for target in ("haproxy", "gateway"):
-            result = asyncio.run(failover_case(fault, target, workdir, procs, rate, duration))
-            results[f"{fault}/{target}"] = result
-            print(
-                f"  {fault:9} {target:8}: {result['errors']:.0f} errors,"
-                f" {result['slow_over_100ms']:.0f} slow (>100 ms),"
-                f" max {result['max_latency']:.3f} s"
-                f" of {result['requests']:.0f}",
-                flush=True,
-            )
+    cases = [
+        ("refuse", "haproxy"),
+        ("refuse", "gateway"),
+        ("blackhole", "haproxy"),
+        ("blackhole", "gateway-nohedge"),
+        ("blackhole", "gateway"),
+    ]
+    for fault, target in cases:
+        result = asyncio.run(failover_case(fault, target, workdir, procs, rate, duration))
+        results[f"{fault}/{target}"] = result
+        print(f"  {fault:9} {target:15}: {describe(result)}", flush=True)
     return results
+
+
+def describe(result: dict[str, float]) -> str:
+    text = (
+        f"{result['errors']:.0f} errors, {result['slow_over_100ms']:.0f} slow (>100 ms),"
+        f" max {result['max_latency']:.3f} s, of {result['requests']:.0f} requests"
+    )
+    if "hedges" in result:
+        text += (
+            f" (native plane served {result['native_served']:.0f}, handed over"
+            f" {result['handed_over']:.0f} connections, {result['hedges']:.0f} hedges)"
+        )
+    return text
 
 
 def data_plane(port: int) -> dict[str, object]:
@@ -632,10 +687,7 @@ def report(tp: dict[str, object], fo: dict[str, dict[str, float]] | None, worker
     if fo:
         lines.append("failover (dc1 faulted a third of the way in; paced client):")
         for case, r in fo.items():
-            lines.append(
-                f"  {case:18} errors {r['errors']:.0f}, slow(>100ms) {r['slow_over_100ms']:.0f},"
-                f" max {r['max_latency']:.3f} s, of {r['requests']:.0f} requests"
-            )
+            lines.append(f"  {case:25} {describe(r)}")
     return "\n".join(lines)
 
 

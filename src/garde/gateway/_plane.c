@@ -179,6 +179,9 @@ typedef struct {
     int alternatives; /* another data center could answer: the per-try timeout may shrink */
     char *element;    /* the local name the body's first element must have (routing.py) */
     size_t element_len;
+    int hedge_link;     /* index into the table's links of the data center a slow call is
+                         * hedged on (hedging.py), -1: none */
+    double hedge_after; /* seconds after sending that a call still unanswered is hedged */
 } Route;
 
 typedef struct Table {
@@ -261,6 +264,7 @@ typedef struct {
 typedef struct {
     uint64_t forwarded;
     uint64_t hist[MAX_BUCKETS + 1];
+    uint64_t hedged[MAX_BUCKETS + 1]; /* those of ``hist`` a hedge answered */
     double sum;
     int dirty;
 } RouteStats;
@@ -289,6 +293,7 @@ struct Conn {
     uint32_t events; /* what epoll watches now */
     /* client side */
     Conn *upstream;    /* the attempt in flight for this client, if any */
+    Conn *hedge;       /* its hedge on another data center, if one was sent and runs */
     size_t req_len;    /* bytes of in that the request in flight occupies */
     int keep_alive;    /* of the request in flight */
     size_t scanned;    /* bytes of in already searched for the end of the head */
@@ -305,6 +310,10 @@ struct Conn {
     int link_id;
     int connecting;
     int sent;          /* the request's first byte went out */
+    int loser;         /* another attempt answered its call: counted, not relayed */
+    int is_hedge;      /* the second attempt of a hedged call */
+    double call_started; /* when its call's first attempt started (the caller's wait) */
+    double hedge_at;   /* when to hedge this attempt if it has not answered (0: never) */
 #ifdef GARDE_PLANE_TLS
     SSL *tls;          /* a TLS connection to the data center, once connected */
     int handshaking;
@@ -369,8 +378,9 @@ typedef struct {
     size_t nhandovers, cap_handovers;
     Event *events_q;
     size_t nevents, cap_events;
-    uint64_t handed_over, served, accepted, cap_reached;
+    uint64_t handed_over, served, accepted, cap_reached, hedged;
     int notified;
+    atomic_long hedge_credits; /* hedges the budget allows now (Python sets it at each drain) */
 } Plane;
 
 static Conn listen_marker = {.kind = KIND_LISTEN};
@@ -482,6 +492,7 @@ static void upstream_close(Plane *p, Conn *u) {
 
 static void client_close(Plane *p, Conn *c) {
     if (c->upstream) c->upstream->client = NULL; /* its answer is counted, then dropped */
+    if (c->hedge) c->hedge->client = NULL;
     unlink_conn(c);
     watch(p, c, 0);
     close(c->fd);
@@ -908,8 +919,11 @@ static void attempt_failed(Plane *p, Conn *u, const char *key, const char *reaso
     u->client = NULL;
     u->route = NULL;
     if (c) {
-        c->upstream = NULL;
-        hand_over(p, c, 1);
+        /* A hedged call: the other attempt may still answer it. */
+        Conn *other = c->upstream == u ? c->hedge : c->hedge == u ? c->upstream : NULL;
+        c->upstream = other;
+        c->hedge = NULL;
+        if (!other) hand_over(p, c, 1);
     }
     upstream_close(p, u);
 }
@@ -1019,30 +1033,13 @@ static int upstream_flush(Plane *p, Conn *u) {
     return 0;
 }
 
-static void start_attempt(Plane *p, Conn *c, Request *r, Route *route, double now) {
-    Table *t = p->table;
-    Link *link = &t->links[route->link];
-    Conn *u = upstream_for(p, link, now);
-    if (!u) {
-        hand_over(p, c, 0);
-        return;
-    }
-    Buf *o = &u->out;
+/* The request as ``link`` is sent it, into ``o``; -1 when out of memory. */
+static int write_request(Buf *o, Link *link, Request *r, const char *body) {
     char length[48];
     int ln = snprintf(length, sizeof length, "Content-Length: %zu\r\n", r->body_len);
-    const char *body = buf_start(&c->in) + r->head_len;
     size_t need = 5 + link->base_len + (r->target_len - r->path_len) + link->head_len +
                   (size_t)ln + r->head_len + r->body_len;
-    if (buf_reserve(o, need)) {
-        if (u->connecting) {
-            close(u->fd);
-            conn_free(p, u);
-        } else {
-            upstream_close(p, u);
-        }
-        hand_over(p, c, 0);
-        return;
-    }
+    if (buf_reserve(o, need)) return -1;
     /* As fastpath.py writes it: the data center's path and the query, its Host, the
      * length, the caller's end-to-end headers in their order, the body. */
     buf_add(o, "POST ", 5);
@@ -1058,13 +1055,42 @@ static void start_attempt(Plane *p, Conn *c, Request *r, Route *route, double no
     }
     buf_add(o, "\r\n", 2);
     buf_add(o, body, r->body_len);
+    return 0;
+}
+
+/* A connection made for an attempt that will not start after all. */
+static void upstream_drop(Plane *p, Conn *u) {
+    if (u->connecting) {
+        close(u->fd);
+        conn_free(p, u);
+    } else {
+        upstream_close(p, u);
+    }
+}
+
+static void start_attempt(Plane *p, Conn *c, Request *r, Route *route, double now) {
+    Table *t = p->table;
+    Link *link = &t->links[route->link];
+    Conn *u = upstream_for(p, link, now);
+    if (!u) {
+        hand_over(p, c, 0);
+        return;
+    }
+    if (write_request(&u->out, link, r, buf_start(&c->in) + r->head_len)) {
+        upstream_drop(p, u);
+        hand_over(p, c, 0);
+        return;
+    }
     t->refs++;
     u->table = t;
     u->link = link;
     u->route = route;
     u->client = c;
     u->started = now;
+    u->call_started = now;
     u->sent = 0;
+    u->loser = 0;
+    u->is_hedge = 0;
     double timeout = route->timeout;
     Pool *pool = pool_of(p, link->id);
     if (route->alternatives && pool && pool->latency > 0) {
@@ -1075,7 +1101,12 @@ static void start_attempt(Plane *p, Conn *c, Request *r, Route *route, double no
     }
     u->timeout = timeout;
     u->deadline = now + timeout;
+    /* Hedged only if the hedge would go before this attempt gives up by itself. */
+    u->hedge_at = route->hedge_link >= 0 && route->hedge_after > 0 && route->hedge_after < timeout
+                      ? now + route->hedge_after
+                      : 0;
     c->upstream = u;
+    c->hedge = NULL;
     c->req_len = r->head_len + r->body_len;
     c->keep_alive = r->keep_alive;
     link_after(&p->busy, u);
@@ -1091,6 +1122,63 @@ static void start_attempt(Plane *p, Conn *c, Request *r, Route *route, double no
         return;
     }
     upstream_flush(p, u);
+}
+
+/* ``u`` has not answered by its hedge time: send its call to the route's next data center
+ * too, within the budget (hedging.py). The first usable answer is relayed; the other attempt
+ * runs to its end, counted but not relayed. */
+static void start_hedge(Plane *p, Conn *u, double now) {
+    Conn *c = u->client;
+    Route *route = u->route;
+    Table *t = u->table;
+    u->hedge_at = 0;
+    if (!c || c->hedge || c->upstream != u || !route || !t || route->hedge_link < 0) return;
+    if (atomic_load(&p->hedge_credits) <= 0) return; /* the budget is spent */
+    Request r;
+    size_t scanned = 0;
+    r.head_len = 0;
+    if (parse_request(&p->limits, buf_start(&c->in), c->req_len, &scanned, &r) != PARSE_OK)
+        return;
+    Link *link = &t->links[route->hedge_link];
+    Conn *h = upstream_for(p, link, now);
+    if (!h) return;
+    if (write_request(&h->out, link, &r, buf_start(&c->in) + r.head_len)) {
+        upstream_drop(p, h);
+        return;
+    }
+    atomic_fetch_sub(&p->hedge_credits, 1);
+    pthread_mutex_lock(&p->lock);
+    p->hedged++;
+    pthread_mutex_unlock(&p->lock);
+    t->refs++;
+    h->table = t;
+    h->link = link;
+    h->route = route;
+    h->client = c;
+    h->started = now;
+    h->call_started = u->started;
+    h->sent = 0;
+    h->loser = 0;
+    h->is_hedge = 1;
+    h->hedge_at = 0;
+    double left = route->timeout - (now - u->started);
+    h->timeout = left > 0.001 ? left : 0.001;
+    h->deadline = now + h->timeout;
+    c->hedge = h;
+    link_after(&p->busy, h);
+    if (h->connecting < 0) {
+        int err = -h->connecting;
+        h->connecting = 0;
+        attempt_failed(p, h, connect_reason(err), connect_reason(err));
+        return;
+    }
+    if (h->connecting) {
+        double connect = now + p->connect_timeout;
+        h->deadline = connect < h->deadline ? connect : h->deadline;
+        watch(p, h, EPOLLOUT);
+        return;
+    }
+    upstream_flush(p, h);
 }
 
 /* Serve the client's next request if its bytes are all here. */
@@ -1334,6 +1422,8 @@ static void pool_upstream(Plane *p, Conn *u, double now) {
     if (u->table) release_table(u->table);
     u->table = NULL;
     u->link = NULL;
+    u->loser = 0;
+    u->hedge_at = 0;
     Pool *pool = pool_of(p, u->link_id);
     if (pool && !pool->idle) pool->idle = calloc((size_t)p->max_idle, sizeof *pool->idle);
     if (!pool || !pool->idle || pool->n >= p->max_idle) {
@@ -1345,6 +1435,7 @@ static void pool_upstream(Plane *p, Conn *u, double now) {
 }
 
 static void record_success(Plane *p, Conn *u, double elapsed) {
+    double waited = u->call_started > 0 ? elapsed + (u->started - u->call_started) : elapsed;
     Pool *pool = pool_of(p, u->link_id);
     double latency = elapsed;
     if (pool) {
@@ -1352,7 +1443,7 @@ static void record_success(Plane *p, Conn *u, double elapsed) {
         pool->latency = latency;
     }
     int bucket = 0;
-    while (bucket < p->nbuckets && elapsed > p->buckets[bucket]) bucket++;
+    while (bucket < p->nbuckets && waited > p->buckets[bucket]) bucket++;
     pthread_mutex_lock(&p->lock);
     LinkState *ls = link_state(p, u->link_id);
     if (ls) {
@@ -1360,14 +1451,15 @@ static void record_success(Plane *p, Conn *u, double elapsed) {
         ls->latency = latency;
         ls->dirty = 1;
     }
-    RouteStats *rs = route_stats(p, u->route->id);
+    RouteStats *rs = u->loser ? NULL : route_stats(p, u->route->id);
     if (rs) {
         rs->forwarded++;
         rs->hist[bucket]++;
-        rs->sum += elapsed;
+        if (u->is_hedge) rs->hedged[bucket]++;
+        rs->sum += waited;
         rs->dirty = 1;
     }
-    p->served++;
+    if (!u->loser) p->served++;
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -1472,6 +1564,21 @@ static void upstream_readable(Plane *p, Conn *u) {
     Link *link = u->link;
     u->client = NULL;
     u->route = NULL;
+    u->hedge_at = 0;
+    if (c) {
+        /* A hedged call: the other attempt lost. It runs to its end and is counted. */
+        Conn *other = c->upstream == u ? c->hedge : c->upstream;
+        if (other && other != u) {
+            /* Outrun by its hedge: news against the first attempt's data center (Python's
+             * outlier detection counts it as a failure), not the end of that attempt. */
+            if (u->is_hedge) record_failure(p, other, "", "slow");
+            other->client = NULL;
+            other->loser = 1;
+            other->hedge_at = 0;
+        }
+        c->upstream = u;
+        c->hedge = NULL;
+    }
     int reusable = r.keep_alive && !eof && u->in.len == r.wire_len;
     /* Pooled (or closed) first: the client's next request may want this connection. The
      * answer's bytes are moved out of it first, and the table (holding ``link``) stays
@@ -1593,6 +1700,8 @@ static void scan_deadlines(Plane *p, double now) {
             } else {
                 attempt_failed(p, u, "timeout", "timeout");
             }
+        } else if (u->hedge_at && now >= u->hedge_at) {
+            start_hedge(p, u, now);
         }
         u = next;
     }
@@ -1916,8 +2025,9 @@ static char *copy_bytes(PyObject *o, size_t *len) {
 }
 
 /* publish(links, routes): links are (id, family, address, port, base, head, tail); routes are
- * (id, path, action | None, link id | -1, timeout, min_try, factor, alternatives,
- * valid_until). The table replaces the previous one as a whole. */
+ * (id, path, action | None, link id | -1, timeout, min_try, factor, valid_until,
+ * alternatives, element[, hedge link id | -1, hedge_after]). The table replaces the previous
+ * one as a whole. */
 static PyObject *plane_publish(Plane *p, PyObject *args) {
     PyObject *links, *routes;
     if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &links, &PyList_Type, &routes)) return NULL;
@@ -1988,9 +2098,12 @@ static PyObject *plane_publish(Plane *p, PyObject *args) {
         Route *r = &t->routes[i];
         PyObject *path, *action, *element;
         int link_id;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(routes, i), "iSOiddddpS", &r->id, &path, &action,
-                              &link_id, &r->timeout, &r->min_try, &r->factor, &r->valid_until,
-                              &r->alternatives, &element))
+        int hedge_id = -1;
+        r->hedge_after = 0;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(routes, i), "iSOiddddpS|id", &r->id, &path,
+                              &action, &link_id, &r->timeout, &r->min_try, &r->factor,
+                              &r->valid_until, &r->alternatives, &element, &hedge_id,
+                              &r->hedge_after))
             goto fail;
         t->nroutes = (int)i + 1;
         if (r->id < 0 || r->id >= MAX_ROUTE_ID) {
@@ -2001,12 +2114,16 @@ static PyObject *plane_publish(Plane *p, PyObject *args) {
         if (!(r->element = copy_bytes(element, &r->element_len))) goto fail;
         if (action != Py_None && !(r->action = copy_bytes(action, &r->action_len))) goto fail;
         r->link = -1;
-        for (int j = 0; j < t->nlinks; j++)
+        r->hedge_link = -1;
+        for (int j = 0; j < t->nlinks; j++) {
             if (t->links[j].id == link_id) r->link = j;
-        if (link_id >= 0 && r->link < 0) {
+            if (t->links[j].id == hedge_id) r->hedge_link = j;
+        }
+        if ((link_id >= 0 && r->link < 0) || (hedge_id >= 0 && r->hedge_link < 0)) {
             PyErr_SetString(PyExc_ValueError, "a route names a link the table lacks");
             goto fail;
         }
+        if (r->hedge_link == r->link) r->hedge_link = -1; /* a hedge goes elsewhere */
         uint64_t h = route_hash(r->path, r->path_len, r->action, r->action_len, r->action != NULL);
         size_t mask = slots - 1, k = h & mask;
         while (t->slots[k]) {
@@ -2147,17 +2264,24 @@ static PyObject *plane_drain(Plane *p, PyObject *unused) {
     }
     for (size_t i = 0; i < nroutes && !failed; i++) {
         RouteStats *rs = &routes[i].stats;
-        PyObject *hist = PyTuple_New(nbuckets + 1);
-        for (int b = 0; hist && b <= nbuckets; b++) {
+        PyObject *hist = PyTuple_New(nbuckets + 1), *hedged = PyTuple_New(nbuckets + 1);
+        for (int b = 0; hist && hedged && b <= nbuckets; b++) {
             PyObject *count = PyLong_FromUnsignedLongLong(rs->hist[b]);
-            if (!count) {
+            PyObject *by_hedge = PyLong_FromUnsignedLongLong(rs->hedged[b]);
+            if (!count || !by_hedge) {
+                Py_XDECREF(count);
+                Py_XDECREF(by_hedge);
                 Py_CLEAR(hist);
                 break;
             }
             PyTuple_SET_ITEM(hist, b, count);
+            PyTuple_SET_ITEM(hedged, b, by_hedge);
         }
-        PyObject *item = hist ? Py_BuildValue("(iKNd)", routes[i].id,
-                                              (unsigned long long)rs->forwarded, hist, rs->sum)
+        if (!hist) Py_CLEAR(hedged);
+        if (!hedged) Py_CLEAR(hist);
+        PyObject *item = hist ? Py_BuildValue("(iKNdN)", routes[i].id,
+                                              (unsigned long long)rs->forwarded, hist, rs->sum,
+                                              hedged)
                               : NULL;
         failed = !item || PyList_Append(out_r, item);
         Py_XDECREF(item);
@@ -2178,10 +2302,10 @@ static PyObject *plane_drain(Plane *p, PyObject *unused) {
 static PyObject *plane_counters(Plane *p, PyObject *unused) {
     pthread_mutex_lock(&p->lock);
     unsigned long long accepted = p->accepted, served = p->served, handed = p->handed_over;
-    unsigned long long capped = p->cap_reached;
+    unsigned long long capped = p->cap_reached, hedged = p->hedged;
     pthread_mutex_unlock(&p->lock);
-    return Py_BuildValue("{sKsKsKsK}", "accepted", accepted, "served", served, "handed_over",
-                         handed, "cap_reached", capped);
+    return Py_BuildValue("{sKsKsKsKsK}", "accepted", accepted, "served", served, "handed_over",
+                         handed, "cap_reached", capped, "hedged", hedged);
 }
 
 static void close_everything(Plane *p) {
@@ -2407,7 +2531,20 @@ static int plane_set_python_clients(Plane *p, PyObject *value, void *closure) {
     return 0;
 }
 
+static PyObject *plane_get_hedge_credits(Plane *p, void *closure) {
+    return PyLong_FromLong(atomic_load(&p->hedge_credits));
+}
+
+static int plane_set_hedge_credits(Plane *p, PyObject *value, void *closure) {
+    long n = value ? PyLong_AsLong(value) : -1;
+    if (n == -1 && PyErr_Occurred()) return -1;
+    atomic_store(&p->hedge_credits, n < 0 ? 0 : n);
+    return 0;
+}
+
 static PyGetSetDef plane_getset[] = {
+    {"hedge_credits", (getter)plane_get_hedge_credits, (setter)plane_set_hedge_credits,
+     "Hedges the plane may send before Python says again (the hedge budget's share).", NULL},
     {"python_clients", (getter)plane_get_python_clients, (setter)plane_set_python_clients,
      "Client connections Python holds (set by Python): they count for max_clients.", NULL},
     {"notify_fd", (getter)plane_get_notify_fd, NULL,

@@ -8,8 +8,9 @@ Event = tuple[int, int, str, str]
 """(link id, successes on that link before this failure, attempts label, breaker reason)."""
 LinkCounts = tuple[int, int, float]
 """(link id, successes since the last drain, moving average of answer time in seconds)."""
-RouteCounts = tuple[int, int, tuple[int, ...], float]
-"""(route id, requests forwarded, latency histogram counts, seconds summed)."""
+RouteCounts = tuple[int, int, tuple[int, ...], float, tuple[int, ...]]
+"""(route id, requests forwarded, latency histogram counts (the caller's wait), seconds
+summed, the histogram's counts that a hedge answered)."""
 
 class Plane:
     notify_fd: int
@@ -32,10 +33,17 @@ class Plane:
     ) -> None: ...
     python_clients: int
     """Client connections Python holds (it sets this): they count for ``max_clients``."""
+    hedge_credits: int
+    """Hedges the plane may send until Python sets it again (the hedge budget's share)."""
     def publish(
         self,
         links: list[tuple[int, int, str, int, bytes, bytes, bytes, str | None]],
-        routes: list[tuple[int, bytes, bytes | None, int, float, float, float, float, bool, bytes]],
+        routes: list[
+            tuple[int, bytes, bytes | None, int, float, float, float, float, bool, bytes]
+            | tuple[
+                int, bytes, bytes | None, int, float, float, float, float, bool, bytes, int, float
+            ]
+        ],
     ) -> None: ...
     def start(self) -> None: ...
     def drain(

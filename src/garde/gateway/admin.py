@@ -182,6 +182,11 @@ class Admin:
                     for key in ("requests_in_window", "retries_in_window", "refused")
                 },
                 "stale_cache_entries": sum(v["stale_cache_entries"] for v in views),
+                "hedging": {
+                    "enabled": gateway.config.hedge,
+                    "budget": gateway.hedge_budget.as_json(),
+                    "delays": gateway.hedge_delays.as_json(),
+                },
                 "data_plane": self.data_plane(),
                 "workers": [
                     {

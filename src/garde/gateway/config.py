@@ -46,6 +46,16 @@ class GatewayConfig:
     try_timeout_factor: float = 10.0
     """A retry-safe attempt with another data center to go to gives up after
     ``max(min_try_timeout, factor x that data center's usual answer time)``."""
+    hedge: bool = True
+    """Hedge retry-safe calls: unanswered past the operation's usual answer time on its data
+    center (``hedge_quantile``, between ``hedge_min_delay`` and ``hedge_max_delay``), the
+    call is sent to the next data center too, and the first answer wins (``hedging.py``)."""
+    hedge_quantile: float = 0.95
+    hedge_min_delay: float = 0.02
+    hedge_max_delay: float = 1.0
+    hedge_ratio: float = 0.05
+    """Hedges add at most this share of load (plus ``hedge_min_per_second``)."""
+    hedge_min_per_second: float = 2.0
     health_checks: bool = True
     health_interval: float | None = None
     """None: each service's probe interval from the catalog."""
@@ -108,6 +118,8 @@ class GatewayConfig:
             "connect_timeout",
             "health_timeout",
             "min_try_timeout",
+            "hedge_min_delay",
+            "hedge_max_delay",
             "client_header_timeout",
             "client_idle_timeout",
         ):

@@ -211,6 +211,7 @@ class _Exchange:
         upstreams.succeeded(link)
         gateway.metrics.requests[(route.label, "forwarded")] += 1
         gateway.metrics.observe(service, elapsed)
+        gateway.hedge_delays.observe(route.label, link.dc, elapsed)
         # The reply written as one buffer, in the order ``wire.serialize`` uses.
         body = response.body
         out = [status_line(status)]

@@ -21,6 +21,7 @@ from garde.gateway.config import GatewayConfig
 from garde.gateway.contracts import ContractCache, is_contract_request
 from garde.gateway.events import EventHub
 from garde.gateway.forwarding import Forwarder
+from garde.gateway.hedging import HedgeBudget, HedgeDelays
 from garde.gateway.metrics import Metrics
 from garde.gateway.policy import ContinuityPolicy, ForwardFailure
 from garde.gateway.refusals import rejection_fault, rejection_problem
@@ -106,14 +107,26 @@ class Gateway:
         self.budget = RetryBudget(
             self.config.retry_ratio, min_per_second=self.config.retry_min_per_second
         )
+        config = self.config
+        self.hedge_delays = HedgeDelays(
+            quantile=config.hedge_quantile,
+            floor=config.hedge_min_delay,
+            ceiling=config.hedge_max_delay,
+        )
+        """How long each operation usually takes on each data center: when to hedge."""
+        self.hedge_budget = HedgeBudget(
+            self.budget, config.hedge_ratio, min_per_second=config.hedge_min_per_second
+        )
         self.forwarder = Forwarder(
             self.upstreams,
             transport,
             self.budget,
             self.metrics,
-            connect_timeout=self.config.connect_timeout,
-            min_try_timeout=self.config.min_try_timeout,
-            try_timeout_factor=self.config.try_timeout_factor,
+            connect_timeout=config.connect_timeout,
+            min_try_timeout=config.min_try_timeout,
+            try_timeout_factor=config.try_timeout_factor,
+            hedge_delays=self.hedge_delays if config.hedge else None,
+            hedge_budget=self.hedge_budget,
         )
         self.cache = StaleCache(self.config.cache_entries)
         self.contracts = ContractCache(self.router, self.forwarder, self.upstreams)

@@ -26,6 +26,10 @@ class Metrics:
         self.latency_sum: defaultdict[str, float] = defaultdict(float)
         self.retries = 0
         self.budget_refusals = 0
+        self.hedges = 0
+        """Retry-safe calls also sent to a second data center because the first was slow."""
+        self.hedge_refusals = 0
+        """Hedges the hedge budget refused."""
         self.gauges: list[Callable[[], Iterable[tuple[str, str, dict[str, str], float]]]] = []
 
     def observe(self, service: str, seconds: float) -> None:
@@ -42,6 +46,8 @@ class Metrics:
             "latency_sum": dict(self.latency_sum),
             "retries": self.retries,
             "budget_refusals": self.budget_refusals,
+            "hedges": self.hedges,
+            "hedge_refusals": self.hedge_refusals,
         }
 
     def add(self, snapshot: dict[str, Any]) -> None:
@@ -60,6 +66,8 @@ class Metrics:
             self.latency_sum[service] += seconds
         self.retries += snapshot["retries"]
         self.budget_refusals += snapshot["budget_refusals"]
+        self.hedges += snapshot.get("hedges", 0)
+        self.hedge_refusals += snapshot.get("hedge_refusals", 0)
 
     def render(self) -> str:
         out: list[str] = []
@@ -90,6 +98,16 @@ class Metrics:
             "garde_gateway_retry_budget_exhausted_total", "counter", "Retries the budget refused."
         )
         out.append(f"garde_gateway_retry_budget_exhausted_total {self.budget_refusals}")
+        family(
+            "garde_gateway_hedges_total",
+            "counter",
+            "Retry-safe calls also sent to another data center because the first was slow.",
+        )
+        out.append(f"garde_gateway_hedges_total {self.hedges}")
+        family(
+            "garde_gateway_hedge_budget_exhausted_total", "counter", "Hedges the budget refused."
+        )
+        out.append(f"garde_gateway_hedge_budget_exhausted_total {self.hedge_refusals}")
         family("garde_gateway_request_seconds", "histogram", "Time to answer the caller.")
         for service, counts in sorted(self.latency.items()):
             total = 0

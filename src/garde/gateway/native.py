@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from garde.gateway.metrics import BUCKETS
 from garde.gateway.routing import OperationRoute
 from garde.gateway.transport import HttpTransport
-from garde.gateway.upstreams import Link, ServiceUpstreams
+from garde.gateway.upstreams import OUTRUN, Link, ServiceUpstreams
 from garde.gateway.wire import status_line
 
 if TYPE_CHECKING:
@@ -43,6 +43,11 @@ except ImportError:  # not built here (no C compiler, not Linux): the Python fas
 DRAIN_INTERVAL = 0.05
 """Seconds between drains when nothing urgent happened: successes reach the metrics and the
 breakers this late at most (failures and hand-overs wake Python at once)."""
+
+
+DELAYS_CHECK = 0.25
+"""Seconds between comparisons of the hedge delays with the published ones (a table is
+republished when one moved by a fifth)."""
 
 
 def available() -> bool:
@@ -109,6 +114,13 @@ class NativePlane:
         self._publish_scheduled = False
         self._valid_until = float("inf")
         self._tick: asyncio.TimerHandle | None = None
+        self._route_dcs: dict[int, str] = {}
+        """Published route id -> the data center it is sent to (its answer times' key)."""
+        self._published_delays: dict[int, float] = {}
+        self._hedged = 0
+        self._delays_checked = 0.0
+        self._answers_since = False
+        """Answers were counted since the hedge delays were last compared with the table's."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self.adopted = 0
 
@@ -152,10 +164,25 @@ class NativePlane:
         if capped > self._cap_reached:
             self.server.capped(capped - self._cap_reached)  # logged by the server, as its own
             self._cap_reached = capped
-        if time.monotonic() >= self._valid_until:
+        now = time.monotonic()
+        if now >= self._valid_until:
             self.publish()  # an ejection ran out: the plan changes by the clock
+        elif self._answers_since and now - self._delays_checked >= DELAYS_CHECK:
+            self._delays_checked = now
+            self._answers_since = False
+            if self._delays_moved():
+                self.publish()
         assert self._loop is not None
         self._tick = self._loop.call_later(DRAIN_INTERVAL, self._on_tick)
+
+    def _delays_moved(self) -> bool:
+        """Whether a route's hedge delay moved by a fifth or more since it was published."""
+        now = self._delays()
+        for route_id, delay in now.items():
+            before = self._published_delays.get(route_id)
+            if before is None or abs(delay - before) > 0.2 * before:
+                return True
+        return False
 
     # -- the routing table -------------------------------------------------------------------
     def _plan_changed(self, _: ServiceUpstreams | None) -> None:
@@ -213,11 +240,15 @@ class NativePlane:
         self._publish_scheduled = False
         gateway = self.gateway
         config = gateway.config
-        fast = self.server.fast
         links: list[tuple[int, int, str, int, bytes, bytes, bytes, str | None]] = []
         routes: list[
-            tuple[int, bytes, bytes | None, int, float, float, float, float, bool, bytes]
+            tuple[
+                int, bytes, bytes | None, int, float, float, float, float, bool, bytes, int, float
+            ]
         ] = []
+        hedging = config.hedge
+        delays = gateway.hedge_delays
+        self._route_dcs.clear()
         valid_until = float("inf")
         for entry in gateway.router.services:
             if not entry.soap or gateway.callers.wanted:
@@ -227,36 +258,30 @@ class NativePlane:
             if not plan or plan[0].probation or not self._speaks(plan[0].endpoint.scheme):
                 continue  # nothing to try, a half-open trial, or TLS it cannot do: Python
             link = plan[0]
-            endpoint = link.endpoint
-            address = self._address(endpoint.host, endpoint.port)
-            if address is None:
+            link_id = self._publish_link(links, upstreams, link)
+            if link_id is None:
                 continue
+            # The next data center of the plan, for hedges: as the general path would pick
+            # it, but never a half-open trial (Python claims those, one at a time).
+            hedge_id = -1
+            if hedging and len(plan) > 1 and not plan[1].probation:
+                found = self._publish_link(links, upstreams, plan[1])
+                hedge_id = -1 if found is None else found
             until = upstreams.plan_until
             valid_until = min(valid_until, until)
-            link_id = self._link_id(upstreams, link)
-            _, tail, _ = fast.tail(upstreams, link)
-            links.append(
-                (
-                    link_id,
-                    address[0],
-                    address[1],
-                    endpoint.port,
-                    endpoint.base_target,
-                    b" HTTP/1.1\r\nHost: " + endpoint.host_header + b"\r\n",
-                    tail,
-                    endpoint.host if endpoint.scheme == "https" else None,
-                )
-            )
             prefix = entry.prefix.encode("latin-1")
             for action, route in entry.by_action.items():
                 if not route.retry_safe or route.needs_envelope or route.element is None:
                     continue
+                route_id = self._route_id(route)
+                self._route_dcs[route_id] = link.dc
+                after = delays.delay(route.label, link.dc) if hedge_id >= 0 else 0.0
                 for raw in _variants(action):
                     if gateway.router.by_action(entry, raw) is not route:
                         continue
                     routes.append(
                         (
-                            self._route_id(route),
+                            route_id,
                             prefix,
                             raw,
                             link_id,
@@ -266,10 +291,53 @@ class NativePlane:
                             until,
                             len(plan) > 1,
                             route.element,
+                            hedge_id,
+                            after,
                         )
                     )
         self._valid_until = valid_until
+        self._published_delays = self._delays()
         self.plane.publish(links, routes)
+
+    def _publish_link(
+        self,
+        links: list[tuple[int, int, str, int, bytes, bytes, bytes, str | None]],
+        upstreams: ServiceUpstreams,
+        link: Link,
+    ) -> int | None:
+        """Put ``link`` in the table being built (once); its id, or None if the plane cannot
+        reach it (TLS it cannot do, a name that does not resolve)."""
+        endpoint = link.endpoint
+        if not self._speaks(endpoint.scheme):
+            return None
+        address = self._address(endpoint.host, endpoint.port)
+        if address is None:
+            return None
+        link_id = self._link_id(upstreams, link)
+        if any(entry[0] == link_id for entry in links):
+            return link_id
+        _, tail, _ = self.server.fast.tail(upstreams, link)
+        links.append(
+            (
+                link_id,
+                address[0],
+                address[1],
+                endpoint.port,
+                endpoint.base_target,
+                b" HTTP/1.1\r\nHost: " + endpoint.host_header + b"\r\n",
+                tail,
+                endpoint.host if endpoint.scheme == "https" else None,
+            )
+        )
+        return link_id
+
+    def _delays(self) -> dict[int, float]:
+        """The hedge delay of each published route now (republished when one moves)."""
+        delays = self.gateway.hedge_delays
+        return {
+            route_id: delays.delay(self._routes[route_id].label, dc)
+            for route_id, dc in self._route_dcs.items()
+        }
 
     # -- outcomes ----------------------------------------------------------------------------
     def drain(self, adopt: bool = True) -> None:
@@ -283,8 +351,9 @@ class NativePlane:
             if ok_before:
                 attempts[(service, link.dc, "ok")] += ok_before
                 upstreams.succeeded(link, ok_before)
-            attempts[(service, link.dc, key)] += 1
-            upstreams.failed(link, reason)
+            if key:  # none: not an attempt's end, news about one (outrun by its hedge)
+                attempts[(service, link.dc, key)] += 1
+            upstreams.failed(link, OUTRUN if reason == "slow" else reason)
         for link_id, ok, latency in link_counts:
             upstreams, link = self._links[link_id]
             if latency > 0:
@@ -294,17 +363,31 @@ class NativePlane:
                 upstreams.succeeded(link, ok)
         metrics = gateway.metrics
         forwarded = 0
-        for route_id, count, buckets, seconds in route_counts:
+        delays = gateway.hedge_delays
+        if route_counts and gateway.config.hedge:
+            self._answers_since = True
+        for route_id, count, buckets, seconds, hedged in route_counts:
             route = self._routes[route_id]
             service = route.service.id
             metrics.requests[(route.label, "forwarded")] += count
             mine = metrics.latency[service]
+            dc = self._route_dcs.get(route_id)
             for i, n in enumerate(buckets):
                 mine[i] += n
+                own = n - hedged[i]  # answered by the data center the call was sent to
+                if own and dc is not None and i < len(BUCKETS):
+                    # Counted by bucket: each answer at its bucket's bound.
+                    delays.observe(route.label, dc, BUCKETS[i], own)
             metrics.latency_sum[service] += seconds
             forwarded += count
         if forwarded:
             gateway.budget.deposit(forwarded)
+        hedged = int(self.plane.counters()["hedged"])
+        if hedged > self._hedged:
+            gateway.hedge_budget.spend(hedged - self._hedged)
+            metrics.hedges += hedged - self._hedged
+            self._hedged = hedged
+        self.plane.hedge_credits = gateway.hedge_budget.available() if gateway.config.hedge else 0
         for fd, data, general in handovers:
             if adopt:
                 self._adopt(fd, data, general)

@@ -50,6 +50,9 @@ class OutlierFile(_File):
     consecutive_failures: int | None = setting(
         help="failures in a row that eject a data center", ge=1
     )
+    consecutive_timeouts: int | None = setting(
+        help="attempts in a row unanswered within their per-try time that eject it", ge=1
+    )
     failure_rate: Ratio | None = setting(
         help="share of failed requests within the window that ejects a data center"
     )
@@ -102,6 +105,20 @@ class GatewaySettingsFile(_File):
     )
     try_timeout_factor: Positive | None = setting(
         help="a retry-safe call leaves a data center after this many times its usual answer time"
+    )
+    hedge: bool | None = setting(
+        help="send a retry-safe call to the next data center too when it is slower than usual"
+    )
+    hedge_quantile: Annotated[float, BeforeValidator(lenient_number), Field(gt=0, lt=1)] | None = (
+        setting(help="the answer-time quantile (per operation and data center) to hedge at")
+    )
+    hedge_min_delay: Duration | None = setting(help="never hedge sooner than this after sending")
+    hedge_max_delay: Duration | None = setting(
+        help="hedge at the latest this long after sending (also before the quantile is known)"
+    )
+    hedge_ratio: Ratio | None = setting(help="hedges add at most this share of load")
+    hedge_min_per_second: NonNegative | None = setting(
+        help="hedges per second always allowed, whatever the share"
     )
     health_checks: bool | None = setting(
         help="probe each data center's health endpoint (false: live traffic alone decides)"

@@ -29,6 +29,13 @@ from garde.signals import Signal
 
 log = logging.getLogger("garde.gateway")
 
+TIMEOUTS = frozenset(("timeout",))
+"""Failure reasons that mean silence: sent, and no answer within the attempt's time."""
+OUTRUN = "slow: a hedge on another data center answered first"
+"""The failure a hedged call's first attempt counts when its hedge won: ``consecutive_failures``
+of them in a row (no answer from it in between) eject it, long before its per-try timeout
+would have said so."""
+
 
 class Breaker(StrEnum):
     CLOSED = "closed"
@@ -48,6 +55,10 @@ class Mode(StrEnum):
 @dataclass(frozen=True, slots=True)
 class OutlierSettings:
     consecutive_failures: int = 5
+    consecutive_timeouts: int = 2
+    """Eject sooner on silence: this many attempts in a row that got no answer within their
+    per-try time (a blackholed data center accepts and never answers, and every request
+    sent there meanwhile waits)."""
     failure_rate: float = 0.5
     """Eject when this share of requests fails within ``window`` ..."""
     min_requests: int = 20
@@ -67,6 +78,7 @@ class Link:
         "answered_at",
         "checked_at",
         "consecutive_failures",
+        "consecutive_timeouts",
         "dc",
         "ejected_until",
         "ejections",
@@ -94,6 +106,7 @@ class Link:
         self.health_failures = 0
         self.health_successes = 0
         self.consecutive_failures = 0
+        self.consecutive_timeouts = 0
         self.window_start = 0.0
         self.window_requests = 0
         self.window_failures = 0
@@ -118,6 +131,11 @@ class Link:
         return now - self.failed_at < within and self.failed_at > max(
             self.answered_at, self.checked_at
         )
+
+    def suspect(self, now: float, within: float) -> bool:
+        """Not to be given a call that cannot be sent twice: a half-open trial, or its
+        latest news is a failure (or silence past its per-try time) under ``within`` s old."""
+        return self.probation or self.failed_last(now, within)
 
     def breaker(self, now: float) -> Breaker:
         if self.ejected_until > now:
@@ -227,6 +245,7 @@ class ServiceUpstreams:
         """``count`` successful attempts on ``link`` (the native data plane reports several
         at a time)."""
         link.consecutive_failures = 0
+        link.consecutive_timeouts = 0
         link.answered_at = self.clock()
         self._count(link, failed=False, count=count)
         if link.probation:
@@ -242,7 +261,15 @@ class ServiceUpstreams:
         now = self.clock()
         link.failed_at = now
         link.last_error = reason
+        if link.ejected_until > now:
+            # An attempt started before the ejection (a hedge's loser, a call in flight):
+            # old news. Only the half-open trial's own failure ejects again, for longer.
+            return
         link.consecutive_failures += 1
+        if reason in TIMEOUTS:
+            link.consecutive_timeouts += 1
+        elif reason != OUTRUN:  # outrun: silent so far, which does not break a run of silence
+            link.consecutive_timeouts = 0
         self._count(link, failed=True)
         if link.probation:
             link.trial_in_flight = False
@@ -253,11 +280,23 @@ class ServiceUpstreams:
             link.window_requests >= s.min_requests
             and link.window_failures >= s.failure_rate * link.window_requests
         )
-        if link.consecutive_failures >= s.consecutive_failures or rate_tripped:
+        if (
+            link.consecutive_failures >= s.consecutive_failures
+            or link.consecutive_timeouts >= s.consecutive_timeouts
+            or rate_tripped
+        ):
             others = any(other is not link and other.available(now) for other in self.links)
             if others or not link.healthy:
                 self._eject(link, now)
             # else: the last data center that might answer stays in rotation.
+
+    def silent(self, link: Link) -> None:
+        """An attempt that cannot be given up (a call not retry-safe) is still unanswered at
+        its per-try time: counted as a timeout, so that the next such calls go elsewhere and
+        the data center is ejected as soon as reads would have found it out."""
+        if link.probation:
+            return  # its trial's own outcome decides
+        self.failed(link, "timeout")
 
     def _count(self, link: Link, *, failed: bool, count: int = 1) -> None:
         now = self.clock()
@@ -284,6 +323,7 @@ class ServiceUpstreams:
         link.probation = True
         link.trial_in_flight = False
         link.consecutive_failures = 0
+        link.consecutive_timeouts = 0
         link.window_requests = link.window_failures = 0
         self._changed()
 
