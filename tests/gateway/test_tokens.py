@@ -108,6 +108,30 @@ def test_expired_token_is_never_used() -> None:
     asyncio.run(main())
 
 
+def test_a_refused_login_stands_for_a_moment_then_the_sts_is_asked_again() -> None:
+    """While the STS is down, a burst of requests costs it one login attempt (and the
+    gateway one signature), not one per request; a second later it is asked again."""
+    clock = Clock()
+    sts = FakeSts(clock)
+    sts.refuse = {"eid", "keystore"}
+    tokens = manager(clock, sts)
+
+    async def main() -> None:
+        for _ in range(50):
+            with pytest.raises(TokenUnavailable, match="eid login refused"):
+                await tokens.token("ph1")
+        assert sts.calls == [("ph1", "eid"), ("ph1", "keystore")]
+        sts.refuse = set()
+        clock.now += tokens.hold_off / 2
+        with pytest.raises(TokenUnavailable):
+            await tokens.token("ph1")
+        assert len(sts.calls) == 2
+        clock.now += tokens.hold_off
+        assert await tokens.token("ph1") == "T3"
+
+    asyncio.run(main())
+
+
 def test_fallback_credential_when_the_primary_login_fails() -> None:
     clock = Clock()
     sts = FakeSts(clock)

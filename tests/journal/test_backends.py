@@ -659,3 +659,67 @@ def test_an_older_journal_is_brought_up_to_date_and_a_current_one_is_left_alone(
                 writer.rollback()  # releases a start that waits, so that the test ends
 
     run(body())
+
+
+def test_the_backlog_counts_each_group_with_its_oldest_entry_and_attempts(
+    backend: Backend,
+) -> None:
+    """What the RPO watch and the status page read: per service, operation and state, how
+    many entries, since when the oldest waits, how many attempts were spent, the last error."""
+
+    async def body() -> None:
+        clock = FakeClock()
+        async with backend.open(clock=clock) as journal:
+            for n in range(6):
+                await journal.accept(sub(n, key=f"RID{n:09d}"))
+                clock.now += 10
+            await journal.accept(sub(9, key="RIDX", operation="markAsUnDelivered"))
+            leased = await journal.lease("r", ["recipe-executor"], 2, 30)
+            assert len(leased) == 2
+            for entry in leased:
+                failed = Delivery(Outcome.RETRY_LATER, reason="dc1 refused the connection")
+                await journal.settle(entry, failed, retry_at=clock.now + 60)
+            again = await journal.lease("r", ["recipe-executor"], 1, 30, backoff=False)
+            assert len(again) == 1
+            backlog = await journal.backlog()
+            groups = {
+                (g.operation, g.state): (g.count, g.oldest, g.attempts) for g in backlog.groups
+            }
+            start = FakeClock().now
+            # idem-0 was tried, failed, and is being sent again; idem-1 was tried once.
+            assert again[0].submission.idempotency_key == "idem-0"
+            assert groups == {
+                ("markAsDelivered", State.JOURNALED): (5, start + 10, 1),
+                ("markAsDelivered", State.DELIVERING): (1, start, 2),
+                ("markAsUnDelivered", State.JOURNALED): (1, start + 60, 0),
+            }
+            assert "refused" in backlog.last_errors["recipe-executor"][1]
+
+    run(body())
+
+
+def test_the_backlog_reads_indexes_only_however_large_the_journal(tmp_path: Any) -> None:
+    """The RPO watch reads the backlog every 10 s: on a million entries, reading their rows
+    cost seconds of CPU each time. Every query it makes is answered from an index (SQLite's
+    plan says so); the attempts and last errors from indexes of tried entries only."""
+    import sqlite3
+
+    from garde.journal import sql
+
+    async def create() -> None:
+        async with Backend("sqlite", str(tmp_path / "j.db")).open() as journal:
+            await journal.accept(sub(1))
+
+    run(create())
+    conn = sqlite3.connect(tmp_path / "j.db")
+    params: dict[str, tuple[Any, ...]] = {
+        "OLDEST_OF": ("recipe-executor", "markAsDelivered", "journaled"),
+        "LAST_ERROR_OF": ("recipe-executor", 1.0),
+    }
+    for name in ("BACKLOG", "OLDEST_OF", "TRIED", "LAST_FAILED", "LAST_ERROR_OF"):
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {getattr(sql, name)}", params.get(name, ()))
+        steps = [str(row[-1]) for row in plan]
+        assert all("INDEX" in step for step in steps if "entries" in step), (name, steps)
+        if name != "LAST_ERROR_OF":
+            assert any("COVERING INDEX" in s or "entries_failed" in s for s in steps), steps
+    conn.close()

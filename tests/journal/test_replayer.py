@@ -260,3 +260,56 @@ def test_a_delivery_cancelled_from_outside_is_not_taken_for_a_slow_send(tmp_path
             assert (await journal.receipt(entry.id)).state is State.DELIVERING
 
     run(body(Backend("sqlite", str(tmp_path / "j.db"))))
+
+
+def test_accepted_writes_during_an_outage_cost_no_journal_read_each(tmp_path: Path) -> None:
+    """The gateway tells the replayer of every accepted write: for a service already known
+    to have work, that wakes the loop, and asks the journal nothing (it was a read and a
+    thread hop per write while every data center was down). A write of a service the
+    replayer did not know to have work is still seen at once, and so is a known one that
+    may be sent now, without waiting for the next poll."""
+
+    async def body(backend: Backend) -> None:
+        upstream = FakeUpstream()
+        ready = {"recipe-executor": False, "eattest": True}
+        async with backend.open() as journal:
+            looks = 0
+            pending = journal.pending_services
+
+            async def counted() -> list[str]:
+                nonlocal looks
+                looks += 1
+                return await pending()
+
+            journal.pending_services = counted  # type: ignore[method-assign]
+            await journal.accept(sub(0, "K0"))
+            policy = ReplayPolicy(poll_interval=30.0)  # no poll during the test
+            replayer = Replayer(journal, upstream, ready.__getitem__, quiet, policy=policy)
+            task = asyncio.create_task(replayer.run())
+            for n in range(1, 301):
+                await journal.accept(sub(n, f"K{n % 7}"))
+                replayer.journaled("recipe-executor")
+                await asyncio.sleep(0)
+            assert looks == 1, "one look at which services have work, not one per write"
+            assert upstream.effects == []
+
+            await journal.accept(sub(301, "E", service="eattest", operation="sendAttestation"))
+            replayer.journaled("eattest")
+            for _ in range(200):
+                if upstream.effects:
+                    break
+                await asyncio.sleep(0.01)
+            assert [s.service for s in upstream.effects] == ["eattest"]
+
+            ready["recipe-executor"] = True
+            await journal.accept(sub(302, "K0"))
+            replayer.journaled("recipe-executor")
+            for _ in range(500):
+                if len(upstream.effects) == 303:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(upstream.effects) == 303
+            replayer.stop()
+            await task
+
+    run(body(Backend("sqlite", str(tmp_path / "j.db"))))

@@ -16,6 +16,7 @@ Every answer carries ``Garde-Receipt``, ``Location`` and ``Garde-Mode: degraded`
 
 from __future__ import annotations
 
+import re
 from xml.sax.saxutils import quoteattr
 
 from garde.catalog import JournaledAnswer, WireProtocol
@@ -28,6 +29,14 @@ from garde.soap import SOAP12_ENV_NS, SOAP_ENV_NS
 
 SOAP_TYPE = (b"Content-Type", b"text/xml; charset=utf-8")
 SOAP12_TYPE = (b"Content-Type", b"application/soap+xml; charset=utf-8")
+_PLAIN = re.compile(r'[^&<>"\t\n\r]*')
+_GARDE_NS = quoteattr(GARDE_NS)
+
+
+def _attr(value: str) -> str:
+    """``quoteattr(value)``, without its four replacements for what needs none (receipt
+    ids, locations, states: every answer has three)."""
+    return f'"{value}"' if _PLAIN.fullmatch(value) else quoteattr(value)
 
 
 def wants_receipt(request: Request) -> bool:
@@ -61,8 +70,8 @@ def journaled_reply(
     envelope_ns = SOAP12_ENV_NS if soap12 else SOAP_ENV_NS
     content_type = SOAP12_TYPE if soap12 else SOAP_TYPE
     journaled = (
-        f"<garde:Journaled xmlns:garde={quoteattr(GARDE_NS)} receipt={quoteattr(receipt.id)}"
-        f" location={quoteattr(location)} state={quoteattr(receipt.state.value)}/>"
+        f"<garde:Journaled xmlns:garde={_GARDE_NS} receipt={_attr(receipt.id)}"
+        f" location={_attr(location)} state={_attr(receipt.state.value)}/>"
     )
     if answer is JournaledAnswer.ACCEPTED:
         return Reply(202, headers, b"")

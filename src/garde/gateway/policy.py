@@ -90,8 +90,8 @@ class ContinuityPolicy:
         self.retry_after = retry_after
         self.callers = callers
         """Callers' own tokens seen, for the entries that carry one."""
-        self.entry_journaled: Signal[[]] = Signal("entry journaled")
-        """Fired after each accepted write (the replayer wakes up)."""
+        self.entry_journaled: Signal[[str]] = Signal("entry journaled")
+        """Fired after each accepted write, with its service (the replayer wakes up)."""
         self.stale_served = 0
         self._journal_failure_logged = float("-inf")
         self.journaled = 0
@@ -214,7 +214,7 @@ class ContinuityPolicy:
         )
         receipt = await self.journal.accept(submission)
         self.journaled += 1
-        self.entry_journaled.emit()
+        self.entry_journaled.emit(route.service_id)
         soap_namespace = envelope.soap_namespace if envelope is not None else None
         return journaled_reply(route, request, receipt, soap_namespace), "journaled"
 

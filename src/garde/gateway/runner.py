@@ -75,7 +75,7 @@ class RunningGateway:
                 self.gateway, journal, policy=replay, on_needs_token=self._token_check.set
             )
             self.gateway.events.changed.connect(self._mode_changed)
-            self.gateway.policy.entry_journaled.connect(self.replayer.poke)
+            self.gateway.policy.entry_journaled.connect(self.replayer.journaled)
             self.gateway.callers.entries_released.connect(lambda _count: self._poke())
         self._watching: asyncio.Task[None] | None = None
         self._rpo: asyncio.Task[None] | None = None

@@ -6,6 +6,10 @@ the background after that while the old one still works, and never requested by 
 renewal in flight per identity, everyone else waits for it. If the primary login fails, the
 configured fallback credential (the "keystore session") is tried. Tokens are attached at
 send time, so a write journaled hours ago leaves with a fresh one.
+
+When the STS refuses a login, the refusal stands for ``hold_off`` seconds: the requests of
+that moment get it at once (their writes are journaled) instead of each starting a login of
+its own, an RSA signature apiece, against an STS that is down.
 """
 
 from __future__ import annotations
@@ -59,11 +63,15 @@ class TokenManager:
         fetch: Fetch,
         *,
         clock: Callable[[], float] = time.time,
+        hold_off: float = 1.0,
     ) -> None:
         self.identities = identities
         self.fetch = fetch
         self.clock = clock
+        self.hold_off = hold_off
+        """Seconds a failed login is the answer for its identity before the STS is asked again."""
         self._tokens: dict[str, Token] = {}
+        self._refused: dict[str, tuple[float, TokenUnavailable]] = {}
         self._renewing: dict[str, asyncio.Task[Token]] = {}
         self.renewals = 0
         self.fallbacks = 0
@@ -84,6 +92,11 @@ class TokenManager:
         if current is not None and current.fresh(now):
             return current.value
         task = self._renewing.get(identity)
+        refused = self._refused.get(identity)
+        if task is None and refused is not None and now - refused[0] < self.hold_off:
+            if current is not None and current.usable(now):
+                return current.value
+            raise TokenUnavailable(str(refused[1]))
         if task is None:
             task = asyncio.get_running_loop().create_task(self._renew(identity))
             self._renewing[identity] = task
@@ -98,8 +111,13 @@ class TokenManager:
 
     def _renewed(self, identity: str, task: asyncio.Task[Token]) -> None:
         self._renewing.pop(identity, None)
-        if not task.cancelled():
-            task.exception()  # retrieved here; awaiting callers get it too
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved here; awaiting callers get it too
+        if isinstance(error, TokenUnavailable):
+            self._refused[identity] = (self.clock(), error)
+        else:
+            self._refused.pop(identity, None)
 
     async def _renew(self, identity: str) -> Token:
         config = self.identities[identity]

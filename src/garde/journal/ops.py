@@ -318,10 +318,12 @@ def waiting_subjects(tx: Tx) -> set[str]:
 
 
 def backlog(tx: Tx) -> Backlog:
-    groups = [
-        BacklogGroup(str(svc), str(op), State(st), int(n), float(oldest), int(attempts or 0))
-        for svc, op, st, n, oldest, attempts in tx.rows(sql.BACKLOG)
-    ]
+    tried = {(svc, op, st): int(n or 0) for svc, op, st, n in tx.rows(sql.TRIED)}
+    groups = []
+    for svc, op, st, n in tx.rows(sql.BACKLOG):
+        oldest = tx.rows(sql.OLDEST_OF, (svc, op, st))[0][0]
+        attempts = tried.get((svc, op, st), 0)
+        groups.append(BacklogGroup(str(svc), str(op), State(st), int(n), float(oldest), attempts))
     errors: dict[str, tuple[float, str]] = {}
     for service, at in tx.rows(sql.LAST_FAILED):
         found = tx.rows(sql.LAST_ERROR_OF, (service, at))

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = b"3"
+SCHEMA_VERSION = b"4"
 """Bump with every change to ``SCHEMA``: a journal at this version runs no DDL at start."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS {s}.meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
@@ -71,8 +71,15 @@ CREATE INDEX IF NOT EXISTS entries_holding_v2 ON {s}.entries (service, order_key
   AND order_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_needs_token ON {s}.entries (subject_key)
   WHERE state = 'needs_token';
-CREATE INDEX IF NOT EXISTS entries_backlog ON {s}.entries (service, operation, state)
+DROP INDEX IF EXISTS {s}.entries_backlog;
+CREATE INDEX IF NOT EXISTS entries_backlog_v2
+  ON {s}.entries (service, operation, state, created_at)
   WHERE state IN ('journaled', 'delivering', 'needs_token', 'conflict', 'quarantined');
+CREATE INDEX IF NOT EXISTS entries_tried ON {s}.entries (service, operation, state, attempts)
+  WHERE state IN ('journaled', 'delivering', 'needs_token', 'conflict', 'quarantined')
+  AND attempts > 0;
+CREATE INDEX IF NOT EXISTS entries_failed ON {s}.entries (service, updated_at)
+  WHERE state IN ('journaled', 'delivering', 'needs_token') AND last_error IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_due ON {s}.entries (deadline)
   WHERE state IN ('journaled', 'delivering', 'needs_token') AND deadline IS NOT NULL;
 CREATE TABLE IF NOT EXISTS {s}.audit (

@@ -241,6 +241,17 @@ class Replayer:
         self._pending_at = -1.0
         self._wake.set()
 
+    def journaled(self, service: str) -> None:
+        """An entry of ``service`` was accepted (the gateway calls this once per write).
+
+        A service already known to have work needs no new look at which services do: the
+        loop only wakes to see whether it may send. During an outage that look was a journal
+        read (and a thread hop) per accepted write."""
+        if service in self._pending:
+            self._wake.set()
+        else:
+            self.poke()
+
     async def _pump(self, until_idle: bool) -> None:
         try:
             half = self.policy.concurrency // 2

@@ -74,8 +74,15 @@ CREATE INDEX IF NOT EXISTS entries_holding_v2 ON entries (service, order_key, se
   AND order_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_needs_token ON entries (subject_key)
   WHERE state = 'needs_token';
-CREATE INDEX IF NOT EXISTS entries_backlog ON entries (service, operation, state)
+DROP INDEX IF EXISTS entries_backlog;
+CREATE INDEX IF NOT EXISTS entries_backlog_v2
+  ON entries (service, operation, state, created_at)
   WHERE state IN ('journaled', 'delivering', 'needs_token', 'conflict', 'quarantined');
+CREATE INDEX IF NOT EXISTS entries_tried ON entries (service, operation, state, attempts)
+  WHERE state IN ('journaled', 'delivering', 'needs_token', 'conflict', 'quarantined')
+  AND attempts > 0;
+CREATE INDEX IF NOT EXISTS entries_failed ON entries (service, updated_at)
+  WHERE state IN ('journaled', 'delivering', 'needs_token') AND last_error IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_due ON entries (deadline)
   WHERE state IN ('journaled', 'delivering', 'needs_token') AND deadline IS NOT NULL;
 CREATE TABLE IF NOT EXISTS audit (
