@@ -91,6 +91,7 @@ def build_report(run: Run) -> dict[str, Any]:
             for i in run.incidents
         ],
         "series": _series(run, finals),
+        "load": _load(run),
     }
     report["expectations"] = _expectations(run, report, finals)
     missed = [e for e in report["expectations"] if not e["met"]]
@@ -299,6 +300,39 @@ def _series(run: Run, finals: list[tuple[Call, str]]) -> dict[str, Any]:
     }
 
 
+OUTAGE_KINDS = ("down", "blackhole", "flap", "errors", "reset")
+"""Faults after which a service recovers: its load is judged from the first one's end."""
+
+
+def _load(run: Run) -> list[dict[str, Any]]:
+    """Each service given a capacity, per data center: its limit, the peak load it was
+    offered and admitted in one second (overall, and from its recovery: the end of its first
+    outage), and the load per second from t = 0."""
+    found = []
+    for entry in run.load:
+        settings = run.checked.scenario.services.get(entry["service"])
+        offered = [[round(s - run.started_at), n] for s, n in entry["offered"]]
+        ends = [
+            p.end for p in run.played if p.service == entry["service"] and p.kind in OUTAGE_KINDS
+        ]
+        since = min(ends, default=0.0)
+        found.append(
+            {
+                "service": entry["service"],
+                "dc": entry["dc"],
+                "capacity": settings.capacity if settings is not None else None,
+                "recovery_from": since,
+                "peak_recovery": max((n for t, n in offered if t >= since), default=0),
+                "peak_offered": entry["peak_offered"],
+                "peak_admitted": entry["peak_admitted"],
+                "offered_total": entry["offered_total"],
+                "refused_total": entry["refused_total"],
+                "offered": offered,
+            }
+        )
+    return found
+
+
 def _expect(name: str, expected: str, measured: str, met: bool, detail: str = "") -> dict[str, Any]:
     return {"name": name, "expected": expected, "measured": measured, "met": met, "detail": detail}
 
@@ -370,6 +404,23 @@ def _expectations(
                 f"from the last fault's end; peak depth {times['peak_depth']}",
             )
         )  # fmt: skip
+    if expect.peak_load is not None:
+        for entry in report["load"]:
+            if entry["capacity"] is None:
+                continue
+            allowed = entry["capacity"] * (1 + expect.peak_load)
+            found.append(
+                _expect(
+                    f"peak load {entry['service']}@{entry['dc']}",
+                    f"at most {allowed:g}/s (capacity {entry['capacity']:g}/s"
+                    f" + {expect.peak_load:.0%})",
+                    f"{entry['peak_recovery']}/s offered", entry["peak_recovery"] <= allowed,
+                    f"from its recovery ({entry['recovery_from']:.0f}s); over the whole run"
+                    f" {entry['peak_offered']}/s offered, {entry['peak_admitted']}/s admitted;"
+                    f" {entry['refused_total']} of {entry['offered_total']} requests refused"
+                    " with 503 and Retry-After",
+                )
+            )  # fmt: skip
     for kind, limits in (
         ("services", expect.rto.services),
         ("target_groups", expect.rto.target_groups),

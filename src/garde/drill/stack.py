@@ -28,8 +28,14 @@ from garde.errors import DrillError
 
 # A killed gateway may die holding leases on entries it was sending; its restart (or another
 # gateway of the site) takes them only once they run out. Short leases keep the drain of a
-# drill with kills from idling for the default minute.
-REPLAY_ENV = {"GARDE_REPLAY_LEASE": "10s", "GARDE_REPLAY_SEND_TIMEOUT": "5s"}
+# drill with kills from idling for the default minute. A service that comes back is replayed
+# after a random moment up to 5 s, as sites that recover together should be (the replayer's
+# start jitter): two dozen gateways would otherwise all send their first entries together.
+REPLAY_ENV = {
+    "GARDE_REPLAY_LEASE": "10s",
+    "GARDE_REPLAY_SEND_TIMEOUT": "5s",
+    "GARDE_REPLAY_JITTER": "5s",
+}
 
 
 @dataclass
