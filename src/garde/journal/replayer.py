@@ -153,6 +153,7 @@ class Replayer:
         self._buckets: dict[str, TokenBucket] = {}
         self._throttled: dict[str, TokenBucket] = {}
         """Services that answered Retry-After: paced, slower each time (``_overloaded``)."""
+        self._throttle_cut: dict[str, float] = {}
         self._paused_until: dict[str, float] = {}
         self._down_until: dict[str, float] = {}
         """Services that answered nothing at all: held until this time, or until the health
@@ -482,8 +483,13 @@ class Replayer:
 
     def _overloaded(self, service: str) -> None:
         bucket = self._throttled.get(service)
+        now = self.clock()
+        if bucket is not None and now - self._throttle_cut.get(service, 0.0) < 1.0:
+            return  # the answers to one burst are one signal: halve once a second at most
+        self._throttle_cut[service] = now
         rate = 1.0 if bucket is None else max(self.THROTTLE_FLOOR, bucket.rate / 2)
-        self._throttled[service] = TokenBucket(rate, 1.0)
+        # On the replayer's clock, as its pauses are (``_lease_some`` pauses on the bucket).
+        self._throttled[service] = TokenBucket(rate, 1.0, self.clock)
 
     def _recovering(self, service: str) -> None:
         bucket = self._throttled[service]
