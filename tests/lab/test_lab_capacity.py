@@ -76,6 +76,7 @@ def test_a_wrong_capacity_is_refused_saying_what_to_fix(lab: Lab) -> None:
         ({"rate": "ten"}, "rate must be a number"),
         ({"rate": 5, "burst": 3}, "capacity does not take burst; it takes: rate, retry_after"),
         ({"rate": 5, "retry_after": "soon"}, "retry_after"),
+        ({"rate": 5, "dc": "dc2"}, "capacity does not take dc"),
     ):
         status, answer = _request(lab, "PUT", "/capacity/insurability/dc1", body)
         assert status == 400 and said in answer["error"], answer

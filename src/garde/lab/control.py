@@ -118,13 +118,21 @@ class ControlApi:
             f"no route {method} {request.path}; see GET /openapi.json",
         )
 
-    def _set_fault(self, request: Request) -> Response:
+    @staticmethod
+    def _object(request: Request, example: str) -> dict[str, Any] | Response:
+        """The request's JSON object body, or the 400 that says what it should be."""
         try:
             body = json.loads(request.body or b"{}")
         except ValueError:
-            return _error(400, 'the body must be JSON: {"service", "dc", "kind", ...}')
+            return _error(400, f"the body must be JSON: {example}")
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")
+        return body
+
+    def _set_fault(self, request: Request) -> Response:
+        body = self._object(request, '{"service", "dc", "kind", ...}')
+        if isinstance(body, Response):
+            return body
         missing = [k for k in ("service", "dc", "kind") if not isinstance(body.get(k), str)]
         if missing:
             return _error(400, f"missing {', '.join(missing)} (strings) in the body")
@@ -133,13 +141,10 @@ class ControlApi:
         return _json(201, {"service": service, "dc": dc, **fault.as_json()})
 
     def _set_capacity(self, request: Request, service: str, dc: str | None) -> Response:
-        try:
-            body = json.loads(request.body or b"{}")
-        except ValueError:
-            return _error(400, 'the body must be JSON: {"rate": 20, "retry_after": "1s"}')
-        if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object")
-        capacity = self.lab.faults.set_capacity(service, dc, **body)
+        body = self._object(request, '{"rate": 20, "retry_after": "1s"}')
+        if isinstance(body, Response):
+            return body
+        capacity = self.lab.faults.set_capacity(service, dc, body)
         return _json(200, {"service": service, "dc": dc or "all", **capacity.as_json()})
 
     def _ledger(self, request: Request, rest: list[str]) -> Response:

@@ -88,10 +88,16 @@ class FaultControl:
             return targets
         return list(self._targets.values())
 
-    def set_capacity(self, service: str, dc: str | None, **options: Any) -> Capacity:
+    def set_capacity(
+        self,
+        service: str,
+        dc: str | None = None,
+        options: dict[str, Any] | None = None,
+        **more: Any,
+    ) -> Capacity:
         """Give ``service`` (in ``dc``, or each of its data centers) a capacity; options as
-        in ``garde.lab.capacity`` (``rate``, ``retry_after``)."""
-        capacity = make_capacity(options)
+        in ``garde.lab.capacity`` (``rate``, ``retry_after``), as a mapping or keywords."""
+        capacity = make_capacity({**(options or {}), **more})
         for target in self._scope(service, dc):
             self._run(target.set_capacity, capacity)
         return capacity
