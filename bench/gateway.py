@@ -43,10 +43,10 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-
-from bench._faults import FaultProxy, PacedClient, Sample
+from bench._paced import PacedClient, Sample
+from garde import drill
 from garde.catalog import load_catalog
+from garde.lab import LinkProxy, make_fault
 
 RECIPE = "urn:be:fgov:ehealth:recipe:protocol:v4"
 SOAP_REQUEST = (
@@ -177,15 +177,14 @@ def write_catalog(workdir: Path, dc_ports: list[int], timeout: str) -> Path:
         }
         for sid, service in catalog.services.items()
     }
-    data = catalog.with_endpoints(endpoints).model_dump(
-        mode="json", by_alias=True, exclude_none=True
-    )
-    data["services"]["recipe-executor"]["timeout"] = timeout
-    for operation in data["services"]["recipe-executor"]["operations"].values():
-        operation.pop("timeout", None)
-    path = workdir / "catalog.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+
+    def recipe_timeout(data: dict[str, object]) -> None:
+        executor = data["services"]["recipe-executor"]  # type: ignore[index]
+        executor["timeout"] = timeout
+        for operation in executor["operations"].values():
+            operation.pop("timeout", None)
+
+    return drill.write_catalog(catalog, workdir / "catalog.yaml", endpoints, recipe_timeout)
 
 
 def start_gateway(
@@ -564,7 +563,8 @@ async def failover_case(
     servers = " ".join(upstream_server(p) for p in dc_ports)
     conf = nginx_conf(workdir, f"dcs-{target}-{fault}", 1, servers)
     upstream = procs.start([tool("nginx"), "-c", str(conf)], dc_ports[0], workdir / "dcs.log")
-    proxy = FaultProxy(dc_ports[0])
+    # The lab's fault proxy, in front of a data center that is not the lab's.
+    proxy = LinkProxy("bench", "dc1", "127.0.0.1", 0, ("127.0.0.1", dc_ports[0]))
     await proxy.start()
     front_port = free_port()
     timeout = "2s"
@@ -585,13 +585,11 @@ async def failover_case(
     fault_at = duration / 3
     runner = asyncio.create_task(client.run())
     await asyncio.sleep(fault_at)
-    if fault == "refuse":
-        await proxy.refuse()
-    else:
-        proxy.blackhole()
+    # refuse: connections refused, open ones reset; blackhole: accepted, never answered.
+    proxy.set(make_fault("down" if fault == "refuse" else "blackhole"))
     samples = await runner
     counts = gateway_counts(front_port) if target != "haproxy" else {}
-    await proxy.close()
+    await proxy.stop()
     procs.stop(front)
     procs.stop(upstream)
     return {**summarise(samples, fault_at), **counts}

@@ -43,10 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.gateway import Processes, cpu_seconds, ensure_tools, free_port, tool
 from garde.catalog import load_catalog
+from garde.drill import eid_identity, gateway_files
 
 RECIPE = "urn:be:fgov:ehealth:recipe:protocol:v4"
 PATH = "/Recip-e/v4/Executor"
@@ -87,23 +86,13 @@ def write_files(workdir: Path) -> tuple[Path, Path]:
         }
         for sid, s in catalog.services.items()
     }
-    data = catalog.with_endpoints(endpoints).model_dump(
-        mode="json", by_alias=True, exclude_none=True
-    )
-    catalog_file = workdir / "catalog.yaml"
-    catalog_file.write_text(yaml.safe_dump(data))
-    config = workdir / "gateway.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "target_group": "pharmacist",
-                "health_interval": "1s",
-                "connect_timeout": "1s",
-                "identities": {IDENTITY: {"primary": {"type": "eid", "secret": "1234"}}},
-            }
-        )
-    )
-    return catalog_file, config
+    settings = {
+        "target_group": "pharmacist",
+        "health_interval": "1s",
+        "connect_timeout": "1s",
+        "identities": eid_identity(IDENTITY),
+    }
+    return gateway_files(workdir, catalog, settings, endpoints=endpoints)
 
 
 def disk_writes(pid: int) -> int:

@@ -23,104 +23,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import os
 import platform
 import re
-import signal
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
-import yaml
-from lxml import etree
+from tests.journal.crashkit import message
 
-from garde import soap
-from garde.catalog import Catalog, load_catalog
+from garde.catalog import load_catalog
+from garde.drill import GatewayProcess, eid_identity, gateway_files
 from garde.lab import Lab, lab_in_thread
 
 SERVICE = "ehbox-publication"
 OPERATION = "sendMessage"
 SENDER = "20012385001"
 KEYS = "k1 " + base64.b64encode(os.urandom(32)).decode()
-
-
-def _files(lab: Lab, catalog: Catalog, directory: Path) -> tuple[Path, Path]:
-    data = catalog.with_endpoints(lab.endpoints).model_dump(
-        mode="json", by_alias=True, exclude_none=True
-    )
-    catalog_file = directory / "catalog.yaml"
-    catalog_file.write_text(yaml.safe_dump(data), encoding="utf-8")
-    config_file = directory / "gateway.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "target_group": "gp",
-                "health_interval": "1s",
-                "identities": {SENDER: {"primary": {"type": "eid", "secret": "1234"}}},
-            }
-        ),
-        encoding="utf-8",
-    )
-    return catalog_file, config_file
-
-
-def _message(lab: Lab, n: int) -> bytes:
-    contract = next(c for c in lab.simulators[SERVICE].contracts.values() if c.id == OPERATION)
-    element = etree.Element(soap.qn(contract.namespace, contract.request_element))
-    for name, value in (
-        ("RecipientType", "NIHII"),
-        ("Recipient", "10012378004"),
-        ("Subject", f"lab result {n}"),
-        ("Content", "cmVzdWx0"),
-    ):
-        etree.SubElement(element, soap.qn(contract.namespace, name)).text = value
-    return soap.build_envelope(element)
-
-
-class Gateway:
-    """``garde gateway`` as a process, as a site runs it."""
-
-    def __init__(self, catalog_file: Path, config_file: Path, journal: str) -> None:
-        self.args = [
-            sys.executable, "-m", "garde", "gateway", "--catalog", str(catalog_file),
-            "--config", str(config_file), "--journal", journal, "--port", "0",
-        ]  # fmt: skip
-        self.process: asyncio.subprocess.Process | None = None
-        self.port = 0
-
-    async def start(self) -> int:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "GARDE_JOURNAL_KEYS": KEYS, "COLUMNS": "200"},
-        )
-        assert self.process.stdout is not None
-        async with asyncio.timeout(60):
-            while True:
-                line = await self.process.stdout.readline()
-                if not line:
-                    raise RuntimeError("the gateway exited at start")
-                found = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", line)
-                if found:
-                    self.port = int(found.group(1))
-                    break
-        asyncio.get_running_loop().create_task(self._drain())
-        return self.port
-
-    async def _drain(self) -> None:
-        assert self.process is not None
-        assert self.process.stdout is not None
-        with contextlib.suppress(Exception):
-            while await self.process.stdout.read(65536):
-                pass
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            await self.process.wait()
+Gateway = partial(GatewayProcess, env={"GARDE_JOURNAL_KEYS": KEYS}, sealed=True)
+"""``garde gateway`` as a process, as a site runs it (its journal sealed)."""
 
 
 async def _call(port: int, method: str, path: str, body: bytes, headers: str) -> tuple[int, bytes]:
@@ -153,7 +76,7 @@ async def _journal_writes(lab: Lab, port: int, action: str, count: int, tag: str
                 f"Garde-Identity: {SENDER}\r\nIdempotency-Key: {key}\r\n"
             )
             status, _ = await _call(
-                port, "POST", "/ehBoxPublication/v3", _message(lab, len(key)), headers
+                port, "POST", "/ehBoxPublication/v3", message(lab, len(key)), headers
             )
             if status == 202:
                 acknowledged.append(key)
@@ -205,7 +128,14 @@ async def run(writes: int, outage: float, timeout: float) -> dict[str, float]:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder, lab_in_thread(catalog) as lab:
         directory = Path(folder)
-        catalog_file, config_file = _files(lab, catalog, directory)
+        settings = {
+            "target_group": "gp",
+            "health_interval": "1s",
+            "identities": eid_identity(SENDER),
+        }
+        catalog_file, config_file = gateway_files(
+            directory, catalog, settings, endpoints=lab.endpoints
+        )
         for dc in service.endpoints:
             lab.faults.set(SERVICE, dc, "down")
 

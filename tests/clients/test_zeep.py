@@ -17,9 +17,9 @@ import pytest
 
 from garde import soap
 from garde.catalog import Catalog
+from garde.drill import GatewayProcess
 from garde.lab import kmehr, lab_in_thread
 from tests.clients.kit import GARDE_NS, all_down, gateway_files, receipt_state
-from tests.journal.crashkit import GatewayProcess
 from tests.lab.labkit import PATIENT, PHARMACIST, PRESCRIBER, Client
 from tests.polling import wait_for
 

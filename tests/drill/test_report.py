@@ -114,3 +114,43 @@ def test_a_failover_too_slow_and_a_journal_that_never_drains_are_missed() -> Non
     assert verdicts["failover"] is False
     assert verdicts["drain"] is False and report["times"]["drain"] is None
     assert verdicts["rto eattest"] is False
+
+
+def test_a_service_offered_more_than_its_capacity_while_recovering_is_missed() -> None:
+    """The peak is judged from the service's recovery (the end of its first outage, 8 s),
+    averaged over 3 s: the burst before it does not count, a load over capacity + tolerance
+    after it does."""
+    text = SCENARIO.replace("timeline:", "services:\n  eattest: {capacity: 10}\ntimeline:")
+    text = text.replace("expect:\n", "expect:\n  peak_load: 0.2\n")
+    keys = ["k1", "k2", "k3", "k4", "k5", "k6"]
+    run = made_up([effect(k, f"b{k}") for k in keys], {})
+    run = Run(parse_scenario(text, "made-up.yaml"), **{
+        k: getattr(run, k) for k in ("seed", "no_workload", "real_duration", "ended_at")
+    })  # fmt: skip
+    run.played = [Played(2, 8, "down", "eattest", "dc1")]
+    run.started_at = 1000.0
+
+    def metered(peak_after: int) -> list[dict[str, Any]]:
+        offered = [[1001, 30], [1009, 12], [1010, peak_after], [1011, 12]]
+        return [{"service": "eattest", "dc": "dc1", "peak_offered": 30, "peak_admitted": 10,
+                 "offered_total": 54 + peak_after, "refused_total": 20,
+                 "offered": offered}]  # fmt: skip
+
+    run.load = metered(12)  # 12, 12, 12 a second from 9 s: 12 on average, as allowed
+    report = build_report(run)
+    (judged,) = [e for e in report["expectations"] if e["name"] == "peak load eattest@dc1"]
+    assert judged["met"], judged
+    assert judged["measured"] == "12/s offered" and "at most 12/s" in judged["expected"]
+    run.load = metered(15)  # 12, 15, 12: 13 on average
+    (judged,) = [e for e in build_report(run)["expectations"] if e["name"].startswith("peak")]
+    assert not judged["met"] and judged["measured"] == "13/s offered"
+
+
+def test_a_drain_seen_by_the_runner_after_the_last_sample_counts() -> None:
+    """The runner stops sampling once every journal is empty: its last sample may still show
+    an entry, and the runner's own observation is then the drain's end."""
+    keys = ["k1", "k2", "k3", "k4", "k5", "k6"]
+    run = made_up([effect(k, f"b{k}") for k in keys], {})
+    run.samples.depth = [(9, 0), (12, 3), (14.5, 1), (15.5, 1)]
+    run.drained_at = 16.5
+    assert build_report(run)["times"]["drain"] == 2.5

@@ -353,3 +353,19 @@ def test_any_value_anywhere_gives_problems_never_a_crash(data: st.DataObject) ->
     except SettingsInvalid as exc:
         problems = list(exc.problems)
         assert problems, "an invalid scenario names at least one problem"
+
+
+def test_service_settings_name_catalog_services_and_peak_load_needs_a_capacity() -> None:
+    found = "\n".join(
+        problems_of(
+            minimal(services="  recipe-executer: {capacity: 40}\n", expect="  peak_load: 0.5\n")
+        )
+    )
+    assert "unknown service 'recipe-executer' (hint: did you mean 'recipe-executor'?)" in found
+    found = "\n".join(problems_of(minimal(expect="  peak_load: 0.5\n")))
+    assert "no service has one" in found
+    found = "\n".join(problems_of(minimal(services="  sts: {capacity: 0.5, burst: 2}\n")))
+    assert "capacity" in found and "burst" in found
+    checked = load_scenario("mass-recovery")
+    assert checked.scenario.services["recipe-executor"].capacity == 40
+    assert checked.scenario.expect.peak_load == 0.5

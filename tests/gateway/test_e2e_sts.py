@@ -25,10 +25,10 @@ from lxml import etree
 
 from garde import soap
 from garde.catalog import Catalog
+from garde.drill import GatewayProcess
 from garde.lab import kmehr, lab_in_thread
 from garde.soap.saml import SAML1_NS, STS_ISSUER, SUCCESS
 from tests.gateway.test_e2e_lab import RECIPE, Client, text
-from tests.journal.crashkit import GatewayProcess
 from tests.lab.labkit import PHARMACIST, PRESCRIBER, niss
 
 pytestmark = pytest.mark.e2e

@@ -26,6 +26,7 @@ from lxml import etree
 
 from garde import soap
 from garde.catalog import Catalog
+from garde.drill import GatewayProcess
 from garde.lab import Lab
 from tests.polling import until
 
@@ -34,7 +35,6 @@ from .crashkit import (
     BOX_PATH,
     OPERATION,
     SERVICE,
-    GatewayProcess,
     message,
     post,
     write_files,

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
-import re
-import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from lxml import etree
 
 from garde import soap
 from garde.catalog import Catalog
+from garde.drill import GatewayProcess, eid_identity, gateway_files
 from garde.lab import Lab
 
 SENDER = "20012385001"
@@ -51,23 +48,13 @@ class CrashReport:
 
 
 def write_files(lab: Lab, catalog: Catalog, directory: Path) -> tuple[Path, Path]:
-    data = catalog.with_endpoints(lab.endpoints).model_dump(
-        mode="json", by_alias=True, exclude_none=True
-    )
-    catalog_file = directory / "catalog.yaml"
-    catalog_file.write_text(yaml.safe_dump(data), encoding="utf-8")
-    config_file = directory / "gateway.yaml"
-    config_file.write_text(
-        yaml.safe_dump(
-            {
-                "target_group": "gp",
-                "health_interval": "200ms",
-                "identities": {SENDER: {"primary": {"type": "eid", "secret": "1234"}}},
-            }
-        ),
-        encoding="utf-8",
-    )
-    return catalog_file, config_file
+    """The lab's catalog, and a GP's gateway holding the sender's eID."""
+    settings = {
+        "target_group": "gp",
+        "health_interval": "200ms",
+        "identities": eid_identity(SENDER),
+    }
+    return gateway_files(directory, catalog, settings, endpoints=lab.endpoints)
 
 
 def message(lab: Lab, n: int) -> bytes:
@@ -82,68 +69,6 @@ def message(lab: Lab, n: int) -> bytes:
     ):
         etree.SubElement(element, soap.qn(ns, name)).text = value
     return soap.build_envelope(element)
-
-
-class GatewayProcess:
-    def __init__(
-        self,
-        catalog_file: Path,
-        config_file: Path,
-        journal: str,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.env = env or {}
-        self.args = [
-            sys.executable, "-m", "garde", "gateway", "--catalog", str(catalog_file),
-            "--config", str(config_file), "--journal", journal, "--journal-no-encryption",
-            "--port", "0",
-        ]  # fmt: skip
-        self.process: asyncio.subprocess.Process | None = None
-        self.port = 0
-
-    async def start(self, timeout: float = 60.0) -> int:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "COLUMNS": "200", **self.env},
-        )
-        assert self.process.stdout is not None
-        seen = b""
-        async with asyncio.timeout(timeout):
-            while True:
-                line = await self.process.stdout.readline()
-                if not line:
-                    raise RuntimeError(f"gateway exited at start: {seen.decode(errors='replace')}")
-                seen += line
-                found = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", line)
-                if found:
-                    self.port = int(found.group(1))
-                    break
-        # Keep reading its output so a full pipe never blocks it.
-        asyncio.get_running_loop().create_task(self._drain(self.process))
-        return self.port
-
-    @staticmethod
-    async def _drain(process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        with contextlib.suppress(Exception):
-            while await process.stdout.read(65536):
-                pass
-
-    async def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(20):
-                    await self.process.wait()
-            except TimeoutError:
-                await self.kill()
 
 
 async def post(

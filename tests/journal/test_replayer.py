@@ -91,7 +91,7 @@ def test_a_conflict_holds_its_key_and_not_the_others(backend: Backend) -> None:
     run(body())
 
 
-def test_retry_after_pauses_the_whole_service(tmp_path: Path) -> None:
+def test_retry_after_pauses_the_whole_service_then_paces_it(tmp_path: Path) -> None:
     async def body(backend: Backend) -> None:
         clock = FakeClock()
         upstream = FakeUpstream(down={"recipe-executor"}, retry_after=30)
@@ -108,9 +108,20 @@ def test_retry_after_pauses_the_whole_service(tmp_path: Path) -> None:
             assert len(waiting) == 20
             assert {r.last_error for r in waiting if r.attempts} == {"429"}
             upstream.down.clear()
-            clock.advance(31)
-            stats = await replayer.drain()
-            assert stats.delivered == 20
+            clock.advance(29)
+            await replayer.drain()
+            assert upstream.effects == [], "Retry-After is a minimum"
+            clock.advance(17)  # past the pause, spread by up to half as much again
+            # Then paced, as an overloaded service should be: one entry a second at first,
+            # more each second as deliveries succeed, until the pace is lifted.
+            per_second = []
+            while len(upstream.effects) < 20 and len(per_second) < 30:
+                before = len(upstream.effects)
+                await replayer.drain()
+                per_second.append(len(upstream.effects) - before)
+                clock.advance(1)
+            assert per_second[:2] == [1, 1], per_second
+            assert len(upstream.effects) == 20 and max(per_second) >= 3, per_second
 
     run(body(Backend("sqlite", str(tmp_path / "j.db"))))
 

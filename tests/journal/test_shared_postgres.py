@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from garde.catalog import Catalog
+from garde.drill import GatewayProcess
 from garde.lab import Lab, lab_in_thread
 from tests.polling import until
 
 from .conftest import PG_URL, postgres_reachable
-from .crashkit import OPERATION, SERVICE, GatewayProcess, message, post, write_files
+from .crashkit import OPERATION, SERVICE, message, post, write_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 WRITES = 160
@@ -78,8 +79,8 @@ def test_a_gateway_killed_mid_replay_is_taken_over_without_duplicates(
             for dc in service.endpoints:
                 lab.faults.set(SERVICE, dc, "latency", latency=0.15)
             await until(lambda: len(_applied(lab, wanted)) >= WRITES // 5, 60, "replay start")
-            assert one.process is not None
-            pid = one.process.pid
+            pid = one.pid
+            assert pid is not None
             await until(lambda: _leases_held_by(schema, pid) > 0, 30, "a lease held by one")
             await one.kill()  # mid-replay: its leased entries are stranded until they lapse
             assert len(_applied(lab, wanted)) < WRITES, "killed too late to prove anything"

@@ -32,7 +32,7 @@ def test_status_lists_every_service_and_dc(lab: Lab) -> None:
     pairs = {(e["service"], e["dc"]) for e in entries}
     expected = {(s, dc) for s, svc in lab.catalog.services.items() for dc in svc.endpoints}
     assert pairs == expected
-    assert all(set(e) == {"service", "dc", "url", "faults"} for e in entries)
+    assert all(set(e) == {"service", "dc", "url", "faults", "capacity"} for e in entries)
 
 
 def test_fault_set_and_heal_over_http(lab: Lab) -> None:

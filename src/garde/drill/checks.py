@@ -70,6 +70,28 @@ def cross_check(data: dict[str, Any], catalog: Catalog, reader: NodeReader) -> l
     problems = sites.problems
     problems.extend(_timeline(data.get("timeline"), catalog, reader, duration, scale, sites))
     problems.extend(_expectations(data.get("expect"), catalog, reader))
+    problems.extend(_services(data, catalog, reader))
+    return problems
+
+
+def _services(data: dict[str, Any], catalog: Catalog, reader: NodeReader) -> list[Problem]:
+    raw = data.get("services")
+    services = raw if isinstance(raw, dict) else {}
+    problems = [
+        unknown_name(reader, ("services", name), "service", str(name), catalog.services)
+        for name in services
+        if name not in catalog.services
+    ]
+    expect = data.get("expect")
+    limited = [s for s in services.values() if isinstance(s, dict) and "capacity" in s]
+    if isinstance(expect, dict) and "peak_load" in expect and not limited:
+        problems.append(
+            reader.problem(
+                ("expect", "peak_load"),
+                "peak_load judges services against their capacity, and no service has one",
+                "give a service one: services: {recipe-executor: {capacity: 40}}",
+            )
+        )
     return problems
 
 

@@ -1,5 +1,8 @@
 """The processes a drill starts (lab, gateways, monitor), and the guarantee it stops them.
 
+Also what the crash tests, the real-client tests and the benchmarks start their gateways
+with (``GatewayProcess``): one launcher and killer of garde's processes.
+
 Each runs in its own process group with its output in a log file of the run's directory, so
 that a kill reaches its workers too and nothing blocks on a full pipe. Every process started
 is registered; ``stop_all`` ends them all (SIGTERM, then SIGKILL), and an ``atexit`` hook
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -82,7 +86,9 @@ class Process:
             if time.monotonic() > deadline:
                 self.kill_now()
                 raise DrillError(f"{self.name} did not start within {timeout:g}s (see {self.log})")
-            await asyncio.sleep(0.05)
+            # Soon: a test that kills and restarts a gateway under load (the crash test)
+            # measures the moments it is up, and the kernel already queues its callers.
+            await asyncio.sleep(0.01)
 
     def kill_now(self) -> None:
         """SIGKILL to its whole process group, and reap it."""
@@ -108,6 +114,64 @@ class Process:
             while popen.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
         self.kill_now()
+
+
+_LOGS = itertools.count(1)
+
+
+class GatewayProcess:
+    """``garde gateway`` on loopback with a catalog, a settings file and a journal (in clear
+    unless ``sealed``: the data are made up, and tests read the journal; a sealed journal
+    takes its keys from ``GARDE_JOURNAL_KEYS`` in ``env``). ``port=0``: the kernel picks a free
+    port at each start (``start`` says which); else the gateway keeps ``port`` across a kill
+    and restart. Its output goes to ``log`` (default: a new file next to the catalog)."""
+
+    def __init__(
+        self,
+        catalog_file: Path,
+        config_file: Path,
+        journal: str,
+        env: dict[str, str] | None = None,
+        *,
+        port: int = 0,
+        log: Path | None = None,
+        extra: list[str] | None = None,
+        sealed: bool = False,
+    ) -> None:
+        args = ["gateway", "--catalog", str(catalog_file), "--config", str(config_file),
+                "--journal", journal, "--port", str(port), *(extra or [])]  # fmt: skip
+        if not sealed:
+            args.append("--journal-no-encryption")
+        log = log or catalog_file.parent / f"gateway-{next(_LOGS)}.log"
+        self.process = Process(f"the gateway ({log.name})", args, log, env=env)
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    @property
+    def pid(self) -> int | None:
+        """The gateway's process id (its workers' parent), once started."""
+        return None if self.process.popen is None else self.process.popen.pid
+
+    async def start(self, timeout: float = 60.0) -> int:
+        """Start it and wait until it listens; its port."""
+        found = await self.process.start(r"listening on http://127\.0\.0\.1:(\d+)", timeout)
+        self.port = int(found.group(1))
+        return self.port
+
+    async def kill(self) -> None:
+        """SIGKILL, to it and its workers: a crash, mid-write."""
+        await self.process.kill()
+
+    async def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM (it finishes what it was doing), SIGKILL after ``grace`` seconds."""
+        await self.process.stop(grace)
 
 
 async def stop_all(processes: list[Process]) -> None:

@@ -94,6 +94,7 @@ def build_report(run: Run) -> dict[str, Any]:
             for i in run.incidents
         ],
         "series": _series(run, finals),
+        "load": _load(run),
     }
     report["expectations"] = _expectations(run, report, finals)
     missed = [e for e in report["expectations"] if not e["met"]]
@@ -231,9 +232,14 @@ def _drain(run: Run, last_end: float) -> float | None:
     after = [(t, d) for t, d in run.samples.depth if t >= last_end]
     busy = [t for t, d in after if d > 0]
     settled = [t for t, d in after if d == 0 and t > max(busy, default=-1.0)]
-    if not settled or run.drained_at is None:
+    if run.drained_at is None:
         return None
-    return round(max(0.0, settled[0] - last_end), 3)
+    # The runner stops sampling once it sees every journal empty: the last sample may still
+    # show a few entries, and the runner's own observation is then the drain's end.
+    end = settled[0] if settled else run.drained_at
+    if end <= max(busy, default=-1.0):
+        return None  # entries were seen waiting after it: not empty for good
+    return round(max(0.0, end - last_end), 3)
 
 
 def _detected(run: Run, where: str, fault: Played) -> float | None:
@@ -300,6 +306,55 @@ def _series(run: Run, finals: list[tuple[Call, str]]) -> dict[str, Any]:
         },
         "modes": {k: [[round(t, 2), s] for t, s in v] for k, v in run.samples.modes.items()},
     }
+
+
+OUTAGE_KINDS = ("down", "blackhole", "flap", "errors", "reset")
+"""Faults after which a service recovers: its load is judged from the first one's end."""
+
+
+SUSTAINED = 3
+"""Seconds over which the peak load is averaged: a service is flattened by load it must
+absorb for seconds, and the lab (one process on a shared machine) may itself stall for a
+second and then count what queued meanwhile in the next."""
+
+
+def _sustained_peak(offered: list[tuple[int, int]]) -> float:
+    """The highest load per second averaged over ``SUSTAINED`` consecutive seconds."""
+    per_second = dict(offered)
+    best = 0.0
+    for t in per_second:
+        window = sum(per_second.get(t + k, 0) for k in range(SUSTAINED))
+        best = max(best, window / SUSTAINED)
+    return round(best, 1)
+
+
+def _load(run: Run) -> list[dict[str, Any]]:
+    """Each service given a capacity, per data center: its limit, the peak load it was
+    offered and admitted in one second (overall, and from its recovery: the end of its first
+    outage), and the load per second from t = 0."""
+    found = []
+    for entry in run.load:
+        settings = run.checked.scenario.services.get(entry["service"])
+        offered = [[round(s - run.started_at), n] for s, n in entry["offered"]]
+        ends = [
+            p.end for p in run.played if p.service == entry["service"] and p.kind in OUTAGE_KINDS
+        ]
+        since = min(ends, default=0.0)
+        found.append(
+            {
+                "service": entry["service"],
+                "dc": entry["dc"],
+                "capacity": settings.capacity if settings is not None else None,
+                "recovery_from": since,
+                "peak_recovery": _sustained_peak([(t, n) for t, n in offered if t >= since]),
+                "peak_offered": entry["peak_offered"],
+                "peak_admitted": entry["peak_admitted"],
+                "offered_total": entry["offered_total"],
+                "refused_total": entry["refused_total"],
+                "offered": offered,
+            }
+        )
+    return found
 
 
 def _expect(name: str, expected: str, measured: str, met: bool, detail: str = "") -> dict[str, Any]:
@@ -373,6 +428,24 @@ def _expectations(
                 f"from the last fault's end; peak depth {times['peak_depth']}",
             )
         )  # fmt: skip
+    if expect.peak_load is not None:
+        for entry in report["load"]:
+            if entry["capacity"] is None:
+                continue
+            allowed = entry["capacity"] * (1 + expect.peak_load)
+            found.append(
+                _expect(
+                    f"peak load {entry['service']}@{entry['dc']}",
+                    f"at most {allowed:g}/s (capacity {entry['capacity']:g}/s"
+                    f" + {expect.peak_load:.0%})",
+                    f"{entry['peak_recovery']:g}/s offered", entry["peak_recovery"] <= allowed,
+                    f"averaged over {SUSTAINED}s, from its recovery"
+                    f" ({entry['recovery_from']:.0f}s); in one second over the whole run"
+                    f" {entry['peak_offered']}/s offered, {entry['peak_admitted']}/s admitted;"
+                    f" {entry['refused_total']} of {entry['offered_total']} requests refused"
+                    " with 503 and Retry-After",
+                )
+            )  # fmt: skip
     for kind, limits in (
         ("services", expect.rto.services),
         ("target_groups", expect.rto.target_groups),

@@ -64,6 +64,8 @@ class Run:
     played: list[Played] = field(default_factory=list)
     samples: Samples = field(default_factory=Samples)
     ledger: list[dict[str, Any]] = field(default_factory=list)
+    load: list[dict[str, Any]] = field(default_factory=list)
+    """The lab's meter (``GET /load``) of each service given a capacity."""
     receipts: dict[str, str] = field(default_factory=dict)
     incidents: list[dict[str, Any]] = field(default_factory=list)
     acknowledged: dict[str, int] = field(default_factory=dict)
@@ -131,6 +133,10 @@ async def run_drill(
             if on_ready is not None:
                 on_ready(stack)
             sites = await _prepare(stack, session, run, rng, report)
+            # The services' capacities hold for the whole timeline, not the morning's setup.
+            for service, settings in run.checked.scenario.services.items():
+                if settings.capacity is not None:
+                    await lab.capacity(service, settings.capacity, settings.retry_after)
             await _play(stack, session, lab, run, sites, state, report, hooks or [])
             report("collecting the truth")
             await _collect(stack, session, lab, run)
@@ -290,6 +296,8 @@ async def _drained(sampler: Sampler, t0: float, bound: float, run: Run) -> float
 
 async def _collect(stack: Stack, session: aiohttp.ClientSession, lab: LabControl, run: Run) -> None:
     run.ledger = await lab.ledger()
+    if run.checked.scenario.services:
+        run.load = await lab.load()
     wanted: dict[str, list[str]] = {}
     for call in run.calls:
         if call.outcome == JOURNALED and call.receipt:

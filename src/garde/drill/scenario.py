@@ -117,6 +117,15 @@ class FaultEntry(_Strict):
         return options
 
 
+class ServiceSettings(_Strict):
+    """How a simulated service of the lab behaves for the whole drill (``garde.lab.capacity``)."""
+
+    capacity: Annotated[float, BeforeValidator(lenient_number), Field(ge=1)] | None = None
+    """Requests per second each of its data centers admits; beyond, 503 with Retry-After."""
+    retry_after: Positive = 1.0
+    """Real seconds its 503 asks for (``Retry-After``, rounded up to whole seconds)."""
+
+
 class Rto(_Strict):
     services: dict[str, Duration] = Field(default_factory=dict)
     target_groups: dict[str, Duration] = Field(default_factory=dict)
@@ -132,6 +141,9 @@ class Expectations(_Strict):
     failover: Positive | None = None
     drain: Positive | None = None
     rto: Rto = Rto()
+    peak_load: Annotated[float, BeforeValidator(lenient_number), Field(ge=0, le=10)] | None = None
+    """Every service given a capacity: its peak load (requests offered to one data center
+    in one second, admitted or not) at most capacity × (1 + this)."""
 
 
 class Scenario(_Strict):
@@ -144,6 +156,7 @@ class Scenario(_Strict):
     duration: Positive
     time_scale: Annotated[float, BeforeValidator(lenient_number), Field(gt=0, le=3600)] = 1.0
     sites: list[Site] = Field(min_length=1)
+    services: dict[str, ServiceSettings] = Field(default_factory=dict)
     timeline: list[FaultEntry] = Field(default_factory=list)
     expect: Expectations = Expectations()
 

@@ -18,19 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from garde.catalog import Catalog
+from garde.drill.files import eid_identity, write_catalog, write_settings
 from garde.drill.people import nihii
-from garde.drill.procs import Process, free_port
+from garde.drill.procs import GatewayProcess, Process, free_port
 from garde.drill.scenario import CheckedScenario
 from garde.drill.settings import drill_settings
 from garde.errors import DrillError
 
 # A killed gateway may die holding leases on entries it was sending; its restart (or another
 # gateway of the site) takes them only once they run out. Short leases keep the drain of a
-# drill with kills from idling for the default minute.
-REPLAY_ENV = {"GARDE_REPLAY_LEASE": "10s", "GARDE_REPLAY_SEND_TIMEOUT": "5s"}
+# drill with kills from idling for the default minute. A service that comes back is replayed
+# after a random moment up to 5 s, as sites that recover together should be (the replayer's
+# start jitter): two dozen gateways would otherwise all send their first entries together.
+REPLAY_ENV = {
+    "GARDE_REPLAY_LEASE": "10s",
+    "GARDE_REPLAY_SEND_TIMEOUT": "5s",
+    "GARDE_REPLAY_JITTER": "5s",
+}
 
 
 @dataclass
@@ -70,12 +75,6 @@ class Gateway:
             self.url = f"http://127.0.0.1:{port}"
 
 
-def dump_catalog(catalog: Catalog, path: Path) -> Path:
-    data = catalog.model_dump(mode="json", by_alias=True, exclude_none=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
 class Stack:
     """Builds, starts and stops the processes of one drill."""
 
@@ -106,7 +105,7 @@ class Stack:
         return [g for s in self.sites for g in s.gateways]
 
     async def start_lab(self) -> None:
-        source = dump_catalog(self.checked.catalog, self.dir / "catalog.yaml")
+        source = write_catalog(self.checked.catalog, self.dir / "catalog.yaml")
         self.lab = Process(
             "the lab", ["lab", "up", "--catalog", str(source), "--base-port", "0"],
             self.logs / "lab.log",
@@ -118,7 +117,7 @@ class Stack:
         """The monitor and every gateway, at once, once the lab's endpoints are known."""
         self.endpoints = endpoints
         self.wired = self.checked.catalog.with_endpoints(endpoints)
-        wired = dump_catalog(self.wired, self.dir / "catalog-wired.yaml")
+        wired = write_catalog(self.wired, self.dir / "catalog-wired.yaml")
         if self.with_monitor:
             port = free_port()
             self.monitor_url = f"http://127.0.0.1:{port}"
@@ -147,18 +146,18 @@ class Stack:
                 name = site.name if site.copies == 1 else f"{site.name}-{copy}"
                 identity = nihii(site.target_group, 12_000 + serial)
                 config = self.dir / f"gateway-{name}.yaml"
-                config.write_text(yaml.safe_dump(self._settings(site.target_group, identity)))
+                write_settings(config, self._settings(site.target_group, identity))
                 journal = self._journal(name, site.journal)
                 gateways = []
                 for number in range(1, site.gateways + 1):
                     port = free_port()
-                    args = ["gateway", "--catalog", str(wired), "--config", str(config),
-                            "--journal", journal(number), "--journal-no-encryption",
-                            "--port", str(port)]  # fmt: skip
-                    if site.workers:
-                        args += ["--workers", str(site.workers)]
+                    workers = ["--workers", str(site.workers)] if site.workers else []
                     log = self.logs / f"gateway-{name}-{number}.log"
-                    process = Process(f"gateway {number} of {name}", args, log, env=REPLAY_ENV)
+                    process = GatewayProcess(
+                        wired, config, journal(number), REPLAY_ENV, port=port, log=log,
+                        extra=workers,
+                    ).process  # fmt: skip
+                    process.name = f"gateway {number} of {name}"
                     url = f"http://127.0.0.1:{port}"
                     gateways.append(Gateway(name, number, url, process, journal(number)))
                 found.append(SiteCopy(name, site.name, site.target_group, identity, gateways))
@@ -172,7 +171,7 @@ class Stack:
             # gateways: two dozen of them checking every service each second would be a
             # load test of the lab, not a drill.
             "health_interval": "1s" if self.checked.scenario.gateway_count <= 4 else "5s",
-            "identities": {identity: {"primary": {"type": "eid", "secret": "1234"}}},
+            "identities": eid_identity(identity),
         }
         if self.monitor_url is not None:
             settings["monitor_feed"] = self.monitor_url

@@ -57,6 +57,16 @@ class LabControl:
     async def heal(self) -> None:
         await self._call("DELETE", "/faults")
 
+    async def capacity(self, service: str, rate: float, retry_after: float) -> None:
+        """Limit each data center of ``service`` to ``rate`` requests per second."""
+        body = {"rate": rate, "retry_after": retry_after}
+        await self._call("PUT", f"/capacity/{service}", body)
+
+    async def load(self) -> list[dict[str, Any]]:
+        """The load each metered (service, data center) was offered, per second."""
+        found: list[dict[str, Any]] = await self._call("GET", "/load")
+        return found
+
     async def ledger(self) -> list[dict[str, Any]]:
         """Every effect the chain applied, in order."""
         effects: list[dict[str, Any]] = await self._call("GET", "/ledger/export")

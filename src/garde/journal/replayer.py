@@ -151,6 +151,9 @@ class Replayer:
         self.on_settled = on_settled
         self.stats = ReplayStats()
         self._buckets: dict[str, TokenBucket] = {}
+        self._throttled: dict[str, TokenBucket] = {}
+        """Services that answered Retry-After: paced, slower each time (``_overloaded``)."""
+        self._throttle_cut: dict[str, float] = {}
         self._paused_until: dict[str, float] = {}
         self._down_until: dict[str, float] = {}
         """Services that answered nothing at all: held until this time, or until the health
@@ -210,6 +213,9 @@ class Replayer:
         return open_now
 
     def _bucket(self, service: str) -> TokenBucket | None:
+        throttled = self._throttled.get(service)
+        if throttled is not None:
+            return throttled
         if self.policy.rate is None:
             return None
         bucket = self._buckets.get(service)
@@ -443,6 +449,8 @@ class Replayer:
         if answered and self._down_rounds.pop(service, 0):
             self._down_until.pop(service, 0.0)  # it answers again: all that is due goes now
             self.poke()
+        if delivery.outcome is Outcome.DELIVERED and service in self._throttled:
+            self._recovering(service)
         retry_at = None
         if delivery.outcome is Outcome.RETRY_LATER:
             now = self.clock()
@@ -459,8 +467,11 @@ class Replayer:
                 return
             if delivery.retry_after is not None:
                 wait = delivery.retry_after
-                # The service asked for room: give it to the whole service, not just this key.
-                self._paused_until[service] = max(self._paused_until.get(service, 0), now + wait)
+                # The service asked for room: give it to the whole service, not just this key,
+                # and come back paced and spread out (``_overloaded``).
+                until = now + wait * self.rng.uniform(1.0, 1.5)
+                self._paused_until[service] = max(self._paused_until.get(service, 0), until)
+                self._overloaded(service)
             else:
                 wait = min(self.policy.backoff_max, self.policy.backoff * 2 ** (entry.attempts - 1))
                 wait *= self.rng.uniform(0.5, 1.5)
@@ -471,6 +482,31 @@ class Replayer:
                     self._paused_until[service] = max(self._paused_until.get(service, 0), until)
             retry_at = now + wait
         await self._settle(entry, delivery, retry_at)
+
+    # A service that answers 503/429 with Retry-After is overloaded, and every replayer of
+    # every site that recovers with it hears the same: all pausing for the same Retry-After
+    # and coming back at full concurrency would hit it together again. So each replayer
+    # paces it (AIMD, as TCP does): a Retry-After halves its pace (the first to one entry
+    # per second), each delivery adds back about one per second per second, and past the
+    # replayer's own limits the pace is lifted. The pause itself is spread (1-1.5 x).
+    THROTTLE_FLOOR = 0.25
+    """Entries per second a throttled service is still sent (it must be seen to recover)."""
+
+    def _overloaded(self, service: str) -> None:
+        bucket = self._throttled.get(service)
+        now = self.clock()
+        if bucket is not None and now - self._throttle_cut.get(service, 0.0) < 1.0:
+            return  # the answers to one burst are one signal: halve once a second at most
+        self._throttle_cut[service] = now
+        rate = 1.0 if bucket is None else max(self.THROTTLE_FLOOR, bucket.rate / 2)
+        # On the replayer's clock, as its pauses are (``_lease_some`` pauses on the bucket).
+        self._throttled[service] = TokenBucket(rate, 1.0, self.clock)
+
+    def _recovering(self, service: str) -> None:
+        bucket = self._throttled[service]
+        bucket.rate += 1.0 / bucket.rate
+        if bucket.rate >= min(self.policy.rate or self.policy.concurrency, self.policy.concurrency):
+            del self._throttled[service]
 
     async def _settle(self, entry: Leased, delivery: Delivery, retry_at: float | None) -> None:
         try:

@@ -13,6 +13,7 @@ from garde.faces import lazy
 if TYPE_CHECKING:
     from garde.lab.faults import OPTIONS, Fault, FaultKind, make_fault
     from garde.lab.ledger import Duplicate, Effect, Ledger
+    from garde.lab.proxy import LinkProxy
     from garde.lab.runtime import Lab, lab_in_thread
     from garde.lab.services.base import LabSettings
     from garde.lab.services.identifiers import nihii_check_digits
@@ -25,6 +26,7 @@ _FACE = {
     "Lab": "garde.lab.runtime",
     "LabSettings": "garde.lab.services.base",
     "Ledger": "garde.lab.ledger",
+    "LinkProxy": "garde.lab.proxy",
     "OPTIONS": "garde.lab.faults",
     "lab_in_thread": "garde.lab.runtime",
     "make_fault": "garde.lab.faults",
@@ -42,6 +44,7 @@ __all__ = [
     "Lab",
     "LabSettings",
     "Ledger",
+    "LinkProxy",
     "lab_in_thread",
     "make_fault",
     "nihii_check_digits",

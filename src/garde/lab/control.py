@@ -5,6 +5,9 @@ Routes (all JSON unless said):
 - ``GET /status``: ``[{"service", "dc", "url", "faults"}]``; ``GET /endpoints``.
 - ``POST /faults`` with ``{"service", "dc", "kind", ...options, "for"}``: inject a fault.
 - ``DELETE /faults[/{service}[/{dc}]][?kind=K]``: heal; answers ``{"healed": n}``.
+- ``PUT /capacity/{service}[/{dc}]`` with ``{"rate", "retry_after"}``: beyond ``rate``
+  requests per second the service answers 503 with ``Retry-After``; ``DELETE
+  /capacity[/{service}[/{dc}]]`` lifts it; ``GET /load``: the load offered per second.
 - ``GET /ledger?key=&service=&effect=``: effects; ``GET /ledger/duplicates``;
   ``GET /ledger/export``: every effect as JSON lines (``application/x-ndjson``).
 - ``GET /openapi.json``: this API described; ``GET /health``.
@@ -99,26 +102,51 @@ class ControlApi:
                 return _json(200, {"healed": healed})
             if method == "GET" and len(parts) == 1:
                 return _json(200, [s for s in self.lab.status() if s["faults"]])
+        if parts[:1] == ["capacity"]:
+            if method == "PUT" and 2 <= len(parts) <= 3:
+                return self._set_capacity(request, parts[1], parts[2] if len(parts) == 3 else None)
+            if method == "DELETE" and len(parts) <= 3:
+                scope = [*parts[1:3], None, None]
+                return _json(200, {"cleared": self.lab.faults.clear_capacity(scope[0], scope[1])})
+            if method == "GET" and len(parts) == 1:
+                return _json(200, [s for s in self.lab.status() if s["capacity"]])
+        if method == "GET" and parts == ["load"]:
+            return _json(200, self.lab.faults.load())
         if method == "GET" and parts[:1] == ["ledger"]:
             return self._ledger(request, parts[1:])
         return _error(
-            404 if method in ("GET", "POST", "DELETE") else 405,
+            404 if method in ("GET", "POST", "PUT", "DELETE") else 405,
             f"no route {method} {request.path}; see GET /openapi.json",
         )
 
-    def _set_fault(self, request: Request) -> Response:
+    @staticmethod
+    def _object(request: Request, example: str) -> dict[str, Any] | Response:
+        """The request's JSON object body, or the 400 that says what it should be."""
         try:
             body = json.loads(request.body or b"{}")
         except ValueError:
-            return _error(400, 'the body must be JSON: {"service", "dc", "kind", ...}')
+            return _error(400, f"the body must be JSON: {example}")
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")
+        return body
+
+    def _set_fault(self, request: Request) -> Response:
+        body = self._object(request, '{"service", "dc", "kind", ...}')
+        if isinstance(body, Response):
+            return body
         missing = [k for k in ("service", "dc", "kind") if not isinstance(body.get(k), str)]
         if missing:
             return _error(400, f"missing {', '.join(missing)} (strings) in the body")
         service, dc, kind = body.pop("service"), body.pop("dc"), body.pop("kind")
         fault = self.lab.faults.set(service, dc, kind, **body)
         return _json(201, {"service": service, "dc": dc, **fault.as_json()})
+
+    def _set_capacity(self, request: Request, service: str, dc: str | None) -> Response:
+        body = self._object(request, '{"rate": 20, "retry_after": "1s"}')
+        if isinstance(body, Response):
+            return body
+        capacity = self.lab.faults.set_capacity(service, dc, body)
+        return _json(200, {"service": service, "dc": dc or "all", **capacity.as_json()})
 
     def _ledger(self, request: Request, rest: list[str]) -> Response:
         ledger = self.lab.ledger
@@ -192,6 +220,24 @@ def openapi() -> dict[str, Any]:
         {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
         for n in ("service", "dc")
     ]
+    limit = {
+        "summary": "Limit the requests admitted per second (each data center, or one)",
+        "requestBody": {
+            "content": {
+                JSON: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["rate"],
+                        "properties": {
+                            "rate": {"type": "number", "minimum": 1},
+                            "retry_after": {"type": "string", "example": "1s"},
+                        },
+                    }
+                }
+            }
+        },
+        "responses": {"200": ok, "400": bad, "403": foreign, "415": not_json},
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "garde lab control API", "version": "1"},
@@ -214,6 +260,32 @@ def openapi() -> dict[str, Any]:
             },
             "/faults/{service}/{dc}": {
                 "delete": {**heal, "parameters": [*heal["parameters"], *path_params]}
+            },
+            "/capacity": {
+                "get": {"summary": "Targets with a capacity limit", "responses": {"200": ok}},
+                "delete": {"summary": "Lift every capacity limit", "responses": {"200": ok}},
+            },
+            "/capacity/{service}": {
+                "put": {**limit, "parameters": path_params[:1]},
+                "delete": {
+                    "summary": "Lift its limits",
+                    "parameters": path_params[:1],
+                    "responses": {"200": ok, "400": bad},
+                },
+            },
+            "/capacity/{service}/{dc}": {
+                "put": {**limit, "parameters": path_params},
+                "delete": {
+                    "summary": "Lift its limit",
+                    "parameters": path_params,
+                    "responses": {"200": ok, "400": bad},
+                },
+            },
+            "/load": {
+                "get": {
+                    "summary": "Requests offered and refused per second, per metered target",
+                    "responses": {"200": ok},
+                }
             },
             "/ledger": {
                 "get": {

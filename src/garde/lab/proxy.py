@@ -23,6 +23,7 @@ from typing import cast
 import httptools
 
 from garde import soap
+from garde.lab.capacity import Capacity, LoadMeter
 from garde.lab.faults import Fault, FaultKind
 from garde.lab.http import HttpProtocol
 from garde.lab.link import MemoryLink
@@ -65,7 +66,10 @@ class LinkProxy:
         """Makes the simulator's protocol for an in-memory link; None: connect to upstream."""
         self.faults: dict[FaultKind, Fault] = {}
         self.clean = True
-        """No fault at all: the fast path, a plain relay."""
+        """No fault at all and nothing metered: the fast path, a plain relay."""
+        self.capacity: Capacity | None = None
+        self.meter: LoadMeter | None = None
+        """Counts the load offered, from the first capacity set on (docs/lab.md)."""
         self.connections: set[ClientSide] = set()
         self.upstreams: set[UpstreamSide | MemoryLink] = set()
         self.accepting: set[asyncio.Task[None]] = set()
@@ -206,9 +210,16 @@ class LinkProxy:
                 self._flap_timer.cancel()
                 self._flap_timer = None
             self._flap_down = False
-        self.clean = not self.faults
+        self.clean = not self.faults and self.meter is None
         self._apply_listening()
         return removed
+
+    def set_capacity(self, capacity: Capacity | None) -> None:
+        """Limit the requests admitted per second (None: no limit, still metered)."""
+        self.capacity = capacity
+        if self.meter is None:
+            self.meter = LoadMeter()
+        self.clean = False
 
     def _cancel_timer(self, kind: FaultKind) -> None:
         timer = self._timers.pop(kind, None)
@@ -405,6 +416,12 @@ class ClientSide(asyncio.Protocol):
         faults = self.target.faults
         if FaultKind.BLACKHOLE in faults:
             return  # swallowed: the client waits until it gives up
+        meter = self.target.meter
+        capacity = self.target.capacity
+        if meter is not None and not meter.admit(capacity) and capacity is not None:
+            if self.transport is not None:
+                self.transport.write(capacity.answer())
+            return
         errors = faults.get(FaultKind.ERRORS)
         if errors is not None and errors.rng.random() < errors.rate:
             if self.transport is not None:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from garde.catalog import Catalog
 from garde.errors import UsageError
+from garde.lab.capacity import Capacity, make_capacity
 from garde.lab.faults import Fault, FaultKind, make_fault
 from garde.lab.http import HttpServer
 from garde.lab.ledger import Ledger
@@ -73,18 +74,65 @@ class FaultControl:
                 fault_kind = FaultKind(kind)
             except ValueError:
                 raise UsageError(f"unknown fault kind {kind!r}") from None
-        if service is not None and dc is not None:
-            targets = [self._target(service, dc)]
-        elif service is not None:
-            targets = [t for (s, _), t in self._targets.items() if s == service]
-            if not targets:
-                self._target(service, "")
-        else:
-            targets = list(self._targets.values())
-        return sum(self._run(t.heal, fault_kind) for t in targets)
+        return sum(self._run(t.heal, fault_kind) for t in self._scope(service, dc))
 
     def active(self, service: str, dc: str) -> list[dict[str, Any]]:
         return [f.as_json() for f in self._target(service, dc).faults.values()]
+
+    def _scope(self, service: str | None, dc: str | None) -> list[LinkProxy]:
+        if service is not None and dc is not None:
+            return [self._target(service, dc)]
+        if service is not None:
+            targets = [t for (s, _), t in self._targets.items() if s == service]
+            if not targets:
+                self._target(service, "")
+            return targets
+        return list(self._targets.values())
+
+    def set_capacity(
+        self,
+        service: str,
+        dc: str | None = None,
+        options: dict[str, Any] | None = None,
+        **more: Any,
+    ) -> Capacity:
+        """Give ``service`` (in ``dc``, or each of its data centers) a capacity; options as
+        in ``garde.lab.capacity`` (``rate``, ``retry_after``), as a mapping or keywords."""
+        capacity = make_capacity({**(options or {}), **more})
+        for target in self._scope(service, dc):
+            self._run(target.set_capacity, capacity)
+        return capacity
+
+    def clear_capacity(self, service: str | None = None, dc: str | None = None) -> int:
+        """Remove capacity limits (the load is still metered); the number removed."""
+        targets = [t for t in self._scope(service, dc) if t.capacity is not None]
+        for target in targets:
+            self._run(target.set_capacity, None)
+        return len(targets)
+
+    def capacity(self, service: str, dc: str) -> dict[str, Any] | None:
+        capacity = self._target(service, dc).capacity
+        return None if capacity is None else capacity.as_json()
+
+    def load(self) -> list[dict[str, Any]]:
+        """The load each metered (service, dc) was offered: ``{"service", "dc", "capacity",
+        "peak_offered", "peak_admitted", "offered_total", "refused_total", "offered": [[second,
+        n]], "refused": [[second, n]]}``, seconds since the epoch."""
+
+        def read() -> list[dict[str, Any]]:
+            return [
+                {
+                    "service": service,
+                    "dc": dc,
+                    "capacity": None if t.capacity is None else t.capacity.as_json(),
+                    **t.meter.as_json(),
+                }
+                for (service, dc), t in self._targets.items()
+                if t.meter is not None
+            ]
+
+        found: list[dict[str, Any]] = self._run(read)
+        return found
 
 
 class Lab:
@@ -233,13 +281,14 @@ class Lab:
     # -- queries -------------------------------------------------------------------------
 
     def status(self) -> list[dict[str, Any]]:
-        """One entry per (service, dc): ``{"service", "dc", "url", "faults"}``."""
+        """One entry per (service, dc): ``{"service", "dc", "url", "faults", "capacity"}``."""
         return [
             {
                 "service": service,
                 "dc": dc,
                 "url": self.endpoints[service][dc],
                 "faults": self._on_loop(self.faults.active, service, dc),
+                "capacity": self.faults.capacity(service, dc),
             }
             for (service, dc) in self.targets
         ]
