@@ -4,8 +4,9 @@ software sends, at the scenario's rate and mix, in sequences that make sense.
 A prescription is created before it is read, and read before it is delivered; an eAttest is
 sent on the day of care (the lab's today when it is sent), and cancelled by the invoicing
 number its answer gave, for the same patient, with a reason; every write carries an
-``Idempotency-Key``; a hospital sends its SUMEHRs for patients it has a therapeutic link with. Every answer is kept as a
-``Call`` (what the user saw); the report turns them into outcomes, and the ledger says what
+``Idempotency-Key``; a hospital sends its SUMEHRs for patients it has a therapeutic link
+with. Every answer is kept as a ``Call`` (what the user saw); the report turns them into
+outcomes, and the ledger says what
 became of the writes that were acknowledged.
 """
 
