@@ -6,8 +6,7 @@ sent on the day of care (the lab's today when it is sent), and cancelled by the 
 number its answer gave, for the same patient, with a reason; every write carries an
 ``Idempotency-Key``; a hospital sends its SUMEHRs for patients it has a therapeutic link
 with. Every answer is kept as a ``Call`` (what the user saw); the report turns them into
-outcomes, and the ledger says what
-became of the writes that were acknowledged.
+outcomes, and the ledger says what became of the writes that were acknowledged.
 """
 
 from __future__ import annotations
