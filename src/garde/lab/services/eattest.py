@@ -44,7 +44,7 @@ _REASON = f"{_NUMBER}/content/cd[NIHDI-CANCELLATION-REASON]"
 
 def refused(code: str, mycarenet: str, url: str, reason: str) -> BusinessFault:
     """A refusal as eAttest gives it: the lab's code, then MyCareNet's acknowledge."""
-    acknowledge = etree.Element(etree.QName(NAMESPACE, "Acknowledge"), nsmap={None: NAMESPACE})
+    acknowledge = etree.Element(etree.QName(NAMESPACE, "Acknowledge"), nsmap={"attest": NAMESPACE})
     etree.SubElement(acknowledge, etree.QName(NAMESPACE, "Iscomplete")).text = "false"
     error = etree.SubElement(acknowledge, etree.QName(NAMESPACE, "Error"))
     etree.SubElement(error, etree.QName(NAMESPACE, "Code"), S="CD-ERROR-MYCARENET").text = mycarenet
@@ -83,12 +83,12 @@ class EAttest(SimulatedService):
             )
         today = self.today()
         if transaction.date != today:
-            later = transaction.date > today
+            care = transaction.date
             raise refused(
                 "NOT_SAME_DAY",
-                "146" if later else "191",
+                "100" if care is None else ("146" if care > today else "191"),
                 _CGA_DATE,
-                f"an eAttest must be sent on the day of care: care on {transaction.date},"
+                f"an eAttest must be sent on the day of care: care on {care or 'no date'},"
                 f" today {today}; give the patient a paper certificate of care",
             )
         number = "EA" + digest(provider, niss, data, self.ctx.clock())[:14].upper()
