@@ -23,6 +23,10 @@ $(NODE_STAMP): $(NODE_CLIENT)/package-lock.json
 	  npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund --loglevel=error && touch $(NODE_STAMP); \
 	else echo "npm not found: the node-soap client test will be skipped (install nodejs and npm)"; fi
 
+# A third, Java's JAX-WS (Metro), comes from Debian (`apt-get install jaxws libjaxws-java`
+# and a JDK; .ci/run installs them): its test generates and compiles the client from the
+# WSDL the gateway serves, so there is nothing to build here.
+
 demo: $(STAMP)
 	$(VENV)/bin/garde demo
 

@@ -58,19 +58,6 @@ def _attest(client: Client, when: date, patient: str = PATIENT, key: str | None 
     )
 
 
-def test_eattest_same_day_is_accepted_and_cancelled_once(client: Client, lab: Lab) -> None:
-    answer = _attest(client, lab.context.today())
-    assert answer.ok
-    attestation_id = answer.text("AttestationId")
-    assert len(lab.ledger.effects(effect="attestation.recorded")) == 1
-    cancel = client.call("eattest", "cancelAttestation", {"AttestationId": attestation_id})
-    assert cancel.text("Status") == "cancelled"
-    again = client.call("eattest", "cancelAttestation", {"AttestationId": attestation_id})
-    assert again.business() == "ALREADY_CANCELLED"
-    unknown = client.call("eattest", "cancelAttestation", {"AttestationId": "EA000"})
-    assert unknown.business() == "ATTESTATION_UNKNOWN"
-
-
 def test_eattest_for_another_day_is_refused(client: Client, lab: Lab) -> None:
     yesterday = lab.context.today() - timedelta(days=1)
     answer = _attest(client, yesterday)
@@ -125,33 +112,6 @@ def test_etarif_gives_fee_and_shares(client: Client) -> None:
         {"ProviderNihii": GP, "Ssin": _uninsured(), "Nomenclature": "101010"},
     )
     assert uninsured.business() == "NOT_INSURED"
-
-
-def test_chapter4_decision_arrives_after_the_delay(client: Client, clock: Clock) -> None:
-    asked = client.call(
-        "chapter4",
-        "askChap4MedicalAdvisorAgreement",
-        {
-            "PrescriberNihii": GP,
-            "Ssin": PATIENT,
-            "Paragraph": "4770000",
-            "RequestType": "newrequest",
-        },
-    )
-    assert asked.text("Status") == "pending"
-    reference = asked.text("Reference")
-    consult = client.call(
-        "chapter4-consultation",
-        "consultChap4MedicalAdvisorAgreement",
-        {"Ssin": PATIENT, "Reference": reference},
-    )
-    assert consult.texts("Status") == ["pending"]
-    clock.advance(121)
-    decided = client.call(
-        "chapter4-consultation", "consultChap4MedicalAdvisorAgreement", {"Ssin": PATIENT}
-    )
-    assert decided.texts("Status")[0] in ("agreed", "refused")
-    assert decided.text("DecisionDate")
 
 
 def test_chapter4_refuses_bad_request_types_and_unknown_agreements(client: Client) -> None:

@@ -2,10 +2,11 @@
 software sends, at the scenario's rate and mix, in sequences that make sense.
 
 A prescription is created before it is read, and read before it is delivered; an eAttest is
-for a care act of the lab's today; every write carries an ``Idempotency-Key``; a hospital
-sends its SUMEHRs for patients it has a therapeutic link with. Every answer is kept as a
-``Call`` (what the user saw); the report turns them into outcomes, and the ledger says what
-became of the writes that were acknowledged.
+sent on the day of care (the lab's today when it is sent), and cancelled by the invoicing
+number its answer gave, for the same patient, with a reason; every write carries an
+``Idempotency-Key``; a hospital sends its SUMEHRs for patients it has a therapeutic link
+with. Every answer is kept as a ``Call`` (what the user saw); the report turns them into
+outcomes, and the ledger says what became of the writes that were acknowledged.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ PLAYED = (
     "recipe-executor.markAsDelivered",
     "insurability.getInsurability",
     "eattest.sendAttestation",
+    "eattest.cancelAttestation",
     "hub.putTransaction",
     "efact.postRequest",
 )
@@ -146,6 +148,8 @@ class Site:
         self.record, self.clock = record, clock
         self.read: deque[str] = deque(maxlen=500)
         self.created: deque[str] = deque(maxlen=500)
+        self.attested: deque[tuple[str, str]] = deque(maxlen=500)
+        """(invoicing number, patient) of the eAttests this site sent and saw accepted."""
         self.turn = 0
         self.acts = 0
         self.today = lab_today()
@@ -268,10 +272,23 @@ class Site:
         elif operation == "insurability.getInsurability":
             await self.call(session, operation, {"Ssin": patient})
         elif operation == "eattest.sendAttestation":
-            code = f"{n % 10**6:06d}"
-            document = kmehr.attestation(me, patient, when=self.today, nomenclature=code)
-            fields = {"ProviderNihii": me, "Ssin": patient, "Attestation": document}
-            await self.call(session, operation, fields)
+            sent = await self._attest(session, patient)
+            if sent is not None:
+                self.attested.append(sent)  # for a later cancellation
+        elif operation == "eattest.cancelAttestation":
+            sent = (
+                self.attested.popleft() if self.attested else await self._attest(session, patient)
+            )
+            if sent is not None:
+                await self.think()
+                number, patient = sent
+                fields = {
+                    "InvoicingNumber": number,
+                    "Reason": "1",
+                    "Ssin": patient,
+                    "ProviderNihii": me,
+                }
+                await self.call(session, operation, fields)
         elif operation == "hub.putTransaction":
             document = kmehr.sumehr(me, patient, when=self.today, problem=f"problem {n}")
             await self.call(session, operation, {"Ssin": patient, "Transaction": document})
@@ -296,6 +313,21 @@ class Site:
         await self.think()
         return rid
 
+    async def _attest(self, session: aiohttp.ClientSession, patient: str) -> tuple[str, str] | None:
+        """Send an eAttest for care given now; (invoicing number, patient) once accepted.
+
+        The day of care is the lab's today at the time of sending, not when the drill began:
+        an eAttest for another day is refused (MyCareNet codes 146, 191).
+        """
+        me, code = self.identity, f"{self.acts % 10**6:06d}"
+        document = kmehr.attestation(me, patient, when=lab_today(), nomenclature=code)
+        fields = {"ProviderNihii": me, "Ssin": patient, "Attestation": document}
+        outcome, data = await self.call(session, "eattest.sendAttestation", fields)
+        if outcome not in (SERVED, FAILED_OVER):
+            return None  # journaled: no number yet, so nothing a cancellation could quote
+        number = text_of(data, "InvoicingNumber")
+        return None if number is None else (number, patient)
+
     async def _create(self, session: aiohttp.ClientSession, patient: str) -> str | None:
         me = self.identity
         document = kmehr.prescription(
@@ -314,9 +346,14 @@ class Site:
 
 def rid_of(data: bytes) -> str | None:
     """The ``Rid`` of a createPrescription answer."""
+    return text_of(data, "Rid")
+
+
+def text_of(data: bytes, name: str) -> str | None:
+    """The text of the first ``name`` element of an answer's body."""
     with contextlib.suppress(GardeError):
         payload = soap.parse_envelope(data).payload
         for element in payload.iter() if payload is not None else ():
-            if isinstance(element.tag, str) and etree.QName(element).localname == "Rid":
+            if isinstance(element.tag, str) and etree.QName(element).localname == name:
                 return element.text
     return None

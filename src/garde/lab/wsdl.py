@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from garde.lab.schema import Field
-from garde.soap import qn
+from garde.soap import SAMLP1_NS, qn
 
 if TYPE_CHECKING:
     from garde.lab.services.base import OperationContract
@@ -22,6 +22,12 @@ WSDL = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 XSD = "http://www.w3.org/2001/XMLSchema"
 HTTP_TRANSPORT = "http://schemas.xmlsoap.org/soap/http"
+OPEN_CONTENT_NAMESPACES = frozenset({SAMLP1_NS})
+"""Body elements whose schema is a standard's own (SAML 1.1's ``samlp:Request`` and
+``samlp:Response``, with their attributes, ``samlp:AttributeQuery``, ``samlp:Status`` and a
+``saml:Assertion`` of another namespace): described as open content, any attribute and any
+child, so that a generated client passes the standard's XML through as it is instead of
+expecting simplified fields the STS does not serve."""
 
 
 def _element(parent: etree._Element, field: Field) -> None:
@@ -57,6 +63,23 @@ def _top_element(schema: etree._Element, name: str, fields: tuple[Field, ...]) -
         _element(sequence, field)
 
 
+def _open_element(schema: etree._Element, name: str) -> None:
+    element = etree.SubElement(schema, qn(XSD, "element"), name=name)
+    complex_type = etree.SubElement(element, qn(XSD, "complexType"))
+    sequence = etree.SubElement(complex_type, qn(XSD, "sequence"))
+    etree.SubElement(
+        sequence,
+        qn(XSD, "any"),
+        namespace="##any",
+        processContents="lax",
+        minOccurs="0",
+        maxOccurs="unbounded",
+    )
+    etree.SubElement(
+        complex_type, qn(XSD, "anyAttribute"), namespace="##any", processContents="lax"
+    )
+
+
 def render_wsdl(
     name: str, namespace: str, contracts: Sequence[OperationContract], location: str
 ) -> bytes:
@@ -77,6 +100,10 @@ def render_wsdl(
     }
     for contract in contracts:
         schema = schemas[contract.namespace]
+        if contract.namespace in OPEN_CONTENT_NAMESPACES:
+            _open_element(schema, contract.request_element)
+            _open_element(schema, contract.response_element)
+            continue
         _top_element(schema, contract.request_element, contract.request)
         _top_element(schema, contract.response_element, contract.response)
 

@@ -86,11 +86,12 @@ def build_fault(code: str, string: str, *, detail: Iterable[Element] = ()) -> by
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
 
 
-def business_fault(code: str, reason: str) -> bytes:
-    """A ``soap:Client`` fault whose detail is ``<garde:BusinessError code=...>reason``.
+def business_fault(code: str, reason: str, detail: Iterable[etree._Element] = ()) -> bytes:
+    """A ``soap:Client`` fault whose detail is ``<garde:BusinessError code=...>reason``, then
+    ``detail`` (a service's own error elements, e.g. MyCareNet's acknowledge).
 
     A gateway or replayer reads it as a conflict: the service refused the write on purpose.
     """
     element = etree.Element(BUSINESS_ERROR, code=code, nsmap={"garde": GARDE_LAB_NS})
     element.text = reason
-    return build_fault("soap:Client", reason, detail=[element])
+    return build_fault("soap:Client", reason, detail=[element, *detail])

@@ -42,10 +42,12 @@ DC_HEADER = "Garde-Lab-Data-Center"
 class BusinessFault(Exception):
     """A business rule refused the request: a ``soap:Client`` fault with ``garde:BusinessError``."""
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, detail: tuple[etree._Element, ...] = ()) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.detail = detail
+        """The service's own error elements, after ``garde:BusinessError`` in the fault."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,4 +452,4 @@ def _fault(status: int, code: str, message: str) -> Response:
 
 
 def _business(fault: BusinessFault) -> Response:
-    return Response(500, soap.business_fault(fault.code, fault.reason))
+    return Response(500, soap.business_fault(fault.code, fault.reason, fault.detail))

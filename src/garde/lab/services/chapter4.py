@@ -1,14 +1,26 @@
-"""Chapter IV: ask the insurer's medical advisor for an agreement; the decision comes later.
+"""Chapter IV: ask the insurer's medical advisor for an agreement, and consult the decisions.
 
-askChap4MedicalAdvisorAgreement answers a reference at once; the decision (agreed or refused,
-deterministic per request) is known only after the lab's ``chapter4_decision_delay``, and
-consultChap4MedicalAdvisorAgreement shows it. The real chain serves the two at their own paths
-(agreement admission, agreement consultation); here they share one store.
+As the real service answers (the KMEHR ``CD-MAA-*`` codes): askChap4MedicalAdvisorAgreement
+answers at once with a ``ResponseType`` (``CD-MAA-RESPONSETYPE``):
+
+- ``agreement``: granted now, with its ``DecisionReference``, ``AgreementStartDate`` and
+  ``AgreementEndDate``;
+- ``refusal``: refused now, with a ``RefusalJustification``;
+- ``intreatment``: the medical advisor has it in hand; the decision (agreement or refusal)
+  comes later, and only consultChap4MedicalAdvisorAgreement shows it, after the lab's
+  ``chapter4_decision_delay``.
+
+Which one is deterministic per request (a digest of prescriber, patient, paragraph, request
+type and the previous agreement): about one request in three is ``intreatment``, one in five
+refused. ``Status`` (``agreed``, ``refused``, ``pending``) is the lab's first summary of the
+same answer, kept for older callers. A request other than ``newrequest`` quotes the
+``Reference`` of an agreement of the same patient. The real chain serves the two operations at
+their own paths (agreement admission, agreement consultation); here they share one store.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from garde.lab.schema import f, group
@@ -16,7 +28,32 @@ from garde.lab.services.base import BusinessFault, Call, SimulatedService, diges
 from garde.lab.services.identifiers import INDIVIDUAL, check_nihii, check_niss
 from garde.masking import mask
 
-REQUEST_TYPES = ("newrequest", "extension", "cancellation", "closure")
+REQUEST_TYPES = (
+    "newrequest",
+    "extension",
+    "noncontinuousextension",
+    "complimentaryannex",
+    "cancellation",
+    "closure",
+)
+"""CD-MAA-REQUESTTYPE."""
+AGREEMENT, REFUSAL, IN_TREATMENT = "agreement", "refusal", "intreatment"
+"""CD-MAA-RESPONSETYPE."""
+STATUS = {AGREEMENT: "agreed", REFUSAL: "refused", IN_TREATMENT: "pending"}
+AGREEMENT_DAYS = 365
+REFUSAL_JUSTIFICATION = "the medical criteria of the paragraph are not met"
+
+_REQUESTED = (f("Reference"), f("Paragraph"), f("RequestType"))
+_DECISION = (
+    f("ResponseType"),
+    f("Status"),
+    f("DecisionReference", optional=True),
+    f("DecisionDate", "date", optional=True),
+    f("AgreementStartDate", "date", optional=True),
+    f("AgreementEndDate", "date", optional=True),
+    f("ValidUntil", "date", optional=True),
+    f("RefusalJustification", optional=True),
+)
 
 
 class _Agreements(SimulatedService):
@@ -24,20 +61,33 @@ class _Agreements(SimulatedService):
 
     backend = "chapter4"
 
+    def _decision(self, record: dict[str, Any]) -> tuple[str, date | None]:
+        """The response type as it stands now, and the day it was decided (None: not yet)."""
+        asked = record["asked"]
+        if record["first"] != IN_TREATMENT:
+            return record["first"], datetime.fromtimestamp(asked, self.ctx.tz()).date()
+        decided_at = asked + self.ctx.settings.chapter4_decision_delay
+        if self.ctx.clock() < decided_at:
+            return IN_TREATMENT, None
+        return record["final"], datetime.fromtimestamp(decided_at, self.ctx.tz()).date()
+
     def _view(self, record: dict[str, Any]) -> dict[str, Any]:
-        decided_at = record["asked"] + self.ctx.settings.chapter4_decision_delay
-        view = {
+        response, decided = self._decision(record)
+        view: dict[str, Any] = {
             "Reference": record["reference"],
             "Paragraph": record["paragraph"],
             "RequestType": record["type"],
-            "Status": "pending",
+            "ResponseType": response,
+            "Status": STATUS[response],
         }
-        if self.ctx.clock() >= decided_at:
-            decided = datetime.fromtimestamp(decided_at, self.ctx.tz())
-            view["Status"] = record["decision"]
-            view["DecisionDate"] = decided.date()
-            if record["decision"] == "agreed":
-                view["ValidUntil"] = (decided + timedelta(days=365)).date()
+        if decided is not None:
+            view["DecisionReference"] = "D" + record["reference"][2:]
+            view["DecisionDate"] = decided
+        if response == AGREEMENT and decided is not None:
+            end = decided + timedelta(days=AGREEMENT_DAYS)
+            view.update(AgreementStartDate=decided, AgreementEndDate=end, ValidUntil=end)
+        elif response == REFUSAL:
+            view["RefusalJustification"] = REFUSAL_JUSTIFICATION
         return view
 
 
@@ -53,7 +103,7 @@ class Chapter4(_Agreements):
             f("RequestType"),
             f("Reference", optional=True),
         ),
-        response=(f("Reference"), f("Status")),
+        response=(f("Reference"), *_DECISION),
     )
     def ask(self, call: Call) -> dict[str, Any]:
         prescriber = check_nihii(call.values["PrescriberNihii"], "prescriber", INDIVIDUAL)
@@ -62,20 +112,24 @@ class Chapter4(_Agreements):
         paragraph = str(call.values["Paragraph"])
         if kind not in REQUEST_TYPES:
             raise BusinessFault(
-                "INVALID_REQUEST_TYPE", f"RequestType {kind!r} is not one of {REQUEST_TYPES}"
+                "INVALID_REQUEST_TYPE",
+                f"RequestType {kind!r} is not one of {REQUEST_TYPES} (CD-MAA-REQUESTTYPE)",
             )
         previous = call.values.get("Reference")
-        if kind != "newrequest" and (
-            previous is None or self.records.get("agreement", previous) is None
-        ):
-            raise BusinessFault(
-                "AGREEMENT_UNKNOWN",
-                f"a {kind} needs the Reference of an existing agreement"
-                f" ({mask(str(previous or ''))} is unknown)",
-            )
+        if kind != "newrequest":
+            found = None if previous is None else self.records.get("agreement", previous)
+            if found is None or found["patient"] != niss:
+                raise BusinessFault(
+                    "AGREEMENT_UNKNOWN",
+                    f"a {kind} quotes the Reference of an agreement of this patient"
+                    f" ({mask(str(previous or ''))} is unknown)",
+                )
         content = digest(prescriber, niss, paragraph, kind, previous or "")
         reference = "C4" + digest(content, self.ctx.clock())[:14].upper()
-        decision = "refused" if int(content[:2], 16) % 5 == 0 else "agreed"
+        roll = int(content[:4], 16)
+        first = IN_TREATMENT if roll % 3 == 0 else (REFUSAL if roll % 5 == 0 else AGREEMENT)
+        if kind in ("cancellation", "closure"):
+            first = AGREEMENT  # ending an agreement is acknowledged at once
         record = {
             "reference": reference,
             "prescriber": prescriber,
@@ -83,11 +137,14 @@ class Chapter4(_Agreements):
             "paragraph": paragraph,
             "type": kind,
             "asked": self.ctx.clock(),
-            "decision": decision,
+            "first": first,
+            "final": REFUSAL if roll % 7 == 0 else AGREEMENT,
         }
         call.put("agreement", reference, record, owner=niss)
-        call.effect("agreement.requested", content, {"reference": reference})
-        return {"Reference": reference, "Status": "pending"}
+        call.effect("agreement.requested", content, {"reference": reference, "response": first})
+        view = self._view(record)
+        del view["Paragraph"], view["RequestType"]
+        return view
 
 
 class Chapter4Consultation(_Agreements):
@@ -96,18 +153,7 @@ class Chapter4Consultation(_Agreements):
     @operation(
         "consultChap4MedicalAdvisorAgreement",
         request=(f("Ssin"), f("Reference", optional=True)),
-        response=(
-            group(
-                "Agreement",
-                f("Reference"),
-                f("Paragraph"),
-                f("RequestType"),
-                f("Status"),
-                f("DecisionDate", "date", optional=True),
-                f("ValidUntil", "date", optional=True),
-                many=True,
-            ),
-        ),
+        response=(group("Agreement", *_REQUESTED, *_DECISION, many=True),),
     )
     def consult(self, call: Call) -> dict[str, Any]:
         niss = check_niss(call.values["Ssin"])
