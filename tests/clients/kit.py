@@ -15,9 +15,12 @@ GARDE_NS = "urn:garde:gateway:v1"
 EXECUTOR = "/Recip-e/v4/Executor"
 
 
-def gateway_files(lab: Any, catalog: Catalog, tmp: Path, answer: str) -> tuple[Path, Path]:
+def gateway_files(
+    lab: Any, catalog: Catalog, tmp: Path, answer: str, **more_settings: Any
+) -> tuple[Path, Path]:
     """The lab's catalog, with a pharmacy's deliveries answered as ``answer`` says when they
-    are journaled, and a gateway that notices a data center down within a second."""
+    are journaled, and a gateway that notices a data center down within a second (and
+    ``more_settings`` of the gateway's settings file)."""
 
     def deliveries_answered(data: dict[str, Any]) -> None:
         deliver = data["services"]["recipe-executor"]["operations"]["markAsDelivered"]
@@ -28,6 +31,7 @@ def gateway_files(lab: Any, catalog: Catalog, tmp: Path, answer: str) -> tuple[P
         "health_interval": "200ms",
         "health_timeout": "500ms",
         "outlier": {"consecutive_failures": 2, "base_ejection": "1s"},
+        **more_settings,
     }
     return drill.gateway_files(
         tmp, catalog, settings, endpoints=lab.endpoints, adjust=deliveries_answered

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from garde.catalog import Catalog
 from garde.catalog.model import WireProtocol
+from garde.errors import SettingsInvalid
+from garde.gateway.config import GatewayConfig
 from garde.gateway.handler import Gateway
 from garde.gateway.refusals import language_of
+from garde.gateway.settings import load_gateway_settings
 from garde.gateway.wire import Request
 from tests.gateway.doubles import (
     EXECUTOR,
@@ -154,6 +159,25 @@ def test_online_refusal_names_the_procedure_in_the_callers_language(
     assert root.find(".//g:Procedure", namespaces=ns).get("id") == "paper-proof-dispense"
     assert words in root.findtext(".//g:Procedure", namespaces=ns)
     assert root.findtext(".//g:Since", namespaces=ns)
+
+
+def test_soap_refusals_can_be_a_500_for_stacks_that_need_it(
+    catalog: Catalog, transport: FakeTransport, journal: MemoryJournal, tmp_path: Path
+) -> None:
+    config = GatewayConfig(health_checks=False, soap_fault_status=500)
+    gateway = Gateway(catalog, transport, config, journal)
+    _all_down(transport)
+    request = soap_request(EXECUTOR, "getPrescriptionForExecutor", RECIPE)
+    reply = asyncio.run(gateway.handle(request))
+    assert reply.status == 500  # WS-I BP R1126: what JAX-WS and WCF read a Fault from
+    assert reply.header(b"retry-after") is not None
+    assert etree.fromstring(reply.body).findtext(".//faultcode") == "soap:Server"
+
+    settings = tmp_path / "gateway.yaml"
+    settings.write_text("soap_fault_status: 502\n", encoding="utf-8")
+    with pytest.raises(SettingsInvalid) as refused:
+        load_gateway_settings(settings)
+    assert "soap_fault_status" in str(refused.value) and "500" in str(refused.value)
 
 
 def test_refusal_is_problem_json_for_rest_callers(gateway: Gateway) -> None:

@@ -66,6 +66,11 @@ class GatewayConfig:
     retry_min_per_second: float = 5.0
     retry_after: int = 30
     """Seconds suggested to callers refused while a service is offline."""
+    soap_fault_status: int = 503
+    """The HTTP status of a SOAP refusal (its Fault carries the procedure): ``503`` (with
+    ``Retry-After``, as for REST callers), or ``500``, which the WS-I Basic Profile (R1126)
+    gives every SOAP Fault and which JAX-WS (Metro, CXF) and .NET WCF need to read the Fault
+    at all: with ``503`` they report a transport error and never show the procedure."""
     cache_entries: int = 10_000
     fast_path: bool | str = "auto"
     """How plain retry-safe pass-through is served: ``native`` by the native data plane
@@ -140,6 +145,10 @@ class GatewayConfig:
         if self.xml_validation not in ("when_needed", "full"):
             raise UsageError(
                 f"xml_validation: expected when_needed or full, got {self.xml_validation!r}"
+            )
+        if self.soap_fault_status not in (500, 503):
+            raise UsageError(
+                f"soap_fault_status: expected 500 or 503, got {self.soap_fault_status!r}"
             )
         if self.host not in LOOPBACK and not self.admin_token:
             raise UsageError(

@@ -140,6 +140,7 @@ class Gateway:
             journal,
             target_group=self.config.target_group,
             retry_after=self.config.retry_after,
+            soap_fault_status=self.config.soap_fault_status,
             callers=self.callers,
         )
         self.tokens = TokenManager(self.config.identities, self._fetch_token)

@@ -80,6 +80,7 @@ class ContinuityPolicy:
         *,
         target_group: str | None,
         retry_after: int,
+        soap_fault_status: int = 503,
         callers: CallerTokens | None = None,
     ) -> None:
         self.catalog = catalog
@@ -88,6 +89,8 @@ class ContinuityPolicy:
         self.journal = journal
         self.target_group = target_group
         self.retry_after = retry_after
+        self.soap_fault_status = soap_fault_status
+        """503, or 500 for SOAP stacks that read a Fault only from a 500 (WS-I BP R1126)."""
         self.callers = callers
         """Callers' own tokens seen, for the entries that carry one."""
         self.entry_journaled: Signal[[str]] = Signal("entry journaled")
@@ -266,5 +269,5 @@ class ContinuityPolicy:
             (b"Content-Language", language.encode()),
         ]
         if envelope is not None or route.service.protocol.value == "soap":
-            return Reply(503, [*headers, SOAP_TYPE], refusal.soap_body())
+            return Reply(self.soap_fault_status, [*headers, SOAP_TYPE], refusal.soap_body())
         return Reply(503, [*headers, JSON_PROBLEM], refusal.json_body())

@@ -139,6 +139,9 @@ class GatewaySettingsFile(_File):
     retry_after: int | None = setting(
         help="seconds suggested in Retry-After to callers refused while a service is offline", ge=0
     )
+    soap_fault_status: Literal[500, 503] | None = setting(
+        help="HTTP status of a SOAP refusal: 503, or 500 for JAX-WS and .NET clients (WS-I BP)"
+    )
     cache_entries: int | None = setting(
         help="answers of cacheable reads kept for stale-but-marked replies", ge=0
     )
