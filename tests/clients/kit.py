@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from garde import drill
+from lxml import etree
+
+from garde import drill, soap
 from garde.catalog import Catalog
+from garde.lab import kmehr
+from tests.lab.labkit import PATIENT, PHARMACIST, PRESCRIBER, Client
 
 GARDE_NS = "urn:garde:gateway:v1"
 EXECUTOR = "/Recip-e/v4/Executor"
@@ -47,3 +52,23 @@ def receipt_state(base: str, receipt: str) -> str:
 def all_down(lab: Any, service: str) -> None:
     for dc in lab.endpoints[service]:
         lab.faults.set(service, dc, "down")
+
+
+def a_prescription_to_deliver(lab: Any) -> tuple[str, str]:
+    """A prescription a GP made today at the lab (its RID), and the pharmacist's WS-Security
+    header (a token from the lab's STS) that a client stack sends to read and deliver it."""
+    lab_client = Client(lab)
+    created = lab_client.call(
+        "recipe-prescriber",
+        "createPrescription",
+        {
+            "PrescriberNihii": PRESCRIBER,
+            "PatientId": PATIENT,
+            "Prescription": kmehr.prescription(PRESCRIBER, PATIENT, when=date.today()),
+        },
+        identity=PRESCRIBER,
+    )
+    rid = created.text("Rid")
+    assert rid, created.body
+    security = etree.tostring(soap.security_header(lab_client.token(PHARMACIST))).decode()
+    return rid, security

@@ -15,19 +15,22 @@ import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lxml import etree
 
-from garde import soap
 from garde.catalog import Catalog
-from garde.lab import kmehr, lab_in_thread
-from tests.clients.kit import EXECUTOR, all_down, gateway_files, receipt_state
-from tests.journal.crashkit import GatewayProcess
-from tests.lab.labkit import PATIENT, PHARMACIST, PRESCRIBER, Client
+from garde.drill import GatewayProcess
+from garde.lab import lab_in_thread
+from tests.clients.kit import (
+    EXECUTOR,
+    a_prescription_to_deliver,
+    all_down,
+    gateway_files,
+    receipt_state,
+)
+from tests.lab.labkit import PHARMACIST
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -126,20 +129,7 @@ async def _day(lab: Any, gateway: GatewayProcess, jdk: dict[str, str], work: Pat
 
 
 def _calls(lab: Any, base: str, jdk: dict[str, str], work: Path) -> None:
-    lab_client = Client(lab)
-    created = lab_client.call(
-        "recipe-prescriber",
-        "createPrescription",
-        {
-            "PrescriberNihii": PRESCRIBER,
-            "PatientId": PATIENT,
-            "Prescription": kmehr.prescription(PRESCRIBER, PATIENT, when=date.today()),
-        },
-        identity=PRESCRIBER,
-    )
-    rid = created.text("Rid")
-    assert rid, created.body
-    security = etree.tostring(soap.security_header(lab_client.token(PHARMACIST))).decode()
+    rid, security = a_prescription_to_deliver(lab)
     wsdl = f"{base}{EXECUTOR}?wsdl"
     pharmacy = Pharmacy(jdk, _build(jdk, wsdl, work), wsdl, security)
     try:

@@ -13,19 +13,22 @@ import json
 import os
 import shutil
 import subprocess
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lxml import etree
 
-from garde import soap
 from garde.catalog import Catalog
 from garde.drill import GatewayProcess
-from garde.lab import kmehr, lab_in_thread
-from tests.clients.kit import EXECUTOR, all_down, gateway_files, receipt_state
-from tests.lab.labkit import PATIENT, PHARMACIST, PRESCRIBER, Client
+from garde.lab import lab_in_thread
+from tests.clients.kit import (
+    EXECUTOR,
+    a_prescription_to_deliver,
+    all_down,
+    gateway_files,
+    receipt_state,
+)
+from tests.lab.labkit import PHARMACIST
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -74,20 +77,7 @@ async def _day(lab: Any, gateway: GatewayProcess, node: str) -> None:
 
 
 def _calls(lab: Any, base: str, node: str) -> None:
-    lab_client = Client(lab)
-    created = lab_client.call(
-        "recipe-prescriber",
-        "createPrescription",
-        {
-            "PrescriberNihii": PRESCRIBER,
-            "PatientId": PATIENT,
-            "Prescription": kmehr.prescription(PRESCRIBER, PATIENT, when=date.today()),
-        },
-        identity=PRESCRIBER,
-    )
-    rid = created.text("Rid")
-    assert rid, created.body
-    security = etree.tostring(soap.security_header(lab_client.token(PHARMACIST))).decode()
+    rid, security = a_prescription_to_deliver(lab)
     wsdl = f"{base}{EXECUTOR}?wsdl"
 
     read = _call(node, wsdl, "getPrescriptionForExecutor", {"Rid": rid}, security)
