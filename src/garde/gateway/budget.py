@@ -12,6 +12,39 @@ import time
 from collections.abc import Callable
 
 
+class WindowCount:
+    """A count over the last ``window`` seconds, kept in one-second buckets: what the retry
+    and hedge budgets both measure their load against."""
+
+    def __init__(self, window: int, clock: Callable[[], float]) -> None:
+        self.window = window
+        self.clock = clock
+        self._buckets = [0] * window
+        self._second = int(clock())
+        self.total = 0
+        """The count within the window."""
+
+    def _advance(self) -> int:
+        second = int(self.clock())
+        if second != self._second:
+            steps = min(second - self._second, self.window)
+            for i in range(1, steps + 1):
+                slot = (self._second + i) % self.window
+                self.total -= self._buckets[slot]
+                self._buckets[slot] = 0
+            self._second = second
+        return second % self.window
+
+    def add(self, count: int) -> None:
+        self._buckets[self._advance()] += count
+        self.total += count
+
+    def current(self) -> int:
+        """The count within the window, buckets older than it dropped first."""
+        self._advance()
+        return self.total
+
+
 class RetryBudget:
     def __init__(
         self,
@@ -25,39 +58,29 @@ class RetryBudget:
         self.min_per_second = min_per_second
         self.window = window
         self.clock = clock
-        self._requests = [0] * window
-        self._retries = [0] * window
-        self._second = int(clock())
-        self.requests = 0
-        self.retries = 0
+        self._requests = WindowCount(window, clock)
+        self._retries = WindowCount(window, clock)
         self.refused = 0
 
-    def _advance(self) -> int:
-        second = int(self.clock())
-        if second != self._second:
-            steps = min(second - self._second, self.window)
-            for i in range(1, steps + 1):
-                slot = (self._second + i) % self.window
-                self.requests -= self._requests[slot]
-                self.retries -= self._retries[slot]
-                self._requests[slot] = 0
-                self._retries[slot] = 0
-            self._second = second
-        return second % self.window
+    @property
+    def requests(self) -> int:
+        """Original requests within the window."""
+        return self._requests.current()
+
+    @property
+    def retries(self) -> int:
+        """Retries within the window."""
+        return self._retries.current()
 
     def deposit(self, count: int = 1) -> None:
         """``count`` original requests (not retries)."""
-        slot = self._advance()
-        self._requests[slot] += count
-        self.requests += count
+        self._requests.add(count)
 
     def withdraw(self) -> bool:
         """Take one retry from the budget; False (and counted) when it is spent."""
-        slot = self._advance()
         allowed = self.min_per_second * self.window + self.ratio * self.requests
         if self.retries + 1 > allowed:
             self.refused += 1
             return False
-        self._retries[slot] += 1
-        self.retries += 1
+        self._retries.add(1)
         return True

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable
 
-from garde.gateway.budget import RetryBudget
+from garde.gateway.budget import RetryBudget, WindowCount
 
 _BASE = 0.0005
 """The upper bound of the first latency bucket, in seconds."""
@@ -133,30 +133,19 @@ class HedgeBudget:
         self.min_per_second = min_per_second
         self.clock = clock
         self.window = requests.window
-        self._hedges = [0] * self.window
-        self._second = int(clock())
-        self.hedges = 0
-        """Hedges within the window."""
+        self._hedges = WindowCount(self.window, clock)
         self.sent = 0
         """Hedges sent since the start."""
         self.refused = 0
         """Hedges the budget refused since the start."""
 
-    def _advance(self) -> int:
-        second = int(self.clock())
-        if second != self._second:
-            steps = min(second - self._second, self.window)
-            for i in range(1, steps + 1):
-                slot = (self._second + i) % self.window
-                self.hedges -= self._hedges[slot]
-                self._hedges[slot] = 0
-            self._second = second
-        return second % self.window
+    @property
+    def hedges(self) -> int:
+        """Hedges within the window."""
+        return self._hedges.current()
 
     def available(self) -> int:
         """Hedges that may be sent now."""
-        self._advance()
-        self.requests.deposit(0)  # moves its window on too
         allowed = self.min_per_second * self.window + self.ratio * self.requests.requests
         return max(0, int(allowed) - self.hedges)
 
@@ -170,9 +159,7 @@ class HedgeBudget:
 
     def spend(self, count: int) -> None:
         """``count`` hedges already sent (by the native data plane, within its share)."""
-        slot = self._advance()
-        self._hedges[slot] += count
-        self.hedges += count
+        self._hedges.add(count)
         self.sent += count
 
     def as_json(self) -> dict[str, object]:
